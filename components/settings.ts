@@ -1,0 +1,473 @@
+/**
+ * Typed stack settings for the whole `kilo-fleet:` config namespace.
+ *
+ * One zod schema, one parse function: the Pulumi program (`index.ts`) and the offline CLI both call
+ * `parseSettings`, so a stack that passes `npm run kilo-fleet -- validate` is the stack `pulumi up` sees.
+ * Every error names the full key path (`kilo-fleet:hosts[1].ssh.port: must be 1-65535`) and all errors
+ * are reported at once.
+ */
+import { z } from "zod";
+import { checkPoolerBaseUrl } from "./poolerUrl";
+
+export const CONFIG_NAMESPACE = "kilo-fleet";
+
+/** The seed's model entry (codex-pooler-kilo docs): the default of `models`. */
+export const SEED_MODEL = {
+  name: "GPT-5.5 via Codex Pooler",
+  tool_call: true,
+  reasoning: true,
+  temperature: false,
+  attachment: true,
+  modalities: { input: ["text", "image"], output: ["text"] },
+  limit: { context: 272000, input: 228000, output: 64000 },
+} as const;
+
+/** Top-level kilo.jsonc keys kilo-fleet owns; `kiloSettings` may not set them. */
+export const MANAGED_TOP_LEVEL_KEYS = [
+  "$schema",
+  "model",
+  "enabled_providers",
+  "provider",
+  "compaction",
+  "autoupdate",
+  "permission",
+] as const;
+
+/** Shells whose startup file gets the managed block, and the file each one means. */
+export const SHELL_RC_FILES = {
+  bash: ".bashrc",
+  zsh: ".zshrc",
+  sh: ".profile",
+  fish: ".config/fish/conf.d/kilo-fleet.fish",
+} as const;
+export type ShellName = keyof typeof SHELL_RC_FILES;
+
+const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
+const noControlChars = (s: string) => !CONTROL_CHARS.test(s);
+
+const kiloVersion = z.string().refine((v) => v === "latest" || SEMVER.test(v), {
+  message: 'must be an exact version such as "7.7.7", or "latest"',
+});
+
+const modelId = z
+  .string()
+  .min(1, { message: "must not be empty" })
+  .refine(noControlChars, { message: "must not contain control characters or newlines" });
+
+const positiveInt = z
+  .number({ error: "must be a positive integer" })
+  .int({ message: "must be a positive integer" })
+  .positive({ message: "must be a positive integer" });
+
+const modality = z.enum(["text", "audio", "image", "video", "pdf"]);
+
+const modelSchema = z
+  .strictObject({
+    name: z.string().refine(noControlChars, { message: "must not contain control characters" }).optional(),
+    tool_call: z.boolean().optional(),
+    reasoning: z.boolean().optional(),
+    temperature: z.boolean().optional(),
+    attachment: z.boolean().optional(),
+    modalities: z
+      .strictObject({ input: z.array(modality).optional(), output: z.array(modality).optional() })
+      .optional(),
+    limit: z.strictObject({
+      context: positiveInt,
+      input: positiveInt.optional(),
+      output: positiveInt,
+    }),
+  })
+  .superRefine((m, ctx) => {
+    for (const k of ["input", "output"] as const) {
+      const v = m.limit[k];
+      if (v !== undefined && v > m.limit.context) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["limit", k],
+          message: `must not exceed limit.context (${m.limit.context})`,
+        });
+      }
+    }
+  });
+export type ModelSettings = z.infer<typeof modelSchema>;
+
+const shellName = z.enum(Object.keys(SHELL_RC_FILES) as [ShellName, ...ShellName[]], {
+  error: `must be one of ${Object.keys(SHELL_RC_FILES).join(", ")}`,
+});
+
+const hostName = z
+  .string()
+  .regex(/^[a-z0-9-]+$/, { message: "must match [a-z0-9-]+ (lower-case letters, digits, '-')" });
+
+const sshTarget = z
+  .string()
+  .min(1, { message: "is required" })
+  .refine((s) => noControlChars(s) && !/\s/.test(s), { message: "must not contain whitespace or control characters" });
+
+const hostOverrides = {
+  /** Overrides `kiloVersion` for this host. */
+  kiloVersion: kiloVersion.optional(),
+  /** Overrides `model` for this host (must be a key of `models`). */
+  model: modelId.optional(),
+  /** Shells whose startup files get the managed block; default: those whose rc file exists, plus sh. */
+  shells: z.array(shellName).min(1, { message: "must list at least one shell" }).optional(),
+};
+
+const sshConnection = z.strictObject({
+  host: sshTarget,
+  user: sshTarget,
+  port: z
+    .number({ error: "must be 1-65535" })
+    .int({ message: "must be 1-65535" })
+    .min(1, { message: "must be 1-65535" })
+    .max(65535, { message: "must be 1-65535" })
+    .optional(),
+  hostKey: z
+    .string()
+    .regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, {
+      message: 'must be one public key line such as "ssh-ed25519 AAAA..." (see ssh-keyscan)',
+    })
+    .optional(),
+});
+
+// One object with both shapes' keys, so errors inside `ssh` keep their own paths; exactly one kind.
+const hostSchema = z
+  .strictObject({
+    name: hostName,
+    local: z.literal(true, { error: "must be true" }).optional(),
+    ssh: sshConnection.optional(),
+    ...hostOverrides,
+  })
+  .superRefine((h, ctx) => {
+    if (h.local && h.ssh)
+      ctx.addIssue({ code: "custom", message: "must be either local: true or ssh: {...}, not both" });
+    if (!h.local && !h.ssh) ctx.addIssue({ code: "custom", message: 'needs "local: true" or "ssh: {host, user}"' });
+  });
+export type HostSettings = z.infer<typeof hostSchema>;
+
+const httpUrl = z.string().refine(
+  (s) => {
+    try {
+      const u = new URL(s);
+      return (u.protocol === "http:" || u.protocol === "https:") && noControlChars(s);
+    } catch {
+      return false;
+    }
+  },
+  { message: "must be an http(s) URL" },
+);
+
+/** A secret value: a string at run time, or a `{secure: ...}` blob when read from a stack file. */
+const secretValue = z.union([
+  z.string().min(1, { message: "must not be empty" }),
+  z.strictObject({ secure: z.string() }).transform(() => ENCRYPTED),
+]);
+/** Stands in for a secret that is present but encrypted (stack files are never decrypted offline). */
+export const ENCRYPTED = "[encrypted]";
+
+/** The schema of every key in the `kilo-fleet:` namespace, with defaults. */
+export const settingsSchema = z.strictObject({
+  poolerBaseUrl: z.string({ error: "is required (the pooler's /v1 base URL)" }).superRefine((s, ctx) => {
+    const problem = checkPoolerBaseUrl(s);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  }),
+  codexPoolerApiKey: secretValue.optional(),
+  providerId: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9\-_.]*$/, { message: "must match [a-z0-9][a-z0-9-_.]* (no '/')" })
+    .default("codex-pooler"),
+  apiKeyEnvVar: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: "must be a shell variable name ([A-Za-z_][A-Za-z0-9_]*)" })
+    .default("CODEX_POOLER_API_KEY"),
+  kiloVersion: kiloVersion.default("7.7.7"),
+  model: modelId.default("gpt-5.5"),
+  models: z
+    .record(modelId, modelSchema)
+    .refine((m) => Object.keys(m).length > 0, { message: "must define at least one model" })
+    .default({ "gpt-5.5": structuredClone(SEED_MODEL) as unknown as ModelSettings }),
+  compactionThresholdPercent: z
+    .number({ error: "must be an integer 1-100, or null to omit compaction" })
+    .int({ message: "must be an integer 1-100, or null to omit compaction" })
+    .min(1, { message: "must be an integer 1-100, or null to omit compaction" })
+    .max(100, { message: "must be an integer 1-100, or null to omit compaction" })
+    .nullable()
+    .default(75),
+  permission: z
+    .record(z.string(), z.unknown(), {
+      error: 'must be an object such as {"bash": "allow"}; a bare string like "ask" is not a valid shape',
+    })
+    .optional(),
+  kiloSettings: z
+    .record(z.string(), z.unknown(), {
+      error: 'must be an object of extra kilo.jsonc keys, e.g. {"share": "disabled"}',
+    })
+    .superRefine((o, ctx) => {
+      for (const k of Object.keys(o)) {
+        if ((MANAGED_TOP_LEVEL_KEYS as readonly string[]).includes(k)) {
+          ctx.addIssue({
+            code: "custom",
+            path: [k],
+            message: `is managed by kilo-fleet; set it through its own config key instead (${managedKeyHint(k)})`,
+          });
+        }
+      }
+    })
+    .default({}),
+  smokeCheck: z
+    .strictObject({
+      enabled: z.boolean({ error: "must be true or false" }).default(true),
+      timeoutSeconds: z
+        .number({ error: "must be an integer 10-3600" })
+        .int({ message: "must be an integer 10-3600" })
+        .min(10, { message: "must be an integer 10-3600" })
+        .max(3600, { message: "must be an integer 10-3600" })
+        .default(180),
+    })
+    .default({ enabled: true, timeoutSeconds: 180 }),
+  npmRegistry: httpUrl.optional(),
+  hosts: z
+    .array(hostSchema)
+    .min(1, { message: "must list at least one host" })
+    .default([{ name: "local", local: true }]),
+  sshPrivateKey: secretValue.optional(),
+});
+
+/**
+ * Rules across keys (model ↔ models, unique host names). Checked on the raw input, not in the schema,
+ * so they are reported together with every other error instead of only once the rest is valid.
+ */
+function crossKeyErrors(input: Record<string, unknown>): SettingsError[] {
+  const errors: SettingsError[] = [];
+  const models = input.models;
+  const defined =
+    models !== null && typeof models === "object" && !Array.isArray(models) ? Object.keys(models) : ["gpt-5.5"];
+  const checkModel = (m: unknown, path: (string | number)[]) => {
+    if (typeof m === "string" && defined.length > 0 && !defined.includes(m)) {
+      errors.push({
+        key: formatKeyPath(path),
+        message: `"${m}" is not a key of models (defined: ${defined.join(", ")})`,
+      });
+    }
+  };
+  checkModel(input.model ?? "gpt-5.5", ["model"]);
+  if (Array.isArray(input.hosts)) {
+    const seen = new Map<string, number>();
+    input.hosts.forEach((h: unknown, i) => {
+      if (h === null || typeof h !== "object") return;
+      const host = h as Record<string, unknown>;
+      checkModel(host.model, ["hosts", i, "model"]);
+      if (typeof host.name !== "string") return;
+      const first = seen.get(host.name);
+      if (first !== undefined) {
+        errors.push({
+          key: formatKeyPath(["hosts", i, "name"]),
+          message: `duplicate host name "${host.name}" (also hosts[${first}])`,
+        });
+      } else seen.set(host.name, i);
+    });
+  }
+  return errors;
+}
+
+export type Settings = z.output<typeof settingsSchema>;
+/** The settings of one host: fleet settings with that host's overrides applied. */
+export interface ResolvedHost {
+  name: string;
+  kind: "local" | "ssh";
+  ssh?: { host: string; user: string; port: number; hostKey?: string };
+  kiloVersion: string;
+  model: string;
+  /** Explicit shells, or undefined for "those whose rc file exists, plus sh". */
+  shells?: ShellName[];
+}
+
+function managedKeyHint(k: string): string {
+  switch (k) {
+    case "model":
+      return "kilo-fleet:model";
+    case "provider":
+    case "enabled_providers":
+      return "kilo-fleet:providerId, poolerBaseUrl, models";
+    case "compaction":
+      return "kilo-fleet:compactionThresholdPercent";
+    case "autoupdate":
+      return "kilo-fleet:kiloVersion";
+    case "permission":
+      return "kilo-fleet:permission";
+    default:
+      return "it is always set";
+  }
+}
+
+export interface SettingsError {
+  /** Full key path, e.g. `kilo-fleet:hosts[1].ssh.port`. */
+  key: string;
+  message: string;
+}
+
+export type ParseResult =
+  | { ok: true; settings: Settings; warnings: string[] }
+  | { ok: false; errors: SettingsError[]; warnings: string[] };
+
+/** Formats a config path the way `pulumi config set --path` spells it. */
+export function formatKeyPath(path: readonly PropertyKey[]): string {
+  let out = CONFIG_NAMESPACE;
+  path.forEach((p, i) => {
+    if (typeof p === "number") out += `[${p}]`;
+    else if (i === 0) out += `:${String(p)}`;
+    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(String(p))) out += `.${String(p)}`;
+    else out += `[${JSON.stringify(String(p))}]`;
+  });
+  return out;
+}
+
+/** Levenshtein distance, for "did you mean" hints on unknown keys. */
+function editDistance(a: string, b: string): number {
+  const d: number[] = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0];
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = d[j];
+      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return d[b.length];
+}
+
+export function didYouMean(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Number.POSITIVE_INFINITY;
+  for (const k of known) {
+    const dist = editDistance(key.toLowerCase(), k.toLowerCase());
+    if (dist < bestD) {
+      bestD = dist;
+      best = k;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+/** The keys a strict object at `path` accepts, for "did you mean" hints. */
+function knownKeysAt(path: readonly PropertyKey[]): string[] {
+  const p = path.filter((x) => typeof x !== "number").map(String);
+  const top = Object.keys(settingsSchema.shape);
+  if (p.length === 0) return top;
+  if (p[0] === "hosts" && p.length === 1) return ["name", "local", "ssh", ...Object.keys(hostOverrides)];
+  if (p[0] === "hosts" && p[1] === "ssh") return ["host", "user", "port", "hostKey"];
+  if (p[0] === "smokeCheck") return ["enabled", "timeoutSeconds"];
+  if (p[0] === "models" && p.length === 2) return Object.keys(SEED_MODEL);
+  if (p[0] === "models" && p[2] === "limit") return ["context", "input", "output"];
+  if (p[0] === "models" && p[2] === "modalities") return ["input", "output"];
+  return [];
+}
+
+/** Keys whose values are not strings: Pulumi hands these to the program as JSON text. */
+const STRUCTURED_KEYS = new Set([
+  "models",
+  "compactionThresholdPercent",
+  "permission",
+  "kiloSettings",
+  "smokeCheck",
+  "hosts",
+]);
+
+/**
+ * Parses the raw `kilo-fleet:` config. `raw` maps full keys (`kilo-fleet:model`) to values: strings as
+ * the Pulumi runtime gives them (structured values as JSON text), or structured values as read from a
+ * stack YAML file. Keys of other namespaces are ignored.
+ */
+export function parseSettings(raw: Record<string, unknown>): ParseResult {
+  const input: Record<string, unknown> = {};
+  const errors: SettingsError[] = [];
+  const warnings: string[] = [];
+  for (const [fullKey, value] of Object.entries(raw)) {
+    const [ns, ...rest] = fullKey.split(":");
+    if (ns !== CONFIG_NAMESPACE || rest.length === 0) continue;
+    const key = rest.join(":");
+    let v = value;
+    if (STRUCTURED_KEYS.has(key) && typeof v === "string") {
+      try {
+        v = JSON.parse(v);
+      } catch {
+        // Not JSON: leave the plain string for the schema, whose message says what shape is wanted.
+      }
+    }
+    input[key] = v;
+  }
+
+  const result = settingsSchema.safeParse(input, {
+    error: (iss) => (iss.code === "invalid_type" && iss.input === undefined ? "is required" : undefined),
+  });
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      if (issue.code === "unrecognized_keys") {
+        const known = knownKeysAt(issue.path);
+        for (const k of issue.keys) {
+          const hint = didYouMean(k, known);
+          errors.push({
+            key: formatKeyPath([...issue.path, k]),
+            message: `unknown key${hint ? ` (did you mean ${hint}?)` : ""}`,
+          });
+        }
+      } else {
+        errors.push({ key: formatKeyPath(issue.path), message: issue.message });
+      }
+    }
+  }
+  errors.push(...crossKeyErrors(input));
+  if (errors.length > 0) return { ok: false, errors: dedupe(errors), warnings };
+
+  const settings = (result as { data: Settings }).data;
+  const versions = [settings.kiloVersion, ...settings.hosts.map((h) => h.kiloVersion)];
+  if (versions.includes("latest")) {
+    warnings.push(
+      `${CONFIG_NAMESPACE}:kiloVersion: "latest" means the fleet is no longer pinned: hosts drift as Kilo releases, and kilo may update itself`,
+    );
+  }
+  settings.hosts.forEach((h, i) => {
+    if (h.ssh && h.ssh.hostKey === undefined) {
+      warnings.push(
+        `${formatKeyPath(["hosts", i, "ssh", "hostKey"])}: not set, so the server's host key is not pinned (get it with ssh-keyscan)`,
+      );
+    }
+  });
+  return { ok: true, settings, warnings };
+}
+
+function dedupe(errors: SettingsError[]): SettingsError[] {
+  const seen = new Set<string>();
+  return errors.filter((e) => {
+    const k = `${e.key}\0${e.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+/** Formats errors one per line, `key: message`. */
+export function formatErrors(errors: readonly SettingsError[]): string {
+  return errors.map((e) => `${e.key}: ${e.message}`).join("\n");
+}
+
+/** Applies a host's overrides to the fleet settings. */
+export function resolveHost(settings: Settings, host: HostSettings): ResolvedHost {
+  const base = {
+    name: host.name,
+    kiloVersion: host.kiloVersion ?? settings.kiloVersion,
+    model: host.model ?? settings.model,
+    shells: host.shells,
+  };
+  if (host.ssh) {
+    return {
+      ...base,
+      kind: "ssh",
+      ssh: { host: host.ssh.host, user: host.ssh.user, port: host.ssh.port ?? 22, hostKey: host.ssh.hostKey },
+    };
+  }
+  return { ...base, kind: "local" };
+}
