@@ -1,0 +1,88 @@
+/**
+ * The smoke check, the last step of every KiloHost (issue 5): proves the deployed host works the way the
+ * Codex Pooler docs describe (shared/codex-pooler-kilo.md, point 10) and fails the deploy with one line a
+ * person can act on when it does not.
+ *
+ * The script (POSIX sh; node is on every host, kilo needs it):
+ * 1. sources the env file the deploy wrote (the same file the rc blocks source, so this proves that path;
+ *    Debian's .bashrc returns early for non-interactive shells, so it is sourced directly);
+ * 2. makes a fresh `mktemp -d` directory (never the user's files: `--auto` approves tools) and removes it
+ *    on every exit; kilo's data and state dirs (session database, logs) are pointed inside it too, so a
+ *    check leaves nothing behind in the user's kilo history, and nothing a server echoed is persisted;
+ * 3. runs the embedded node program (smoke-runner.ts), which checks the key variable is non-empty and
+ *    exported (kilo silently sends no Authorization header otherwise), runs `kilo --version`, checks the
+ *    pooler answers at the base URL (short timeout), then runs the seed command below in its own process
+ *    group under `smokeCheck.timeoutSeconds` and reads kilo's JSON events.
+ *
+ * Passes only when kilo-ok.txt holds exactly `kilo ok` (one trailing newline tolerated) AND kilo's final
+ * text event is `kilo ok`: kilo exits 0 even when no tool ran.
+ *
+ * Output, success (stdout, last line): `kilo-fleet: smoke ok kilo=<version> seconds=<n.n>` (see
+ * `parseSmokeOutput`). Failure (stderr, one line, exit 1): `smoke check failed on <host>: <cause>`.
+ * The API key is never printed: every line is redacted, even when the pooler echoes the key.
+ */
+import { ENV_FILE, KILO_BIN } from "../hostPaths";
+import type { ResolvedHost, Settings } from "../settings";
+import { shQuote } from "../shellQuote";
+import type { HostScript } from "./index";
+import { SMOKE_RUNNER_JS } from "./smoke-runner";
+
+/** The seed's smoke prompt (codex-pooler-kilo docs, point 10). Part of what the check proves. */
+export const SMOKE_PROMPT =
+  "Use your tools to create kilo-ok.txt containing exactly: kilo ok. After the file exists, reply with exactly: kilo ok";
+
+/** The last line of a passing smoke check. */
+export const SMOKE_OK_LINE = /^kilo-fleet: smoke ok kilo=(\S+) seconds=(\d+(?:\.\d+)?)$/;
+
+export interface SmokeResult {
+  passed: true;
+  kiloVersion: string;
+  seconds: number;
+}
+
+/** Reads a passing check's result from its stdout (the last non-empty line); undefined if it is not one. */
+export function parseSmokeOutput(stdout: string): SmokeResult | undefined {
+  const last = stdout.trimEnd().split("\n").pop() ?? "";
+  const m = SMOKE_OK_LINE.exec(last.trim());
+  return m ? { passed: true, kiloVersion: m[1], seconds: Number(m[2]) } : undefined;
+}
+
+/** The smoke check of one host. Create only: there is nothing to update or delete on the host. */
+export function smokeScript(settings: Settings, host: ResolvedHost): HostScript {
+  const model = `${settings.providerId}/${host.model}`;
+  const create = `# kilo-fleet smoke check (issue 5): the seed's kilo command against the pooler, in a scratch directory.
+set -u
+host=${shQuote(host.name)}
+base_url=${shQuote(settings.poolerBaseUrl)}
+key_var=${shQuote(settings.apiKeyEnvVar)}
+model=${shQuote(model)}
+timeout_s=${shQuote(String(settings.smokeCheck.timeoutSeconds))}
+prompt=${shQuote(SMOKE_PROMPT)}
+env_file="${ENV_FILE}"
+kilo_bin="${KILO_BIN}"
+smoke_js=${shQuote(SMOKE_RUNNER_JS)}
+
+fail() {
+  printf 'smoke check failed on %s: %s\\n' "$host" "$1" >&2
+  exit 1
+}
+
+command -v node >/dev/null 2>&1 || fail "node is not on PATH (kilo runs on node)"
+[ -x "$kilo_bin" ] || fail "kilo is not installed at $kilo_bin"
+[ -r "$env_file" ] || fail "the env file $env_file is missing (the env step writes it)"
+. "$env_file" || fail "sourcing $env_file failed"
+
+smoke_root=$(mktemp -d "\${TMPDIR:-/tmp}/kilo-fleet-smoke.XXXXXX") || fail "mktemp -d failed"
+trap 'cd / && rm -rf "$smoke_root"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+mkdir "$smoke_root/work" && cd "$smoke_root/work" || fail "cannot use the scratch directory $smoke_root"
+
+KILO_DISABLE_MODELS_FETCH=1 KILO_TELEMETRY_LEVEL=off KILO_SESSION_RETRY_LIMIT=1 \\
+XDG_DATA_HOME="$smoke_root/data" XDG_STATE_HOME="$smoke_root/state" \\
+  node -e "$smoke_js" -- "$host" "$base_url" "$key_var" "$timeout_s" "$env_file" \\
+  "$kilo_bin" run --model "$model" --pure --auto --format json --dir "$PWD" "$prompt"
+`;
+  return { create };
+}
