@@ -38,4 +38,4 @@ export function envScript(_settings: Settings, _host: ResolvedHost): HostScript 
 export function remoteCommandLine(_script: string): string {
   return notYet("remoteCommandLine");
 }
-export { smokeScript, SMOKE_PROMPT } from "./smoke";
+export { SMOKE_PROMPT, smokeScript } from "./smoke";
