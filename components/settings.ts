@@ -46,6 +46,8 @@ const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 const noControlChars = (s: string) => !CONTROL_CHARS.test(s);
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v);
 
 const kiloVersion = z.string().refine((v) => v === "latest" || SEMVER.test(v), {
   message: 'must be an exact version such as "7.7.7", or "latest"',
@@ -60,6 +62,15 @@ const positiveInt = z
   .number({ error: "must be a positive integer" })
   .int({ message: "must be a positive integer" })
   .positive({ message: "must be a positive integer" });
+
+/** `limit.input`/`limit.output` above `limit.context`; tolerates invalid input (it also runs on raw config). */
+function limitIssues(limit: unknown): { path: (string | number)[]; message: string }[] {
+  if (!isPlainObject(limit) || typeof limit.context !== "number") return [];
+  const context = limit.context;
+  return (["input", "output"] as const)
+    .filter((k) => typeof limit[k] === "number" && (limit[k] as number) > context)
+    .map((k) => ({ path: ["limit", k], message: `must not exceed limit.context (${context})` }));
+}
 
 const modality = z.enum(["text", "audio", "image", "video", "pdf"]);
 
@@ -79,18 +90,13 @@ const modelSchema = z
       output: positiveInt,
     }),
   })
-  .superRefine((m, ctx) => {
-    for (const k of ["input", "output"] as const) {
-      const v = m.limit[k];
-      if (v !== undefined && v > m.limit.context) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["limit", k],
-          message: `must not exceed limit.context (${m.limit.context})`,
-        });
-      }
-    }
-  });
+  .superRefine(
+    (m, ctx) => {
+      for (const issue of limitIssues(m.limit)) ctx.addIssue({ code: "custom", ...issue });
+    },
+    // Report this together with every other error instead of only once the rest of the model is valid.
+    { when: (payload) => isPlainObject(payload.value) },
+  );
 export type ModelSettings = z.infer<typeof modelSchema>;
 
 const shellName = z.enum(Object.keys(SHELL_RC_FILES) as [ShellName, ...ShellName[]], {
@@ -140,11 +146,15 @@ const hostSchema = z
     ssh: sshConnection.optional(),
     ...hostOverrides,
   })
-  .superRefine((h, ctx) => {
-    if (h.local && h.ssh)
-      ctx.addIssue({ code: "custom", message: "must be either local: true or ssh: {...}, not both" });
-    if (!h.local && !h.ssh) ctx.addIssue({ code: "custom", message: 'needs "local: true" or "ssh: {host, user}"' });
-  });
+  .superRefine(
+    (h, ctx) => {
+      if (h.local && h.ssh)
+        ctx.addIssue({ code: "custom", message: "must be either local: true or ssh: {...}, not both" });
+      if (!h.local && !h.ssh) ctx.addIssue({ code: "custom", message: 'needs "local: true" or "ssh: {host, user}"' });
+    },
+    // Also when e.g. the name is invalid: every error at once.
+    { when: (payload) => isPlainObject(payload.value) },
+  );
 export type HostSettings = z.infer<typeof hostSchema>;
 
 const httpUrl = z.string().refine(
@@ -187,7 +197,8 @@ export const settingsSchema = z.strictObject({
   models: z
     .record(modelId, modelSchema)
     .refine((m) => Object.keys(m).length > 0, { message: "must define at least one model" })
-    .default({ "gpt-5.5": structuredClone(SEED_MODEL) as unknown as ModelSettings }),
+    // Defaults are functions so every parse gets its own copy (a shared object would leak mutations).
+    .default(() => ({ "gpt-5.5": structuredClone(SEED_MODEL) as unknown as ModelSettings })),
   compactionThresholdPercent: z
     .number({ error: "must be an integer 1-100, or null to omit compaction" })
     .int({ message: "must be an integer 1-100, or null to omit compaction" })
@@ -215,7 +226,7 @@ export const settingsSchema = z.strictObject({
         }
       }
     })
-    .default({}),
+    .default(() => ({})),
   smokeCheck: z
     .strictObject({
       enabled: z.boolean({ error: "must be true or false" }).default(true),
@@ -226,12 +237,12 @@ export const settingsSchema = z.strictObject({
         .max(3600, { message: "must be an integer 10-3600" })
         .default(180),
     })
-    .default({ enabled: true, timeoutSeconds: 180 }),
+    .default(() => ({ enabled: true, timeoutSeconds: 180 })),
   npmRegistry: httpUrl.optional(),
   hosts: z
     .array(hostSchema)
     .min(1, { message: "must list at least one host" })
-    .default([{ name: "local", local: true }]),
+    .default(() => [{ name: "local", local: true as const }]),
   sshPrivateKey: secretValue.optional(),
 });
 
@@ -253,6 +264,15 @@ function crossKeyErrors(input: Record<string, unknown>): SettingsError[] {
     }
   };
   checkModel(input.model ?? "gpt-5.5", ["model"]);
+  // zod skips object refinements after some field errors (e.g. a non-integer limit): check limits here too.
+  if (isPlainObject(models)) {
+    for (const [id, m] of Object.entries(models)) {
+      if (!isPlainObject(m)) continue;
+      for (const issue of limitIssues(m.limit)) {
+        errors.push({ key: formatKeyPath(["models", id, ...issue.path]), message: issue.message });
+      }
+    }
+  }
   if (Array.isArray(input.hosts)) {
     const seen = new Map<string, number>();
     input.hosts.forEach((h: unknown, i) => {
@@ -339,6 +359,7 @@ function editDistance(a: string, b: string): number {
   return d[b.length];
 }
 
+/** The known key `key` was probably meant to be: close by edit distance, or one it abbreviates. */
 export function didYouMean(key: string, known: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestD = Number.POSITIVE_INFINITY;
@@ -349,7 +370,10 @@ export function didYouMean(key: string, known: readonly string[]): string | unde
       best = k;
     }
   }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+  if (best !== undefined && bestD <= Math.max(2, Math.floor(key.length / 3))) return best;
+  // A shortened key (`timeout` for `timeoutSeconds`) is far by edit distance but plainly meant.
+  const lower = key.toLowerCase();
+  return lower.length >= 4 ? known.find((k) => k.toLowerCase().startsWith(lower)) : undefined;
 }
 
 /** The keys a strict object at `path` accepts, for "did you mean" hints. */
@@ -397,12 +421,12 @@ export function parseSettings(raw: Record<string, unknown>): ParseResult {
         // Not JSON: leave the plain string for the schema, whose message says what shape is wanted.
       }
     }
+    // Pulumi hands a YAML `null` to the program as "": for the one nullable key that means null.
+    if (key === "compactionThresholdPercent" && v === "") v = null;
     input[key] = v;
   }
 
-  const result = settingsSchema.safeParse(input, {
-    error: (iss) => (iss.code === "invalid_type" && iss.input === undefined ? "is required" : undefined),
-  });
+  const result = settingsSchema.safeParse(input, { error: typeErrorMessage });
   if (!result.success) {
     for (const issue of result.error.issues) {
       if (issue.code === "unrecognized_keys") {
@@ -429,6 +453,12 @@ export function parseSettings(raw: Record<string, unknown>): ParseResult {
       `${CONFIG_NAMESPACE}:kiloVersion: "latest" means the fleet is no longer pinned: hosts drift as Kilo releases, and kilo may update itself`,
     );
   }
+  const pooler = new URL(settings.poolerBaseUrl);
+  if (pooler.protocol === "http:" && !isLoopback(pooler.hostname)) {
+    warnings.push(
+      `${CONFIG_NAMESPACE}:poolerBaseUrl: plain http to ${pooler.hostname}: the API key crosses the network unencrypted (use https for a deployed pooler)`,
+    );
+  }
   settings.hosts.forEach((h, i) => {
     if (h.ssh && h.ssh.hostKey === undefined) {
       warnings.push(
@@ -437,6 +467,34 @@ export function parseSettings(raw: Record<string, unknown>): ParseResult {
     }
   });
   return { ok: true, settings, warnings };
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+/** Messages for wrong types that name what is wanted and what was given, never the value (it may be secret). */
+function typeErrorMessage(iss: { code?: string; input?: unknown; expected?: string }): string | undefined {
+  if (iss.code !== "invalid_type") return undefined;
+  if (iss.input === undefined) return "is required";
+  const wanted: Record<string, string> = {
+    string: "a string",
+    number: "a number",
+    int: "an integer",
+    boolean: "true or false",
+    array: "a list",
+    object: "an object",
+    record: "an object",
+  };
+  const given =
+    iss.input === null
+      ? "null"
+      : Array.isArray(iss.input)
+        ? "a list"
+        : typeof iss.input === "object"
+          ? "an object"
+          : `a ${typeof iss.input}`;
+  return `must be ${wanted[iss.expected ?? ""] ?? iss.expected}, not ${given}`;
 }
 
 function dedupe(errors: SettingsError[]): SettingsError[] {

@@ -1,8 +1,501 @@
 import { describe, expect, it } from "vitest";
-import { parseSettings } from "../components/settings";
+import {
+  ENCRYPTED,
+  formatErrors,
+  formatKeyPath,
+  parseSettings,
+  resolveHost,
+  SEED_MODEL,
+  type Settings,
+} from "../components/settings";
 
-describe("smoke", () => {
-  it("parses", () => {
-    expect(parseSettings({ "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" }).ok).toBe(true);
+const BASE = "http://localhost:4000/v1";
+
+/** The raw config Pulumi would hand over: `kilo-fleet:` keys, `poolerBaseUrl` set unless overridden. */
+function raw(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const out: Record<string, unknown> = { "kilo-fleet:poolerBaseUrl": BASE };
+  for (const [k, v] of Object.entries(extra)) out[`kilo-fleet:${k}`] = v;
+  return out;
+}
+
+/** Every error as one `key: message` line (empty when the config is valid). */
+function errorLines(extra: Record<string, unknown>): string[] {
+  const r = parseSettings(raw(extra));
+  return r.ok ? [] : formatErrors(r.errors).split("\n");
+}
+
+function settingsOf(extra: Record<string, unknown> = {}): Settings {
+  const r = parseSettings(raw(extra));
+  if (!r.ok) throw new Error(formatErrors(r.errors));
+  return r.settings;
+}
+
+const sshHost = (name: string, ssh: Record<string, unknown> = {}) => ({ name, ssh: { host: "h", user: "u", ...ssh } });
+
+describe("defaults", () => {
+  it("fills every default when only poolerBaseUrl is set", () => {
+    const s = settingsOf();
+    expect(s).toEqual({
+      poolerBaseUrl: BASE,
+      providerId: "codex-pooler",
+      apiKeyEnvVar: "CODEX_POOLER_API_KEY",
+      kiloVersion: "7.7.7",
+      model: "gpt-5.5",
+      models: { "gpt-5.5": SEED_MODEL },
+      compactionThresholdPercent: 75,
+      kiloSettings: {},
+      smokeCheck: { enabled: true, timeoutSeconds: 180 },
+      hosts: [{ name: "local", local: true }],
+    });
+  });
+
+  it("gives each parse its own copy of the default models", () => {
+    const a = settingsOf();
+    (a.models["gpt-5.5"] as { name?: string }).name = "changed";
+    expect(settingsOf().models["gpt-5.5"].name).toBe(SEED_MODEL.name);
+  });
+
+  it("fills smokeCheck fields missing from a partial object", () => {
+    expect(settingsOf({ smokeCheck: { enabled: false } }).smokeCheck).toEqual({ enabled: false, timeoutSeconds: 180 });
+  });
+
+  it("ignores keys of other namespaces", () => {
+    expect(parseSettings({ ...raw(), "aws:region": "x", "pulumi:tags": {} }).ok).toBe(true);
+  });
+});
+
+describe("poolerBaseUrl", () => {
+  it("is required", () => {
+    const r = parseSettings({});
+    expect(r.ok).toBe(false);
+    expect(r.ok ? "" : formatErrors(r.errors)).toMatch(/^kilo-fleet:poolerBaseUrl: is required/);
+  });
+
+  it.each([
+    ["http://localhost:4000/v1/chat/completions", /not the \/chat\/completions endpoint.*appends \/chat\/completions/],
+    ["https://p.example.com/v1/responses", /must not point at \/responses.*chat-completions client/],
+    ["https://p.example.com/backend-api/codex", /must not point at \/backend-api\/codex/],
+    ["https://p.example.com/backend-api/codex/v1", /must not point at \/backend-api\/codex/],
+    ["https://p.example.com", /must end in \/v1/],
+    ["https://p.example.com/v2", /must end in \/v1/],
+    ["https://p.example.com/v1/", /must not end in a slash/],
+    ["ftp://p.example.com/v1", /must use http or https/],
+    ["not a url", /must be an http\(s\) URL ending in \/v1/],
+    ["https://user:pw@p.example.com/v1", /credentials/],
+  ])("refuses %s with the reason", (url, reason) => {
+    const lines = errorLines({ poolerBaseUrl: url });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^kilo-fleet:poolerBaseUrl: /);
+    expect(lines[0]).toMatch(reason);
+  });
+
+  it("names the /v1 base to write instead", () => {
+    expect(errorLines({ poolerBaseUrl: "https://p.example.com/v1/chat/completions" })[0]).toContain(
+      '"https://p.example.com/v1"',
+    );
+  });
+
+  it("accepts the local and the deployed form", () => {
+    expect(errorLines({ poolerBaseUrl: "http://localhost:4000/v1" })).toEqual([]);
+    expect(errorLines({ poolerBaseUrl: "https://codex-pooler.example.com/v1" })).toEqual([]);
+  });
+
+  it("warns about plain http to a host that is not this machine", () => {
+    const r = parseSettings(raw({ poolerBaseUrl: "http://pooler.internal:4000/v1" }));
+    expect(r.ok).toBe(true);
+    expect(r.warnings.join("\n")).toMatch(/^kilo-fleet:poolerBaseUrl: plain http/);
+    expect(parseSettings(raw()).warnings).toEqual([]);
+  });
+});
+
+describe("secrets", () => {
+  it("codexPoolerApiKey is optional for validate/render", () => {
+    expect(settingsOf().codexPoolerApiKey).toBeUndefined();
+  });
+
+  it("an encrypted stack-file value stands in as a placeholder, never the ciphertext", () => {
+    const s = settingsOf({ codexPoolerApiKey: { secure: "v1:AAAAfake" }, sshPrivateKey: { secure: "v1:BBBBfake" } });
+    expect(s.codexPoolerApiKey).toBe(ENCRYPTED);
+    expect(s.sshPrivateKey).toBe(ENCRYPTED);
+  });
+
+  it.each(["codexPoolerApiKey", "sshPrivateKey"])("%s may not be empty", (key) => {
+    expect(errorLines({ [key]: "" })).toEqual([`kilo-fleet:${key}: must not be empty`]);
+  });
+
+  it("never echoes a secret value in an error", () => {
+    const lines = errorLines({ codexPoolerApiKey: 12345678 }).join("\n");
+    expect(lines).toMatch(/^kilo-fleet:codexPoolerApiKey: /);
+    expect(lines).not.toContain("12345678");
+  });
+});
+
+describe("simple keys", () => {
+  it.each([
+    ["providerId", "codex/pooler", /must match \[a-z0-9\]\[a-z0-9-_.\]\* \(no '\/'\)/],
+    ["providerId", "-pooler", /must match/],
+    ["providerId", "Pooler", /must match/],
+    ["apiKeyEnvVar", "1KEY", /must be a shell variable name/],
+    ["apiKeyEnvVar", "MY-KEY", /must be a shell variable name/],
+    ["kiloVersion", "7.7", /must be an exact version such as "7.7.7", or "latest"/],
+    ["kiloVersion", "^7.7.7", /must be an exact version/],
+    ["kiloVersion", "v7.7.7", /must be an exact version/],
+    ["npmRegistry", "registry.example.com", /must be an http\(s\) URL/],
+    ["npmRegistry", "ftp://registry.example.com", /must be an http\(s\) URL/],
+  ])("%s: refuses %j", (key, value, reason) => {
+    const lines = errorLines({ [key]: value });
+    expect(lines).toHaveLength(1);
+    expect(lines[0].startsWith(`kilo-fleet:${key}: `)).toBe(true);
+    expect(lines[0]).toMatch(reason);
+  });
+
+  it("accepts valid values", () => {
+    const s = settingsOf({
+      providerId: "my-pool_1.x",
+      apiKeyEnvVar: "_POOL_KEY",
+      kiloVersion: "7.8.0-beta.1",
+      npmRegistry: "https://registry.example.com/npm/",
+    });
+    expect([s.providerId, s.apiKeyEnvVar, s.kiloVersion, s.npmRegistry]).toEqual([
+      "my-pool_1.x",
+      "_POOL_KEY",
+      "7.8.0-beta.1",
+      "https://registry.example.com/npm/",
+    ]);
+  });
+
+  it("latest is allowed with a warning that the fleet is no longer pinned", () => {
+    const r = parseSettings(raw({ kiloVersion: "latest" }));
+    expect(r.ok).toBe(true);
+    expect(r.warnings).toHaveLength(1);
+    expect(r.warnings[0]).toMatch(/^kilo-fleet:kiloVersion: "latest" means the fleet is no longer pinned/);
+  });
+
+  it("a pinned fleet has no such warning", () => {
+    expect(parseSettings(raw({ kiloVersion: "7.7.7" })).warnings).toEqual([]);
+  });
+
+  it("a per-host latest also warns", () => {
+    const r = parseSettings(raw({ hosts: [{ name: "a", local: true, kiloVersion: "latest" }] }));
+    expect(r.warnings.join("\n")).toContain("no longer pinned");
+  });
+});
+
+describe("model and models", () => {
+  const custom = { "gpt-5.4-mini": { name: "Mini", limit: { context: 100000, input: 80000, output: 16000 } } };
+
+  it("model must be a key of models", () => {
+    expect(errorLines({ models: custom })).toEqual([
+      'kilo-fleet:model: "gpt-5.5" is not a key of models (defined: gpt-5.4-mini)',
+    ]);
+    expect(errorLines({ model: "gpt-6" })).toEqual([
+      'kilo-fleet:model: "gpt-6" is not a key of models (defined: gpt-5.5)',
+    ]);
+  });
+
+  it("a host's model must be a key of models", () => {
+    expect(errorLines({ hosts: [{ name: "a", local: true, model: "nope" }] })).toEqual([
+      'kilo-fleet:hosts[0].model: "nope" is not a key of models (defined: gpt-5.5)',
+    ]);
+  });
+
+  it("accepts a custom models map whose keys include model", () => {
+    expect(settingsOf({ models: custom, model: "gpt-5.4-mini" }).models).toEqual(custom);
+  });
+
+  it("must define at least one model", () => {
+    expect(errorLines({ models: {} })).toEqual(["kilo-fleet:models: must define at least one model"]);
+  });
+
+  it.each([
+    ["input", { context: 1000, input: 1001, output: 10 }],
+    ["output", { context: 1000, input: 10, output: 1001 }],
+  ])("limit.%s may not exceed limit.context", (which, limit) => {
+    expect(errorLines({ models: { "gpt-5.5": { limit } } })).toEqual([
+      `kilo-fleet:models["gpt-5.5"].limit.${which}: must not exceed limit.context (1000)`,
+    ]);
+  });
+
+  it.each([0, -5, 1.5, "100"])("limit values must be positive integers (%j)", (bad) => {
+    expect(errorLines({ models: { "gpt-5.5": { limit: { context: 1000, output: bad } } } })).toEqual([
+      'kilo-fleet:models["gpt-5.5"].limit.output: must be a positive integer',
+    ]);
+  });
+
+  it("reports a limit above context together with other errors in the same model", () => {
+    const lines = errorLines({ models: { "gpt-5.5": { name: 5, limit: { context: 10, input: 20, output: 1.5 } } } });
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        'kilo-fleet:models["gpt-5.5"].name: must be a string, not a number',
+        'kilo-fleet:models["gpt-5.5"].limit.output: must be a positive integer',
+        'kilo-fleet:models["gpt-5.5"].limit.input: must not exceed limit.context (10)',
+      ]),
+    );
+    expect(lines).toHaveLength(3);
+  });
+
+  it("refuses unknown model fields with a hint", () => {
+    expect(errorLines({ models: { "gpt-5.5": { ...SEED_MODEL, tool_calls: true } } })).toEqual([
+      'kilo-fleet:models["gpt-5.5"].tool_calls: unknown key (did you mean tool_call?)',
+    ]);
+  });
+
+  it("refuses an unknown modality", () => {
+    const lines = errorLines({ models: { "gpt-5.5": { ...SEED_MODEL, modalities: { input: ["smell"] } } } });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^kilo-fleet:models\["gpt-5\.5"\]\.modalities\.input\[0\]: /);
+  });
+});
+
+describe("compactionThresholdPercent", () => {
+  it.each([0, 101, 50.5, "seventy"])("refuses %j", (bad) => {
+    expect(errorLines({ compactionThresholdPercent: bad })).toEqual([
+      "kilo-fleet:compactionThresholdPercent: must be an integer 1-100, or null to omit compaction",
+    ]);
+  });
+
+  it("accepts 1 and 100", () => {
+    expect(settingsOf({ compactionThresholdPercent: 1 }).compactionThresholdPercent).toBe(1);
+    expect(settingsOf({ compactionThresholdPercent: 100 }).compactionThresholdPercent).toBe(100);
+  });
+
+  it("null (structured, JSON text, or Pulumi's empty string for a YAML null) omits compaction", () => {
+    expect(settingsOf({ compactionThresholdPercent: null }).compactionThresholdPercent).toBeNull();
+    expect(settingsOf({ compactionThresholdPercent: "null" }).compactionThresholdPercent).toBeNull();
+    expect(settingsOf({ compactionThresholdPercent: "" }).compactionThresholdPercent).toBeNull();
+  });
+});
+
+describe("permission", () => {
+  it('refuses a bare string like "ask" with the object form as the hint', () => {
+    expect(errorLines({ permission: "ask" })).toEqual([
+      'kilo-fleet:permission: must be an object such as {"bash": "allow"}; a bare string like "ask" is not a valid shape',
+    ]);
+  });
+
+  it("refuses a list", () => {
+    expect(errorLines({ permission: ["bash"] })[0]).toMatch(/^kilo-fleet:permission: must be an object/);
+  });
+
+  it("accepts the object form", () => {
+    expect(settingsOf({ permission: { bash: "allow", edit: "ask" } }).permission).toEqual({
+      bash: "allow",
+      edit: "ask",
+    });
+  });
+});
+
+describe("kiloSettings", () => {
+  it("accepts extra top-level keys", () => {
+    expect(settingsOf({ kiloSettings: { share: "disabled" } }).kiloSettings).toEqual({ share: "disabled" });
+  });
+
+  it.each(["$schema", "model", "enabled_providers", "provider", "compaction", "autoupdate", "permission"])(
+    "may not override the managed key %s",
+    (key) => {
+      const lines = errorLines({ kiloSettings: { share: "disabled", [key]: "x" } });
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/is managed by kilo-fleet; set it through its own config key instead/);
+      expect(lines[0].startsWith(formatKeyPath(["kiloSettings", key]))).toBe(true);
+    },
+  );
+
+  it("must be an object", () => {
+    expect(errorLines({ kiloSettings: "share" })[0]).toMatch(/^kilo-fleet:kiloSettings: must be an object/);
+  });
+});
+
+describe("smokeCheck", () => {
+  it.each([
+    [{ enabled: "yes" }, "kilo-fleet:smokeCheck.enabled: must be true or false"],
+    [{ timeoutSeconds: 5 }, "kilo-fleet:smokeCheck.timeoutSeconds: must be an integer 10-3600"],
+    [{ timeoutSeconds: 3601 }, "kilo-fleet:smokeCheck.timeoutSeconds: must be an integer 10-3600"],
+    [{ timeout: 60 }, "kilo-fleet:smokeCheck.timeout: unknown key (did you mean timeoutSeconds?)"],
+  ])("refuses %j", (value, line) => {
+    expect(errorLines({ smokeCheck: value })).toEqual([line]);
+  });
+});
+
+describe("hosts", () => {
+  it.each([
+    [[], "kilo-fleet:hosts: must list at least one host"],
+    [
+      [{ name: "Web_1", local: true }],
+      "kilo-fleet:hosts[0].name: must match [a-z0-9-]+ (lower-case letters, digits, '-')",
+    ],
+    [[{ local: true }], "kilo-fleet:hosts[0].name: is required"],
+    [[{ name: "a" }], 'kilo-fleet:hosts[0]: needs "local: true" or "ssh: {host, user}"'],
+
+    [
+      [{ name: "a", local: true, ...sshHost("a") }],
+      "kilo-fleet:hosts[0]: must be either local: true or ssh: {...}, not both",
+    ],
+    [[{ name: "a", ssh: { host: "h" } }], "kilo-fleet:hosts[0].ssh.user: is required"],
+    [[{ name: "a", ssh: { user: "u" } }], "kilo-fleet:hosts[0].ssh.host: is required"],
+    [
+      [{ name: "a", ssh: { host: "h x", user: "u" } }],
+      "kilo-fleet:hosts[0].ssh.host: must not contain whitespace or control characters",
+    ],
+    [[{ name: "a", local: true }, sshHost("b", { port: 0 })], "kilo-fleet:hosts[1].ssh.port: must be 1-65535"],
+    [[{ name: "a", local: true }, sshHost("b", { port: 65536 })], "kilo-fleet:hosts[1].ssh.port: must be 1-65535"],
+    [
+      [sshHost("a", { hostKey: "not a key" })],
+      'kilo-fleet:hosts[0].ssh.hostKey: must be one public key line such as "ssh-ed25519 AAAA..." (see ssh-keyscan)',
+    ],
+    [[sshHost("a", { prot: 22 })], "kilo-fleet:hosts[0].ssh.prot: unknown key (did you mean port?)"],
+    [
+      [{ name: "a", local: true, shells: ["tcsh"] }],
+      "kilo-fleet:hosts[0].shells[0]: must be one of bash, zsh, sh, fish",
+    ],
+    [[{ name: "a", local: true, shells: [] }], "kilo-fleet:hosts[0].shells: must list at least one shell"],
+    [
+      [{ name: "a", local: true, kiloVersion: "7" }],
+      'kilo-fleet:hosts[0].kiloVersion: must be an exact version such as "7.7.7", or "latest"',
+    ],
+    [
+      [
+        { name: "a", local: true },
+        { name: "a", local: true },
+      ],
+      'kilo-fleet:hosts[1].name: duplicate host name "a" (also hosts[0])',
+    ],
+  ])("refuses %j", (hosts, line) => {
+    expect(errorLines({ hosts })).toEqual([line]);
+  });
+
+  it("local: false is refused, and the host then has no connection", () => {
+    expect(errorLines({ hosts: [{ name: "a", local: false }] })).toEqual([
+      "kilo-fleet:hosts[0].local: must be true",
+      'kilo-fleet:hosts[0]: needs "local: true" or "ssh: {host, user}"',
+    ]);
+  });
+
+  it("reports a bad name and a missing connection at once", () => {
+    expect(errorLines({ hosts: [{ name: "BAD" }] })).toHaveLength(2);
+  });
+
+  it("accepts an ssh host with a pinned host key, and warns when the key is not pinned", () => {
+    const r = parseSettings(
+      raw({
+        hosts: [
+          sshHost("pinned", { port: 2222, hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFake comment" }),
+          sshHost("unpinned"),
+        ],
+      }),
+    );
+    expect(r.ok).toBe(true);
+    expect(r.warnings).toEqual([
+      "kilo-fleet:hosts[1].ssh.hostKey: not set, so the server's host key is not pinned (get it with ssh-keyscan)",
+    ]);
+  });
+});
+
+describe("unknown keys", () => {
+  it('refuses kilo-fleet:modle with "did you mean model"', () => {
+    expect(errorLines({ modle: "gpt-5.5" })).toEqual(["kilo-fleet:modle: unknown key (did you mean model?)"]);
+  });
+
+  it("gives no hint when nothing is close", () => {
+    expect(errorLines({ zzzzzzzzzz: 1 })).toEqual(["kilo-fleet:zzzzzzzzzz: unknown key"]);
+  });
+
+  it("hints inside hosts too", () => {
+    expect(errorLines({ hosts: [{ name: "a", local: true, modle: "x" }] })).toEqual([
+      "kilo-fleet:hosts[0].modle: unknown key (did you mean model?)",
+    ]);
+  });
+});
+
+describe("all errors at once", () => {
+  it("reports every broken rule in one result", () => {
+    const lines = errorLines({
+      poolerBaseUrl: "https://p.example.com/v1/chat/completions",
+      modle: "x",
+      providerId: "a/b",
+      apiKeyEnvVar: "1X",
+      kiloVersion: "7.7",
+      compactionThresholdPercent: 0,
+      permission: "ask",
+      kiloSettings: { model: "x" },
+      smokeCheck: { enabled: "yes" },
+      npmRegistry: "nope",
+      model: "missing",
+      hosts: [{ name: "a", local: true }, sshHost("b", { port: 70000 }), { name: "a", local: true }],
+    });
+    const keys = lines.map((l) => l.slice(0, l.indexOf(": ")));
+    expect(keys.sort()).toEqual(
+      [
+        "kilo-fleet:poolerBaseUrl",
+        "kilo-fleet:modle",
+        "kilo-fleet:providerId",
+        "kilo-fleet:apiKeyEnvVar",
+        "kilo-fleet:kiloVersion",
+        "kilo-fleet:compactionThresholdPercent",
+        "kilo-fleet:permission",
+        "kilo-fleet:kiloSettings.model",
+        "kilo-fleet:smokeCheck.enabled",
+        "kilo-fleet:npmRegistry",
+        "kilo-fleet:model",
+        "kilo-fleet:hosts[1].ssh.port",
+        "kilo-fleet:hosts[2].name",
+      ].sort(),
+    );
+    expect(lines).toContain("kilo-fleet:hosts[1].ssh.port: must be 1-65535");
+  });
+});
+
+describe("input forms", () => {
+  const structured = {
+    kiloVersion: "7.7.7",
+    compactionThresholdPercent: 60,
+    permission: { bash: "allow" },
+    kiloSettings: { share: "disabled" },
+    smokeCheck: { enabled: false, timeoutSeconds: 60 },
+    hosts: [{ name: "local", local: true }, sshHost("box", { port: 2222 })],
+  };
+
+  it("Pulumi-runtime strings (structured values as JSON text) and YAML structures give the same settings", () => {
+    const asRuntime = Object.fromEntries(
+      Object.entries(structured).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
+    );
+    expect(Object.values(asRuntime).every((v) => typeof v === "string")).toBe(true);
+    const fromStrings = settingsOf(asRuntime);
+    expect(fromStrings).toEqual(settingsOf(structured));
+    expect(fromStrings.hosts[1].ssh?.port).toBe(2222);
+    expect(fromStrings.compactionThresholdPercent).toBe(60);
+  });
+
+  it("a structured key holding text that is not JSON is refused with the shape wanted", () => {
+    expect(errorLines({ hosts: "[{oops" })).toEqual(["kilo-fleet:hosts: must be a list, not a string"]);
+  });
+});
+
+describe("formatKeyPath and resolveHost", () => {
+  it("spells paths the way pulumi config set --path does", () => {
+    expect(formatKeyPath(["hosts", 1, "ssh", "port"])).toBe("kilo-fleet:hosts[1].ssh.port");
+    expect(formatKeyPath(["models", "gpt-5.5", "limit"])).toBe('kilo-fleet:models["gpt-5.5"].limit');
+    expect(formatKeyPath([])).toBe("kilo-fleet");
+  });
+
+  it("applies per-host overrides and the ssh port default", () => {
+    const s = settingsOf({
+      models: { "gpt-5.5": SEED_MODEL, small: { limit: { context: 10, output: 5 } } },
+      hosts: [sshHost("box"), { name: "me", local: true, kiloVersion: "7.8.0", model: "small", shells: ["zsh"] }],
+    });
+    expect(resolveHost(s, s.hosts[0])).toEqual({
+      name: "box",
+      kind: "ssh",
+      ssh: { host: "h", user: "u", port: 22, hostKey: undefined },
+      kiloVersion: "7.7.7",
+      model: "gpt-5.5",
+      shells: undefined,
+    });
+    expect(resolveHost(s, s.hosts[1])).toEqual({
+      name: "me",
+      kind: "local",
+      kiloVersion: "7.8.0",
+      model: "small",
+      shells: ["zsh"],
+    });
   });
 });
