@@ -325,11 +325,7 @@ describe("hosts", () => {
     ],
     [[{ local: true }], "kilo-fleet:hosts[0].name: is required"],
     [[{ name: "a" }], 'kilo-fleet:hosts[0]: needs "local: true" or "ssh: {host, user}"'],
-
-    [
-      [{ name: "a", local: true, ...sshHost("a") }],
-      "kilo-fleet:hosts[0]: must be either local: true or ssh: {...}, not both",
-    ],
+    [[{ ...sshHost("a"), local: true }], "kilo-fleet:hosts[0]: must be either local: true or ssh: {...}, not both"],
     [[{ name: "a", ssh: { host: "h" } }], "kilo-fleet:hosts[0].ssh.user: is required"],
     [[{ name: "a", ssh: { user: "u" } }], "kilo-fleet:hosts[0].ssh.host: is required"],
     [
