@@ -1,18 +1,16 @@
 /**
  * Merges kilo-fleet's managed keys into a user's kilo.jsonc, on text, and strips them out again.
  *
- * Pure functions over strings with jsonc-parser's `modify`/`applyEdits`, so comments, the user's own
+ * Pure functions over strings with minimal text edits located by jsonc-parser's syntax tree, so comments, the user's own
  * keys and what kilo writes into the file itself (`permission`, `$schema`) stay byte-for-byte. This
  * module is also bundled and run on each host by the config script (see `hostTool.ts`): it must not
  * import anything but jsonc-parser.
  */
 import {
-  applyEdits,
   createScanner,
-  type FormattingOptions,
   findNodeAtLocation,
   getNodeValue,
-  modify,
+  type Node as JsonNode,
   type ParseError,
   parseTree,
   printParseErrorCode,
@@ -61,10 +59,16 @@ function detectEol(text: string): string {
   return text.includes("\r\n") ? "\r\n" : "\n";
 }
 
-function formatting(text: string): FormattingOptions {
+/** The file's end-of-line and one level of indentation, so inserted keys look like their neighbours. */
+interface Layout {
+  eol: string;
+  unit: string;
+}
+
+function layoutOf(text: string): Layout {
   const indent = /\n([ \t]+)"/.exec(text)?.[1];
-  if (indent?.startsWith("\t")) return { insertSpaces: false, tabSize: 1, eol: detectEol(text) };
-  return { insertSpaces: true, tabSize: indent ? indent.length : 2, eol: detectEol(text) };
+  if (indent?.startsWith("\t")) return { eol: detectEol(text), unit: "\t" };
+  return { eol: detectEol(text), unit: indent ? indent : "  " };
 }
 
 /** Splits kilo-fleet's header lines off the top of the file. */
@@ -83,7 +87,7 @@ function lineColumn(text: string, offset: number): { line: number; column: numbe
 }
 
 /** Parses JSONC text whose root must be an object; throws KiloConfigParseError with line and column. */
-function parseObject(text: string) {
+function parseObject(text: string): JsonNode | undefined {
   const errors: ParseError[] = [];
   const root = parseTree(text, errors, { allowTrailingComma: true, disallowComments: false });
   if (errors.length > 0) {
@@ -114,39 +118,163 @@ export function mergeKiloConfig(
   previousPaths: readonly KeyPath[] = [],
 ): string {
   const eol = existing ? detectEol(existing) : "\n";
+  // Checked on the whole file (the header is comments), so line numbers match what the user sees.
   let body = splitHeader(existing ?? "");
   if (body.trim() === "") body = `{}${eol}`;
-  const options = { formattingOptions: formatting(body) };
-  parseObject(body);
+  else parseObject(existing ?? "");
+  const layout = layoutOf(body);
 
   const wanted = new Set(paths.map((p) => JSON.stringify(p)));
   for (const stale of previousPaths) {
-    if (!wanted.has(JSON.stringify(stale))) body = removePath(body, stale, options);
+    if (!wanted.has(JSON.stringify(stale))) body = removePath(body, stale);
   }
   for (const path of paths) {
     const value = valueAt(managed, path);
-    const node = findNodeAtLocation(parseObject(body) as NonNullable<ReturnType<typeof parseTree>>, [...path]);
-    if (value === undefined) {
-      if (node) body = removePath(body, path, options);
-      continue;
-    }
-    if (node && sameJson(getNodeValue(node), value)) continue;
-    body = applyEdits(body, modify(body, [...path], value, options));
+    body = value === undefined ? removePath(body, path) : setPath(body, path, value, layout);
   }
   return kiloConfigHeader(paths, eol) + body;
 }
 
-/** Removes `path`, and its parent object when that removal leaves it empty. */
-function removePath(text: string, path: KeyPath, options: { formattingOptions: FormattingOptions }): string {
+/** The root object of text already known to parse. */
+function rootOf(text: string): JsonNode {
   const root = parseObject(text);
-  if (!root || !findNodeAtLocation(root, [...path])) return text;
-  let out = applyEdits(text, modify(text, [...path], undefined, options));
-  if (path.length > 1) {
-    const parentPath = path.slice(0, -1);
-    const parent = findNodeAtLocation(parseObject(out) as NonNullable<typeof root>, [...parentPath]);
-    if (parent?.type === "object" && (parent.children ?? []).length === 0) {
-      out = applyEdits(out, modify(out, [...parentPath], undefined, options));
+  if (!root) throw new KiloConfigParseError(1, 1, "the file holds no object");
+  return root;
+}
+
+/** The property node named `key` in an object node (the last one, as JSON parsers let it win). */
+function propertyOf(object: JsonNode, key: string): JsonNode | undefined {
+  return (object.children ?? []).filter((p) => p.children?.[0]?.value === key).pop();
+}
+
+/** Sets `path` to `value` by inserting or replacing only that property's text. */
+function setPath(text: string, path: KeyPath, value: unknown, layout: Layout): string {
+  let object = rootOf(text);
+  for (let i = 0; i < path.length; i++) {
+    const property = propertyOf(object, path[i]);
+    const rest = nest(path.slice(i + 1), value);
+    if (!property) return insertProperty(text, object, path[i], rest, layout);
+    const current = property.children?.[1];
+    if (!current) return text;
+    if (i === path.length - 1 || current.type !== "object") {
+      if (sameJson(getNodeValue(current), rest)) return text;
+      const indent = lineIndent(text, property.offset);
+      return replaceRange(text, current.offset, current.offset + current.length, formatValue(rest, indent, layout));
     }
+    object = current;
+  }
+  return text;
+}
+
+/** `{a: {b: value}}` for path `[a, b]`; the value itself for an empty path. */
+function nest(path: KeyPath, value: unknown): unknown {
+  return path.reduceRight<unknown>((inner, key) => ({ [key]: inner }), value);
+}
+
+function formatValue(value: unknown, indent: string, layout: Layout): string {
+  return JSON.stringify(value, null, layout.unit)
+    .split("\n")
+    .join(layout.eol + indent);
+}
+
+function replaceRange(text: string, start: number, end: number, content: string): string {
+  return text.slice(0, start) + content + text.slice(end);
+}
+
+/** The leading whitespace of the line holding `offset`. */
+function lineIndent(text: string, offset: number): string {
+  const lineStart = text.lastIndexOf("\n", offset - 1) + 1;
+  return /^[ \t]*/.exec(text.slice(lineStart))?.[0] ?? "";
+}
+
+/** Offset just past the last non-whitespace character before `offset` (a token, comma or comment end). */
+function endOfPreviousToken(text: string, offset: number): number {
+  let i = offset;
+  while (i > 0 && /\s/.test(text[i - 1])) i--;
+  return i;
+}
+
+/** The offset of the comma right after `node` (past whitespace and comments), if there is one. */
+function commaAfter(text: string, node: JsonNode): number | undefined {
+  const scanner = createScanner(text, true);
+  scanner.setPosition(node.offset + node.length);
+  let t = scanner.scan();
+  while (t === SyntaxKind.LineCommentTrivia || t === SyntaxKind.BlockCommentTrivia) t = scanner.scan();
+  return t === SyntaxKind.CommaToken ? scanner.getTokenOffset() : undefined;
+}
+
+/** The end of a comma and comments on the same line after `offset` (a line comment must stay on its line). */
+function endOfSameLineTrivia(text: string, offset: number): number {
+  const scanner = createScanner(text, false);
+  scanner.setPosition(offset);
+  let end = offset;
+  for (let t = scanner.scan(); ; t = scanner.scan()) {
+    if (t === SyntaxKind.Trivia) continue;
+    const isComment =
+      t === SyntaxKind.LineCommentTrivia ||
+      (t === SyntaxKind.BlockCommentTrivia && !/[\r\n]/.test(scanner.getTokenValue()));
+    if (t !== SyntaxKind.CommaToken && !isComment) return end;
+    end = scanner.getTokenOffset() + scanner.getTokenLength();
+  }
+}
+
+/**
+ * Adds `"key": value` as the object's last property, on its own line, touching no other text: the
+ * exact inverse of `removeProperty`, so a strip gives back the user's bytes.
+ */
+function insertProperty(text: string, object: JsonNode, key: string, value: unknown, layout: Layout): string {
+  const properties = object.children ?? [];
+  const last = properties[properties.length - 1];
+  const objectEnd = object.offset + object.length;
+  let indent: string;
+  if (last && /^[ \t]*$/.test(text.slice(text.lastIndexOf("\n", last.offset - 1) + 1, last.offset))) {
+    indent = lineIndent(text, last.offset);
+  } else indent = lineIndent(text, object.offset) + layout.unit;
+  const property = `${layout.eol}${indent}${JSON.stringify(key)}: ${formatValue(value, indent, layout)}`;
+
+  if (!last) {
+    const inner = text.slice(object.offset + 1, objectEnd - 1);
+    if (!/[\r\n]/.test(inner) && inner.trim() === "") {
+      const closing = `${layout.eol}${lineIndent(text, object.offset)}`;
+      return replaceRange(text, object.offset + 1, objectEnd - 1, property + closing);
+    }
+    const at = endOfPreviousToken(text, objectEnd - 1);
+    return replaceRange(text, at, at, property);
+  }
+  const lastEnd = last.offset + last.length;
+  const at = endOfSameLineTrivia(text, lastEnd);
+  if (commaAfter(text, last) !== undefined) {
+    // A trailing comma is already there: keep that style for the new last property.
+    return replaceRange(text, at, at, `${property},`);
+  }
+  const withProperty = replaceRange(text, at, at, property);
+  return replaceRange(withProperty, lastEnd, lastEnd, ",");
+}
+
+/** Removes one property node's text: from the end of what precedes it to its end (and one comma). */
+function removeProperty(text: string, object: JsonNode, property: JsonNode): string {
+  const properties = object.children ?? [];
+  const index = properties.indexOf(property);
+  const start = endOfPreviousToken(text, property.offset);
+  const ownComma = commaAfter(text, property);
+  if (ownComma !== undefined) return replaceRange(text, start, ownComma + 1, "");
+  const removed = replaceRange(text, start, property.offset + property.length, "");
+  const previous = properties[index - 1];
+  const previousComma = previous ? commaAfter(text, previous) : undefined;
+  return previousComma === undefined ? removed : replaceRange(removed, previousComma, previousComma + 1, "");
+}
+
+/** Removes `path`, and its parent object when that removal leaves it empty. */
+function removePath(text: string, path: KeyPath): string {
+  const parentPath = path.slice(0, -1);
+  const parent = parentPath.length === 0 ? rootOf(text) : findNodeAtLocation(rootOf(text), [...parentPath]);
+  if (parent?.type !== "object") return text;
+  const property = propertyOf(parent, path[path.length - 1]);
+  if (!property) return text;
+  const out = removeProperty(text, parent, property);
+  if (parentPath.length > 0) {
+    const emptied = findNodeAtLocation(rootOf(out), [...parentPath]);
+    if (emptied?.type === "object" && (emptied.children ?? []).length === 0) return removePath(out, parentPath);
   }
   return out;
 }
@@ -169,9 +297,9 @@ export interface StripResult {
 export function stripKiloConfig(text: string, paths: readonly KeyPath[], createdByKiloFleet = false): StripResult {
   let body = splitHeader(text);
   if (body.trim() === "") return { text: body, userContentLeft: false };
-  const options = { formattingOptions: formatting(body) };
-  parseObject(body);
-  for (const p of [...paths].sort((a, b) => b.length - a.length)) body = removePath(body, p, options);
+  // Checked on the whole file (the header is comments), so line numbers match what the user sees.
+  parseObject(text);
+  for (const p of [...paths].sort((a, b) => b.length - a.length)) body = removePath(body, p);
 
   const scanner = createScanner(body, false);
   for (let t = scanner.scan(); t !== SyntaxKind.EOF; t = scanner.scan()) {
