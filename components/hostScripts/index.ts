@@ -3,9 +3,14 @@
  * `HostScript`, run by a `@pulumi/command` Command (`local.Command` via `/bin/sh -c`, `remote.Command`
  * via `remoteCommandLine`).
  *
- * CONTRACT (bodies are filled in by the host-scripts work, issue 3; the smoke step by issue 5).
+ * What each step prints (stdout; failures are one `kilo-fleet: ...` line on stderr and exit 1):
+ *   preflight  `kilo-fleet: node <v> at <path>, npm <v> at <path> on <host>`
+ *   install    last line `kilo-fleet: kilo <version> installed at <path>` (parseInstallOutput reads it)
+ *   config     `kilo-fleet: <kilo.jsonc> created|updated|already up to date (kilo-fleet manages: ...)`;
+ *              warnings on stderr, one per file and key that kilo applies over kilo.jsonc
+ *   env        `kilo-fleet: <VAR> written to <env file> (mode 0600); shell blocks: ...` (key on stdin)
+ * Each is idempotent: running it again leaves the same bytes.
  */
-import type { ResolvedHost, Settings } from "../settings";
 
 /** One step's scripts. `update` defaults to `create` (scripts are idempotent). */
 export interface HostScript {
@@ -14,28 +19,9 @@ export interface HostScript {
   delete?: string;
 }
 
-const notYet = (what: string): never => {
-  throw new Error(`${what}: not implemented yet (issue 3/5)`);
-};
-
-/** Finds node >= 18 and npm on the host, or fails with one line naming what is missing. */
-export function preflightScript(_settings: Settings, _host: ResolvedHost): HostScript {
-  return notYet("preflightScript");
-}
-/** Installs @kilocode/cli at the host's pinned version under ~/.local; prints the installed version. */
-export function installScript(_settings: Settings, _host: ResolvedHost): HostScript {
-  return notYet("installScript");
-}
-/** Merges the managed keys into kilo.jsonc (delete strips them). */
-export function configScript(_settings: Settings, _host: ResolvedHost): HostScript {
-  return notYet("configScript");
-}
-/** Writes the env file from the key on stdin (exactly the key, optionally one trailing newline) and the rc blocks. */
-export function envScript(_settings: Settings, _host: ResolvedHost): HostScript {
-  return notYet("envScript");
-}
-/** Wraps a script for remote.Command: the remote user's login shell (bash, zsh, fish...) must run it as `sh`. */
-export function remoteCommandLine(_script: string): string {
-  return notYet("remoteCommandLine");
-}
-export { SMOKE_PROMPT, smokeScript } from "./smoke";
+export { configScript } from "./config";
+export { envScript } from "./env";
+export { INSTALLED_LINE, installScript, KILO_PACKAGE, parseInstallOutput } from "./install";
+export { preflightScript } from "./preflight";
+export { remoteCommandLine } from "./remote";
+export { smokeScript } from "./smoke";

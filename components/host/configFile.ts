@@ -1,0 +1,149 @@
+/**
+ * The config step on the host: runs the same merge code the unit tests cover (kiloConfigMerge.ts) on the
+ * user's kilo.jsonc, keeping kilo-fleet's own record of what it manages in the state dir.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parse as parseJsonc } from "jsonc-parser";
+import { type KeyPath, KiloConfigParseError, mergeKiloConfig, stripKiloConfig, valueAt } from "../kiloConfigMerge";
+import { HostError, mkdirsRecorded, readIfExists, readJson, removeFile, writeFileAtomic, writeJson } from "./fsUtil";
+
+export interface ConfigState {
+  /** The key paths kilo-fleet wrote last time (stale ones are removed on the next merge). */
+  paths: KeyPath[];
+  /** kilo-fleet created kilo.jsonc (so delete may remove it once nothing of the user's is left). */
+  createdFile: boolean;
+  /** kilo-fleet copied the user's pre-existing file to the backup path. */
+  backup: boolean;
+}
+
+export interface ConfigPaths {
+  home: string;
+  configFile: string;
+  backupFile: string;
+  stateDir: string;
+  /** Where kilo's system-wide config lives (`/etc/kilo`); a parameter for tests. */
+  systemDir: string;
+}
+
+const stateFile = (p: ConfigPaths) => path.join(p.stateDir, "config.json");
+
+/** Runs a merge/strip; invalid JSONC becomes one line naming the file, line and column. */
+function onText<T>(file: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof KiloConfigParseError) {
+      throw new HostError(
+        `${file} is not valid JSONC (line ${e.line}, column ${e.column}: ${e.reason}); left it untouched, fix it and deploy again`,
+      );
+    }
+    throw e;
+  }
+}
+
+/** The files kilo merges over kilo.jsonc (measured with kilo 7.7.7), that exist. */
+export function overridingFiles(p: ConfigPaths): string[] {
+  const dir = path.dirname(p.configFile);
+  const files = [path.join(dir, "opencode.json"), path.join(dir, "opencode.jsonc")].filter((f) => fs.existsSync(f));
+  for (const d of [path.join(p.home, ".kilocode"), path.join(p.home, ".kilo"), p.systemDir]) {
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(d).sort();
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      if (/\.jsonc?$/.test(n) && fs.statSync(path.join(d, n), { throwIfNoEntry: false })?.isFile()) {
+        files.push(path.join(d, n));
+      }
+    }
+  }
+  return files;
+}
+
+/** One warning line per file and managed key that a file kilo applies over kilo.jsonc sets. */
+export function overrideWarnings(p: ConfigPaths, paths: readonly KeyPath[]): string[] {
+  const lines: string[] = [];
+  for (const file of overridingFiles(p)) {
+    let value: unknown;
+    try {
+      value = parseJsonc(fs.readFileSync(file, "utf8"), [], { allowTrailingComma: true });
+    } catch {
+      continue;
+    }
+    for (const kp of paths) {
+      if (kp[0] === "$schema") continue;
+      if (valueAt(value, kp) !== undefined) {
+        lines.push(
+          `kilo-fleet: warning: ${file} sets "${kp.join(".")}", and kilo applies that file over kilo.jsonc, so kilo-fleet's value is ignored`,
+        );
+      }
+    }
+  }
+  return lines;
+}
+
+export function configApply(p: ConfigPaths, managed: Record<string, unknown>, paths: KeyPath[]): string[] {
+  const state = readJson<ConfigState>(stateFile(p));
+  const existing = readIfExists(p.configFile);
+  const merged = onText(p.configFile, () => mergeKiloConfig(existing, managed, paths, state?.paths ?? []));
+
+  const createdFile = existing === undefined ? true : (state?.createdFile ?? false);
+  let backup = state?.backup ?? false;
+  mkdirsRecorded(p.stateDir, path.dirname(p.configFile), 0o700);
+  try {
+    fs.accessSync(path.dirname(p.configFile), fs.constants.W_OK);
+  } catch {
+    throw new HostError(`cannot write ${path.dirname(p.configFile)}: permission denied`);
+  }
+  // Record the union of old and new paths first: a crash before the final state still strips them all.
+  const union = [...new Map([...(state?.paths ?? []), ...paths].map((k) => [JSON.stringify(k), k])).values()];
+  writeJson(stateFile(p), { paths: union, createdFile, backup } satisfies ConfigState);
+
+  if (existing !== undefined && !createdFile && !backup && !fs.existsSync(p.backupFile)) {
+    writeFileAtomic(p.backupFile, existing);
+    backup = true;
+  }
+  const changed = merged !== existing;
+  if (changed) writeFileAtomic(p.configFile, merged);
+  writeJson(stateFile(p), { paths, createdFile, backup } satisfies ConfigState);
+  return [
+    ...overrideWarnings(p, paths),
+    `kilo-fleet: ${p.configFile} ${changed ? (existing === undefined ? "created" : "updated") : "already up to date"} (kilo-fleet manages: ${paths.map((k) => k.join(".")).join(", ")})`,
+  ];
+}
+
+export function configDelete(p: ConfigPaths, paths: KeyPath[]): string[] {
+  const state = readJson<ConfigState>(stateFile(p));
+  const all = [...new Map([...(state?.paths ?? []), ...paths].map((k) => [JSON.stringify(k), k])).values()];
+  const existing = readIfExists(p.configFile);
+  const out: string[] = [];
+  const backupText = state?.backup ? readIfExists(p.backupFile) : undefined;
+  if (existing !== undefined) {
+    const createdFile = state?.createdFile ?? false;
+    const stripped = onText(p.configFile, () => stripKiloConfig(existing, all, createdFile));
+    const backupStripped =
+      backupText === undefined ? undefined : onText(p.backupFile, () => stripKiloConfig(backupText, all, false).text);
+    if (createdFile && !stripped.userContentLeft) {
+      removeFile(p.configFile);
+      out.push(`kilo-fleet: removed ${p.configFile} (kilo-fleet created it; nothing of yours was in it)`);
+    } else if (backupText !== undefined && backupStripped === stripped.text) {
+      // Nothing of the user's changed since the backup: put their file back exactly, managed keys included.
+      writeFileAtomic(p.configFile, backupText);
+      removeFile(p.backupFile);
+      out.push(`kilo-fleet: restored ${p.configFile} from its backup (it was unchanged apart from kilo-fleet's keys)`);
+    } else {
+      if (stripped.text !== existing) writeFileAtomic(p.configFile, stripped.text);
+      out.push(`kilo-fleet: removed kilo-fleet's keys from ${p.configFile}; the rest is kept`);
+    }
+  }
+  if (backupText !== undefined && fs.existsSync(p.backupFile)) {
+    if (readIfExists(p.configFile) === backupText) removeFile(p.backupFile);
+    else out.push(`kilo-fleet: kept the backup of your original kilo.jsonc at ${p.backupFile}`);
+  }
+  removeFile(stateFile(p));
+  return out;
+}
+
+export { HostError };

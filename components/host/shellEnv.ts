@@ -1,0 +1,172 @@
+/**
+ * The env step on the host: writes the env file(s) from the key on stdin and the managed block in each
+ * configured shell's startup file; delete removes both, restoring every startup file byte for byte.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "./envFile";
+import {
+  HostError,
+  mkdirsRecorded,
+  readIfExists,
+  readJson,
+  removeFile,
+  resolveTarget,
+  writeFileAtomic,
+  writeJson,
+} from "./fsUtil";
+import { homeWord, type RcInsertion, removeRcBlock, renderRcBlock, upsertRcBlock } from "./rcBlock";
+
+/** Shell name → startup file relative to HOME (settings.ts SHELL_RC_FILES, passed in by the script). */
+export type RcFiles = Record<string, string>;
+
+export interface ShellState {
+  /** rc file (absolute, as configured under HOME) → how the block went in. */
+  rc: Record<string, RcInsertion>;
+  /** The config dir's mode before kilo-fleet tightened it to 0700 (restored on delete). */
+  configDirMode?: number;
+}
+
+export interface EnvPaths {
+  home: string;
+  configDir: string;
+  envFile: string;
+  fishEnvFile: string;
+  binDir: string;
+  stateDir: string;
+  rcFiles: RcFiles;
+}
+
+const stateFile = (p: EnvPaths) => path.join(p.stateDir, "shell.json");
+const rcPath = (p: EnvPaths, shell: string) => path.join(p.home, p.rcFiles[shell]);
+
+/** `default`: the shells whose rc file exists (fish: whose ~/.config/fish exists), plus sh. */
+export function resolveShells(p: EnvPaths, spec: string): string[] {
+  const names = Object.keys(p.rcFiles);
+  if (spec !== "default") {
+    return spec.split(",").map((s) => {
+      if (!names.includes(s)) throw new HostError(`unknown shell "${s}"`);
+      return s;
+    });
+  }
+  return names.filter((s) => {
+    if (s === "sh") return true;
+    if (s === "fish") return fs.existsSync(path.join(p.home, ".config", "fish"));
+    return fs.existsSync(rcPath(p, s));
+  });
+}
+
+/** bash: top of ~/.bashrc, before a distribution's "not interactive: return" line; the rest at the end. */
+const placement = (shell: string) => (shell === "bash" ? "top" : "bottom");
+
+function tilde(p: EnvPaths, file: string): string {
+  return file.startsWith(`${p.home}/`) ? `~${file.slice(p.home.length)}` : file;
+}
+
+export function envApply(p: EnvPaths, opts: { apiKeyEnvVar: string; pinned: boolean; shells: string }): string {
+  // Validate everything before touching a file.
+  const key = wrap(() => parseKeyFromStdin(readStdin()));
+  const shells = resolveShells(p, opts.shells);
+  const state: ShellState = readJson<ShellState>(stateFile(p)) ?? { rc: {} };
+
+  // The config dir: 0700 (the env file holds a secret). Remember a looser mode to restore it on delete.
+  mkdirsRecorded(p.stateDir, p.configDir, 0o700);
+  const mode = fs.statSync(p.configDir).mode & 0o7777;
+  if (mode !== 0o700) {
+    if (state.configDirMode === undefined) state.configDirMode = mode;
+    writeJson(stateFile(p), state);
+    fs.chmodSync(p.configDir, 0o700);
+  }
+
+  const vars = envVars(opts.apiKeyEnvVar, key, opts.pinned);
+  writeFileAtomic(p.envFile, renderShEnvFile(vars), 0o600);
+  if (shells.includes("fish")) writeFileAtomic(p.fishEnvFile, renderFishEnvFile(vars), 0o600);
+  else removeFile(p.fishEnvFile);
+
+  const report: string[] = [];
+  for (const shell of Object.keys(p.rcFiles)) {
+    const file = rcPath(p, shell);
+    const before = readIfExists(resolveTarget(file));
+    let after: string | null | undefined;
+    if (shells.includes(shell)) {
+      const syntax = shell === "fish" ? "fish" : "sh";
+      const block = renderRcBlock(
+        syntax,
+        homeWord(shell === "fish" ? p.fishEnvFile : p.envFile, p.home, syntax),
+        homeWord(p.binDir, p.home, syntax),
+      );
+      const up = wrap(() => upsertRcBlock(before, block, placement(shell), state.rc[file], file));
+      after = up.text;
+      state.rc[file] = up.insertion;
+      // Record how the block goes in before writing it, so a crash in between cannot lose the record.
+      writeJson(stateFile(p), state);
+      if (before === undefined) mkdirsRecorded(p.stateDir, path.dirname(file));
+    } else if (before !== undefined) {
+      after = wrap(() => removeRcBlock(before, state.rc[file], file));
+      if (after === undefined) continue;
+    } else continue;
+    if (after === before) {
+      report.push(`${shell} ${tilde(p, file)} (unchanged)`);
+      continue;
+    }
+    if (after === null) removeFile(file);
+    else writeFileAtomic(file, after);
+    if (!shells.includes(shell)) {
+      delete state.rc[file];
+      writeJson(stateFile(p), state);
+      report.push(`${shell} ${tilde(p, file)} (block removed)`);
+    } else report.push(`${shell} ${tilde(p, file)} (${before === undefined ? "created" : "updated"})`);
+  }
+  writeJson(stateFile(p), state);
+  return `kilo-fleet: ${opts.apiKeyEnvVar} written to ${tilde(p, p.envFile)} (mode 0600); shell blocks: ${report.join(", ")}`;
+}
+
+/** All of stdin (the key): read here, never from argv or the environment. */
+function readStdin(): string {
+  const chunks: Buffer[] = [];
+  const buf = Buffer.alloc(65536);
+  for (;;) {
+    let n: number;
+    try {
+      n = fs.readSync(0, buf, 0, buf.length, null);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EAGAIN") {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+        continue;
+      }
+      if (code === "EOF") break;
+      throw new HostError(`cannot read the API key from stdin: ${code}`);
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+export function envDelete(p: EnvPaths): string {
+  const state: ShellState = readJson<ShellState>(stateFile(p)) ?? { rc: {} };
+  const report: string[] = [];
+  const files = new Set([...Object.keys(p.rcFiles).map((s) => rcPath(p, s)), ...Object.keys(state.rc)]);
+  for (const file of files) {
+    const before = readIfExists(resolveTarget(file));
+    if (before === undefined) continue;
+    const after = wrap(() => removeRcBlock(before, state.rc[file], file));
+    if (after === undefined) continue;
+    if (after === null) removeFile(file);
+    else writeFileAtomic(file, after);
+    report.push(tilde(p, file));
+  }
+  const removed = [p.envFile, p.fishEnvFile].filter((f) => removeFile(f)).map((f) => tilde(p, f));
+  if (state.configDirMode !== undefined && fs.existsSync(p.configDir)) fs.chmodSync(p.configDir, state.configDirMode);
+  removeFile(stateFile(p));
+  return `kilo-fleet: removed ${removed.length > 0 ? removed.join(", ") : "no env file"}; blocks removed from ${report.length > 0 ? report.join(", ") : "no startup file"}`;
+}
+
+function wrap<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new HostError((e as Error).message);
+  }
+}
