@@ -159,6 +159,7 @@ describe.concurrent("smoke script (stand-in kilo)", () => {
     expect(env).toContain(`CODEX_POOLER_API_KEY=${KEY}`);
     expect(env).toContainEqual(expect.stringMatching(/^XDG_DATA_HOME=.*kilo-fleet-smoke\.[^/]+\/data$/));
     expect(env).toContainEqual(expect.stringMatching(/^XDG_STATE_HOME=.*kilo-fleet-smoke\.[^/]+\/state$/));
+    expect(env).toContainEqual(expect.stringMatching(/^TMPDIR=.*kilo-fleet-smoke\.[^/]+\/tmp$/));
     expect(readdirSync(r.tmp)).toEqual([]);
   });
 

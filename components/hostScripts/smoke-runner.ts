@@ -90,14 +90,21 @@ function killGroup(pid, signal) {
   }
 }
 
-async function main() {
-  if (key === "") {
-    fail(keyVar + " is empty or not exported after sourcing " + envFile + ": kilo would send no API key — set kilo-fleet:codexPoolerApiKey and deploy again");
-  }
-
-  let version;
+// The installed CLI's version: its package.json (found through the bin symlink npm made), or --version.
+function kiloVersion() {
   try {
-    version = execFileSync(kiloCmd[0], ["--version"], {
+    let dir = path.dirname(fs.realpathSync(kiloCmd[0]));
+    for (let i = 0; i < 4; i++, dir = path.dirname(dir)) {
+      const file = path.join(dir, "package.json");
+      if (!fs.existsSync(file)) continue;
+      const pkg = JSON.parse(fs.readFileSync(file, "utf8"));
+      if (pkg.name === "@kilocode/cli" && typeof pkg.version === "string") return pkg.version;
+    }
+  } catch (e) {
+    // Fall back to asking kilo.
+  }
+  try {
+    return execFileSync(kiloCmd[0], ["--version"], {
       encoding: "utf8",
       stdio: ["ignore", "pipe", "pipe"],
       timeout: Math.max(1000, Math.min(30000, remainingMs())),
@@ -105,6 +112,12 @@ async function main() {
   } catch (e) {
     if (remainingMs() <= 0) timedOut();
     fail("kilo at " + kiloCmd[0] + " does not run: " + (e.stderr || e.message));
+  }
+}
+
+async function main() {
+  if (key === "") {
+    fail(keyVar + " is empty or not exported after sourcing " + envFile + ": kilo would send no API key — set kilo-fleet:codexPoolerApiKey and deploy again");
   }
 
   // Is anyone answering at the base URL? Any HTTP status will do. (Node's fetch ignores proxy
@@ -126,6 +139,7 @@ async function main() {
       fail("the pooler is unreachable at " + baseUrl + " (" + why + ")");
     }
   }
+  const version = kiloVersion();
   if (remainingMs() <= 0) timedOut();
 
   // The seed's command, in its own process group so the deadline can stop everything it started.

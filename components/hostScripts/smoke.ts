@@ -7,11 +7,12 @@
  * 1. sources the env file the deploy wrote (the same file the rc blocks source, so this proves that path;
  *    Debian's .bashrc returns early for non-interactive shells, so it is sourced directly);
  * 2. makes a fresh `mktemp -d` directory (never the user's files: `--auto` approves tools) and removes it
- *    on every exit; kilo's data and state dirs (session database, logs) are pointed inside it too, so a
- *    check leaves nothing behind in the user's kilo history, and nothing a server echoed is persisted;
+ *    on every exit; kilo's data and state dirs (session database, logs) and TMPDIR are pointed inside it
+ *    too, so a check leaves nothing behind in the user's kilo history, and nothing a server echoed (kilo
+ *    stores error responses in its session database) is persisted;
  * 3. runs the embedded node program (smoke-runner.ts), which checks the key variable is non-empty and
- *    exported (kilo silently sends no Authorization header otherwise), runs `kilo --version`, checks the
- *    pooler answers at the base URL (short timeout), then runs the seed command below in its own process
+ *    exported (kilo silently sends no Authorization header otherwise), checks the pooler answers at the
+ *    base URL (short timeout), reads kilo's version, then runs the seed command below in its own process
  *    group under `smokeCheck.timeoutSeconds` and reads kilo's JSON events.
  *
  * Passes only when kilo-ok.txt holds exactly `kilo ok` (one trailing newline tolerated) AND kilo's final
@@ -77,10 +78,10 @@ trap 'cd / && rm -rf "$smoke_root"' EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
-mkdir "$smoke_root/work" && cd "$smoke_root/work" || fail "cannot use the scratch directory $smoke_root"
+mkdir "$smoke_root/work" "$smoke_root/tmp" && cd "$smoke_root/work" || fail "cannot use the scratch directory $smoke_root"
 
 KILO_DISABLE_MODELS_FETCH=1 KILO_TELEMETRY_LEVEL=off KILO_SESSION_RETRY_LIMIT=1 \\
-XDG_DATA_HOME="$smoke_root/data" XDG_STATE_HOME="$smoke_root/state" \\
+XDG_DATA_HOME="$smoke_root/data" XDG_STATE_HOME="$smoke_root/state" TMPDIR="$smoke_root/tmp" \\
   node -e "$smoke_js" -- "$host" "$base_url" "$key_var" "$timeout_s" "$env_file" \\
   "$kilo_bin" run --model "$model" --pure --auto --format json --dir "$PWD" "$prompt"
 `;
