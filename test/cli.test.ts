@@ -1,0 +1,239 @@
+/** The offline CLI, run as a subprocess the way `npm run kilo-fleet -- …` runs it. */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadProject, readStackConfig } from "../cli/stackFile";
+import { renderKiloConfig, renderKiloConfigText } from "../components/kiloConfig";
+import { ENCRYPTED, parseSettings, resolveHost } from "../components/settings";
+
+const ROOT = join(__dirname, "..");
+const TSX = join(ROOT, "node_modules", ".bin", "tsx");
+const scratch = mkdtempSync(join(tmpdir(), "kilo-fleet-cli-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+function cli(...args: string[]) {
+  const run = spawnSync(TSX, [join(ROOT, "cli", "kilo-fleet.ts"), ...args], {
+    cwd: ROOT,
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+let fileCount = 0;
+/** Writes a stack file into the scratch directory and returns its path. */
+function stackFile(yaml: string): string {
+  const path = join(scratch, `Pulumi.t${fileCount++}.yaml`);
+  writeFileSync(path, yaml);
+  return path;
+}
+
+const USAGE_LINE = "usage: kilo-fleet validate [--stack NAME | --file PATH ...]";
+const FAKE_CIPHERTEXT = "v1:AAAAAAAAfakeCiphertextForTestsOnly==";
+
+const BROKEN = `config:
+  kilo-fleet:poolerBaseUrl: https://p.example.com/v1/chat/completions
+  kilo-fleet:modle: gpt-5.5
+  kilo-fleet:permission: ask
+  kilo-fleet:hosts:
+    - name: a
+      local: true
+    - name: b
+      ssh: {host: b.example.com, user: dev, port: 70000}
+`;
+
+describe("validate", () => {
+  it("with no argument validates every stacks/Pulumi.*.yaml: dev and prod pass", () => {
+    const r = cli("validate");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("stacks/Pulumi.dev.yaml: valid (1 host)");
+    expect(r.stdout).toMatch(/stacks\/Pulumi\.prod\.yaml: valid \([23] hosts\)/);
+  });
+
+  it("--stack picks one stack", () => {
+    const r = cli("validate", "--stack", "prod");
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain("Pulumi.dev.yaml");
+  });
+
+  it("exits 1 with every error as `key: reason` on stderr", () => {
+    const r = cli("validate", "--file", stackFile(BROKEN));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("4 errors");
+    expect(r.stderr).toContain("kilo-fleet:hosts[1].ssh.port: must be 1-65535");
+    expect(r.stderr).toContain("kilo-fleet:modle: unknown key (did you mean model?)");
+    expect(r.stderr).toMatch(/kilo-fleet:poolerBaseUrl: must be the pooler's \/v1 base/);
+    expect(r.stderr).toMatch(/kilo-fleet:permission: must be an object such as \{"bash": "allow"\}/);
+  });
+
+  it("reports each file: a valid one passes, the invalid one fails the run", () => {
+    const good = stackFile("config:\n  kilo-fleet:poolerBaseUrl: http://localhost:4000/v1\n");
+    const r = cli("validate", "--file", good, "--file", stackFile(BROKEN));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`${good}: valid (1 host)`);
+  });
+
+  it("prints warnings on stderr and still passes", () => {
+    const r = cli(
+      "validate",
+      "--file",
+      stackFile("config:\n  kilo-fleet:poolerBaseUrl: http://localhost:4000/v1\n  kilo-fleet:kiloVersion: latest\n"),
+    );
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/warning: kilo-fleet:kiloVersion: "latest" means the fleet is no longer pinned/);
+  });
+
+  it("reads secure: values without decrypting or printing them", () => {
+    const path = stackFile(`config:
+  kilo-fleet:poolerBaseUrl: http://localhost:4000/v1
+  kilo-fleet:codexPoolerApiKey:
+    secure: ${FAKE_CIPHERTEXT}
+  kilo-fleet:kiloSettings:
+    share:
+      secure: ${FAKE_CIPHERTEXT}
+`);
+    const v = cli("validate", "--file", path);
+    expect(v.code).toBe(0);
+    expect(v.stderr).not.toContain("codexPoolerApiKey: not set");
+    const r = cli("render", "--file", path);
+    expect(r.code).toBe(0);
+    for (const out of [v.stdout, v.stderr, r.stdout, r.stderr]) expect(out).not.toContain("fakeCiphertext");
+  });
+
+  it("refuses a plaintext API key in a stack file, without printing it", () => {
+    const r = cli(
+      "validate",
+      "--file",
+      stackFile(
+        "config:\n  kilo-fleet:poolerBaseUrl: http://localhost:4000/v1\n  kilo-fleet:codexPoolerApiKey: sk-plain-oops\n",
+      ),
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("kilo-fleet:codexPoolerApiKey: is stored in plain text in the stack file");
+    expect(r.stdout + r.stderr).not.toContain("sk-plain-oops");
+  });
+
+  it("refuses a stack key without namespace", () => {
+    const r = cli("validate", "--file", stackFile("config:\n  poolerBaseUrl: http://localhost:4000/v1\n"));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      'poolerBaseUrl: stack config keys must be namespaced (write "kilo-fleet:poolerBaseUrl")',
+    );
+  });
+
+  it("reports a YAML syntax error with its line and column", () => {
+    const path = stackFile("config:\n  kilo-fleet:poolerBaseUrl: [unclosed\n");
+    const r = cli("validate", "--file", path);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`${path.replaceAll(".", "\\.")}:\\d+:\\d+: `));
+  });
+});
+
+describe("render", () => {
+  it("prints the kilo.jsonc the dev host would get: the seed example", () => {
+    const r = cli("render", "--stack", "dev");
+    expect(r.code).toBe(0);
+    const parsed = parseSettings({ "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" });
+    if (!parsed.ok) throw new Error("unreachable");
+    const s = parsed.settings;
+    expect(r.stdout).toBe(renderKiloConfigText(renderKiloConfig(s, resolveHost(s, s.hosts[0]))));
+  });
+
+  it("--host picks a host of a fleet", () => {
+    const r = cli("render", "--stack", "prod", "--host", "build-01");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('"baseURL": "https://codex-pooler.example.com/v1"');
+    expect(r.stdout).toContain('"apiKey": "{env:CODEX_POOLER_API_KEY}"');
+  });
+
+  it("exits 1 and renders nothing for an invalid stack", () => {
+    const r = cli("render", "--file", stackFile(BROKEN), "--host", "a");
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("kilo-fleet:hosts[1].ssh.port: must be 1-65535");
+  });
+});
+
+describe("usage errors exit 2 with the usage line", () => {
+  it.each([
+    [[], "no command given"],
+    [["deploy"], 'unknown command "deploy"'],
+    [["validate", "--bogus"], 'unknown argument "--bogus"'],
+    [["validate", "--stack"], "--stack needs a value"],
+    [["validate", "--stack", "nope"], 'no stack "nope"'],
+    [["validate", "--file", "/nonexistent/Pulumi.x.yaml"], "no such file"],
+    [["validate", "--host", "x"], "--host is only for render"],
+    [["render"], "render needs exactly one --stack or --file"],
+    [["render", "--stack", "dev", "--stack", "prod"], "render needs exactly one --stack or --file"],
+    [["render", "--stack", "prod"], "pick one with --host (build-01"],
+    [["render", "--stack", "prod", "--host", "nope"], 'no host "nope"'],
+  ])("%j", (args, message) => {
+    const r = cli(...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+    expect(r.stderr).toContain(USAGE_LINE);
+  });
+
+  it("--help prints the usage and exits 0", () => {
+    const r = cli("--help");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(USAGE_LINE);
+  });
+});
+
+describe("stack files read as Pulumi would", () => {
+  const projectDir = mkdtempSync(join(scratch, "project-"));
+  writeFileSync(
+    join(projectDir, "Pulumi.yaml"),
+    `name: kilo-fleet
+runtime: nodejs
+stackConfigDir: stacks
+config:
+  poolerBaseUrl:
+    type: string
+  model:
+    type: string
+    default: mini
+  compactionThresholdPercent: 50
+`,
+  );
+  const project = loadProject(projectDir);
+
+  it("applies Pulumi.yaml defaults where the stack sets nothing, and notes required keys", () => {
+    expect(project.stackConfigDir).toBe(join(projectDir, "stacks"));
+    expect(project.required).toEqual(["kilo-fleet:poolerBaseUrl"]);
+    const { raw } = readStackConfig(stackFile("config:\n  kilo-fleet:compactionThresholdPercent: 60\n"), project);
+    expect(raw).toEqual({ "kilo-fleet:model": "mini", "kilo-fleet:compactionThresholdPercent": "60" });
+  });
+
+  it("passes every value as the runtime's string: scalars as text, a YAML null as '', structures as JSON", () => {
+    const { raw } = readStackConfig(
+      stackFile(`config:
+  kilo-fleet:kiloVersion: 7.7.7
+  kilo-fleet:compactionThresholdPercent: null
+  kilo-fleet:smokeCheck: {enabled: false}
+  kilo-fleet:sshPrivateKey:
+    secure: ${FAKE_CIPHERTEXT}
+  aws:region: eu-west-1
+`),
+      project,
+    );
+    expect(raw).toEqual({
+      "kilo-fleet:kiloVersion": "7.7.7",
+      "kilo-fleet:compactionThresholdPercent": "",
+      "kilo-fleet:smokeCheck": '{"enabled":false}',
+      "kilo-fleet:sshPrivateKey": ENCRYPTED,
+      "aws:region": "eu-west-1",
+      "kilo-fleet:model": "mini",
+    });
+    const parsed = parseSettings({
+      ...raw,
+      "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1",
+      "kilo-fleet:model": "gpt-5.5",
+    });
+    expect(parsed.ok).toBe(true);
+    expect(parsed.ok && parsed.settings.compactionThresholdPercent).toBeNull();
+  });
+});
