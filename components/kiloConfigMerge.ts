@@ -118,9 +118,9 @@ export function mergeKiloConfig(
   previousPaths: readonly KeyPath[] = [],
 ): string {
   const eol = existing ? detectEol(existing) : "\n";
-  // Checked on the whole file (the header is comments), so line numbers match what the user sees.
   let body = splitHeader(existing ?? "");
   if (body.trim() === "") body = `{}${eol}`;
+  // Checked on the whole file (the header is comments), so line numbers match what the user sees.
   else parseObject(existing ?? "");
   const layout = layoutOf(body);
 
