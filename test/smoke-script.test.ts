@@ -149,7 +149,7 @@ describe.concurrent("smoke script (stand-in kilo)", () => {
       "--format",
       "json",
       "--dir",
-      expect.stringMatching(/kilo-fleet-smoke\.[^/]+\/work$/),
+      expect.stringMatching(/kilo-fleet\.[^/]+\/work$/),
       SMOKE_PROMPT,
     ]);
     const env = readFileSync(join(r.home, "kilo-env"), "utf8").split("\n");
@@ -157,9 +157,9 @@ describe.concurrent("smoke script (stand-in kilo)", () => {
       expect(env).toContain(v);
     }
     expect(env).toContain(`CODEX_POOLER_API_KEY=${KEY}`);
-    expect(env).toContainEqual(expect.stringMatching(/^XDG_DATA_HOME=.*kilo-fleet-smoke\.[^/]+\/data$/));
-    expect(env).toContainEqual(expect.stringMatching(/^XDG_STATE_HOME=.*kilo-fleet-smoke\.[^/]+\/state$/));
-    expect(env).toContainEqual(expect.stringMatching(/^TMPDIR=.*kilo-fleet-smoke\.[^/]+\/tmp$/));
+    expect(env).toContainEqual(expect.stringMatching(/^XDG_DATA_HOME=.*kilo-fleet\.[^/]+\/data$/));
+    expect(env).toContainEqual(expect.stringMatching(/^XDG_STATE_HOME=.*kilo-fleet\.[^/]+\/state$/));
+    expect(env).toContainEqual(expect.stringMatching(/^TMPDIR=.*kilo-fleet\.[^/]+\/tmp$/));
     expect(readdirSync(r.tmp)).toEqual([]);
   });
 

@@ -199,7 +199,7 @@ describe.concurrent("smoke check with the real kilo 7.7.7", () => {
       filePath: `${reqs[0].workingDirectory}/kilo-ok.txt`,
       content: "kilo ok",
     });
-    expect(reqs[0].workingDirectory).toMatch(/\/kilo-fleet-smoke\.[^/]+\/work$/);
+    expect(reqs[0].workingDirectory).toMatch(/\/kilo-fleet\.[^/]+\/work$/);
     expect(reqs[1].body?.messages?.some((m) => m.role === "tool")).toBe(true);
     expectNoTraces(r, [KEY]);
   });

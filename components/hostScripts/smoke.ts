@@ -3,7 +3,8 @@
  * Codex Pooler docs describe (shared/codex-pooler-kilo.md, point 10) and fails the deploy with one line a
  * person can act on when it does not.
  *
- * The script (POSIX sh; node is on every host, kilo needs it):
+ * The script (POSIX sh, on the shared prelude: node found as the other steps find it, one temp dir
+ * removed on every exit):
  * 1. sources the env file the deploy wrote (the same file the rc blocks source, so this proves that path;
  *    Debian's .bashrc returns early for non-interactive shells, so it is sourced directly);
  * 2. makes a fresh `mktemp -d` directory (never the user's files: `--auto` approves tools) and removes it
@@ -26,6 +27,7 @@ import { ENV_FILE, KILO_BIN } from "../hostPaths";
 import type { ResolvedHost, Settings } from "../settings";
 import { shQuote } from "../shellQuote";
 import type { HostScript } from "./index";
+import { prelude, script } from "./prelude";
 import { SMOKE_RUNNER_JS } from "./smoke-runner";
 
 /** The seed's smoke prompt (codex-pooler-kilo docs, point 10). Part of what the check proves. */
@@ -51,9 +53,12 @@ export function parseSmokeOutput(stdout: string): SmokeResult | undefined {
 /** The smoke check of one host. Create only: there is nothing to update or delete on the host. */
 export function smokeScript(settings: Settings, host: ResolvedHost): HostScript {
   const model = `${settings.providerId}/${host.model}`;
-  const create = `# kilo-fleet smoke check (issue 5): the seed's kilo command against the pooler, in a scratch directory.
-set -u
-host=${shQuote(host.name)}
+  const create = script(
+    "# kilo-fleet smoke check (issue 5): the seed's kilo command against the pooler, in a scratch directory.",
+    prelude(host.name),
+    // The same node the other steps found (even off the non-interactive PATH); kilo's launcher needs it on PATH.
+    "kf_require_node",
+    `host=${shQuote(host.name)}
 base_url=${shQuote(settings.poolerBaseUrl)}
 key_var=${shQuote(settings.apiKeyEnvVar)}
 model=${shQuote(model)}
@@ -68,22 +73,18 @@ fail() {
   exit 1
 }
 
-command -v node >/dev/null 2>&1 || fail "node is not on PATH (kilo runs on node)"
 [ -x "$kilo_bin" ] || fail "kilo is not installed at $kilo_bin"
 [ -r "$env_file" ] || fail "the env file $env_file is missing (the env step writes it)"
 . "$env_file" || fail "sourcing $env_file failed"
 
-smoke_root=$(mktemp -d "\${TMPDIR:-/tmp}/kilo-fleet-smoke.XXXXXX") || fail "mktemp -d failed"
-trap 'cd / && rm -rf "$smoke_root"' EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-mkdir "$smoke_root/work" "$smoke_root/tmp" && cd "$smoke_root/work" || fail "cannot use the scratch directory $smoke_root"
+# The scratch directory (removed on every exit by the prelude's trap): kilo works in work/.
+kf_mktemp
+mkdir "$kf_tmp/work" "$kf_tmp/tmp" && cd "$kf_tmp/work" || fail "cannot use the scratch directory $kf_tmp"
 
 KILO_DISABLE_MODELS_FETCH=1 KILO_TELEMETRY_LEVEL=off KILO_SESSION_RETRY_LIMIT=1 \\
-XDG_DATA_HOME="$smoke_root/data" XDG_STATE_HOME="$smoke_root/state" TMPDIR="$smoke_root/tmp" \\
-  node -e "$smoke_js" -- "$host" "$base_url" "$key_var" "$timeout_s" "$env_file" \\
-  "$kilo_bin" run --model "$model" --pure --auto --format json --dir "$PWD" "$prompt"
-`;
+XDG_DATA_HOME="$kf_tmp/data" XDG_STATE_HOME="$kf_tmp/state" TMPDIR="$kf_tmp/tmp" \\
+  "$KF_NODE" -e "$smoke_js" -- "$host" "$base_url" "$key_var" "$timeout_s" "$env_file" \\
+  "$kilo_bin" run --model "$model" --pure --auto --format json --dir "$PWD" "$prompt"`,
+  );
   return { create };
 }
