@@ -1,0 +1,11 @@
+/**
+ * The kilo-fleet Pulumi program: read and validate the `kilo-fleet:` config (every error at once,
+ * before any resource exists), then one KiloHost per host. All logic lives in components/fleet.ts.
+ */
+import { deployFleet, readStackConfig } from "./components/fleet";
+
+const { rawConfig, secrets } = readStackConfig();
+const fleet = deployFleet(rawConfig, secrets);
+
+/** Per host: kind, kiloVersion, configPath, envFilePath, smoke. No secrets. */
+export const hosts = fleet.outputs;

@@ -1,0 +1,438 @@
+/**
+ * KiloHost and the program (index.ts) under Pulumi mocks: the resource graph per host, secrecy of the
+ * API key, the stack's exports, warnings, bad config, and KiloHost as a library. Runs against the real
+ * host-script builders.
+ */
+import { createHash } from "node:crypto";
+import * as pulumi from "@pulumi/pulumi";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { deployFleet } from "../components/fleet";
+import * as hostScripts from "../components/hostScripts";
+import {
+  HOST_STEPS,
+  KILO_HOST_TYPE,
+  KiloHost,
+  keyFingerprint,
+  parseConfigPath,
+  parseEnvFilePath,
+  parseInstalledVersion,
+  parseSmokeResult,
+} from "../components/kiloHost";
+import { parseSettings, resolveHost, type Settings } from "../components/settings";
+import {
+  type Evaluation,
+  evaluate,
+  evaluateIndex,
+  findString,
+  isSecretValue,
+  programResources,
+  type RecordedResource,
+  STACK_TYPE,
+  stackConfig,
+  TEST_API_KEY,
+  TEST_HOST_KEY,
+  TEST_HOSTS,
+  TEST_SSH_KEY,
+  unwrapSecrets,
+} from "./support/pulumiMocks";
+
+afterEach(() => {
+  vi.unstubAllEnvs();
+});
+
+const COMMAND_TYPE = { local: "command:local:Command", ssh: "command:remote:Command" } as const;
+
+/** The settings and resolved host the builders should see for `name` in `stackConfig(overrides)`. */
+function expectedScripts(name: string, overrides: Record<string, unknown> = {}) {
+  const { config } = stackConfig(overrides);
+  delete config["kilo-fleet:codexPoolerApiKey"];
+  delete config["kilo-fleet:sshPrivateKey"];
+  const parsed = parseSettings(config);
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+  const entry = parsed.settings.hosts.find((h) => h.name === name);
+  if (!entry) throw new Error(`no host ${name}`);
+  const host = resolveHost(parsed.settings, entry);
+  // What KiloHost parses for itself: the host's overrides at fleet level, the entry with only its identity.
+  const ownEntry = {
+    name: entry.name,
+    ...(entry.ssh ? { ssh: entry.ssh } : { local: true as const }),
+    ...(entry.shells ? { shells: entry.shells } : {}),
+  };
+  const settings: Settings = {
+    ...parsed.settings,
+    kiloVersion: host.kiloVersion,
+    model: host.model,
+    hosts: [ownEntry],
+  };
+  return {
+    host,
+    preflight: hostScripts.preflightScript(settings, host),
+    install: hostScripts.installScript(settings, host),
+    config: hostScripts.configScript(settings, host),
+    env: hostScripts.envScript(settings, host),
+    smoke: hostScripts.smokeScript(settings, host),
+  };
+}
+
+function inputsOf(r: RecordedResource): Record<string, unknown> {
+  return unwrapSecrets(r.inputs) as Record<string, unknown>;
+}
+
+describe("the resource graph", () => {
+  let run: Evaluation;
+  const getRun = async () => {
+    run ??= await evaluateIndex(stackConfig());
+    if (run.error) throw run.error;
+    return run;
+  };
+
+  it("has the stack, then one KiloHost per host parented to the stack, and nothing else at the top", async () => {
+    const e = await getRun();
+    const stack = e.resources.filter((r) => r.type === STACK_TYPE);
+    expect(stack).toHaveLength(1);
+    const components = e.resources.filter((r) => r.type === KILO_HOST_TYPE);
+    expect(components.map((c) => c.name)).toEqual(TEST_HOSTS.map((h) => h.name));
+    for (const c of components) expect(c.parent).toBe(stack[0].urn);
+    // Everything else is a child of a KiloHost.
+    const componentUrns = new Set(components.map((c) => c.urn));
+    const others = programResources(e).filter((r) => r.type !== KILO_HOST_TYPE);
+    expect(others).toHaveLength(TEST_HOSTS.length * HOST_STEPS.length);
+    for (const r of others) expect(componentUrns.has(r.parent)).toBe(true);
+  });
+
+  for (const h of TEST_HOSTS) {
+    const kind = h.ssh ? "ssh" : "local";
+    it(`${h.name} (${kind}): five ${COMMAND_TYPE[kind]} children in order, each depending on the one before`, async () => {
+      const e = await getRun();
+      const component = e.byName(h.name);
+      let previous: RecordedResource | undefined;
+      for (const step of HOST_STEPS) {
+        const r = e.byName(`${h.name}-${step}`);
+        expect(r.type).toBe(COMMAND_TYPE[kind]);
+        expect(r.custom).toBe(true);
+        expect(r.parent).toBe(component.urn);
+        expect(r.dependencies).toEqual(previous ? [previous.urn] : []);
+        // Registration order follows the dependency order.
+        if (previous) expect(e.resources.indexOf(r)).toBeGreaterThan(e.resources.indexOf(previous));
+        previous = r;
+      }
+    });
+
+    it(`${h.name}: runs exactly the builders' scripts, ${kind === "ssh" ? "through remoteCommandLine" : "with /bin/sh -c"}`, async () => {
+      const e = await getRun();
+      const expected = expectedScripts(h.name);
+      const wrap = kind === "ssh" ? hostScripts.remoteCommandLine : (s: string) => s;
+      for (const step of HOST_STEPS) {
+        const inputs = inputsOf(e.byName(`${h.name}-${step}`));
+        const script = expected[step];
+        expect(inputs.create).toBe(wrap(script.create));
+        expect(inputs.update).toBe(script.update === undefined ? undefined : wrap(script.update));
+        expect(inputs.delete).toBe(script.delete === undefined ? undefined : wrap(script.delete));
+        if (kind === "local") {
+          expect(inputs.interpreter).toEqual(["/bin/sh", "-c"]);
+          expect(inputs.connection).toBeUndefined();
+        } else {
+          expect(inputs.interpreter).toBeUndefined();
+          // Remote hosts refuse unknown environment variables: none are sent.
+          expect(inputs.environment).toBeUndefined();
+        }
+      }
+    });
+  }
+
+  it("connects to SSH hosts as configured, pins the host key when given, and keeps the SSH key secret", async () => {
+    const e = await getRun();
+    const bob = e.byName("bob-desktop-install");
+    const carol = e.byName("carol-box-install");
+    // The SDK makes the whole connection a secret; the private key is a secret inside it too.
+    expect(isSecretValue(bob.inputs.connection)).toBe(true);
+    expect(inputsOf(bob).connection).toMatchObject({
+      host: "10.0.0.5",
+      user: "bob",
+      port: 22,
+      hostKey: TEST_HOST_KEY,
+      privateKey: TEST_SSH_KEY,
+    });
+    expect(inputsOf(carol).connection).toMatchObject({ host: "carol.lan", user: "carol", port: 2222 });
+    expect((inputsOf(carol).connection as Record<string, unknown>).hostKey).toBeUndefined();
+    // The SSH key is in no input but a remote connection.
+    for (const r of programResources(e)) {
+      for (const hit of findString(r.inputs, "testkeytestkey")) {
+        expect(`${r.name}: ${hit.path}`).toBe(`${r.name}: connection.privateKey`);
+        expect(hit.secret).toBe(true);
+      }
+    }
+  });
+
+  it("sets the options the command provider needs on every step", async () => {
+    const e = await getRun();
+    for (const h of TEST_HOSTS) {
+      for (const step of HOST_STEPS) {
+        const r = e.byName(`${h.name}-${step}`);
+        const inputs = inputsOf(r);
+        expect(inputs.addPreviousOutputInEnv, r.name).toBe(false);
+        // Every step writes or removes files: a replacement must delete the old before creating the new.
+        expect(r.deleteBeforeReplace, r.name).toBe(true);
+        const sensitive = step === "env" || step === "smoke";
+        expect(inputs.logging, r.name).toBe(sensitive ? "none" : undefined);
+        if (sensitive) expect(r.additionalSecretOutputs, r.name).toEqual(expect.arrayContaining(["stdout", "stderr"]));
+        // Only the smoke check has triggers (a trigger change replaces; the other steps update in place).
+        expect(inputs.triggers === undefined, r.name).toBe(step !== "smoke");
+      }
+    }
+  });
+});
+
+describe("secrecy of the API key", () => {
+  it("is in no input but each env command's stdin, where it is a secret", async () => {
+    const e = await evaluateIndex(stackConfig());
+    expect(e.error).toBeUndefined();
+    const hits = programResources(e)
+      .flatMap((r) => findString(r.inputs, TEST_API_KEY).map((hit) => ({ resource: r.name, ...hit })))
+      .sort(
+        (a, b) =>
+          TEST_HOSTS.findIndex((h) => a.resource.startsWith(h.name)) -
+          TEST_HOSTS.findIndex((h) => b.resource.startsWith(h.name)),
+      );
+    expect(hits).toEqual(TEST_HOSTS.map((h) => ({ resource: `${h.name}-env`, path: "stdin", secret: true })));
+    for (const h of TEST_HOSTS) expect(isSecretValue(e.byName(`${h.name}-env`).inputs.stdin)).toBe(true);
+  });
+
+  it("is not in the state as an unsalted hash either; the smoke trigger holds a secret per-host HMAC", async () => {
+    const e = await evaluateIndex(stackConfig());
+    const plainHashes = [
+      createHash("sha256").update(TEST_API_KEY).digest("hex"),
+      createHash("sha1").update(TEST_API_KEY).digest("hex"),
+      createHash("md5").update(TEST_API_KEY).digest("hex"),
+      Buffer.from(TEST_API_KEY).toString("base64"),
+    ];
+    for (const r of e.resources) {
+      for (const hash of plainHashes) {
+        expect(findString(r.inputs, hash), r.name).toEqual([]);
+        expect(findString(r.outputs, hash), r.name).toEqual([]);
+      }
+    }
+    const fingerprints = new Set<string>();
+    for (const h of TEST_HOSTS) {
+      const triggers = e.byName(`${h.name}-smoke`).inputs.triggers as unknown[];
+      const secretOnes = triggers.filter(isSecretValue);
+      expect(secretOnes).toHaveLength(1);
+      const fp = String(secretOnes[0].value);
+      expect(fp).toBe(keyFingerprint(TEST_API_KEY, `kilo-fleet/test/${h.name}`));
+      expect(fp).toMatch(/^key=hmac-sha256:[0-9a-f]{64}$/);
+      fingerprints.add(fp);
+      // Everything else in the triggers is plain, and none of it derives from the key.
+      for (const t of triggers.filter((t) => !isSecretValue(t))) expect(String(t)).toMatch(/^(kilo|config|prompt)=/);
+    }
+    expect(fingerprints.size).toBe(TEST_HOSTS.length);
+  });
+
+  it("is in no stack export or component output, and no export is a secret", async () => {
+    const e = await evaluateIndex(stackConfig());
+    expect(e.stackOutputs).toBeDefined();
+    for (const r of e.resources) {
+      expect(findString(r.outputs ?? {}, TEST_API_KEY), r.name).toEqual([]);
+      expect(findString(r.outputs ?? {}, "testkeytestkey"), r.name).toEqual([]);
+    }
+    expect(JSON.stringify(e.stackOutputs)).not.toContain("1b47061264138c4ac30d75fd1eb44270");
+    expect(unwrapSecrets(e.stackOutputs)).toEqual(e.stackOutputs);
+  });
+});
+
+describe("stack exports", () => {
+  it("exports kind, kilo version, config path, env file path and the smoke result per host", async () => {
+    const e = await evaluateIndex(stackConfig());
+    expect(e.error).toBeUndefined();
+    const hosts = (e.stackOutputs as { hosts: Record<string, unknown> }).hosts;
+    expect(Object.keys(hosts)).toEqual(TEST_HOSTS.map((h) => h.name));
+    // As the (mocked) steps reported them.
+    expect(hosts["alice-laptop"]).toEqual({
+      kind: "local",
+      kiloVersion: "7.7.7",
+      configPath: "/home/dev/.config/kilo/kilo.jsonc",
+      envFilePath: "~/.config/kilo/codex-pooler.env",
+      smoke: { enabled: true, pass: true, kiloVersion: "7.7.7", seconds: 12.3 },
+    });
+    expect(hosts["bob-desktop"]).toMatchObject({ kind: "ssh", kiloVersion: "7.7.7" });
+  });
+
+  it("reports a disabled smoke check as such, and has no smoke resource then", async () => {
+    const e = await evaluateIndex(stackConfig({ smokeCheck: { enabled: false } }));
+    expect(e.error).toBeUndefined();
+    expect(programResources(e).filter((r) => r.name.endsWith("-smoke"))).toEqual([]);
+    const hosts = (e.stackOutputs as { hosts: Record<string, { smoke: unknown }> }).hosts;
+    for (const h of TEST_HOSTS) expect(hosts[h.name].smoke).toEqual({ enabled: false });
+  });
+
+  it("parses the steps' report lines", () => {
+    expect(
+      parseInstalledVersion(
+        "kilo-fleet: kilo 7.7.6 is already installed at /h/.local; npm not run\nkilo-fleet: kilo 7.7.6 installed at /h/.local/bin/kilo",
+      ),
+    ).toBe("7.7.6");
+    expect(parseInstalledVersion("npm warn something")).toBeUndefined();
+    expect(
+      parseConfigPath("kilo-fleet: /h/.config/kilo/kilo.jsonc already up to date (kilo-fleet manages: model)"),
+    ).toBe("/h/.config/kilo/kilo.jsonc");
+    expect(
+      parseEnvFilePath("kilo-fleet: MY_KEY written to ~/.config/kilo/codex-pooler.env (mode 0600); shell blocks: bash"),
+    ).toBe("~/.config/kilo/codex-pooler.env");
+    expect(parseSmokeResult("x\nkilo-fleet: smoke ok kilo=7.7.7 seconds=15.2\n")).toEqual({
+      pass: true,
+      kiloVersion: "7.7.7",
+      seconds: 15.2,
+    });
+    expect(parseSmokeResult("kilo-fleet: smoke ok kilo=7.7.7")).toBeUndefined();
+  });
+});
+
+describe("warnings", () => {
+  it("warns once about each SSH host whose host key is not pinned", async () => {
+    const e = await evaluateIndex(stackConfig());
+    const hostKeyWarnings = e.warnings.filter((w) => w.includes("hostKey"));
+    expect(hostKeyWarnings).toHaveLength(1);
+    expect(hostKeyWarnings[0]).toContain("kilo-fleet:hosts[2].ssh.hostKey");
+  });
+
+  it("warns when a secret is stored in plain text in the stack file", async () => {
+    const stack = stackConfig();
+    const e = await evaluateIndex({ config: stack.config, secretKeys: ["kilo-fleet:sshPrivateKey"] });
+    expect(e.error).toBeUndefined();
+    expect(e.warnings.filter((w) => w.includes("plain text"))).toEqual([
+      expect.stringContaining("kilo-fleet:codexPoolerApiKey"),
+    ]);
+    // The warning names the key, never the value.
+    for (const w of e.warnings) expect(w).not.toContain(TEST_API_KEY);
+  });
+});
+
+describe("bad config", () => {
+  it("stops the program with one RunError listing every error, before any resource is registered", async () => {
+    const e = await evaluateIndex(
+      stackConfig({
+        poolerBaseUrl: "https://pooler.example.com/v1/chat/completions",
+        codexPoolerApiKey: undefined,
+        hosts: [
+          { name: "ok-host", local: true },
+          { name: "Bad Name", local: true },
+          { name: "ssh-host", ssh: { host: "h", user: "u", port: 70000 } },
+        ],
+        smokeCheck: { timeoutSeconds: 5 },
+      }),
+    );
+    expect(pulumi.RunError.isInstance(e.error)).toBe(true);
+    const message = (e.error as Error).message;
+    for (const key of [
+      "kilo-fleet:poolerBaseUrl",
+      "kilo-fleet:codexPoolerApiKey",
+      "kilo-fleet:hosts[1].name",
+      "kilo-fleet:hosts[2].ssh.port",
+      "kilo-fleet:smokeCheck.timeoutSeconds",
+    ]) {
+      expect(message).toContain(key);
+    }
+    expect(message).toMatch(/5 errors; nothing was deployed/);
+    expect(programResources(e)).toEqual([]);
+  });
+
+  it("refuses an SSH host with neither the sshPrivateKey secret nor an SSH agent", async () => {
+    vi.stubEnv("SSH_AUTH_SOCK", "");
+    const e = await evaluateIndex(stackConfig({ sshPrivateKey: undefined }));
+    expect(pulumi.RunError.isInstance(e.error)).toBe(true);
+    expect((e.error as Error).message).toContain("kilo-fleet:hosts[1].ssh: no way to authenticate");
+    expect((e.error as Error).message).toContain("kilo-fleet:hosts[2].ssh: no way to authenticate");
+    expect(programResources(e)).toEqual([]);
+  });
+
+  it("uses the SSH agent when there is no sshPrivateKey but SSH_AUTH_SOCK is set", async () => {
+    vi.stubEnv("SSH_AUTH_SOCK", "/tmp/agent.sock");
+    const e = await evaluateIndex(stackConfig({ sshPrivateKey: undefined }));
+    expect(e.error).toBeUndefined();
+    const connection = inputsOf(e.byName("bob-desktop-env")).connection as Record<string, unknown>;
+    expect(connection.privateKey).toBeUndefined();
+    // The agent socket is not put into the state: the provider reads SSH_AUTH_SOCK itself at deploy time.
+    expect(connection.agentSocketPath).toBeUndefined();
+  });
+});
+
+describe("KiloHost as a library", () => {
+  it("applies the settings schema's defaults (the one place defaults live)", async () => {
+    let host: KiloHost | undefined;
+    const e = await evaluate(() => {
+      host = new KiloHost("dev-box", { poolerBaseUrl: "http://localhost:4000/v1", apiKey: pulumi.secret("k") });
+    });
+    expect(e.error).toBeUndefined();
+    const defaults = parseSettings({
+      "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1",
+      "kilo-fleet:hosts": [{ name: "dev-box", local: true }],
+    });
+    if (!defaults.ok) throw new Error("defaults do not parse");
+    expect(host?.settings).toEqual(defaults.settings);
+    expect(host?.host).toEqual({
+      name: "dev-box",
+      kind: "local",
+      kiloVersion: "7.7.7",
+      model: "gpt-5.5",
+      shells: undefined,
+    });
+    expect(e.byName("dev-box").type).toBe(KILO_HOST_TYPE);
+    expect(programResources(e)).toHaveLength(1 + HOST_STEPS.length);
+  });
+
+  it("gets from deployFleet exactly the fleet's settings with the host's overrides applied", async () => {
+    const overrides = {
+      providerId: "my-pool",
+      apiKeyEnvVar: "MY_POOL_KEY",
+      kiloVersion: "7.7.6",
+      models: {
+        "gpt-5.5": { limit: { context: 272000, output: 64000 } },
+        "gpt-5.4-mini": { name: "mini", limit: { context: 128000, input: 100000, output: 16000 } },
+      },
+      compactionThresholdPercent: null,
+      permission: { bash: "allow" },
+      kiloSettings: { share: "disabled" },
+      smokeCheck: { enabled: true, timeoutSeconds: 60 },
+      npmRegistry: "https://npm.example.com/",
+      hosts: [
+        { name: "a", local: true, kiloVersion: "7.7.7", model: "gpt-5.4-mini", shells: ["bash", "fish"] },
+        { name: "b", ssh: { host: "b.lan", user: "b", port: 2200, hostKey: TEST_HOST_KEY } },
+      ],
+    };
+    const { config } = stackConfig(overrides);
+    const fleetSecrets = { codexPoolerApiKey: pulumi.secret(TEST_API_KEY), sshPrivateKey: pulumi.secret(TEST_SSH_KEY) };
+    let fleet: ReturnType<typeof deployFleet> | undefined;
+    const e = await evaluate(() => {
+      fleet = deployFleet(config, fleetSecrets);
+    });
+    expect(e.error).toBeUndefined();
+    for (const name of ["a", "b"]) {
+      const expected = expectedScripts(name, overrides);
+      const kiloHost = fleet?.hosts[name];
+      expect(kiloHost?.host).toEqual(expected.host);
+      const { hosts: _h, ...settings } = kiloHost?.settings as Settings;
+      const { hosts: _f, ...fleetSettings } = fleet?.settings as Settings;
+      expect(settings).toEqual({
+        ...fleetSettings,
+        kiloVersion: expected.host.kiloVersion,
+        model: expected.host.model,
+      });
+    }
+  });
+
+  it("reports invalid arguments in the library's own terms", async () => {
+    const e = await evaluate(() => {
+      new KiloHost("x", {
+        poolerBaseUrl: "https://p.example.com/v1/responses",
+        apiKey: "k",
+        ssh: { host: "h", user: "u", port: 0 },
+        sshPrivateKey: "key",
+      });
+    });
+    expect(pulumi.RunError.isInstance(e.error)).toBe(true);
+    const message = (e.error as Error).message;
+    expect(message).toContain('KiloHost "x": invalid arguments');
+    expect(message).toContain("  poolerBaseUrl: ");
+    expect(message).toContain("  ssh.port: must be 1-65535");
+    expect(message).not.toContain("kilo-fleet:");
+  });
+});
