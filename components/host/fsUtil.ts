@@ -126,6 +126,7 @@ const DIRS_FILE = "dirs.json";
 /** Records directories someone else (npm) created for kilo-fleet, so the last delete removes them if empty. */
 export function recordDirs(stateDir: string, dirs: string[]): void {
   mkdirsRecorded(stateDir, stateDir);
+  if (dirs.length === 0) return;
   const file = path.join(stateDir, DIRS_FILE);
   const known = readJson<string[]>(file) ?? [];
   const all = [...new Set([...known, ...dirs.map((d) => path.resolve(d))])];
@@ -135,12 +136,12 @@ export function recordDirs(stateDir: string, dirs: string[]): void {
 /** `mkdir -p` that records the directories it created in the state dir, so the last delete removes them. */
 export function mkdirsRecorded(stateDir: string, dir: string, mode = 0o755): string[] {
   const created = mkdirs(dir, mode);
-  if (created.length === 0) return created;
-  // The state dir itself may be among them: record after it exists.
-  mkdirs(stateDir);
+  // The state dir (where the record goes) may be new too: it is recorded with the rest.
+  const stateCreated = mkdirs(stateDir);
+  if (created.length === 0 && stateCreated.length === 0) return created;
   const file = path.join(stateDir, DIRS_FILE);
   const known = readJson<string[]>(file) ?? [];
-  const all = [...new Set([...known, ...created])];
+  const all = [...new Set([...known, ...stateCreated, ...created])];
   writeFileAtomic(file, `${JSON.stringify(all, null, 2)}\n`, 0o600);
   return created;
 }

@@ -1,0 +1,346 @@
+/**
+ * The host scripts run for real on a temporary HOME that already holds a user's startup files and
+ * kilo.jsonc: create, create again (same bytes), rotate, delete (byte-identical to the start, no key
+ * anywhere), the key visible from fresh shells, kilo from a fresh login shell, and /proc never holding
+ * the key while the env script runs.
+ */
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { BLOCK_END, BLOCK_START } from "../components/host/rcBlock";
+import { configScript, envScript, installScript, parseInstallOutput, preflightScript } from "../components/hostScripts";
+import {
+  buildSettings,
+  filesContaining,
+  makeHome,
+  runLocal,
+  scriptEnv,
+  shellOut,
+  snapshot,
+  snapshotObject,
+  spawnLocal,
+  testKey,
+  USER_BASHRC,
+  USER_KILO_JSONC,
+  USER_PROFILE,
+  USER_ZSHRC,
+} from "./support/hostHome";
+import { TEST_KILO_VERSION } from "./support/kilo";
+import { ensureAptPackages } from "./support/sshd";
+
+const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });
+const scripts = {
+  preflight: preflightScript(built.settings, built.host),
+  install: installScript(built.settings, built.host),
+  config: configScript(built.settings, built.host),
+  env: envScript(built.settings, built.host),
+};
+
+/** Files other programs write into HOME when the shells and kilo start (not kilo-fleet's, not the user's). */
+const foreign = (rel: string) =>
+  /^(\.cache|\.local\/share|\.local\/state\/kilo)(\/|$)/.test(rel) ||
+  rel === ".local/state" ||
+  /(^|\/)\.(bash|zsh)_history$/.test(rel) ||
+  rel === ".config/fish/fish_variables" ||
+  rel === ".config/kilo/.gitignore" ||
+  rel === ".config/kilo/.bash-permission-migrated";
+
+beforeAll(() => {
+  ensureAptPackages([
+    { pkg: "zsh", bin: "/usr/bin/zsh" },
+    { pkg: "fish", bin: "/usr/bin/fish" },
+  ]);
+});
+
+describe("host scripts on a local HOME with the user's own files", () => {
+  const h = makeHome({
+    kilo: true,
+    files: {
+      ".bashrc": USER_BASHRC,
+      ".profile": USER_PROFILE,
+      ".zshrc": USER_ZSHRC,
+      ".config/kilo/kilo.jsonc": USER_KILO_JSONC,
+      ".config/fish/config.fish": "# my fish config\nset -g fish_greeting\n",
+    },
+  });
+  const env = scriptEnv(h.home, h.tmp);
+  const key = testKey();
+  const key2 = testKey();
+  afterAll(() => rmSync(h.root, { recursive: true, force: true }));
+
+  const createAll = (k: string) => {
+    const out: Record<string, string> = {};
+    for (const [step, s] of Object.entries(scripts)) {
+      const r = runLocal(s.create, env, step === "env" ? `${k}\n` : "");
+      expect(r.stderr, `${step} stderr`).toBe("");
+      expect(r.code, `${step}: ${r.stderr}`).toBe(0);
+      expect(r.stdout).not.toContain(k);
+      out[step] = r.stdout;
+    }
+    return out;
+  };
+  const sessionEnv = () => scriptEnv(h.home, h.tmp, { PATH: "/usr/bin:/bin", CODEX_POOLER_API_KEY: undefined });
+
+  test("create writes the files, again leaves the same bytes, rotation rewrites only the env file, delete restores everything", () => {
+    const before = snapshot(h.home, foreign);
+    const out = createAll(key);
+    expect(out.preflight).toMatch(/^kilo-fleet: node \d+\.\d+\.\d+ at \/\S+\/node, npm \S+ at \/\S+ on test-host\n$/);
+    expect(parseInstallOutput(out.install)).toEqual({ version: TEST_KILO_VERSION, bin: `${h.home}/.local/bin/kilo` });
+    expect(out.install).toContain("npm not run");
+    expect(out.install.trimEnd().split("\n").pop()).toBe(
+      `kilo-fleet: kilo ${TEST_KILO_VERSION} installed at ${h.home}/.local/bin/kilo`,
+    );
+
+    // The files.
+    const kiloDir = join(h.home, ".config/kilo");
+    const envFile = join(kiloDir, "codex-pooler.env");
+    expect(statSync(envFile).mode & 0o777).toBe(0o600);
+    expect(statSync(kiloDir).mode & 0o777).toBe(0o700);
+    expect(readFileSync(envFile, "utf8").split("\n").slice(1)).toEqual([
+      `export CODEX_POOLER_API_KEY='${key}'`,
+      "export KILO_DISABLE_AUTOUPDATE='1'",
+      "",
+    ]);
+    expect(statSync(join(kiloDir, "codex-pooler.env.fish")).mode & 0o777).toBe(0o600);
+    const bashrc = readFileSync(join(h.home, ".bashrc"), "utf8");
+    expect(bashrc.startsWith(`${BLOCK_START}\n`)).toBe(true);
+    expect(bashrc.endsWith(`${BLOCK_END}\n${USER_BASHRC}`)).toBe(true);
+    const profile = readFileSync(join(h.home, ".profile"), "utf8");
+    expect(profile.startsWith(`${USER_PROFILE}\n${BLOCK_START}\n`)).toBe(true);
+    expect(readFileSync(join(h.home, ".zshrc"), "utf8").startsWith(`${USER_ZSHRC}${BLOCK_START}\n`)).toBe(true);
+    const fishBlock = readFileSync(join(h.home, ".config/fish/conf.d/kilo-fleet.fish"), "utf8");
+    expect(fishBlock.startsWith(`${BLOCK_START}\n`) && fishBlock.endsWith(`${BLOCK_END}\n`)).toBe(true);
+    const jsonc = readFileSync(join(kiloDir, "kilo.jsonc"), "utf8");
+    expect(jsonc).toContain("// my own kilo settings");
+    expect(jsonc).toContain('"share": "disabled", // keep this');
+    expect(jsonc).toContain('"my-local"');
+    expect(jsonc).toContain('"model": "codex-pooler/gpt-5.5"');
+    expect(jsonc).toContain('"apiKey": "{env:CODEX_POOLER_API_KEY}"');
+    expect(readFileSync(join(kiloDir, "kilo.jsonc.kilo-fleet-backup"), "utf8")).toBe(USER_KILO_JSONC);
+    for (const f of filesContaining(h.home, key)) expect(f).toMatch(/^\.config\/kilo\/codex-pooler\.env(\.fish)?$/);
+
+    // Again: the same bytes and modes, and the key without its newline is the same key.
+    const first = snapshotObject(snapshot(h.home, foreign));
+    createAll(key);
+    expect(snapshotObject(snapshot(h.home, foreign))).toEqual(first);
+    expect(runLocal(scripts.env.create, env, key).code).toBe(0);
+    expect(snapshotObject(snapshot(h.home, foreign))).toEqual(first);
+
+    // Fresh shells see the key; a fresh login shell finds kilo.
+    const s = sessionEnv();
+    expect(shellOut(["bash", "-ic", 'echo "[$CODEX_POOLER_API_KEY]"'], s).stdout).toBe(`[${key}]\n`);
+    expect(shellOut(["sh", "-lc", 'echo "[$CODEX_POOLER_API_KEY] [$KILO_DISABLE_AUTOUPDATE]"'], s).stdout).toBe(
+      `[${key}] [1]\n`,
+    );
+    expect(shellOut(["bash", "-lc", 'echo "[$CODEX_POOLER_API_KEY]"'], s).stdout).toBe(`[${key}]\n`);
+    expect(shellOut(["zsh", "-ic", 'echo "[$CODEX_POOLER_API_KEY]"'], s).stdout).toBe(`[${key}]\n`);
+    expect(shellOut(["fish", "-c", 'echo "[$CODEX_POOLER_API_KEY] [$KILO_DISABLE_AUTOUPDATE]"'], s).stdout).toBe(
+      `[${key}] [1]\n`,
+    );
+    const kilo = shellOut(["sh", "-lc", "command -v kilo && kilo --version"], s);
+    expect(kilo.stdout).toBe(`${h.home}/.local/bin/kilo\n${TEST_KILO_VERSION}\n`);
+    const kiloBash = shellOut(["bash", "-lc", "kilo --version"], s);
+    expect(kiloBash.stdout.trim()).toBe(TEST_KILO_VERSION);
+
+    // Rotation: only the env files change.
+    const rcFiles = [".bashrc", ".profile", ".zshrc", ".config/fish/conf.d/kilo-fleet.fish", ".config/kilo/kilo.jsonc"];
+    const stats = rcFiles.map((f) => statSync(join(h.home, f), { bigint: true }));
+    const r = runLocal(scripts.env.create, env, `${key2}\n`);
+    expect(r.code).toBe(0);
+    rcFiles.forEach((f, i) => {
+      const now = statSync(join(h.home, f), { bigint: true });
+      expect([now.ino, now.mtimeNs], f).toEqual([stats[i].ino, stats[i].mtimeNs]);
+    });
+    const rotated = snapshotObject(snapshot(h.home, foreign));
+    const changed = Object.keys(rotated).filter((k) => JSON.stringify(rotated[k]) !== JSON.stringify(first[k]));
+    expect(changed.sort()).toEqual([".config/kilo/codex-pooler.env", ".config/kilo/codex-pooler.env.fish"]);
+    expect(shellOut(["bash", "-ic", 'echo "[$CODEX_POOLER_API_KEY]"'], s).stdout).toBe(`[${key2}]\n`);
+
+    // Delete, in reverse order: the user's files are byte-identical to the start, no file holds a key.
+    for (const step of ["env", "config", "install"] as const) {
+      const d = runLocal(scripts[step].delete ?? "", env);
+      expect(d.code, `${step} delete: ${d.stderr}`).toBe(0);
+      expect(d.stderr).toBe("");
+    }
+    expect(snapshotObject(snapshot(h.home, foreign))).toEqual(snapshotObject(before));
+    expect(existsSync(join(h.home, ".local/state/kilo-fleet"))).toBe(false);
+    expect(filesContaining(h.root, key)).toEqual([]);
+    expect(filesContaining(h.root, key2)).toEqual([]);
+    // Every script removed its temp dir (kilo itself keeps a "kilo" dir in TMPDIR).
+    expect(readdirSync(h.tmp).filter((n) => n.startsWith("kilo-fleet"))).toEqual([]);
+  });
+});
+
+describe("the env script and the key", () => {
+  test("the key is never in any process's command line or environment while the env script runs", async () => {
+    const h = makeHome();
+    try {
+      const key = testKey();
+      const child = spawnLocal(scripts.env.create, scriptEnv(h.home, h.tmp));
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => {
+        stdout += d;
+      });
+      child.stderr.on("data", (d) => {
+        stderr += d;
+      });
+      const exited = new Promise<number | null>((r) => child.once("close", r));
+      let sawTool = false;
+      let scans = 0;
+      const leaks: string[] = [];
+      const scan = () => {
+        scans++;
+        for (const pid of readdirSync("/proc")) {
+          if (!/^\d+$/.test(pid)) continue;
+          for (const what of ["cmdline", "environ"]) {
+            let text: string;
+            try {
+              text = readFileSync(`/proc/${pid}/${what}`, "latin1");
+            } catch {
+              continue;
+            }
+            if (text.includes(key)) leaks.push(`${pid}/${what}`);
+            if (what === "cmdline" && text.includes("kilo-fleet-tool.cjs\0env-apply")) sawTool = true;
+          }
+        }
+      };
+      // Feed the key slowly: the tool is running (reading stdin) while /proc is scanned.
+      const chunks = [key.slice(0, 4), key.slice(4, 9), key.slice(9), "\n"];
+      let done = false;
+      const scanner = (async () => {
+        while (!done) {
+          scan();
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      })();
+      for (const c of chunks) {
+        await new Promise((r) => setTimeout(r, 400));
+        child.stdin.write(c);
+      }
+      child.stdin.end();
+      const code = await exited;
+      done = true;
+      await scanner;
+      expect(stderr).toBe("");
+      expect(code).toBe(0);
+      expect(sawTool).toBe(true);
+      expect(scans).toBeGreaterThan(20);
+      expect(leaks).toEqual([]);
+      expect(stdout).not.toContain(key);
+      expect(readFileSync(join(h.home, ".config/kilo/codex-pooler.env"), "utf8")).toContain(`'${key}'`);
+    } finally {
+      rmSync(h.root, { recursive: true, force: true });
+    }
+  });
+
+  test("a hostile key reaches every shell byte for byte, and is never executed", () => {
+    const h = makeHome({ files: { ".bashrc": "", ".config/fish/config.fish": "" } });
+    try {
+      const canary = join(h.root, "canary");
+      const key = `k'"$(touch ${canary})\`touch ${canary}\`$HOME\\n\\\\;*?[a]{b} é|&<>!#~%`;
+      const env = scriptEnv(h.home, h.tmp);
+      const r = runLocal(scripts.env.create, env, `${key}\n`);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      const s = scriptEnv(h.home, h.tmp, { PATH: "/usr/bin:/bin" });
+      const print = "printf '[%s]' \"$CODEX_POOLER_API_KEY\"";
+      expect(shellOut(["bash", "-ic", print], s).stdout).toBe(`[${key}]`);
+      expect(shellOut(["sh", "-lc", print], s).stdout).toBe(`[${key}]`);
+      expect(shellOut(["fish", "-c", "printf '[%s]' \"$CODEX_POOLER_API_KEY\""], s).stdout).toBe(`[${key}]`);
+      expect(existsSync(canary)).toBe(false);
+    } finally {
+      rmSync(h.root, { recursive: true, force: true });
+    }
+  });
+
+  test("a key with a second line, a carriage return, or nothing at all is refused before anything is written", () => {
+    const h = makeHome();
+    try {
+      const before = snapshotObject(snapshot(h.home));
+      for (const bad of ["", "\n", "test-key-a\nb", "test-key-a\r\n", "test-key-a\n\n"]) {
+        const r = runLocal(scripts.env.create, scriptEnv(h.home, h.tmp), bad);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/^kilo-fleet: (no API key on stdin|the API key on stdin must be one line)[^\n]*\n$/);
+        expect(r.stderr).not.toContain("test-key-a");
+        expect(snapshotObject(snapshot(h.home))).toEqual(before);
+      }
+    } finally {
+      rmSync(h.root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("shells", () => {
+  test("explicit shells: a dropped shell loses its block, a created rc file is removed again, symlinked dotfiles stay links", () => {
+    const h = makeHome({
+      files: { ".bashrc": "# mine\n", "dotfiles/zshrc": "# zsh via dotfiles\n", ".local/share/fish/.keep": "" },
+    });
+    try {
+      symlinkSync("dotfiles/zshrc", join(h.home, ".zshrc"));
+      const before = snapshotObject(snapshot(h.home, foreign));
+      const env = scriptEnv(h.home, h.tmp);
+      const key = testKey();
+      const withShells = (shells: string[]) => {
+        const b = buildSettings({}, { shells });
+        return envScript(b.settings, b.host);
+      };
+      expect(runLocal(withShells(["bash", "zsh", "fish"]).create, env, key).code).toBe(0);
+      expect(existsSync(join(h.home, ".profile"))).toBe(false); // sh not listed
+      expect(readFileSync(join(h.home, "dotfiles/zshrc"), "utf8")).toContain(BLOCK_START);
+      expect(snapshot(h.home).get(".zshrc")?.type).toBe("link");
+      expect(readFileSync(join(h.home, ".config/fish/conf.d/kilo-fleet.fish"), "utf8")).toContain(BLOCK_START);
+      const s = scriptEnv(h.home, h.tmp, { PATH: "/usr/bin:/bin" });
+      expect(
+        shellOut(
+          ["fish", "-c", 'echo "[$CODEX_POOLER_API_KEY]"; contains -- $HOME/.local/bin $PATH; and echo onpath'],
+          s,
+        ).stdout,
+      ).toBe(`[${key}]\nonpath\n`);
+
+      // Drop zsh and fish: their blocks go, the fish file the block created alone goes with it.
+      const bashOnly = withShells(["bash"]);
+      const r = runLocal(bashOnly.create, env, key);
+      expect(r.code).toBe(0);
+      expect(readFileSync(join(h.home, "dotfiles/zshrc"), "utf8")).toBe("# zsh via dotfiles\n");
+      expect(existsSync(join(h.home, ".config/fish/conf.d/kilo-fleet.fish"))).toBe(false);
+      expect(existsSync(join(h.home, ".config/kilo/codex-pooler.env.fish"))).toBe(false);
+      expect(runLocal(bashOnly.delete ?? "", env).code).toBe(0);
+      expect(snapshotObject(snapshot(h.home, foreign))).toEqual(before);
+    } finally {
+      rmSync(h.root, { recursive: true, force: true });
+    }
+  });
+
+  test("default shells: those whose rc file exists, plus ~/.profile (created alone, removed on delete)", () => {
+    const h = makeHome({ files: { ".zshrc": "# only zsh here\n" } });
+    try {
+      const before = snapshotObject(snapshot(h.home));
+      const env = scriptEnv(h.home, h.tmp);
+      const r = runLocal(scripts.env.create, env, testKey());
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain("zsh ~/.zshrc (updated)");
+      expect(r.stdout).toContain("sh ~/.profile (created)");
+      expect(existsSync(join(h.home, ".bashrc"))).toBe(false);
+      expect(readFileSync(join(h.home, ".profile"), "utf8").startsWith(BLOCK_START)).toBe(true);
+      expect(runLocal(scripts.env.delete ?? "", env).code).toBe(0);
+      expect(snapshotObject(snapshot(h.home))).toEqual(before);
+    } finally {
+      rmSync(h.root, { recursive: true, force: true });
+    }
+  });
+
+  test('kiloVersion "latest": no KILO_DISABLE_AUTOUPDATE in the env file', () => {
+    const h = makeHome({ files: {} });
+    try {
+      const b = buildSettings({ kiloVersion: "latest" });
+      const r = runLocal(envScript(b.settings, b.host).create, scriptEnv(h.home, h.tmp), "test-key-latest\n");
+      expect(r.code).toBe(0);
+      expect(readFileSync(join(h.home, ".config/kilo/codex-pooler.env"), "utf8")).not.toContain(
+        "KILO_DISABLE_AUTOUPDATE",
+      );
+    } finally {
+      rmSync(h.root, { recursive: true, force: true });
+    }
+  });
+});

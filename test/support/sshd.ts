@@ -1,0 +1,297 @@
+/**
+ * A private sshd for tests: runs host scripts over SSH exactly as `remote.Command` does.
+ *
+ * API
+ *   ensureAptPackages([{ pkg: "openssh-server", bin: "/usr/sbin/sshd" }, ...])
+ *       Installs missing Debian packages with apt-get (`apt-get update` first when the install fails).
+ *       Throws with the reason when that is impossible: tests fail, never skip.
+ *   const server = await startSshd({ shell: "/bin/bash" })
+ *       Installs openssh-server if /usr/sbin/sshd is missing, creates a throwaway user (`useradd`, unlocked
+ *       with `usermod -p '*'`, login shell `shell`, its own HOME under a temp dir), generates an ed25519
+ *       host key and a client key, and starts `sshd -D` on a free 127.0.0.1 port with its own config
+ *       (UsePAM no, StrictModes no, PidFile and AuthorizedKeysFile in the temp dir, AllowUsers the user).
+ *   server.run(commandLine, stdin?, { timeoutMs? }) → Promise<{ code, stdout, stderr }>
+ *       `ssh -T -p PORT -i KEY ... user@127.0.0.1 <commandLine>`: one command string, stdin piped then
+ *       closed, no TTY, non-interactive, strict host key checking against the generated host key.
+ *   server.spawn(commandLine) → ChildProcess (stdin left open: write it yourself, e.g. slowly)
+ *   server.setShell(shell)   changes the user's login shell (usermod -s), e.g. "/usr/bin/fish"
+ *   server.asUser(argv)      runs a local command as the user (setpriv), e.g. to prepare files in HOME
+ *   server.port, .user, .uid, .gid, .home, .privateKey (PEM text), .privateKeyPath, .hostPublicKey
+ *       ("ssh-ed25519 AAAA..." for remote.Command's hostKey / kilo-fleet:hosts[].ssh.hostKey)
+ *   await server.stop()      stops sshd (by its pid), deletes the user and the temp dir
+ *
+ * node and npm for the user: this machine's node is /usr/bin/node (npm /usr/bin/npm), on sshd's default
+ * non-interactive PATH (/usr/local/bin:/usr/bin:/bin:/usr/games), as on a developer machine with a
+ * distribution or Homebrew node. When `command -v node` is elsewhere, startSshd symlinks node, npm and npx
+ * into the user's ~/.local/bin (where the preflight finds them). Nothing of the test runner's environment
+ * reaches the session (sshd passes no environment; npm there runs with the user's own settings).
+ */
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { createConnection, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface SshServer {
+  port: number;
+  user: string;
+  uid: number;
+  gid: number;
+  home: string;
+  privateKey: string;
+  privateKeyPath: string;
+  hostPublicKey: string;
+  run(commandLine: string, stdin?: string | Buffer, opts?: { timeoutMs?: number }): Promise<RunResult>;
+  spawn(commandLine: string): ChildProcess;
+  setShell(shell: string): void;
+  asUser(argv: string[], opts?: { input?: string }): RunResult;
+  stop(): Promise<void>;
+}
+
+function sh(cmd: string, args: string[], what: string): string {
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  if (r.status !== 0) {
+    throw new Error(`${what} failed (${cmd} ${args.join(" ")}): ${(r.stderr || r.stdout || String(r.error)).trim()}`);
+  }
+  return r.stdout;
+}
+
+/** Installs Debian packages whose binary is missing; throws with the reason when it cannot. */
+export function ensureAptPackages(wanted: { pkg: string; bin: string }[]): void {
+  const missing = wanted.filter((w) => !existsSync(w.bin));
+  if (missing.length === 0) return;
+  const pkgs = missing.map((m) => m.pkg);
+  if (process.getuid?.() !== 0) {
+    throw new Error(`${pkgs.join(", ")} missing and the tests are not root, so apt-get cannot install them`);
+  }
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const install = () =>
+    spawnSync("apt-get", ["install", "-y", "--no-install-recommends", ...pkgs], { env, encoding: "utf8" });
+  let r = install();
+  if (r.status !== 0) {
+    const u = spawnSync("apt-get", ["update"], { env, encoding: "utf8" });
+    if (u.status !== 0) throw new Error(`apt-get update failed: ${(u.stderr || String(u.error)).trim()}`);
+    r = install();
+  }
+  if (r.status !== 0)
+    throw new Error(`apt-get install ${pkgs.join(" ")} failed: ${(r.stderr || String(r.error)).trim()}`);
+  for (const m of missing)
+    if (!existsSync(m.bin)) throw new Error(`apt-get installed ${m.pkg} but ${m.bin} is missing`);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const addr = s.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, deadline: number, alive: () => string | undefined): Promise<void> {
+  for (;;) {
+    const dead = alive();
+    if (dead) throw new Error(dead);
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = createConnection({ host: "127.0.0.1", port });
+      c.once("connect", () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`sshd did not listen on 127.0.0.1:${port} within 10 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function startSshd(options: { shell?: string } = {}): Promise<SshServer> {
+  ensureAptPackages([
+    { pkg: "openssh-server", bin: "/usr/sbin/sshd" },
+    { pkg: "openssh-client", bin: "/usr/bin/ssh" },
+  ]);
+  if (process.getuid?.() !== 0) throw new Error("startSshd needs root (useradd, sshd)");
+  const dir = mkdtempSync(join(tmpdir(), "kilo-fleet-sshd-"));
+  chmodSync(dir, 0o755);
+  const home = join(dir, "home");
+  const user = `kft${randomBytes(4).toString("hex")}`;
+  const shell = options.shell ?? "/bin/bash";
+  let sshd: ChildProcess | undefined;
+  let created = false;
+  const cleanup = async () => {
+    if (sshd && sshd.exitCode === null) {
+      const exited = new Promise((r) => sshd?.once("exit", r));
+      sshd.kill("SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+    }
+    if (created) spawnSync("userdel", [user], { encoding: "utf8" });
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    sh("useradd", ["-M", "-d", home, "-s", shell, "-U", user], "useradd");
+    created = true;
+    // A useradd account is locked ("!" password): sshd refuses it even for keys without PAM.
+    sh("usermod", ["-p", "*", user], "usermod -p '*'");
+    const uid = Number(sh("id", ["-u", user], "id -u").trim());
+    const gid = Number(sh("id", ["-g", user], "id -g").trim());
+    mkdirSync(home, { mode: 0o755 });
+    sh("chown", [`${uid}:${gid}`, home], "chown home");
+
+    const hostKey = join(dir, "ssh_host_ed25519_key");
+    sh(
+      "ssh-keygen",
+      ["-q", "-t", "ed25519", "-N", "", "-C", "kilo-fleet-test-host", "-f", hostKey],
+      "ssh-keygen (host)",
+    );
+    const clientKey = join(dir, "client_ed25519");
+    sh(
+      "ssh-keygen",
+      ["-q", "-t", "ed25519", "-N", "", "-C", "kilo-fleet-test-client", "-f", clientKey],
+      "ssh-keygen (client)",
+    );
+    const authorized = join(dir, "authorized_keys");
+    writeFileSync(authorized, readFileSync(`${clientKey}.pub`), { mode: 0o644 });
+    const hostPublicKey = readFileSync(`${hostKey}.pub`, "utf8").trim().split(" ").slice(0, 2).join(" ");
+
+    const port = await freePort();
+    const knownHosts = join(dir, "known_hosts");
+    writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostPublicKey}\n`);
+    const config = join(dir, "sshd_config");
+    writeFileSync(
+      config,
+      [
+        `Port ${port}`,
+        "ListenAddress 127.0.0.1",
+        `HostKey ${hostKey}`,
+        `PidFile ${join(dir, "sshd.pid")}`,
+        `AuthorizedKeysFile ${authorized}`,
+        "UsePAM no",
+        "StrictModes no",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PermitRootLogin no",
+        `AllowUsers ${user}`,
+        "PrintMotd no",
+        "PrintLastLog no",
+        "X11Forwarding no",
+        "LogLevel ERROR",
+        "",
+      ].join("\n"),
+    );
+    mkdirSync("/run/sshd", { recursive: true, mode: 0o755 }); // privilege separation directory
+    let sshdLog = "";
+    sshd = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", config], { stdio: ["ignore", "ignore", "pipe"] });
+    sshd.stderr?.on("data", (d) => {
+      sshdLog += String(d);
+    });
+    const proc = sshd;
+    await waitForPort(port, Date.now() + 10_000, () =>
+      proc.exitCode !== null ? `sshd exited (${proc.exitCode}): ${sshdLog.trim()}` : undefined,
+    );
+
+    const nodePath = execFileSync("sh", ["-c", "command -v node"], { encoding: "utf8" }).trim();
+    const defaultPath = ["/usr/local/bin", "/usr/bin", "/bin", "/usr/games"];
+    if (!defaultPath.includes(dirname(nodePath))) {
+      const bin = join(home, ".local", "bin");
+      mkdirSync(bin, { recursive: true });
+      for (const t of ["node", "npm", "npx"]) {
+        if (existsSync(join(dirname(nodePath), t))) symlinkSync(join(dirname(nodePath), t), join(bin, t));
+      }
+      sh("chown", ["-R", `${uid}:${gid}`, join(home, ".local")], "chown .local");
+    }
+
+    const sshArgs = (commandLine: string) => [
+      "-T",
+      "-F",
+      "/dev/null",
+      "-p",
+      String(port),
+      "-i",
+      clientKey,
+      "-o",
+      "IdentitiesOnly=yes",
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "StrictHostKeyChecking=yes",
+      "-o",
+      `UserKnownHostsFile=${knownHosts}`,
+      "-o",
+      "GlobalKnownHostsFile=/dev/null",
+      "-o",
+      "LogLevel=ERROR",
+      "-o",
+      "ConnectTimeout=10",
+      `${user}@127.0.0.1`,
+      commandLine,
+    ];
+    const spawnSsh = (commandLine: string) => spawn("ssh", sshArgs(commandLine), { stdio: ["pipe", "pipe", "pipe"] });
+    return {
+      port,
+      user,
+      uid,
+      gid,
+      home,
+      privateKey: readFileSync(clientKey, "utf8"),
+      privateKeyPath: clientKey,
+      hostPublicKey,
+      spawn: spawnSsh,
+      run(commandLine, stdin, opts) {
+        return new Promise((resolve, reject) => {
+          const child = spawnSsh(commandLine);
+          const out: Buffer[] = [];
+          const err: Buffer[] = [];
+          child.stdout?.on("data", (d: Buffer) => out.push(d));
+          child.stderr?.on("data", (d: Buffer) => err.push(d));
+          const timer = setTimeout(() => {
+            child.kill("SIGKILL");
+            reject(new Error(`ssh command timed out after ${opts?.timeoutMs ?? 120_000} ms`));
+          }, opts?.timeoutMs ?? 120_000);
+          child.once("error", reject);
+          child.once("close", (code) => {
+            clearTimeout(timer);
+            resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
+          });
+          child.stdin?.on("error", () => {});
+          child.stdin?.end(stdin ?? "");
+        });
+      },
+      setShell(newShell: string) {
+        sh("usermod", ["-s", newShell, user], "usermod -s");
+      },
+      asUser(argv: string[], opts) {
+        const r = spawnSync(
+          "setpriv",
+          [`--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "--", "env", `HOME=${home}`, `USER=${user}`, ...argv],
+          { encoding: "utf8", input: opts?.input ?? "", cwd: home },
+        );
+        return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+      },
+      stop: cleanup,
+    };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
