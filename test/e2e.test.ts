@@ -7,15 +7,18 @@
  * - the old key back in place: the smoke check fails with the 401 reason.
  * No step prints the key; only the env files hold it.
  *
- * kilo is already in HOME's npm prefix (linked from the test cache, as the host-scripts tests do), so the
- * install step finds the pinned version and does not run npm. Over the loopback sshd: not yet (its
- * harness, test/support/sshd.ts, has not landed).
+ * The same flow runs twice, concurrently, each with its own stand-in: locally, and over the loopback sshd
+ * (test/support/sshd.ts) as remote.Command runs it (`remoteCommandLine(script)` as the ssh command, the
+ * user's login shell bash, the key on stdin).
+ *
+ * kilo is already in HOME's npm prefix (linked, or for the ssh user copied, from the test cache), so the
+ * install step finds the pinned version and does not run npm: the npm path is the host-scripts tests'.
  */
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, type ExpectStatic, it } from "vitest";
 import {
   configScript,
   envScript,
@@ -23,12 +26,14 @@ import {
   installScript,
   parseInstallOutput,
   preflightScript,
+  remoteCommandLine,
   smokeScript,
 } from "../components/hostScripts";
 import { parseSmokeOutput } from "../components/hostScripts/smoke";
 import { parseSettings, resolveHost } from "../components/settings";
 import { type FakePooler, startFakePooler } from "./support/fakePooler";
 import { ensureKilo } from "./support/kilo";
+import { startSshd } from "./support/sshd";
 
 const OLD_KEY = "test-key-e2e-old-0b9d4f1e";
 const NEW_KEY = "test-key-e2e-new-6a2c8e73";
@@ -40,47 +45,78 @@ interface Run {
   stderr: string;
 }
 
-let pooler: FakePooler;
-let root: string;
-let home: string;
-let tmp: string;
+/** Where a flow runs: its HOME, how it runs a script (stdin = the env step's key), how it cleans up. */
+interface Target {
+  home: string;
+  run(script: string, stdin?: string): Promise<Run>;
+  /** Scratch directories of this target's user left in its temp dir. */
+  leftovers(): string[];
+}
 
-beforeAll(async () => {
-  const kilo = ensureKilo();
-  pooler = await startFakePooler({ keys: OLD_KEY });
-  root = mkdtempSync(join(tmpdir(), "kilo-fleet-e2e-"));
-  home = join(root, "home");
-  tmp = join(root, "tmp");
-  mkdirSync(tmp);
-  // kilo in HOME's npm prefix, as an earlier `npm install -g --prefix ~/.local` leaves it.
-  mkdirSync(join(home, ".local", "lib", "node_modules", "@kilocode"), { recursive: true });
-  mkdirSync(join(home, ".local", "bin"));
-  symlinkSync(
-    join(kilo.prefix, "lib", "node_modules", "@kilocode", "cli"),
-    join(home, ".local", "lib", "node_modules", "@kilocode", "cli"),
-  );
-  symlinkSync("../lib/node_modules/@kilocode/cli/bin/kilo", join(home, ".local", "bin", "kilo"));
-});
+const cleanups: (() => Promise<void> | void)[] = [];
 afterAll(async () => {
-  await pooler?.stop();
-  if (root) rmSync(root, { recursive: true, force: true });
+  for (const c of cleanups.reverse()) await c();
 });
 
-/** Runs a script as local.Command does: `/bin/sh -c`, stdin piped, a clean environment. */
-function runLocal(script: string, stdin = ""): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn("/bin/sh", ["-c", script], {
-      cwd: root,
-      env: { HOME: home, TMPDIR: tmp, PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8" },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(stdin);
-  });
+/** kilo in `home`'s npm prefix, as an earlier `npm install -g --prefix ~/.local` leaves it. */
+function placeKilo(home: string, copy: boolean): void {
+  const kilo = ensureKilo();
+  const pkg = join(kilo.prefix, "lib", "node_modules", "@kilocode", "cli");
+  mkdirSync(join(home, ".local", "lib", "node_modules", "@kilocode"), { recursive: true });
+  mkdirSync(join(home, ".local", "bin"), { recursive: true });
+  const dest = join(home, ".local", "lib", "node_modules", "@kilocode", "cli");
+  // The ssh user cannot read the root-owned cache: it gets a copy.
+  if (copy) execFileSync("cp", ["-a", pkg, dest]);
+  else symlinkSync(pkg, dest);
+  symlinkSync("../lib/node_modules/@kilocode/cli/bin/kilo", join(home, ".local", "bin", "kilo"));
+}
+
+function localTarget(): Target {
+  const root = mkdtempSync(join(tmpdir(), "kilo-fleet-e2e-"));
+  cleanups.push(() => rmSync(root, { recursive: true, force: true }));
+  const home = join(root, "home");
+  const tmp = join(root, "tmp");
+  mkdirSync(tmp);
+  placeKilo(home, false);
+  return {
+    home,
+    leftovers: () => readdirSync(tmp),
+    // As local.Command runs it: `/bin/sh -c`, stdin piped, a clean environment.
+    run: (script, stdin = "") =>
+      new Promise((resolve) => {
+        const child = spawn("/bin/sh", ["-c", script], {
+          cwd: root,
+          env: { HOME: home, TMPDIR: tmp, PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8" },
+          stdio: ["pipe", "pipe", "pipe"],
+        });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d) => (stdout += d));
+        child.stderr.on("data", (d) => (stderr += d));
+        child.on("close", (code) => resolve({ code, stdout, stderr }));
+        child.stdin.end(stdin);
+      }),
+  };
+}
+
+async function sshTarget(): Promise<Target> {
+  const server = await startSshd({ shell: "/bin/bash" });
+  cleanups.push(() => server.stop());
+  placeKilo(server.home, true);
+  execFileSync("chown", ["-R", `${server.uid}:${server.gid}`, join(server.home, ".local")]);
+  return {
+    home: server.home,
+    // sshd gives the session no TMPDIR: the scripts use /tmp; count what this user left there.
+    leftovers: () =>
+      readdirSync("/tmp").filter((n) => {
+        try {
+          return n.startsWith("kilo-fleet.") && statSync(join("/tmp", n)).uid === server.uid;
+        } catch {
+          return false;
+        }
+      }),
+    run: (script, stdin = "") => server.run(remoteCommandLine(script), stdin, { timeoutMs: 180_000 }),
+  };
 }
 
 /** Every file under `dir` holding `text`, relative to `dir`. */
@@ -94,88 +130,99 @@ function filesContaining(dir: string, text: string, base = dir): string[] {
   return out;
 }
 
-describe("a host end to end: install, config, env, smoke; rotation; the old key refused", () => {
-  const steps = (): Record<"preflight" | "install" | "config" | "env" | "smoke", HostScript> => {
-    const r = parseSettings({
-      "kilo-fleet:poolerBaseUrl": pooler.url,
-      "kilo-fleet:kiloVersion": "7.7.7",
-      "kilo-fleet:hosts": JSON.stringify([{ name: HOST, local: true }]),
-      "kilo-fleet:smokeCheck": JSON.stringify({ timeoutSeconds: 120 }),
-    });
-    if (!r.ok) throw new Error(JSON.stringify(r.errors));
-    const host = resolveHost(r.settings, r.settings.hosts[0]);
-    return {
-      preflight: preflightScript(r.settings, host),
-      install: installScript(r.settings, host),
-      config: configScript(r.settings, host),
-      env: envScript(r.settings, host),
-      smoke: smokeScript(r.settings, host),
-    };
+function steps(pooler: FakePooler): Record<"preflight" | "install" | "config" | "env" | "smoke", HostScript> {
+  const r = parseSettings({
+    "kilo-fleet:poolerBaseUrl": pooler.url,
+    "kilo-fleet:kiloVersion": "7.7.7",
+    "kilo-fleet:hosts": JSON.stringify([{ name: HOST, local: true }]),
+    "kilo-fleet:smokeCheck": JSON.stringify({ timeoutSeconds: 120 }),
+  });
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  const host = resolveHost(r.settings, r.settings.hosts[0]);
+  return {
+    preflight: preflightScript(r.settings, host),
+    install: installScript(r.settings, host),
+    config: configScript(r.settings, host),
+    env: envScript(r.settings, host),
+    smoke: smokeScript(r.settings, host),
   };
+}
 
+async function deployRotateRefuse(target: Target, expect: ExpectStatic): Promise<void> {
+  const pooler = await startFakePooler({ keys: OLD_KEY });
+  cleanups.push(() => pooler.stop());
+  const s = steps(pooler);
+  const { home } = target;
   const expectClean = (r: Run) => {
     for (const k of [OLD_KEY, NEW_KEY]) {
       expect(r.stdout).not.toContain(k);
       expect(r.stderr).not.toContain(k);
     }
   };
+  const chats = () => pooler.requests.filter((q) => q.path === "/v1/chat/completions").map((q) => [q.key, q.reply]);
 
-  it("deploys, rotates, and refuses the old key", async () => {
-    const s = steps();
+  // 1. The deploy, step by step.
+  const out: Record<string, Run> = {};
+  for (const step of ["preflight", "install", "config", "env", "smoke"] as const) {
+    const r = await target.run(s[step].create, step === "env" ? `${OLD_KEY}\n` : "");
+    expectClean(r);
+    expect(r.stderr, `${step} stderr`).toBe("");
+    expect(r.code, `${step} exit`).toBe(0);
+    out[step] = r;
+  }
+  expect(out.preflight.stdout).toMatch(/^kilo-fleet: node \S+ at \S+, npm \S+ at \S+ on e2e-host\n$/);
+  expect(parseInstallOutput(out.install.stdout)).toEqual({ version: "7.7.7", bin: `${home}/.local/bin/kilo` });
+  expect(out.config.stdout).toMatch(/kilo\.jsonc created/);
+  expect(out.env.stdout).toMatch(/CODEX_POOLER_API_KEY written to/);
+  expect(parseSmokeOutput(out.smoke.stdout)).toMatchObject({ passed: true, kiloVersion: "7.7.7" });
+  expect(chats()).toEqual([
+    [OLD_KEY, "tool_call"],
+    [OLD_KEY, "text"],
+  ]);
 
-    // 1. The deploy, step by step.
-    const out: Record<string, Run> = {};
-    for (const step of ["preflight", "install", "config", "env", "smoke"] as const) {
-      const r = await runLocal(s[step].create, step === "env" ? `${OLD_KEY}\n` : "");
-      expectClean(r);
-      expect(r.stderr, `${step} stderr`).toBe("");
-      expect(r.code, `${step} exit`).toBe(0);
-      out[step] = r;
-    }
-    expect(out.preflight.stdout).toMatch(/^kilo-fleet: node \S+ at \S+, npm \S+ at \S+ on e2e-host\n$/);
-    expect(parseInstallOutput(out.install.stdout)).toEqual({ version: "7.7.7", bin: `${home}/.local/bin/kilo` });
-    expect(out.config.stdout).toMatch(/kilo\.jsonc created/);
-    expect(out.env.stdout).toMatch(/CODEX_POOLER_API_KEY written to/);
-    expect(parseSmokeOutput(out.smoke.stdout)).toMatchObject({ passed: true, kiloVersion: "7.7.7" });
-    expect(pooler.requests.filter((q) => q.reply === "tool_call" || q.reply === "text").map((q) => q.key)).toEqual([
-      OLD_KEY,
-      OLD_KEY,
-    ]);
+  // 2. Rotation: the pooler accepts only the new key; the env step gets it; the smoke check passes again.
+  pooler.setKeys(NEW_KEY);
+  pooler.requests.length = 0;
+  const env2 = await target.run(s.env.create, `${NEW_KEY}\n`);
+  expectClean(env2);
+  expect(env2.code).toBe(0);
+  const smoke2 = await target.run(s.smoke.create);
+  expectClean(smoke2);
+  expect(smoke2.stderr).toBe("");
+  expect(parseSmokeOutput(smoke2.stdout)).toMatchObject({ passed: true, kiloVersion: "7.7.7" });
+  expect(chats()).toEqual([
+    [NEW_KEY, "tool_call"],
+    [NEW_KEY, "text"],
+  ]);
 
-    // 2. Rotation: the pooler accepts only the new key; the env step gets it; the smoke check passes again.
-    pooler.setKeys(NEW_KEY);
-    pooler.requests.length = 0;
-    const env2 = await runLocal(s.env.create, `${NEW_KEY}\n`);
-    expectClean(env2);
-    expect(env2.code).toBe(0);
-    const smoke2 = await runLocal(s.smoke.create);
-    expectClean(smoke2);
-    expect(smoke2.stderr).toBe("");
-    expect(parseSmokeOutput(smoke2.stdout)).toMatchObject({ passed: true, kiloVersion: "7.7.7" });
-    expect(pooler.requests.filter((q) => q.path === "/v1/chat/completions").map((q) => [q.key, q.reply])).toEqual([
-      [NEW_KEY, "tool_call"],
-      [NEW_KEY, "text"],
-    ]);
+  // 3. The old key back in place: the smoke check fails with the 401 reason, in one line.
+  pooler.requests.length = 0;
+  const env3 = await target.run(s.env.create, `${OLD_KEY}\n`);
+  expect(env3.code).toBe(0);
+  const smoke3 = await target.run(s.smoke.create);
+  expectClean(smoke3);
+  expect(smoke3.code).toBe(1);
+  expect(smoke3.stdout).toBe("");
+  expect(smoke3.stderr).toBe(
+    `smoke check failed on ${HOST}: the pooler refused the API key (HTTP 401) — rotate codexPoolerApiKey\n`,
+  );
+  expect(chats().length).toBeGreaterThan(0);
+  expect(chats().every(([key, reply]) => key === OLD_KEY && reply === "unauthorized")).toBe(true);
 
-    // 3. The old key back in place: the smoke check fails with the 401 reason, in one line.
-    pooler.requests.length = 0;
-    const env3 = await runLocal(s.env.create, `${OLD_KEY}\n`);
-    expect(env3.code).toBe(0);
-    const smoke3 = await runLocal(s.smoke.create);
-    expectClean(smoke3);
-    expect(smoke3.code).toBe(1);
-    expect(smoke3.stdout).toBe("");
-    expect(smoke3.stderr).toBe(
-      `smoke check failed on ${HOST}: the pooler refused the API key (HTTP 401) — rotate codexPoolerApiKey\n`,
-    );
-    expect(pooler.requests.filter((q) => q.path === "/v1/chat/completions").every((q) => q.key === OLD_KEY)).toBe(true);
-    expect(pooler.requests.some((q) => q.status === 401)).toBe(true);
+  // Only the env files hold a key; the scratch directories are gone.
+  for (const k of [OLD_KEY, NEW_KEY]) {
+    for (const f of filesContaining(home, k)) expect(f).toMatch(/^\.config\/kilo\/codex-pooler\.env(\.fish)?$/);
+  }
+  expect(filesContaining(home, OLD_KEY)).toContain(".config/kilo/codex-pooler.env");
+  expect(target.leftovers()).toEqual([]);
+}
 
-    // Only the env files hold a key; the scratch directories are gone.
-    for (const k of [OLD_KEY, NEW_KEY]) {
-      for (const f of filesContaining(home, k)) expect(f).toMatch(/^\.config\/kilo\/codex-pooler\.env(\.fish)?$/);
-    }
-    expect(filesContaining(home, OLD_KEY)).toContain(".config/kilo/codex-pooler.env");
-    expect(readdirSync(tmp)).toEqual([]);
+describe.concurrent("a host end to end: install, config, env, smoke; rotation; the old key refused", () => {
+  it("locally (local.Command)", async ({ expect }) => {
+    await deployRotateRefuse(localTarget(), expect);
+  });
+
+  it("over the loopback sshd (remote.Command, login shell bash)", async ({ expect }) => {
+    await deployRotateRefuse(await sshTarget(), expect);
   });
 });
