@@ -2,6 +2,8 @@
  * The stand-in pooler's protocol, with plain fetch: SSE framing, tool-call deltas, the scripted smoke
  * conversation, the 401 shape, the failure modes and the request log.
  */
+import { spawn, spawnSync } from "node:child_process";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type FakePooler, startFakePooler } from "./support/fakePooler";
 
@@ -343,5 +345,56 @@ describe("fake pooler", () => {
     await p.stop();
     expect(await pending).toBeInstanceOf(Error);
     await expect(fetch(p.url)).rejects.toThrow();
+  });
+});
+
+describe("npm run pooler:dev (tools/pooler-dev.ts)", () => {
+  const tsx = join(__dirname, "..", "node_modules", ".bin", "tsx");
+  const script = join(__dirname, "..", "tools", "pooler-dev.ts");
+
+  it("serves the stand-in with the key from POOLER_DEV_API_KEY, logs requests, never prints the key", async () => {
+    const child = spawn(tsx, [script], {
+      env: { PATH: process.env.PATH, POOLER_DEV_API_KEY: KEY, POOLER_DEV_PORT: "0" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    try {
+      await expect.poll(() => out, { timeout: 15_000 }).toMatch(/at http:\/\/127\.0\.0\.1:\d+\/v1/);
+      expect(out).toMatch(/^kilo-fleet stand-in pooler \(NOT a real pooler\) at .*, mode ok, accepting 1 key\(s\)\n/);
+      const url = /at (http:\/\/127\.0\.0\.1:\d+\/v1)/.exec(out)?.[1];
+      const ok = await fetch(`${url}/models`, { headers: { authorization: `Bearer ${KEY}` } });
+      expect(ok.status).toBe(200);
+      const wrong = await fetch(`${url}/chat/completions`, {
+        method: "POST",
+        headers: { authorization: "Bearer test-key-wrong-dev" },
+        body: JSON.stringify(smokeRequest()),
+      });
+      expect(wrong.status).toBe(401);
+      await expect.poll(() => out.split("\n").length, { timeout: 5000 }).toBeGreaterThanOrEqual(4);
+      expect(out).toMatch(/GET \/v1\/models -> 200 models\n/);
+      expect(out).toMatch(/POST \/v1\/chat\/completions -> 401 unauthorized\n/);
+      expect(out).not.toContain(KEY);
+      expect(out).not.toContain("test-key-wrong-dev");
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const code = await new Promise((r) => child.on("close", r));
+    expect(code).toBe(0);
+  });
+
+  it("refuses to start without a key, or with an unknown mode", () => {
+    const noKey = spawnSync(tsx, [script], { env: { PATH: process.env.PATH }, encoding: "utf8" });
+    expect(noKey.status).toBe(2);
+    expect(noKey.stderr).toBe(
+      "pooler:dev: set POOLER_DEV_API_KEY (or CODEX_POOLER_API_KEY) to the key the stand-in should accept\n",
+    );
+    const badMode = spawnSync(tsx, [script], {
+      env: { PATH: process.env.PATH, CODEX_POOLER_API_KEY: KEY, POOLER_DEV_MODE: "weird" },
+      encoding: "utf8",
+    });
+    expect(badMode.status).toBe(2);
+    expect(badMode.stderr).toMatch(/^pooler:dev: POOLER_DEV_MODE must be one of ok, 401, 500, slow, close, no-tool\n$/);
   });
 });

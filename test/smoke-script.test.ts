@@ -193,6 +193,21 @@ describe.concurrent("smoke script (stand-in kilo)", () => {
     );
   });
 
+  it("a stream the pooler dropped (kilo: 'Connection reset by server')", async () => {
+    const r = await runSmoke({
+      scenario: `${apiError({ message: "Connection reset by server", isRetryable: true })}exit 1\n`,
+    });
+    expect(failureLine(r)).toBe(
+      `the pooler at ${pooler.url} is unreachable or dropped the connection (kilo: "Connection reset by server")`,
+    );
+  });
+
+  it("the prompt is the seed's, word for word", () => {
+    expect(SMOKE_PROMPT).toBe(
+      "Use your tools to create kilo-ok.txt containing exactly: kilo ok. After the file exists, reply with exactly: kilo ok",
+    );
+  });
+
   it("unknown model: kilo's own message, past its generic 'Unexpected server error'", async () => {
     const r = await runSmoke({
       scenario: `${apiError({ message: "Unexpected server error. Check server logs for details." }, "UnknownError")}${apiError({ message: "Model not found: codex-pooler/gpt-5.5." }, "UnknownError")}exit 1\n`,
