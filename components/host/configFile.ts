@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
 import { type KeyPath, KiloConfigParseError, mergeKiloConfig, stripKiloConfig, valueAt } from "../kiloConfigMerge";
-import { HostError, mkdirsRecorded, readIfExists, readJson, removeFile, writeFileAtomic, writeJson } from "./fsUtil";
+import { ensureWritableDir, HostError, readIfExists, readJson, removeFile, writeFileAtomic, writeJson } from "./fsUtil";
 
 export interface ConfigState {
   /** The key paths kilo-fleet wrote last time (stale ones are removed on the next merge). */
@@ -91,12 +91,7 @@ export function configApply(p: ConfigPaths, managed: Record<string, unknown>, pa
 
   const createdFile = existing === undefined ? true : (state?.createdFile ?? false);
   let backup = state?.backup ?? false;
-  mkdirsRecorded(p.stateDir, path.dirname(p.configFile), 0o700);
-  try {
-    fs.accessSync(path.dirname(p.configFile), fs.constants.W_OK);
-  } catch {
-    throw new HostError(`cannot write ${path.dirname(p.configFile)}: permission denied`);
-  }
+  ensureWritableDir(p.stateDir, path.dirname(p.configFile), 0o700);
   // Record the union of old and new paths first: a crash before the final state still strips them all.
   const union = [...new Map([...(state?.paths ?? []), ...paths].map((k) => [JSON.stringify(k), k])).values()];
   writeJson(stateFile(p), { paths: union, createdFile, backup } satisfies ConfigState);

@@ -147,6 +147,22 @@ export function mkdirsRecorded(stateDir: string, dir: string, mode = 0o755): str
 }
 
 /**
+ * Makes sure `dir` exists and is writable before anything else is written: an existing directory is
+ * checked first (so a read-only one fails before kilo-fleet writes even its own state), a missing one
+ * is created (recorded).
+ */
+export function ensureWritableDir(stateDir: string, dir: string, mode = 0o755): void {
+  if (fs.existsSync(dir)) {
+    try {
+      fs.accessSync(dir, fs.constants.W_OK);
+    } catch {
+      throw new HostError(`cannot write ${dir}: permission denied`);
+    }
+  }
+  mkdirsRecorded(stateDir, dir, mode);
+}
+
+/**
  * Called at the end of every delete: when no step's state is left, removes each directory kilo-fleet
  * created that is now empty (deepest first), then the state dir.
  */

@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "./envFile";
 import {
+  ensureWritableDir,
   HostError,
   mkdirsRecorded,
   readIfExists,
@@ -70,7 +71,7 @@ export function envApply(p: EnvPaths, opts: { apiKeyEnvVar: string; pinned: bool
   const state: ShellState = readJson<ShellState>(stateFile(p)) ?? { rc: {} };
 
   // The config dir: 0700 (the env file holds a secret). Remember a looser mode to restore it on delete.
-  mkdirsRecorded(p.stateDir, p.configDir, 0o700);
+  ensureWritableDir(p.stateDir, p.configDir, 0o700);
   const mode = fs.statSync(p.configDir).mode & 0o7777;
   if (mode !== 0o700) {
     if (state.configDirMode === undefined) state.configDirMode = mode;
