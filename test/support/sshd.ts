@@ -24,7 +24,9 @@
  * non-interactive PATH (/usr/local/bin:/usr/bin:/bin:/usr/games), as on a developer machine with a
  * distribution or Homebrew node. When `command -v node` is elsewhere, startSshd symlinks node, npm and npx
  * into the user's ~/.local/bin (where the preflight finds them). Nothing of the test runner's environment
- * reaches the session (sshd passes no environment; npm there runs with the user's own settings).
+ * reaches the session (sshd passes no environment; npm there runs with the user's own settings). Where the
+ * runner needs NODE_EXTRA_CA_CERTS (a TLS-inspecting proxy), the user gets the same trust the way a
+ * developer would configure it: `cafile=<that bundle>` in ~/.npmrc (option `npmrc` overrides; "" for none).
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -125,7 +127,7 @@ async function waitForPort(port: number, deadline: number, alive: () => string |
   }
 }
 
-export async function startSshd(options: { shell?: string } = {}): Promise<SshServer> {
+export async function startSshd(options: { shell?: string; npmrc?: string } = {}): Promise<SshServer> {
   ensureAptPackages([
     { pkg: "openssh-server", bin: "/usr/sbin/sshd" },
     { pkg: "openssh-client", bin: "/usr/bin/ssh" },
@@ -219,6 +221,13 @@ export async function startSshd(options: { shell?: string } = {}): Promise<SshSe
         if (existsSync(join(dirname(nodePath), t))) symlinkSync(join(dirname(nodePath), t), join(bin, t));
       }
       sh("chown", ["-R", `${uid}:${gid}`, join(home, ".local")], "chown .local");
+    }
+
+    const ca = process.env.NODE_EXTRA_CA_CERTS;
+    const npmrc = options.npmrc ?? (ca ? `cafile=${ca}\n` : "");
+    if (npmrc !== "") {
+      writeFileSync(join(home, ".npmrc"), npmrc, { mode: 0o644 });
+      sh("chown", [`${uid}:${gid}`, join(home, ".npmrc")], "chown .npmrc");
     }
 
     const sshArgs = (commandLine: string) => [
