@@ -4,7 +4,7 @@
  * anywhere), the key visible from fresh shells, kilo from a fresh login shell, and /proc never holding
  * the key while the env script runs.
  */
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { BLOCK_END, BLOCK_START } from "../components/host/rcBlock";
@@ -267,6 +267,37 @@ describe("the env script and the key", () => {
       }
     } finally {
       rmSync(h.root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("kilo.jsonc kilo-fleet created", () => {
+  test("is removed on delete, also after kilo's own first-run rewrite; a key the user added keeps it", () => {
+    for (const userAdds of [false, true]) {
+      const h = makeHome({ files: { ".bashrc": "" } });
+      try {
+        const before = snapshotObject(snapshot(h.home));
+        const env = scriptEnv(h.home, h.tmp);
+        expect(runLocal(scripts.config.create, env).code).toBe(0);
+        const file = join(h.home, ".config/kilo/kilo.jsonc");
+        // What kilo 7.7.7 does on first run: adds "permission": {"bash": "allow"}, drops the final newline.
+        let text = readFileSync(file, "utf8")
+          .trimEnd()
+          .replace(/\n}$/, ',\n  "permission": {\n    "bash": "allow"\n  }\n}');
+        if (userAdds) text = text.replace(/\n}$/, ',\n  "share": "manual"\n}');
+        writeFileSync(file, text);
+        const d = runLocal(scripts.config.delete ?? "", env);
+        expect(d.code, d.stderr).toBe(0);
+        if (userAdds) {
+          expect(readFileSync(file, "utf8")).toContain('"share": "manual"');
+          expect(readFileSync(file, "utf8")).not.toContain("codex-pooler");
+        } else {
+          expect(existsSync(file)).toBe(false);
+          expect(snapshotObject(snapshot(h.home))).toEqual(before);
+        }
+      } finally {
+        rmSync(h.root, { recursive: true, force: true });
+      }
     }
   });
 });
