@@ -4,7 +4,17 @@
  * anywhere), the key visible from fresh shells, kilo from a fresh login shell, and /proc never holding
  * the key while the env script runs.
  */
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { BLOCK_END, BLOCK_START } from "../components/host/rcBlock";
@@ -265,6 +275,38 @@ describe("the env script and the key", () => {
         expect(r.stderr).not.toContain("test-key-a");
         expect(snapshotObject(snapshot(h.home))).toEqual(before);
       }
+    } finally {
+      rmSync(h.root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('kiloVersion "latest"', () => {
+  test("asks the registry for the latest version (npm view) and skips the install when that is what is installed", () => {
+    const h = makeHome({ files: {}, kilo: true });
+    try {
+      const bin = join(h.root, "fake-npm");
+      const log = join(h.root, "npm.log");
+      mkdirSync(bin);
+      symlinkSync(process.execPath, join(bin, "node"));
+      // A registry stand-in: `npm view` answers the installed version; anything else is recorded and fails.
+      writeFileSync(
+        join(bin, "npm"),
+        `#!/bin/sh\nprintf '%s\\n' "$*" >>'${log}'\nif [ "$1" = view ]; then echo ${TEST_KILO_VERSION}; exit 0; fi\nexit 1\n`,
+      );
+      chmodSync(join(bin, "npm"), 0o755);
+      const b = buildSettings({ kiloVersion: "latest" });
+      const r = runLocal(
+        installScript(b.settings, b.host).create,
+        scriptEnv(h.home, h.tmp, { PATH: `${bin}:/usr/bin:/bin` }),
+      );
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain("npm not run");
+      expect(parseInstallOutput(r.stdout)?.version).toBe(TEST_KILO_VERSION);
+      const calls = readFileSync(log, "utf8").trim().split("\n");
+      expect(calls).toHaveLength(1);
+      expect(calls[0]).toMatch(/^view @kilocode\/cli@latest version --cache /);
     } finally {
       rmSync(h.root, { recursive: true, force: true });
     }
