@@ -1,0 +1,292 @@
+/**
+ * The program's own resource graph provisions a machine: index.ts is evaluated under Pulumi mocks whose
+ * `newResource` really runs every `command:local:Command` the way @pulumi/command 1.2.1 does
+ * (`interpreter` + script, `environment` added to the process environment, `stdin` piped when non-empty,
+ * stdout/stderr captured with one trailing newline trimmed, a non-zero exit fails the resource), on a
+ * temporary HOME that already holds a user's own startup files and kilo.jsonc, against the stand-in
+ * pooler, with the real kilo installed from the npm registry by the install step.
+ *
+ * Then, like `pulumi up` after `pulumi config set --secret codexPoolerApiKey <new>`: the program is
+ * evaluated again and only the resources whose inputs changed are run (update = `update ?? create`; a
+ * changed `triggers` = replace, delete-before-replace) — env and smoke, with the new key. Finally, like
+ * `pulumi destroy`: every delete script, in reverse order, with its stored inputs; HOME is exactly as it
+ * was before.
+ */
+import { spawn } from "node:child_process";
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { isDeepStrictEqual } from "node:util";
+import type * as pulumi from "@pulumi/pulumi";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HOST_STEPS } from "../components/kiloHost";
+import { type FakePooler, startFakePooler } from "./support/fakePooler";
+import { TEST_KILO_VERSION } from "./support/kilo";
+import {
+  defaultMockState,
+  type Evaluation,
+  evaluateIndex,
+  findString,
+  type MockResult,
+  stackConfig,
+  unwrapSecrets,
+} from "./support/pulumiMocks";
+
+const OLD_KEY = "test-key-e2e-mocks-old-5c1f9a7e";
+const NEW_KEY = "test-key-e2e-mocks-new-d84b2e60";
+const HOST = "e2e-box";
+
+const USER_FILES: Record<string, string> = {
+  ".bashrc":
+    "# ~/.bashrc: a user's own, Debian style\ncase $- in\n    *i*) ;;\n      *) return;;\nesac\nalias ll='ls -alF'\n",
+  ".profile": "# ~/.profile of the user\nexport EDITOR=vi",
+  ".config/kilo/kilo.jsonc":
+    '// my own kilo settings\n{\n  "share": "disabled", // keep this\n  "model": "someone/else"\n}\n',
+};
+
+interface Entry {
+  type: "file" | "dir" | "link";
+  mode: number;
+  content?: string;
+}
+
+/** Every path under `dir` with its type, mode and bytes (links: their target). */
+function snapshot(dir: string): Record<string, Entry> {
+  const out: Record<string, Entry> = {};
+  const walk = (rel: string) => {
+    for (const name of readdirSync(join(dir, rel)).sort()) {
+      const r = rel ? `${rel}/${name}` : name;
+      const st = lstatSync(join(dir, r));
+      if (st.isSymbolicLink()) out[r] = { type: "link", mode: 0, content: readlinkSync(join(dir, r)) };
+      else if (st.isDirectory()) {
+        out[r] = { type: "dir", mode: st.mode & 0o7777 };
+        walk(r);
+      } else out[r] = { type: "file", mode: st.mode & 0o7777, content: readFileSync(join(dir, r), "latin1") };
+    }
+  };
+  walk("");
+  return out;
+}
+
+interface Executed {
+  name: string;
+  op: "create" | "update" | "delete";
+  stdout: string;
+  stderr: string;
+}
+
+let pooler: FakePooler;
+let root: string;
+let home: string;
+let tmp: string;
+let before: Record<string, Entry>;
+/** Every script run, in order. */
+const executed: Executed[] = [];
+
+/** The environment a local.Command's process gets here: the test's, with HOME and TMPDIR moved. */
+function processEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, TMPDIR: tmp };
+  for (const k of [
+    "XDG_CONFIG_HOME",
+    "XDG_STATE_HOME",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+    "ENV",
+    "BASH_ENV",
+    "ZDOTDIR",
+  ]) {
+    delete env[k];
+  }
+  for (const k of Object.keys(env)) if (k.startsWith("npm_") || k.startsWith("NPM_")) delete env[k];
+  return { ...env, ...extra };
+}
+
+/** Runs one operation of a local.Command as the provider does; rejects on a non-zero exit. */
+function runCommand(name: string, op: Executed["op"], inputs: Record<string, unknown>): Promise<Executed> {
+  const script = inputs[op] ?? (op === "update" ? inputs.create : undefined);
+  if (typeof script !== "string") {
+    // The provider calls the operation and does nothing when the step has no such script.
+    const noop = { name, op, stdout: "", stderr: "" };
+    executed.push(noop);
+    return Promise.resolve(noop);
+  }
+  const interpreter = (inputs.interpreter as string[] | undefined) ?? ["/bin/sh", "-c"];
+  const stdin = typeof inputs.stdin === "string" ? inputs.stdin : "";
+  return new Promise((resolve, reject) => {
+    const child = spawn(interpreter[0], [...interpreter.slice(1), script], {
+      cwd: root,
+      env: processEnv(inputs.environment as Record<string, string> | undefined),
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const run = { name, op, stdout: stdout.replace(/\n$/, ""), stderr: stderr.replace(/\n$/, "") };
+      executed.push(run);
+      if (code === 0) resolve(run);
+      else reject(new Error(`${name} ${op} exited ${code}:\n${stderr}`));
+    });
+    if (stdin.length > 0) child.stdin.end(stdin);
+    else child.stdin.end();
+  });
+}
+
+/**
+ * A mock `newResource` that deploys for real. With `previous` (the last deployment's inputs and
+ * states, by name), it behaves like an update: unchanged inputs run nothing and keep the old state;
+ * changed `triggers` replace (delete first: every step is deleteBeforeReplace); other changes update.
+ */
+function deployingMock(previous?: Map<string, { inputs: Record<string, unknown>; state: Record<string, unknown> }>) {
+  const states = new Map<string, { inputs: Record<string, unknown>; state: Record<string, unknown> }>();
+  const newResource = async (args: pulumi.runtime.MockResourceArgs): Promise<MockResult> => {
+    if (args.type !== "command:local:Command") return defaultMockState(args);
+    const inputs = unwrapSecrets(args.inputs) as Record<string, unknown>;
+    const old = previous?.get(args.name);
+    let op: Executed["op"] | undefined = "create";
+    if (old) {
+      if (isDeepStrictEqual(old.inputs, inputs)) op = undefined;
+      else if (!isDeepStrictEqual(old.inputs.triggers, inputs.triggers)) {
+        await runCommand(args.name, "delete", old.inputs);
+        op = "create";
+      } else op = "update";
+    }
+    const state = op ? { ...args.inputs, ...(await runCommand(args.name, op, inputs)) } : (old?.state ?? {});
+    states.set(args.name, { inputs, state });
+    return { id: `${args.name}-id`, state };
+  };
+  return { newResource, states };
+}
+
+function deploy(key: string, previous?: Parameters<typeof deployingMock>[0]) {
+  const mock = deployingMock(previous);
+  const stack = stackConfig({
+    poolerBaseUrl: pooler.url,
+    codexPoolerApiKey: key,
+    sshPrivateKey: undefined,
+    // The install step installs this version from the npm registry into HOME (~10 s).
+    kiloVersion: TEST_KILO_VERSION,
+    hosts: [{ name: HOST, local: true, shells: ["bash", "sh"] }],
+    smokeCheck: { enabled: true, timeoutSeconds: 120 },
+  });
+  return evaluateIndex(stack, { newResource: mock.newResource }).then((e) => ({ e, states: mock.states }));
+}
+
+function hostExports(e: Evaluation): Record<string, unknown> {
+  return (e.stackOutputs as { hosts: Record<string, Record<string, unknown>> }).hosts[HOST];
+}
+
+let first: Awaited<ReturnType<typeof deploy>>;
+let second: Awaited<ReturnType<typeof deploy>>;
+
+beforeAll(async () => {
+  pooler = await startFakePooler({ keys: OLD_KEY });
+  root = mkdtempSync(join(tmpdir(), "kilo-fleet-mocks-e2e-"));
+  home = join(root, "home");
+  tmp = join(root, "tmp");
+  mkdirSync(home);
+  mkdirSync(tmp);
+  for (const [rel, text] of Object.entries(USER_FILES)) {
+    mkdirSync(dirname(join(home, rel)), { recursive: true });
+    writeFileSync(join(home, rel), text);
+  }
+  before = snapshot(home);
+});
+
+afterAll(async () => {
+  await pooler?.stop();
+  if (root) rmSync(root, { recursive: true, force: true });
+});
+
+describe("index.ts provisions a local host for real under mocks", () => {
+  it("runs preflight, install (npm), config, env and smoke in order, and exports what they report", {
+    timeout: 600_000,
+  }, async () => {
+    first = await deploy(OLD_KEY);
+    if (first.e.error) throw first.e.error;
+    expect(executed.map((x) => `${x.name}:${x.op}`)).toEqual(HOST_STEPS.map((s) => `${HOST}-${s}:create`));
+    expect(hostExports(first.e)).toEqual({
+      kind: "local",
+      kiloVersion: TEST_KILO_VERSION,
+      configPath: join(home, ".config/kilo/kilo.jsonc"),
+      envFilePath: "~/.config/kilo/codex-pooler.env",
+      smoke: { enabled: true, pass: true, kiloVersion: TEST_KILO_VERSION, seconds: expect.any(Number) },
+    });
+    // What is on the machine now.
+    expect(readFileSync(join(home, ".local/lib/node_modules/@kilocode/cli/package.json"), "utf8")).toContain(
+      `"version": "${TEST_KILO_VERSION}"`,
+    );
+    const kiloJsonc = readFileSync(join(home, ".config/kilo/kilo.jsonc"), "utf8");
+    expect(kiloJsonc).toContain(pooler.url);
+    expect(kiloJsonc).toContain('"share": "disabled", // keep this');
+    expect(kiloJsonc).not.toContain(OLD_KEY);
+    const envFile = join(home, ".config/kilo/codex-pooler.env");
+    expect(statSync(envFile).mode & 0o777).toBe(0o600);
+    expect(readFileSync(envFile, "utf8")).toContain(OLD_KEY);
+    // The smoke check really talked to the pooler with the key.
+    expect(pooler.requests.some((r) => r.path === "/v1/chat/completions" && r.key === OLD_KEY && r.authorized)).toBe(
+      true,
+    );
+    // No step printed the key.
+    for (const x of executed) expect(`${x.stdout}\n${x.stderr}`).not.toContain(OLD_KEY);
+    // In the recorded state the key is only the env command's stdin, as a secret.
+    for (const r of first.e.resources) {
+      for (const hit of findString(r.inputs, OLD_KEY))
+        expect(`${r.name}.${hit.path}:${hit.secret}`).toBe(`${HOST}-env.stdin:true`);
+    }
+  });
+
+  it("after a key rotation, re-runs only env and smoke, and the pooler sees only the new key", {
+    timeout: 600_000,
+  }, async () => {
+    expect(first?.e.error, "the first deployment must have passed").toBeUndefined();
+    pooler.setKeys(NEW_KEY);
+    pooler.requests.length = 0;
+    const ran = executed.length;
+    second = await deploy(NEW_KEY, first.states);
+    if (second.e.error) throw second.e.error;
+    // env: stdin changed → update (its create); smoke: its key trigger changed → replaced (delete, create).
+    expect(executed.slice(ran).map((x) => `${x.name}:${x.op}`)).toEqual([
+      `${HOST}-env:update`,
+      `${HOST}-smoke:delete`,
+      `${HOST}-smoke:create`,
+    ]);
+    expect(readFileSync(join(home, ".config/kilo/codex-pooler.env"), "utf8")).toContain(NEW_KEY);
+    expect(readFileSync(join(home, ".config/kilo/codex-pooler.env"), "utf8")).not.toContain(OLD_KEY);
+    const chats = pooler.requests.filter((r) => r.path === "/v1/chat/completions");
+    expect(chats.length).toBeGreaterThan(0);
+    expect(chats.every((r) => r.key === NEW_KEY && r.authorized)).toBe(true);
+    expect(hostExports(second.e).smoke).toMatchObject({ enabled: true, pass: true });
+  });
+
+  it("destroying (every delete, in reverse order, with its stored inputs) leaves HOME exactly as it was", {
+    timeout: 600_000,
+  }, async () => {
+    const deployed = second?.states ?? first?.states;
+    expect(deployed, "a deployment must have run").toBeDefined();
+    const ran = executed.length;
+    for (const step of [...HOST_STEPS].reverse()) {
+      const r = deployed?.get(`${HOST}-${step}`);
+      if (r) await runCommand(`${HOST}-${step}`, "delete", r.inputs);
+    }
+    expect(executed.slice(ran).map((x) => x.name)).toEqual([...HOST_STEPS].reverse().map((s) => `${HOST}-${s}`));
+    const after = snapshot(home);
+    const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])]
+      .filter((p) => !isDeepStrictEqual(before[p], after[p]))
+      .map((p) => `${p}: ${before[p] ? (after[p] ? "changed" : "removed") : "left behind"}`);
+    expect(changed).toEqual([]);
+    expect(after).toEqual(before);
+  });
+});
