@@ -61,6 +61,8 @@ describe("re-runs, as diffs of two evaluations", () => {
         .map(({ outputs: _o, ...r }) => ({ ...r, inputs: unwrapSecrets(r.inputs) }))
         .sort((x, y) => x.urn.localeCompare(y.urn));
     expect(shape(b)).toEqual(shape(a));
+    // Same key order too (what the engine serializes), not only equal values.
+    expect(JSON.stringify(shape(b))).toBe(JSON.stringify(shape(a)));
   });
 
   it("rotating the API key re-runs only the env command (new stdin) and the smoke check (new key trigger)", async () => {
@@ -111,6 +113,24 @@ describe("re-runs, as diffs of two evaluations", () => {
     const before = await run();
     const after = await run({ poolerBaseUrl: "https://pooler2.example.com/v1" });
     expectChanged(before, after, onEveryHost({ config: "any", smoke: "any" }));
+  });
+
+  it("changing the smoke timeout re-runs only the smoke check", async () => {
+    const before = await run();
+    const after = await run({ smokeCheck: { enabled: true, timeoutSeconds: 60 } });
+    const diff = diffEvaluations(before, after);
+    expect(diff).toEqual({ added: [], removed: [], changed: onEveryHost({ smoke: ["create"] }) });
+  });
+
+  it("rotating the SSH key re-runs every step of the SSH hosts (their connection changed), nothing on local hosts", async () => {
+    const before = await run();
+    const after = await run({
+      sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nrotated\n-----END OPENSSH PRIVATE KEY-----\n",
+    });
+    const sshHosts = TEST_HOSTS.filter((h) => h.ssh);
+    const expected: Record<string, string[]> = {};
+    for (const h of sshHosts) for (const step of HOST_STEPS) expected[`${h.name}-${step}`] = ["connection"];
+    expect(diffEvaluations(before, after)).toEqual({ added: [], removed: [], changed: expected });
   });
 
   it("adding a host creates only that host's resources", async () => {
