@@ -44,6 +44,11 @@
  *   hashes elsewhere. The HMAC is keyed *by* the API key over a label naming project, stack and host,
  *   so it reveals nothing about the key without the key, differs per host and stack, and is
  *   deterministic (no salt to store). It is additionally a secret, so the state holds it encrypted.
+ * - SSH hosts: the connection (host, user, port, hostKey, the `sshPrivateKey` secret; the SDK makes the
+ *   whole connection secret) is an input of every remote step, so changing it, e.g. rotating the SSH
+ *   key, re-runs every step of the SSH hosts (idempotent: same bytes on the host). Without
+ *   `sshPrivateKey` the provider uses the agent at `SSH_AUTH_SOCK`; the socket path is not put into
+ *   the inputs, since it changes with every login and would re-run everything.
  * - The API key travels only as the env command's `stdin` (never in a command line, an environment
  *   variable, or a trigger). The env and smoke commands, the only ones that handle it, log nothing
  *   (`logging: "none"`) and keep `stdout`/`stderr` secret. No command gets `addPreviousOutputInEnv`

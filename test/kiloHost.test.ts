@@ -419,6 +419,22 @@ describe("KiloHost as a library", () => {
     }
   });
 
+  it("warns, on the resource, that an SSH host's key is not pinned (unless logWarnings is false)", async () => {
+    const ssh = { host: "h.lan", user: "u" };
+    const e = await evaluate(() => {
+      new KiloHost("x", { poolerBaseUrl: "https://p.example.com/v1", apiKey: "k", ssh, sshPrivateKey: "key" });
+      new KiloHost("y", {
+        poolerBaseUrl: "https://p.example.com/v1",
+        apiKey: "k",
+        ssh,
+        sshPrivateKey: "key",
+        logWarnings: false,
+      });
+    });
+    expect(e.error).toBeUndefined();
+    expect(e.warnings).toEqual([expect.stringMatching(/^KiloHost "x": ssh\.hostKey: not set/)]);
+  });
+
   it("reports invalid arguments in the library's own terms", async () => {
     const e = await evaluate(() => {
       new KiloHost("x", {
