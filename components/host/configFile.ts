@@ -92,14 +92,20 @@ export function configApply(p: ConfigPaths, managed: Record<string, unknown>, pa
   const createdFile = existing === undefined ? true : (state?.createdFile ?? false);
   let backup = state?.backup ?? false;
   ensureWritableDir(p.stateDir, path.dirname(p.configFile), 0o700);
-  // Record the union of old and new paths first: a crash before the final state still strips them all.
+  // The backup is taken before any state records it, and adopted when it is already there and equal to
+  // the untouched file (a run killed between the two; found by test/reliability/crash.hook.test.ts:
+  // without this, the state said "no backup" for good and delete stripped the user's file instead of
+  // restoring it).
+  if (existing !== undefined && !createdFile && !backup) {
+    const onDisk = readIfExists(p.backupFile);
+    if (onDisk === undefined) writeFileAtomic(p.backupFile, existing);
+    if (onDisk === undefined || onDisk === existing) backup = true;
+  }
+  // Record the union of old and new paths (and the backup) before kilo.jsonc changes: a crash before the
+  // final state still strips them all.
   const union = [...new Map([...(state?.paths ?? []), ...paths].map((k) => [JSON.stringify(k), k])).values()];
   writeJson(stateFile(p), { paths: union, createdFile, backup } satisfies ConfigState);
 
-  if (existing !== undefined && !createdFile && !backup && !fs.existsSync(p.backupFile)) {
-    writeFileAtomic(p.backupFile, existing);
-    backup = true;
-  }
   const changed = merged !== existing;
   if (changed) writeFileAtomic(p.configFile, merged);
   writeJson(stateFile(p), { paths, createdFile, backup } satisfies ConfigState);
@@ -115,6 +121,19 @@ export function configDelete(p: ConfigPaths, paths: KeyPath[]): string[] {
   const existing = readIfExists(p.configFile);
   const out: string[] = [];
   const backupText = state?.backup ? readIfExists(p.backupFile) : undefined;
+  // kilo.jsonc equal to the backup is the user's own file, already restored (a delete killed after the
+  // restore; found by test/reliability/crash.hook.test.ts): strip nothing from it, drop the backup.
+  if (existing !== undefined && !state?.createdFile && readIfExists(p.backupFile) === existing) {
+    removeFile(stateFile(p));
+    removeFile(p.backupFile);
+    return [`kilo-fleet: restored ${p.configFile} from its backup (it was unchanged apart from kilo-fleet's keys)`];
+  }
+  // No state: kilo-fleet never changed kilo.jsonc (the state is written before kilo.jsonc is), or an
+  // earlier delete finished (a re-run after a crash, found by test/reliability/crash.hook.test.ts). Either
+  // way the keys in it are the user's own: stripping them would change the user's file.
+  if (state === undefined) {
+    return [`kilo-fleet: nothing recorded for ${p.configFile}; left it untouched`];
+  }
   if (existing !== undefined) {
     const createdFile = state?.createdFile ?? false;
     const stripped = onText(p.configFile, () => stripKiloConfig(existing, all, createdFile));
@@ -125,7 +144,9 @@ export function configDelete(p: ConfigPaths, paths: KeyPath[]): string[] {
       out.push(`kilo-fleet: removed ${p.configFile} (kilo-fleet created it; nothing of yours was in it)`);
     } else if (backupText !== undefined && backupStripped === stripped.text) {
       // Nothing of the user's changed since the backup: put their file back exactly, managed keys included.
+      // The state goes before the backup: a crash in between leaves kilo.jsonc equal to its backup (see above).
       writeFileAtomic(p.configFile, backupText);
+      removeFile(stateFile(p));
       removeFile(p.backupFile);
       out.push(`kilo-fleet: restored ${p.configFile} from its backup (it was unchanged apart from kilo-fleet's keys)`);
     } else {

@@ -8,6 +8,19 @@ import * as path from "node:path";
 /** A failure the tool reports as one `kilo-fleet: ...` line (no stack). */
 export class HostError extends Error {}
 
+/**
+ * Crash injection for the reliability tests (test/reliability/crash.test.ts), inert in production:
+ * with `KILO_FLEET_TEST_CRASH_AT=N` in the tool's environment, the Nth call of `crashPoint` (after each
+ * mkdir, temp-file open, write, fsync, rename, unlink, chmod and lock step) SIGKILLs the tool, so every
+ * write/rename boundary can be hit on purpose. No script sets the variable, and a remote session does not
+ * forward it; unset, empty or not a positive integer, nothing happens.
+ */
+const crashAt = Number(process.env.KILO_FLEET_TEST_CRASH_AT) || 0;
+let fsSteps = 0;
+export function crashPoint(): void {
+  if (crashAt > 0 && ++fsSteps === crashAt) process.kill(process.pid, "SIGKILL");
+}
+
 /** The file a write to `target` must change: a symlinked dotfile is written through its link. */
 export function resolveTarget(target: string): string {
   try {
@@ -36,21 +49,68 @@ function describe(e: unknown): string {
   return err.code ?? String(err.message ?? e);
 }
 
-/** `mkdir -p` that returns the directories it created, outermost first. */
-export function mkdirs(dir: string, mode = 0o755): string[] {
+/** The directories `mkdir -p dir` would create, outermost first. */
+function missingDirs(dir: string): string[] {
   const missing: string[] = [];
   for (let d = path.resolve(dir); !fs.existsSync(d); d = path.dirname(d)) {
     missing.unshift(d);
     if (path.dirname(d) === d) break;
   }
+  return missing;
+}
+
+/** `mkdir -p` that returns the directories it created, outermost first. */
+export function mkdirs(dir: string, mode = 0o755): string[] {
+  const missing = missingDirs(dir);
   for (const d of missing) {
     try {
       fs.mkdirSync(d, { mode });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw new HostError(`cannot create ${d}: ${describe(e)}`);
     }
+    crashPoint();
   }
   return missing;
+}
+
+const TEMP_MARK = ".kilo-fleet-tmp-";
+/** The temp name kilo-fleet uses beside `target` while it writes or creates it: `.<name>.kilo-fleet-tmp-<pid>`. */
+const tempPath = (target: string) =>
+  path.join(path.dirname(target), `.${path.basename(target)}${TEMP_MARK}${process.pid}`);
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Removes what a killed kilo-fleet run left beside `target`: its temp file (or directory) whose pid is not
+ * running. Without this, a crash mid-write would leave `.<name>.kilo-fleet-tmp-<pid>` behind for good,
+ * and the env file's temp file holds the key (found by test/reliability/crash.hook.test.ts).
+ */
+export function removeStaleTemps(target: string): void {
+  const prefix = `.${path.basename(target)}${TEMP_MARK}`;
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.dirname(target));
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix) || !/^[1-9]\d*$/.test(n.slice(prefix.length))) continue;
+    const pid = Number(n.slice(prefix.length));
+    if (pid !== process.pid && isRunning(pid)) continue;
+    try {
+      fs.rmSync(path.join(path.dirname(target), n), { recursive: true, force: true });
+    } catch {
+      // best effort: it is only litter
+    }
+    crashPoint();
+  }
 }
 
 /**
@@ -67,16 +127,21 @@ export function writeFileAtomic(target: string, data: string, mode?: number): vo
       finalMode = 0o644;
     }
   }
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.kilo-fleet-tmp-${process.pid}`);
+  removeStaleTemps(file);
+  const tmp = tempPath(file);
   let fd: number | undefined;
   try {
     fd = fs.openSync(tmp, "wx", 0o600);
+    crashPoint();
     fs.writeSync(fd, data);
+    crashPoint();
     fs.fchmodSync(fd, finalMode);
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = undefined;
+    crashPoint();
     fs.renameSync(tmp, file);
+    crashPoint();
   } catch (e) {
     if (fd !== undefined) fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
@@ -95,8 +160,10 @@ export function writeFileAtomic(target: string, data: string, mode?: number): vo
 }
 
 export function removeFile(file: string): boolean {
+  removeStaleTemps(resolveTarget(file));
   try {
     fs.unlinkSync(file);
+    crashPoint();
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
@@ -123,27 +190,73 @@ export function writeJson(file: string, value: unknown): void {
 export const STEP_STATE_FILES = ["config.json", "shell.json", "install"] as const;
 const DIRS_FILE = "dirs.json";
 
-/** Records directories someone else (npm) created for kilo-fleet, so the last delete removes them if empty. */
-export function recordDirs(stateDir: string, dirs: string[]): void {
-  mkdirsRecorded(stateDir, stateDir);
+/** Adds `dirs` to the state dir's record of the directories kilo-fleet created. */
+function addDirsRecord(stateDir: string, dirs: string[]): void {
   if (dirs.length === 0) return;
   const file = path.join(stateDir, DIRS_FILE);
   const known = readJson<string[]>(file) ?? [];
   const all = [...new Set([...known, ...dirs.map((d) => path.resolve(d))])];
-  writeFileAtomic(file, `${JSON.stringify(all, null, 2)}\n`, 0o600);
+  if (all.length !== known.length) writeFileAtomic(file, `${JSON.stringify(all, null, 2)}\n`, 0o600);
 }
 
-/** `mkdir -p` that records the directories it created in the state dir, so the last delete removes them. */
+/**
+ * Creates the state dir and its missing parents together with their record, atomically: the chain is
+ * built under a temp name beside its outermost missing directory, with `dirs.json` inside, then renamed
+ * into place. A crash leaves either nothing (a stale temp dir, removed on the next run) or recorded
+ * directories, never an unrecorded one that the last delete would leave behind.
+ */
+function makeStateDir(stateDir: string): string[] {
+  const missing = missingDirs(stateDir);
+  if (missing.length === 0) return missing;
+  const top = missing[0];
+  removeStaleTemps(top);
+  const tmp = tempPath(top);
+  const inner = path.join(tmp, path.relative(top, stateDir));
+  try {
+    fs.mkdirSync(inner, { recursive: true, mode: 0o755 });
+    crashPoint();
+    fs.writeFileSync(path.join(inner, DIRS_FILE), `${JSON.stringify(missing, null, 2)}\n`, { mode: 0o600 });
+    crashPoint();
+    fs.renameSync(tmp, top);
+    crashPoint();
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    const code = (e as NodeJS.ErrnoException).code;
+    // Someone else created `top` meanwhile: start again from what is missing now.
+    if (code === "EEXIST" || code === "ENOTEMPTY") return makeStateDir(stateDir);
+    throw new HostError(`cannot create ${top}: ${describe(e)}`);
+  }
+  return missing;
+}
+
+/** Records directories someone else (npm) created for kilo-fleet, so the last delete removes them if empty. */
+export function recordDirs(stateDir: string, dirs: string[]): void {
+  makeStateDir(stateDir);
+  addDirsRecord(stateDir, dirs);
+}
+
+/**
+ * `mkdir -p` that records the directories it creates in the state dir, so the last delete removes them.
+ * The record is written first: a crash in between leaves a recorded directory that does not exist (the
+ * delete skips it), never an unrecorded one.
+ */
 export function mkdirsRecorded(stateDir: string, dir: string, mode = 0o755): string[] {
-  const created = mkdirs(dir, mode);
+  // A directory that cannot be made (a read-only ~/.config) fails before anything is written.
+  const outermost = missingDirs(dir)[0];
+  if (outermost !== undefined) {
+    try {
+      fs.accessSync(path.dirname(outermost), fs.constants.W_OK);
+    } catch (e) {
+      throw new HostError(`cannot create ${outermost}: ${describe(e)}`);
+    }
+  }
   // The state dir (where the record goes) may be new too: it is recorded with the rest.
-  const stateCreated = mkdirs(stateDir);
-  if (created.length === 0 && stateCreated.length === 0) return created;
-  const file = path.join(stateDir, DIRS_FILE);
-  const known = readJson<string[]>(file) ?? [];
-  const all = [...new Set([...known, ...stateCreated, ...created])];
-  writeFileAtomic(file, `${JSON.stringify(all, null, 2)}\n`, 0o600);
-  return created;
+  makeStateDir(stateDir);
+  const missing = missingDirs(dir);
+  if (missing.length === 0) return missing;
+  addDirsRecord(stateDir, missing);
+  mkdirs(dir, mode);
+  return missing;
 }
 
 /**
@@ -164,19 +277,52 @@ export function ensureWritableDir(stateDir: string, dir: string, mode = 0o755): 
 
 /**
  * Called at the end of every delete: when no step's state is left, removes each directory kilo-fleet
- * created that is now empty (deepest first), then the state dir.
+ * created that is now empty (deepest first), then the state dir. The state dir's own chain (the state
+ * dir and the parents kilo-fleet created for it) goes last and at once: renamed to a temp name, then
+ * removed, so a crash never leaves it without the record that says it is kilo-fleet's.
  */
 export function cleanupDirs(stateDir: string): void {
+  const ancestors: string[] = [];
+  for (let d = path.resolve(stateDir); path.dirname(d) !== d; d = path.dirname(d)) ancestors.push(d);
+  // A temp name a crashed cleanup (or state dir creation) left beside the chain.
+  for (const d of ancestors) removeStaleTemps(d);
   if (STEP_STATE_FILES.some((f) => fs.existsSync(path.join(stateDir, f)))) return;
   const file = path.join(stateDir, DIRS_FILE);
-  const dirs = readJson<string[]>(file) ?? [];
-  removeFile(file);
-  const candidates = [...new Set([...dirs, stateDir])].sort((a, b) => b.length - a.length);
-  for (const d of candidates) {
+  removeStaleTemps(file);
+  const dirs = (readJson<string[]>(file) ?? []).map((d) => path.resolve(d));
+  const chain = new Set([path.resolve(stateDir), ...dirs.filter((d) => ancestors.includes(d))]);
+  for (const d of dirs.filter((x) => !chain.has(x)).sort((a, b) => b.length - a.length)) {
     try {
       fs.rmdirSync(d);
+      crashPoint();
     } catch {
       // not empty (someone else's files) or already gone: leave it
     }
+  }
+  // The outermost directory of the chain that holds nothing but the chain and the record.
+  let top: string | undefined;
+  for (const d of [...chain].sort((a, b) => b.length - a.length)) {
+    let names: string[];
+    try {
+      names = fs.readdirSync(d);
+    } catch {
+      break;
+    }
+    const inner = d === path.resolve(stateDir) ? [DIRS_FILE] : [path.basename(top ?? "")];
+    if (!names.every((n) => inner.includes(n)) || (top !== undefined && path.dirname(top) !== d)) break;
+    top = d;
+  }
+  if (top === undefined) {
+    removeFile(file);
+    return;
+  }
+  const tmp = tempPath(top);
+  try {
+    fs.renameSync(top, tmp);
+    crashPoint();
+    fs.rmSync(tmp, { recursive: true, force: true });
+    crashPoint();
+  } catch {
+    // someone else's files appeared meanwhile: leave it
   }
 }

@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "./envFile";
 import {
+  crashPoint,
   ensureWritableDir,
   HostError,
   mkdirsRecorded,
@@ -77,6 +78,7 @@ export function envApply(p: EnvPaths, opts: { apiKeyEnvVar: string; pinned: bool
     if (state.configDirMode === undefined) state.configDirMode = mode;
     writeJson(stateFile(p), state);
     fs.chmodSync(p.configDir, 0o700);
+    crashPoint();
   }
 
   const vars = envVars(opts.apiKeyEnvVar, key, opts.pinned);
@@ -104,8 +106,15 @@ export function envApply(p: EnvPaths, opts: { apiKeyEnvVar: string; pinned: bool
       if (before === undefined) mkdirsRecorded(p.stateDir, path.dirname(file));
     } else if (before !== undefined) {
       after = wrap(() => removeRcBlock(before, state.rc[file], file));
-      if (after === undefined) continue;
-    } else continue;
+      if (after === undefined) {
+        // No block (a run killed after removing it, before updating the state): drop the stale record.
+        delete state.rc[file];
+        continue;
+      }
+    } else {
+      delete state.rc[file];
+      continue;
+    }
     if (after === before) {
       report.push(`${shell} ${tilde(p, file)} (unchanged)`);
       continue;
@@ -159,7 +168,10 @@ export function envDelete(p: EnvPaths): string {
     report.push(tilde(p, file));
   }
   const removed = [p.envFile, p.fishEnvFile].filter((f) => removeFile(f)).map((f) => tilde(p, f));
-  if (state.configDirMode !== undefined && fs.existsSync(p.configDir)) fs.chmodSync(p.configDir, state.configDirMode);
+  if (state.configDirMode !== undefined && fs.existsSync(p.configDir)) {
+    fs.chmodSync(p.configDir, state.configDirMode);
+    crashPoint();
+  }
   removeFile(stateFile(p));
   return `kilo-fleet: removed ${removed.length > 0 ? removed.join(", ") : "no env file"}; blocks removed from ${report.length > 0 ? report.join(", ") : "no startup file"}`;
 }
