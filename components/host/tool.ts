@@ -6,12 +6,16 @@
  *
  * Commands: config-apply, config-delete, env-apply (the key on stdin), env-delete, record-dir,
  * install-state, install-state-get. Every failure is one `kilo-fleet: ...` line on stderr and exit 1. Nothing here prints the key.
+ * Each command runs holding the HOME's lock (`$HOME/.kilo-fleet.lock`, lock.ts), so two deploys of one
+ * host never interleave their read-modify-writes.
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import type { KeyPath } from "../kiloConfigMerge";
 import { configApply, configDelete } from "./configFile";
 import { cleanupDirs, HostError, mkdirsRecorded, recordDirs, removeFile, writeFileAtomic } from "./fsUtil";
+import { withHostLock } from "./lock";
 import { envApply, envDelete } from "./shellEnv";
 
 /**
@@ -99,8 +103,16 @@ function run(argv: string[]): string[] {
   }
 }
 
+/** The HOME whose lock the run takes: the `home=` argument, else the process's HOME. */
+function lockHome(argv: string[]): string {
+  const arg = argv.find((a) => a.startsWith("home="));
+  return path.resolve(arg ? arg.slice("home=".length) : os.homedir());
+}
+
 try {
-  for (const line of run(process.argv.slice(2))) {
+  // One run at a time per HOME (two stacks sharing a host): see lock.ts.
+  const argv = process.argv.slice(2);
+  for (const line of withHostLock(lockHome(argv), () => run(argv))) {
     (line.startsWith("kilo-fleet: warning:") ? process.stderr : process.stdout).write(`${line}\n`);
   }
 } catch (e) {
