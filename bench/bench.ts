@@ -14,11 +14,11 @@
  * install is measured whenever smoke or disk is, since they use the installed host).
  * Progress goes to stderr. Benchmarks print figures; nothing here asserts a timing.
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem, type } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseSettings, resolveHost } from "../components/settings";
 import { startFakePooler } from "../test/support/fakePooler";
 import { TEST_KILO_VERSION } from "../test/support/kilo";
@@ -48,13 +48,45 @@ interface WorkerResult {
   inProcess?: { differing: number; compared: number };
 }
 
-/** One evaluation in a fresh node process (bench/evalWorker.ts). */
-function evaluateInWorker(hosts: number, twice: boolean, scratch: string): Promise<WorkerResult> {
+const REPO = dirname(__dirname);
+/** What the evaluation workers load: the program, its components, the test harness and the worker. */
+const PROGRAM_FILES = ["index.ts", "components", "test/support", "bench", "package.json", "tsconfig.json"];
+
+/**
+ * A copy of the program as it is now, in `scratch/program` (node_modules linked), for every evaluation
+ * worker of this run to load: the checkout is shared, and an edit landing mid-run must not make two
+ * evaluations of "the same" stack differ, nor mix versions in one table.
+ */
+function snapshotProgram(scratch: string): string {
+  const root = join(scratch, "program");
+  for (const f of PROGRAM_FILES) {
+    mkdirSync(dirname(join(root, f)), { recursive: true });
+    cpSync(join(REPO, f), join(root, f), { recursive: true });
+  }
+  symlinkSync(join(REPO, "node_modules"), join(root, "node_modules"));
+  return root;
+}
+
+/** The commit the program is at, and how many of its files differ from it (uncommitted edits). */
+function programVersion(): { commit: string; uncommittedFiles: number } | undefined {
+  try {
+    const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO, encoding: "utf8" }).trim();
+    const commit = git("rev-parse", "--short", "HEAD");
+    const dirty = git("status", "--porcelain", "--", "index.ts", "components");
+    return { commit, uncommittedFiles: dirty === "" ? 0 : dirty.split("\n").length };
+  } catch {
+    return undefined;
+  }
+}
+
+/** One evaluation in a fresh node process (bench/evalWorker.ts of the snapshot `program`). */
+function evaluateInWorker(program: string, hosts: number, twice: boolean, scratch: string): Promise<WorkerResult> {
   const out = join(scratch, `eval-${hosts}-${randomBytes(4).toString("hex")}.json`);
-  const args = ["--max-old-space-size=8192", "--import", "tsx", join(__dirname, "evalWorker.ts"), String(hosts), out];
+  const worker = join(program, "bench", "evalWorker.ts");
+  const args = ["--max-old-space-size=8192", "--import", "tsx", worker, String(hosts), out];
   if (twice) args.push("--twice");
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, args, { cwd: program, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     child.on("error", reject);
@@ -68,6 +100,7 @@ function evaluateInWorker(hosts: number, twice: boolean, scratch: string): Promi
 }
 
 async function measureEvaluation(o: Options, samples: BenchSamples, scratch: string): Promise<void> {
+  const program = snapshotProgram(scratch);
   const byHosts = new Map(
     FLEET_SIZES.map((h) => [h, { seconds: [] as number[], digests: [] as WorkerResult["digests"][], resources: 0 }]),
   );
@@ -76,7 +109,7 @@ async function measureEvaluation(o: Options, samples: BenchSamples, scratch: str
   for (let run = 0; run < o.runs; run++) {
     for (const hosts of FLEET_SIZES) {
       const twice = o.only.has("unchanged") && run === 0 && hosts === IN_PROCESS_DIFF_HOSTS;
-      const r = await evaluateInWorker(hosts, twice, scratch);
+      const r = await evaluateInWorker(program, hosts, twice, scratch);
       const slot = byHosts.get(hosts) as { seconds: number[]; digests: WorkerResult["digests"][]; resources: number };
       slot.seconds.push(r.seconds);
       slot.resources = r.resources;
@@ -224,7 +257,8 @@ function machine(): BenchSamples["machine"] {
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  const samples: BenchSamples = { runs: o.runs, machine: machine() };
+  const version = programVersion();
+  const samples: BenchSamples = { runs: o.runs, machine: machine(), ...(version ? { program: version } : {}) };
   const scratch = mkdtempSync(join(tmpdir(), "kilo-fleet-bench-"));
   const started = performance.now();
   try {

@@ -18,6 +18,8 @@ export interface MachineInfo {
 export interface BenchSamples {
   runs: number;
   machine: MachineInfo;
+  /** The program measured: its commit and how many of its files had uncommitted edits. */
+  program?: { commit: string; uncommittedFiles: number };
   /** Program evaluation under Pulumi mocks, per fleet size. */
   evaluation?: { hosts: number; resources: number; seconds: number[] }[];
   unchanged?: {
@@ -230,5 +232,9 @@ export function formatTable(s: BenchSamples): string {
     ? ` Load average (1 min) ${m.loadAverage[0].toFixed(2)} at the start, ${m.loadAverage[1].toFixed(2)} at the end.`
     : "";
   const head = `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB RAM, Node ${m.node}, ${m.os}. Runs per time: ${s.runs} (min/median/max).${load}`;
-  return `${head}\n\n${markdownTable(["Measure", "n", "min", "median", "max", "Notes"], rows)}\n`;
+  const p = s.program;
+  const version = p
+    ? `\nProgram: commit ${p.commit}${p.uncommittedFiles > 0 ? ` with uncommitted edits in ${p.uncommittedFiles} file(s) of index.ts/components` : ""}.`
+    : "";
+  return `${head}${version}\n\n${markdownTable(["Measure", "n", "min", "median", "max", "Notes"], rows)}\n`;
 }

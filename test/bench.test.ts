@@ -80,6 +80,7 @@ const SAMPLES: BenchSamples = {
     os: "Linux 6.0",
     loadAverage: [0.5, 1.25],
   },
+  program: { commit: "abc1234", uncommittedFiles: 0 },
   evaluation: [
     { hosts: 1, resources: 6, seconds: [0.5, 0.4, 0.6] },
     { hosts: 10, resources: 60, seconds: [0.7, 0.8, 0.75] },
@@ -140,7 +141,10 @@ describe("the table", () => {
 
   it("starts with the machine and runs, then a Markdown table", () => {
     expect(table).toMatch(/^Machine: 2 × Test CPU, 8 GiB RAM, Node v20\.0\.0, Linux 6\.0\. Runs per time: 3/);
-    expect(table).toContain("Load average (1 min) 0.50 at the start, 1.25 at the end.");
+    expect(table).toContain("Load average (1 min) 0.50 at the start, 1.25 at the end.\nProgram: commit abc1234.\n");
+    expect(formatTable({ ...SAMPLES, program: { commit: "abc1234", uncommittedFiles: 2 } })).toContain(
+      "Program: commit abc1234 with uncommitted edits in 2 file(s) of index.ts/components.",
+    );
     expect(table).toContain("| Measure | n | min | median | max | Notes |\n| --- | ---: | ---: | ---: | ---: | --- |");
   });
 
