@@ -52,6 +52,7 @@ dir=; prev=
 for a in "$@"; do [ "$prev" = "--dir" ] && dir=$a; prev=$a; done
 printf '%s\\n' "$@" > "$HOME/kilo-args"
 env > "$HOME/kilo-env"
+cat "$XDG_CONFIG_HOME/kilo/kilo.jsonc" > "$HOME/kilo-config-seen"
 cd "$dir" || exit 9
 pwd -P > "$HOME/kilo-cwd"
 . "$HOME/scenario.sh"
@@ -81,7 +82,11 @@ interface Case {
   settings?: Settings;
   envFile?: string | null;
   kilo?: boolean;
+  /** The deployed kilo.jsonc; null for none. */
+  kiloConfig?: string | null;
 }
+
+const USER_KILO_CONFIG = '// the deployed config\n{ "model": "codex-pooler/gpt-5.5" }\n';
 
 async function runSmoke(c: Case = {}): Promise<Run> {
   const root = mkdtempSync(join(tmpdir(), "kilo-fleet-smoke-script-"));
@@ -100,6 +105,8 @@ async function runSmoke(c: Case = {}): Promise<Run> {
       ? `export CODEX_POOLER_API_KEY=${shQuote(KEY)}\nexport KILO_DISABLE_AUTOUPDATE=1\n`
       : c.envFile;
   if (envFile !== null) writeFileSync(join(home, ".config", "kilo", "codex-pooler.env"), envFile, { mode: 0o600 });
+  const kiloConfig = c.kiloConfig === undefined ? USER_KILO_CONFIG : c.kiloConfig;
+  if (kiloConfig !== null) writeFileSync(join(home, ".config", "kilo", "kilo.jsonc"), kiloConfig);
   writeFileSync(join(home, "scenario.sh"), c.scenario ?? GOOD);
   const settings = c.settings ?? settingsFor();
   const script = smokeScript(settings, resolveHost(settings, settings.hosts[0])).create;
@@ -160,7 +167,26 @@ describe.concurrent("smoke script (stand-in kilo)", () => {
     expect(env).toContainEqual(expect.stringMatching(/^XDG_DATA_HOME=.*kilo-fleet\.[^/]+\/data$/));
     expect(env).toContainEqual(expect.stringMatching(/^XDG_STATE_HOME=.*kilo-fleet\.[^/]+\/state$/));
     expect(env).toContainEqual(expect.stringMatching(/^TMPDIR=.*kilo-fleet\.[^/]+\/tmp$/));
+    expect(env).toContainEqual(expect.stringMatching(/^XDG_CACHE_HOME=.*kilo-fleet\.[^/]+\/cache$/));
+    expect(env).toContainEqual(expect.stringMatching(/^XDG_CONFIG_HOME=.*kilo-fleet\.[^/]+\/config$/));
+    expect(readFileSync(join(r.home, "kilo-config-seen"), "utf8")).toBe(USER_KILO_CONFIG);
     expect(readdirSync(r.tmp)).toEqual([]);
+  });
+
+  it("kilo reads a copy of the deployed config: its first-run rewrite never reaches the user's kilo.jsonc", async () => {
+    const r = await runSmoke({
+      scenario: `printf '{"permission":{"bash":"allow"}}' > "$XDG_CONFIG_HOME/kilo/kilo.jsonc"
+touch "$XDG_CONFIG_HOME/kilo/.bash-permission-migrated"
+${GOOD}`,
+    });
+    expect(r.code).toBe(0);
+    expect(readFileSync(join(r.home, ".config", "kilo", "kilo.jsonc"), "utf8")).toBe(USER_KILO_CONFIG);
+    expect(readdirSync(join(r.home, ".config", "kilo")).sort()).toEqual(["codex-pooler.env", "kilo.jsonc"]);
+  });
+
+  it("a missing kilo.jsonc: names the config step", async () => {
+    const r = await runSmoke({ kiloConfig: null });
+    expect(failureLine(r)).toMatch(/kilo\.jsonc is missing \(the config step writes it\)$/);
   });
 
   it("accepts one trailing newline in kilo-ok.txt and surrounding whitespace in the reply", async () => {

@@ -71,7 +71,10 @@ else
     [ -d "$kf_d" ] || kf_new_dirs="$kf_d
 $kf_new_dirs"
   done
-  if ! "$KF_NPM" install -g --prefix "$kf_prefix" --cache "$kf_tmp/npm-cache" --no-audit --no-fund --no-update-notifier "$@" "${KILO_PACKAGE}@$kf_version" >"$kf_tmp/npm.log" 2>&1 </dev/null; then
+  # --ignore-scripts: kilo's postinstall only hard-links the platform binary (its launcher finds the
+  # platform package by itself) and runs \`kilo --version\`, which makes kilo's cache, data and state
+  # directories in HOME; with it off, an install adds nothing outside the prefix and no package code runs.
+  if ! "$KF_NPM" install -g --prefix "$kf_prefix" --cache "$kf_tmp/npm-cache" --ignore-scripts --no-audit --no-fund --no-update-notifier "$@" "${KILO_PACKAGE}@$kf_version" >"$kf_tmp/npm.log" 2>&1 </dev/null; then
     kf_err=$(kf_npm_error)
     printf '%s' "$kf_new_dirs" | while IFS= read -r kf_d; do [ -z "$kf_d" ] || rmdir "$kf_d" 2>/dev/null || :; done
     kf_die "npm install ${KILO_PACKAGE}@$kf_version failed on $kf_host ($kf_err)"

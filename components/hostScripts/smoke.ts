@@ -8,9 +8,10 @@
  * 1. sources the env file the deploy wrote (the same file the rc blocks source, so this proves that path;
  *    Debian's .bashrc returns early for non-interactive shells, so it is sourced directly);
  * 2. makes a fresh `mktemp -d` directory (never the user's files: `--auto` approves tools) and removes it
- *    on every exit; kilo's data and state dirs (session database, logs) and TMPDIR are pointed inside it
- *    too, so a check leaves nothing behind in the user's kilo history, and nothing a server echoed (kilo
- *    stores error responses in its session database) is persisted;
+ *    on every exit; kilo's config (a copy of the deployed config files), cache, data and state dirs
+ *    (session database, logs) and TMPDIR are pointed inside it too, so a check leaves nothing behind:
+ *    not kilo's first-run rewrite of kilo.jsonc, not the user's kilo history, and nothing a server echoed
+ *    (kilo stores error responses in its session database);
  * 3. runs the embedded node program (smoke-runner.ts), which checks the key variable is non-empty and
  *    exported (kilo silently sends no Authorization header otherwise), checks the pooler answers at the
  *    base URL (short timeout), reads kilo's version, then runs the seed command below in its own process
@@ -23,7 +24,7 @@
  * `parseSmokeOutput`). Failure (stderr, one line, exit 1): `smoke check failed on <host>: <cause>`.
  * The API key is never printed: every line is redacted, even when the pooler echoes the key.
  */
-import { ENV_FILE, KILO_BIN } from "../hostPaths";
+import { ENV_FILE, KILO_BIN, KILO_CONFIG_DIR } from "../hostPaths";
 import type { ResolvedHost, Settings } from "../settings";
 import { shQuote } from "../shellQuote";
 import type { HostScript } from "./index";
@@ -65,6 +66,7 @@ model=${shQuote(model)}
 timeout_s=${shQuote(String(settings.smokeCheck.timeoutSeconds))}
 prompt=${shQuote(SMOKE_PROMPT)}
 env_file="${ENV_FILE}"
+config_dir="${KILO_CONFIG_DIR}"
 kilo_bin="${KILO_BIN}"
 smoke_js=${shQuote(SMOKE_RUNNER_JS)}
 
@@ -79,9 +81,18 @@ fail() {
 
 # The scratch directory (removed on every exit by the prelude's trap): kilo works in work/.
 kf_mktemp
-mkdir "$kf_tmp/work" "$kf_tmp/tmp" && cd "$kf_tmp/work" || fail "cannot use the scratch directory $kf_tmp"
+mkdir "$kf_tmp/work" "$kf_tmp/tmp" "$kf_tmp/config" "$kf_tmp/config/kilo" && cd "$kf_tmp/work" ||
+  fail "cannot use the scratch directory $kf_tmp"
+# kilo reads a copy of the deployed config files: on its first run kilo rewrites kilo.jsonc (it adds
+# "permission") and drops marker files beside it, and a deploy must not change the user's files that way.
+for f in "$config_dir"/*.json "$config_dir"/*.jsonc; do
+  [ -f "$f" ] || continue
+  cp "$f" "$kf_tmp/config/kilo/" || fail "cannot copy $f into the scratch directory"
+done
+[ -f "$kf_tmp/config/kilo/kilo.jsonc" ] || fail "$config_dir/kilo.jsonc is missing (the config step writes it)"
 
 KILO_DISABLE_MODELS_FETCH=1 KILO_TELEMETRY_LEVEL=off KILO_SESSION_RETRY_LIMIT=1 \\
+XDG_CONFIG_HOME="$kf_tmp/config" XDG_CACHE_HOME="$kf_tmp/cache" \\
 XDG_DATA_HOME="$kf_tmp/data" XDG_STATE_HOME="$kf_tmp/state" TMPDIR="$kf_tmp/tmp" \\
   "$KF_NODE" -e "$smoke_js" -- "$host" "$base_url" "$key_var" "$timeout_s" "$env_file" \\
   "$kilo_bin" run --model "$model" --pure --auto --format json --dir "$PWD" "$prompt"`,
