@@ -78,12 +78,22 @@ const TEMP_MARK = ".kilo-fleet-tmp-";
 const tempPath = (target: string) =>
   path.join(path.dirname(target), `.${path.basename(target)}${TEMP_MARK}${process.pid}`);
 
-function isRunning(pid: number): boolean {
+/**
+ * Whether process `pid` is alive. A zombie (killed, not yet reaped: a `kill -9` of the whole script
+ * orphans node, and some init processes reap late or never) is not: on Linux its /proc state is `Z`;
+ * elsewhere kill(pid, 0) is all there is.
+ */
+export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return true;
   }
 }
 

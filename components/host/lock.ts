@@ -7,8 +7,8 @@
  * - Taking it: a temp directory holding `owner` (`<pid> <hostname>`) is renamed to the lock's name;
  *   rename(2) of a directory onto an existing non-empty one fails, so exactly one run gets it, and a lock
  *   never exists without its owner.
- * - Stale rule: a lock whose owner ran on this host name and whose pid is no longer running was left by a
- *   killed run. To break it, a contender makes `<lock>/break` (mkdir is atomic: one breaker at a time),
+ * - Stale rule: a lock whose owner ran on this host name and whose pid is no longer running (or is a
+ *   zombie, see fsUtil `isRunning`) was left by a killed run. To break it, a contender makes `<lock>/break` (mkdir is atomic: one breaker at a time),
  *   checks the owner is still that dead pid, and renames the lock away (atomic) and removes it. A `break`
  *   directory older than 30 s is a breaker's own leftover and is ignored.
  * - Releasing: rename away, then remove. A run on another host name (a shared network HOME) is waited for.
@@ -18,22 +18,13 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { crashPoint, HostError, removeStaleTemps } from "./fsUtil";
+import { crashPoint, HostError, isRunning, removeStaleTemps } from "./fsUtil";
 
 export const LOCK_NAME = ".kilo-fleet.lock";
 const WAIT_MS = 60_000;
 const BREAK_STALE_MS = 30_000;
 
 const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 function readOwner(lock: string): { pid: number; host: string } | undefined {
   try {
@@ -61,7 +52,7 @@ function removeAtomically(dir: string): boolean {
 /** Breaks `lock` if its owner is dead (see the stale rule above). */
 function breakIfStale(lock: string): void {
   const owner = readOwner(lock);
-  if (owner && (owner.host !== os.hostname() || running(owner.pid))) return;
+  if (owner && (owner.host !== os.hostname() || isRunning(owner.pid))) return;
   const breaker = path.join(lock, "break");
   try {
     fs.mkdirSync(breaker);
