@@ -34,11 +34,18 @@ export class KiloConfigParseError extends Error {
   }
 }
 
+/** A key as the header prints it: plain when printable ASCII, else JSON-escaped, so it cannot end the comment. */
+function headerKey(key: string): string {
+  return /^[\x21-\x7e]+$/.test(key)
+    ? key
+    : JSON.stringify(key).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 /** The header comment naming the keys kilo-fleet owns. */
 export function kiloConfigHeader(paths: readonly KeyPath[], eol = "\n"): string {
   return [
     `${HEADER_PREFIX} this file is managed by kilo-fleet (Pulumi). It owns these keys and rewrites them on every deploy:`,
-    `${HEADER_PREFIX}   ${paths.map((p) => p.join(".")).join(", ")}`,
+    `${HEADER_PREFIX}   ${paths.map((p) => p.map(headerKey).join(".")).join(", ")}`,
     `${HEADER_PREFIX} everything else here is yours and is kept as it is.`,
   ]
     .map((l) => l + eol)

@@ -11,6 +11,8 @@ export function checkPoolerBaseUrl(url: string): string | undefined {
   } catch {
     return 'must be an http(s) URL ending in /v1, e.g. "https://codex-pooler.example.com/v1"';
   }
+  // The URL parser quietly percent-encodes or strips these; a base URL never needs them.
+  if (/[\u0000-\u0020\u007f]/.test(url)) return "must not contain whitespace or control characters";
   if (u.protocol !== "http:" && u.protocol !== "https:") {
     return `must use http or https, not ${u.protocol.replace(/:$/, "")}`;
   }

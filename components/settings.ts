@@ -58,6 +58,19 @@ const modelId = z
   .min(1, { message: "must not be empty" })
   .refine(noControlChars, { message: "must not contain control characters or newlines" });
 
+/** Keys of a free-form object written into kilo.jsonc must be printable: they also land in its header comment. */
+function refuseUnprintableKeys(o: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  for (const k of Object.keys(o)) {
+    if (k === "" || !noControlChars(k)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [k],
+        message: "keys must be non-empty, without control characters or newlines",
+      });
+    }
+  }
+}
+
 const positiveInt = z
   .number({ error: "must be a positive integer" })
   .int({ message: "must be a positive integer" })
@@ -210,11 +223,13 @@ export const settingsSchema = z.strictObject({
     .record(z.string(), z.unknown(), {
       error: 'must be an object such as {"bash": "allow"}; a bare string like "ask" is not a valid shape',
     })
+    .superRefine(refuseUnprintableKeys)
     .optional(),
   kiloSettings: z
     .record(z.string(), z.unknown(), {
       error: 'must be an object of extra kilo.jsonc keys, e.g. {"share": "disabled"}',
     })
+    .superRefine(refuseUnprintableKeys)
     .superRefine((o, ctx) => {
       for (const k of Object.keys(o)) {
         if ((MANAGED_TOP_LEVEL_KEYS as readonly string[]).includes(k)) {
@@ -401,6 +416,22 @@ const STRUCTURED_KEYS = new Set([
 ]);
 
 /**
+ * `__proto__` keys (possible in JSON text from `pulumi config`) would be dropped silently by the schema and
+ * by any plain-object copy: refuse them, naming where they are.
+ */
+function prototypeKeyErrors(value: unknown, path: (string | number)[] = []): SettingsError[] {
+  if (value === null || typeof value !== "object") return [];
+  const errors: SettingsError[] = [];
+  if (!Array.isArray(value) && Object.hasOwn(value, "__proto__")) {
+    errors.push({ key: formatKeyPath([...path, "__proto__"]), message: "is not allowed as a key" });
+  }
+  for (const [k, v] of Object.entries(value)) {
+    errors.push(...prototypeKeyErrors(v, [...path, Array.isArray(value) ? Number(k) : k]));
+  }
+  return errors;
+}
+
+/**
  * Parses the raw `kilo-fleet:` config. `raw` maps full keys (`kilo-fleet:model`) to values: strings as
  * the Pulumi runtime gives them (structured values as JSON text), or structured values as read from a
  * stack YAML file. Keys of other namespaces are ignored.
@@ -426,6 +457,7 @@ export function parseSettings(raw: Record<string, unknown>): ParseResult {
     input[key] = v;
   }
 
+  errors.push(...prototypeKeyErrors(input));
   const result = settingsSchema.safeParse(input, { error: typeErrorMessage });
   if (!result.success) {
     for (const issue of result.error.issues) {

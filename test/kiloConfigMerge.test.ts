@@ -209,3 +209,16 @@ describe("stripKiloConfig", () => {
     expect(() => stripKiloConfig("{ nope", PATHS)).toThrow(KiloConfigParseError);
   });
 });
+
+describe("the header comment", () => {
+  it("escapes a key that could end the comment, so the file still parses", () => {
+    const config = { ...CONFIG, "a\nb\u2028c": 1 } as KiloConfig;
+    const text = mergeKiloConfig(undefined, config, managedKeyPaths(config));
+    const header = text.split("\n").filter((l) => l.startsWith(HEADER_PREFIX));
+    expect(header).toHaveLength(3);
+    expect(header[1]).toContain('"a\\nb\\u2028c"');
+    const errors: unknown[] = [];
+    expect(parseJsonc(text, errors as never)).toMatchObject({ "a\nb\u2028c": 1 });
+    expect(errors).toEqual([]);
+  });
+});

@@ -495,3 +495,35 @@ describe("formatKeyPath and resolveHost", () => {
     });
   });
 });
+
+describe("values that would not survive the trip to a host", () => {
+  it("refuses control characters and whitespace in poolerBaseUrl (the URL parser would quietly encode them)", () => {
+    for (const bad of [
+      "http://localhost:4000/x\u0000y/v1",
+      "http://localhost:4000/v1\n",
+      " http://localhost:4000/v1",
+    ]) {
+      expect(errorLines({ poolerBaseUrl: bad })).toEqual([
+        "kilo-fleet:poolerBaseUrl: must not contain whitespace or control characters",
+      ]);
+    }
+  });
+
+  it("refuses kiloSettings and permission keys with newlines or control characters", () => {
+    expect(errorLines({ kiloSettings: { 'a\n"x": 1': 1 } })).toEqual([
+      'kilo-fleet:kiloSettings["a\\n\\"x\\": 1"]: keys must be non-empty, without control characters or newlines',
+    ]);
+    expect(errorLines({ permission: { "ba\u0007sh": "allow" } })[0]).toMatch(
+      /^kilo-fleet:permission\[.*\]: keys must be non-empty, without control characters or newlines$/,
+    );
+  });
+
+  it("refuses __proto__ keys anywhere instead of dropping them silently", () => {
+    expect(errorLines({ kiloSettings: '{"__proto__": {"x": 1}, "share": "disabled"}' })).toEqual([
+      "kilo-fleet:kiloSettings.__proto__: is not allowed as a key",
+    ]);
+    expect(errorLines({ permission: '{"bash": "allow", "__proto__": {}}' })).toEqual([
+      "kilo-fleet:permission.__proto__: is not allowed as a key",
+    ]);
+  });
+});

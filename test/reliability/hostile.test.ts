@@ -202,16 +202,16 @@ describe("hostile settings", () => {
       const ps = PAYLOADS.slice(i, i + 2);
       const [p, q] = [ps[0], ps[1] ?? ps[0]];
       const modelId = hasControl(p) ? `m-${i}` : `m-${p}`;
-      // Control characters in the URL and line breaks in top-level kilo.jsonc keys: see KNOWN below.
+      // Control characters in the URL and in top-level kilo.jsonc keys are refused (K1, K2 below).
       const url = hasControl(p) ? `${base}/v1` : `${base}/${p}/v1`;
-      const topKey = (prefix: string, v: string) => (/[\r\n]/.test(v) ? `${prefix}${i}` : `${prefix}${v}`);
+      const topKey = (prefix: string, v: string) => (hasControl(v) ? `${prefix}${i}` : `${prefix}${v}`);
       const registry = `https://registry.example.com/${q}`;
       const input: Record<string, unknown> = {
         poolerBaseUrl: url,
         npmRegistry: registry,
         model: modelId,
         models: { [modelId]: { name: hasControl(q) ? `n-${i}` : `n-${q}`, limit: { context: 1000, output: 100 } } },
-        permission: { bash: { [`${p} *`]: "deny", "*": q }, [`x-${q}`]: p },
+        permission: { bash: { [`${p} *`]: "deny", "*": q }, [topKey("x-", q)]: p },
         kiloSettings: { [topKey("k-", p)]: q, [topKey("j-", q)]: { arr: [p, { [q]: p }], n: 1 } },
         hosts: [{ name: "h", local: true }],
       };
@@ -339,8 +339,8 @@ cp ${shQuote(join(fakeBin, "kilo-impl"))} "$prefix/bin/kilo"
     expect(tally.findings).toEqual([]);
     expect(sets).toBeGreaterThanOrEqual(8);
   });
-  it("known findings outside the host code (reported in issue 6; listed here until settings.ts/kiloConfigMerge.ts change)", async () => {
-    // Each check states the property; a finding that no longer reproduces is reported as fixed.
+  it("findings once outside the host code stay fixed (K1-K3, found by this suite in issue 6)", async () => {
+    // Each check states the property that must hold.
     const known: string[] = [];
     const fixed: string[] = [];
     const check = (name: string, holds: boolean) => (holds ? fixed : known).push(name);
@@ -401,6 +401,7 @@ cp ${shQuote(join(fakeBin, "kilo-impl"))} "$prefix/bin/kilo"
     console.log(
       `[reliability] hostile settings, known findings outside the host code: ${known.length}${known.map((k) => `\n  - ${k}`).join("")}${fixed.length ? `\n  fixed since: ${fixed.join("; ")}` : ""}`,
     );
-    expect(known.length + fixed.length).toBe(4);
+    expect(known).toEqual([]);
+    expect(fixed).toHaveLength(4);
   });
 });
