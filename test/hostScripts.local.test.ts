@@ -21,7 +21,9 @@ import { BLOCK_END, BLOCK_START } from "../components/host/rcBlock";
 import { configScript, envScript, installScript, parseInstallOutput, preflightScript } from "../components/hostScripts";
 import {
   buildSettings,
+  deployScripts,
   filesContaining,
+  isForeignFile,
   makeHome,
   runLocal,
   scriptEnv,
@@ -39,21 +41,8 @@ import { TEST_KILO_VERSION } from "./support/kilo";
 import { ensureAptPackages } from "./support/sshd";
 
 const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });
-const scripts = {
-  preflight: preflightScript(built.settings, built.host),
-  install: installScript(built.settings, built.host),
-  config: configScript(built.settings, built.host),
-  env: envScript(built.settings, built.host),
-};
-
-/** Files other programs write into HOME when the shells and kilo start (not kilo-fleet's, not the user's). */
-const foreign = (rel: string) =>
-  /^(\.cache|\.local\/share|\.local\/state\/kilo)(\/|$)/.test(rel) ||
-  rel === ".local/state" ||
-  /(^|\/)\.(bash|zsh)_history$/.test(rel) ||
-  rel === ".config/fish/fish_variables" ||
-  rel === ".config/kilo/.gitignore" ||
-  rel === ".config/kilo/.bash-permission-migrated";
+const scripts = deployScripts(built);
+const foreign = isForeignFile;
 
 beforeAll(() => {
   ensureAptPackages([

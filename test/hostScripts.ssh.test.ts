@@ -17,7 +17,9 @@ import {
 } from "../components/hostScripts";
 import {
   buildSettings,
+  deployScripts,
   filesContaining,
+  isForeignFile,
   snapshot,
   snapshotObject,
   testKey,
@@ -30,18 +32,8 @@ import { TEST_KILO_VERSION } from "./support/kilo";
 import { ensureAptPackages, type SshServer, startSshd } from "./support/sshd";
 
 const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });
-const scripts = {
-  preflight: preflightScript(built.settings, built.host),
-  install: installScript(built.settings, built.host),
-  config: configScript(built.settings, built.host),
-  env: envScript(built.settings, built.host),
-};
-const foreign = (rel: string) =>
-  /^(\.cache|\.local\/share|\.local\/state\/kilo)(\/|$)/.test(rel) ||
-  /(^|\/)\.(bash|zsh)_history$/.test(rel) ||
-  rel === ".config/fish/fish_variables" ||
-  rel === ".config/kilo/.gitignore" ||
-  rel === ".config/kilo/.bash-permission-migrated";
+const scripts = deployScripts(built);
+const foreign = isForeignFile;
 
 let server: SshServer;
 beforeAll(async () => {

@@ -16,6 +16,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { configScript, envScript, installScript, preflightScript } from "../../components/hostScripts";
 import { parseSettings, type ResolvedHost, resolveHost, type Settings } from "../../components/settings";
 import { ensureKilo } from "./kilo";
 
@@ -33,6 +34,28 @@ export function buildSettings(extra: Record<string, unknown> = {}, hostExtra: Re
   });
   if (!r.ok) throw new Error(r.errors.map((e) => `${e.key}: ${e.message}`).join("\n"));
   return { settings: r.settings, host: resolveHost(r.settings, r.settings.hosts[0]) };
+}
+
+/** The four deploy steps' scripts for built settings, as the component builds them. */
+export function deployScripts({ settings, host }: Built) {
+  return {
+    preflight: preflightScript(settings, host),
+    install: installScript(settings, host),
+    config: configScript(settings, host),
+    env: envScript(settings, host),
+  };
+}
+
+/** Files other programs write into HOME when the shells and kilo start (not kilo-fleet's, not the user's). */
+export function isForeignFile(rel: string): boolean {
+  return (
+    /^(\.cache|\.local\/share|\.local\/state\/kilo)(\/|$)/.test(rel) ||
+    rel === ".local/state" ||
+    /(^|\/)\.(bash|zsh)_history$/.test(rel) ||
+    rel === ".config/fish/fish_variables" ||
+    rel === ".config/kilo/.gitignore" ||
+    rel === ".config/kilo/.bash-permission-migrated"
+  );
 }
 
 /** A random test key (never a real-looking one). */
