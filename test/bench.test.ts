@@ -88,7 +88,7 @@ const SAMPLES: BenchSamples = {
     { hosts: 1000, resources: 6000, seconds: [28, 27, 30] },
   ],
   unchanged: { pairs: 8, resourcesCompared: 26_664, differing: 0, inProcessHosts: 100, inProcessDiffering: 0 },
-  install: { registry: "https://registry.npmjs.org/", kiloVersion: "7.7.7", cold: [9, 7, 8], warm: [0.3, 0.2, 0.25] },
+  install: { registry: "https://registry.example.com/", kiloVersion: "7.7.7", cold: [9, 7, 8], warm: [0.3, 0.2, 0.25] },
   smoke: { smoke: [10, 9, 11], bare: [8, 8.5, 9], bareSmokeEnv: [8.2, 8.4, 8.8] },
   disk: {
     hostBytes: 305_549_312,
