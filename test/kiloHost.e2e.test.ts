@@ -1,18 +1,3 @@
-/**
- * The program's own resource graph provisions a machine: index.ts is evaluated under Pulumi mocks whose
- * `newResource` really runs every `command:local:Command` the way @pulumi/command 1.2.1 does
- * (`interpreter` + script, `environment` added to the process environment, `stdin` piped when non-empty,
- * stdout/stderr captured with one trailing newline trimmed, a non-zero exit fails the resource), on a
- * temporary HOME that already holds a user's own startup files and kilo.jsonc, against the stand-in
- * pooler, with the real kilo installed from the npm registry by the install step.
- *
- * Then, like `pulumi up` after `pulumi config set --secret codexPoolerApiKey <new>`: the program is
- * evaluated again and only the resources whose inputs changed are run (update = `update ?? create`; a
- * changed `triggers` = replace, delete-before-replace) — env and smoke, with the new key. Finally, like
- * `pulumi destroy`: every delete script, in reverse order, with its stored inputs; HOME is exactly as it
- * was before.
- */
-import { spawn } from "node:child_process";
 import {
   lstatSync,
   mkdirSync,
@@ -27,20 +12,12 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
-import type * as pulumi from "@pulumi/pulumi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HOST_STEPS } from "../components/kiloHost";
+import { type Deployed, deployingMock, LocalCommandRunner } from "./support/deployingMock";
 import { type FakePooler, startFakePooler } from "./support/fakePooler";
 import { TEST_KILO_VERSION } from "./support/kilo";
-import {
-  defaultMockState,
-  type Evaluation,
-  evaluateIndex,
-  findString,
-  type MockResult,
-  stackConfig,
-  unwrapSecrets,
-} from "./support/pulumiMocks";
+import { type Evaluation, evaluateIndex, findString, stackConfig } from "./support/pulumiMocks";
 
 const OLD_KEY = "test-key-e2e-mocks-old-5c1f9a7e";
 const NEW_KEY = "test-key-e2e-mocks-new-d84b2e60";
@@ -78,100 +55,16 @@ function snapshot(dir: string): Record<string, Entry> {
   return out;
 }
 
-interface Executed {
-  name: string;
-  op: "create" | "update" | "delete";
-  stdout: string;
-  stderr: string;
-}
-
 let pooler: FakePooler;
 let root: string;
 let home: string;
 let tmp: string;
 let before: Record<string, Entry>;
-/** Every script run, in order. */
-const executed: Executed[] = [];
+/** Runs the Commands on the temporary HOME and records every script run, in order. */
+let runner: LocalCommandRunner;
 
-/** The environment a local.Command's process gets here: the test's, with HOME and TMPDIR moved. */
-function processEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, TMPDIR: tmp };
-  for (const k of [
-    "XDG_CONFIG_HOME",
-    "XDG_STATE_HOME",
-    "XDG_DATA_HOME",
-    "XDG_CACHE_HOME",
-    "ENV",
-    "BASH_ENV",
-    "ZDOTDIR",
-  ]) {
-    delete env[k];
-  }
-  for (const k of Object.keys(env)) if (k.startsWith("npm_") || k.startsWith("NPM_")) delete env[k];
-  return { ...env, ...extra };
-}
-
-/** Runs one operation of a local.Command as the provider does; rejects on a non-zero exit. */
-function runCommand(name: string, op: Executed["op"], inputs: Record<string, unknown>): Promise<Executed> {
-  const script = inputs[op] ?? (op === "update" ? inputs.create : undefined);
-  if (typeof script !== "string") {
-    // The provider calls the operation and does nothing when the step has no such script.
-    const noop = { name, op, stdout: "", stderr: "" };
-    executed.push(noop);
-    return Promise.resolve(noop);
-  }
-  const interpreter = (inputs.interpreter as string[] | undefined) ?? ["/bin/sh", "-c"];
-  const stdin = typeof inputs.stdin === "string" ? inputs.stdin : "";
-  return new Promise((resolve, reject) => {
-    const child = spawn(interpreter[0], [...interpreter.slice(1), script], {
-      cwd: root,
-      env: processEnv(inputs.environment as Record<string, string> | undefined),
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      const run = { name, op, stdout: stdout.replace(/\n$/, ""), stderr: stderr.replace(/\n$/, "") };
-      executed.push(run);
-      if (code === 0) resolve(run);
-      else reject(new Error(`${name} ${op} exited ${code}:\n${stderr}`));
-    });
-    if (stdin.length > 0) child.stdin.end(stdin);
-    else child.stdin.end();
-  });
-}
-
-/**
- * A mock `newResource` that deploys for real. With `previous` (the last deployment's inputs and
- * states, by name), it behaves like an update: unchanged inputs run nothing and keep the old state;
- * changed `triggers` replace (delete first: every step is deleteBeforeReplace); other changes update.
- */
-function deployingMock(previous?: Map<string, { inputs: Record<string, unknown>; state: Record<string, unknown> }>) {
-  const states = new Map<string, { inputs: Record<string, unknown>; state: Record<string, unknown> }>();
-  const newResource = async (args: pulumi.runtime.MockResourceArgs): Promise<MockResult> => {
-    if (args.type !== "command:local:Command") return defaultMockState(args);
-    const inputs = unwrapSecrets(args.inputs) as Record<string, unknown>;
-    const old = previous?.get(args.name);
-    let op: Executed["op"] | undefined = "create";
-    if (old) {
-      if (isDeepStrictEqual(old.inputs, inputs)) op = undefined;
-      else if (!isDeepStrictEqual(old.inputs.triggers, inputs.triggers)) {
-        await runCommand(args.name, "delete", old.inputs);
-        op = "create";
-      } else op = "update";
-    }
-    const state = op ? { ...args.inputs, ...(await runCommand(args.name, op, inputs)) } : (old?.state ?? {});
-    states.set(args.name, { inputs, state });
-    return { id: `${args.name}-id`, state };
-  };
-  return { newResource, states };
-}
-
-function deploy(key: string, previous?: Parameters<typeof deployingMock>[0]) {
-  const mock = deployingMock(previous);
+function deploy(key: string, previous?: Deployed) {
+  const mock = deployingMock(runner, previous);
   const stack = stackConfig({
     poolerBaseUrl: pooler.url,
     codexPoolerApiKey: key,
@@ -198,6 +91,7 @@ beforeAll(async () => {
   tmp = join(root, "tmp");
   mkdirSync(home);
   mkdirSync(tmp);
+  runner = new LocalCommandRunner({ cwd: root, home, tmp });
   for (const [rel, text] of Object.entries(USER_FILES)) {
     mkdirSync(dirname(join(home, rel)), { recursive: true });
     writeFileSync(join(home, rel), text);
@@ -216,7 +110,7 @@ describe("index.ts provisions a local host for real under mocks", () => {
   }, async () => {
     first = await deploy(OLD_KEY);
     if (first.e.error) throw first.e.error;
-    expect(executed.map((x) => `${x.name}:${x.op}`)).toEqual(HOST_STEPS.map((s) => `${HOST}-${s}:create`));
+    expect(runner.executed.map((x) => `${x.name}:${x.op}`)).toEqual(HOST_STEPS.map((s) => `${HOST}-${s}:create`));
     expect(hostExports(first.e)).toEqual({
       kind: "local",
       kiloVersion: TEST_KILO_VERSION,
@@ -240,7 +134,7 @@ describe("index.ts provisions a local host for real under mocks", () => {
       true,
     );
     // No step printed the key.
-    for (const x of executed) expect(`${x.stdout}\n${x.stderr}`).not.toContain(OLD_KEY);
+    for (const x of runner.executed) expect(`${x.stdout}\n${x.stderr}`).not.toContain(OLD_KEY);
     // In the recorded state the key is only the env command's stdin, as a secret.
     for (const r of first.e.resources) {
       for (const hit of findString(r.inputs, OLD_KEY))
@@ -254,11 +148,11 @@ describe("index.ts provisions a local host for real under mocks", () => {
     expect(first?.e.error, "the first deployment must have passed").toBeUndefined();
     pooler.setKeys(NEW_KEY);
     pooler.requests.length = 0;
-    const ran = executed.length;
+    const ran = runner.executed.length;
     second = await deploy(NEW_KEY, first.states);
     if (second.e.error) throw second.e.error;
     // env: stdin changed → update (its create); smoke: its key trigger changed → replaced (delete, create).
-    expect(executed.slice(ran).map((x) => `${x.name}:${x.op}`)).toEqual([
+    expect(runner.executed.slice(ran).map((x) => `${x.name}:${x.op}`)).toEqual([
       `${HOST}-env:update`,
       `${HOST}-smoke:delete`,
       `${HOST}-smoke:create`,
@@ -276,12 +170,13 @@ describe("index.ts provisions a local host for real under mocks", () => {
   }, async () => {
     const deployed = second?.states ?? first?.states;
     expect(deployed, "a deployment must have run").toBeDefined();
-    const ran = executed.length;
-    for (const step of [...HOST_STEPS].reverse()) {
-      const r = deployed?.get(`${HOST}-${step}`);
-      if (r) await runCommand(`${HOST}-${step}`, "delete", r.inputs);
-    }
-    expect(executed.slice(ran).map((x) => x.name)).toEqual([...HOST_STEPS].reverse().map((s) => `${HOST}-${s}`));
+    const ran = runner.executed.length;
+    if (deployed)
+      await runner.destroy(
+        deployed,
+        HOST_STEPS.map((s) => `${HOST}-${s}`),
+      );
+    expect(runner.executed.slice(ran).map((x) => x.name)).toEqual([...HOST_STEPS].reverse().map((s) => `${HOST}-${s}`));
     const after = snapshot(home);
     const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])]
       .filter((p) => !isDeepStrictEqual(before[p], after[p]))

@@ -10,26 +10,17 @@
  * - in no resource's inputs (both evaluations) or mocked state except the env command's stdin, which is
  *   a secret.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { isDeepStrictEqual } from "node:util";
-import type * as pulumi from "@pulumi/pulumi";
 import { afterAll, describe, expect, it } from "vitest";
 import { HOST_STEPS } from "../../components/kiloHost";
+import { type Deployed, deployingMock, LocalCommandRunner } from "../support/deployingMock";
 import { type FakePooler, startFakePooler } from "../support/fakePooler";
 import { linkCachedKilo, USER_BASHRC, USER_KILO_JSONC, USER_PROFILE } from "../support/hostHome";
 import { ensureKilo, TEST_KILO_VERSION } from "../support/kilo";
-import {
-  defaultMockState,
-  type Evaluation,
-  evaluateIndex,
-  findString,
-  type MockResult,
-  stackConfig,
-  unwrapSecrets,
-} from "../support/pulumiMocks";
+import { type Evaluation, evaluateIndex, findString, stackConfig } from "../support/pulumiMocks";
 
 const OLD_KEY = "test-key-sweep-old-2f8e61c4";
 const NEW_KEY = "test-key-sweep-new-9a0d37b5";
@@ -51,83 +42,12 @@ const log = (line: string) => {
   console.log(line);
 };
 
-interface Executed {
-  name: string;
-  op: "create" | "update" | "delete";
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-const executed: Executed[] = [];
-
-function processEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, TMPDIR: tmp };
-  for (const k of [
-    "XDG_CONFIG_HOME",
-    "XDG_STATE_HOME",
-    "XDG_DATA_HOME",
-    "XDG_CACHE_HOME",
-    "ENV",
-    "BASH_ENV",
-    "ZDOTDIR",
-  ])
-    delete env[k];
-  for (const k of Object.keys(env)) if (k.startsWith("npm_") || k.startsWith("NPM_")) delete env[k];
-  return env;
-}
-
-/** One operation of a local.Command, as the provider runs it; rejects on a non-zero exit. */
-function runCommand(name: string, op: Executed["op"], inputs: Record<string, unknown>): Promise<Executed> {
-  const script = inputs[op] ?? (op === "update" ? inputs.create : undefined);
-  if (typeof script !== "string") {
-    const noop = { name, op, code: 0, stdout: "", stderr: "" };
-    executed.push(noop);
-    return Promise.resolve(noop);
-  }
-  const interpreter = (inputs.interpreter as string[] | undefined) ?? ["/bin/sh", "-c"];
-  const stdin = typeof inputs.stdin === "string" ? inputs.stdin : "";
-  return new Promise((resolve, reject) => {
-    const child = spawn(interpreter[0], [...interpreter.slice(1), script], {
-      cwd: root,
-      env: { ...processEnv(), ...((inputs.environment as Record<string, string> | undefined) ?? {}) },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      const run = { name, op, code, stdout: stdout.replace(/\n$/, ""), stderr: stderr.replace(/\n$/, "") };
-      executed.push(run);
-      if (code === 0) resolve(run);
-      else reject(new Error(`${name} ${op} exited ${code}: ${stderr}`));
-    });
-    child.stdin.end(stdin);
-  });
-}
-
-type Deployed = Map<string, { inputs: Record<string, unknown>; state: Record<string, unknown> }>;
+const runner = new LocalCommandRunner({ cwd: root, home, tmp });
+const executed = runner.executed;
 
 /** `pulumi up` under mocks: unchanged inputs run nothing, changed triggers replace (delete first), else update. */
 async function deploy(key: string, previous?: Deployed): Promise<{ e: Evaluation; states: Deployed }> {
-  const states: Deployed = new Map();
-  const newResource = async (args: pulumi.runtime.MockResourceArgs): Promise<MockResult> => {
-    if (args.type !== "command:local:Command") return defaultMockState(args);
-    const inputs = unwrapSecrets(args.inputs) as Record<string, unknown>;
-    const old = previous?.get(args.name);
-    let op: Executed["op"] | undefined = "create";
-    if (old) {
-      if (isDeepStrictEqual(old.inputs, inputs)) op = undefined;
-      else if (!isDeepStrictEqual(old.inputs.triggers, inputs.triggers)) {
-        await runCommand(args.name, "delete", old.inputs);
-        op = "create";
-      } else op = "update";
-    }
-    const state = op ? { ...args.inputs, ...(await runCommand(args.name, op, inputs)) } : (old?.state ?? {});
-    states.set(args.name, { inputs, state });
-    return { id: `${args.name}-id`, state };
-  };
+  const { newResource, states } = deployingMock(runner, previous);
   const stack = stackConfig({
     poolerBaseUrl: pooler?.url,
     codexPoolerApiKey: key,
@@ -193,10 +113,10 @@ describe("secret exposure sweep after apply, rotate and destroy", () => {
     const newKeyUsed = pooler.requests.some((r) => r.key === NEW_KEY && r.authorized);
     midSweep("after rotation", NEW_KEY, OLD_KEY);
 
-    for (const step of [...HOST_STEPS].reverse()) {
-      const r = second.states.get(`${HOST}-${step}`);
-      if (r) await runCommand(`${HOST}-${step}`, "delete", r.inputs);
-    }
+    await runner.destroy(
+      second.states,
+      HOST_STEPS.map((s) => `${HOST}-${s}`),
+    );
 
     // The sweep.
     const findings: string[] = [...midFindings];
