@@ -18,7 +18,7 @@ import {
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { BLOCK_END, BLOCK_START } from "../components/host/rcBlock";
-import { configScript, envScript, installScript, parseInstallOutput, preflightScript } from "../components/hostScripts";
+import { envScript, installScript, parseInstallOutput } from "../components/hostScripts";
 import {
   buildSettings,
   deployScripts,

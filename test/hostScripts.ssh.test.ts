@@ -7,14 +7,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import {
-  configScript,
-  envScript,
-  installScript,
-  parseInstallOutput,
-  preflightScript,
-  remoteCommandLine,
-} from "../components/hostScripts";
+import { parseInstallOutput, remoteCommandLine } from "../components/hostScripts";
 import {
   buildSettings,
   deployScripts,

@@ -409,8 +409,8 @@ describe("KiloHost as a library", () => {
       const expected = expectedScripts(name, overrides);
       const kiloHost = fleet?.hosts[name];
       expect(kiloHost?.host).toEqual(expected.host);
-      const { hosts: _h, ...settings } = kiloHost?.settings as Settings;
-      const { hosts: _f, ...fleetSettings } = fleet?.settings as Settings;
+      const { hosts: _h, ...settings } = (kiloHost?.settings ?? {}) as Settings;
+      const { hosts: _f, ...fleetSettings } = (fleet?.settings ?? {}) as Settings;
       expect(settings).toEqual({
         ...fleetSettings,
         kiloVersion: expected.host.kiloVersion,

@@ -78,7 +78,7 @@ const PIECES = [
   '";touch CANARY;"',
 ];
 
-export function hostileStrings(count: number, seed = 42): string[] {
+function hostileStrings(count: number, seed = 42): string[] {
   const r = rng(seed);
   const out = ["", "'", "''", "\\", "\n", "-n", "-e", "--", "$(touch CANARY)", "`touch CANARY`"];
   while (out.length < count) {

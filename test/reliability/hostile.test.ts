@@ -349,7 +349,8 @@ cp ${shQuote(join(fakeBin, "kilo-impl"))} "$prefix/bin/kilo"
     // keys (kiloConfigMerge.ts) writes it raw: the rest of the key leaves the `//` comment, kilo.jsonc no
     // longer parses (and a crafted key can put text of its choice into the file).
     {
-      const r = parseSettings(raw({ poolerBaseUrl: pooler.url, kiloSettings: { [`a\n"x": 1,\n//`]: 1 } }));
+      const k1Key = 'a\n"x": 1,\n//';
+      const r = parseSettings(raw({ poolerBaseUrl: pooler.url, kiloSettings: { [k1Key]: 1 } }));
       let holds = !r.ok && r.errors.some((e) => e.key.startsWith("kilo-fleet:kiloSettings"));
       if (r.ok) {
         const home = join(root, "home-k1");
