@@ -4,8 +4,10 @@
  * With @pulumi/command 1.2.1, a changed input re-runs the step (update, or create); a changed `triggers`
  * replaces it (re-runs it too). So "the resources whose inputs differ" is exactly "the steps that run".
  */
+
 import { describe, expect, it } from "vitest";
 import { HOST_STEPS } from "../components/kiloHost";
+import { ROTATED_API_KEY, ROTATED_SSH_KEY } from "./fixtures/fakeSecrets";
 import {
   diffEvaluations,
   type Evaluation,
@@ -16,7 +18,7 @@ import {
   unwrapSecrets,
 } from "./support/pulumiMocks";
 
-const NEW_KEY = "sk-pool-rotated-9b1e7c3a5d2f4e6a8c0b1d3f5a7c9e2b";
+const NEW_KEY = ROTATED_API_KEY;
 
 async function run(overrides: Record<string, unknown> = {}): Promise<Evaluation> {
   const e = await evaluateIndex(stackConfig(overrides));
@@ -125,7 +127,7 @@ describe("re-runs, as diffs of two evaluations", () => {
   it("rotating the SSH key re-runs every step of the SSH hosts (their connection changed), nothing on local hosts", async () => {
     const before = await run();
     const after = await run({
-      sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nrotated\n-----END OPENSSH PRIVATE KEY-----\n",
+      sshPrivateKey: ROTATED_SSH_KEY,
     });
     const sshHosts = TEST_HOSTS.filter((h) => h.ssh);
     const expected: Record<string, string[]> = {};

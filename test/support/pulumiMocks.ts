@@ -9,10 +9,12 @@
  * time, so one test process can evaluate a program any number of times, e.g. "old key" then "new key",
  * and diff the two.
  */
+
 import { createRequire } from "node:module";
 import { isDeepStrictEqual } from "node:util";
 import * as pulumi from "@pulumi/pulumi";
 import { vi } from "vitest";
+import { TEST_API_KEY, TEST_SSH_KEY } from "../fixtures/fakeSecrets";
 
 const require = createRequire(import.meta.url);
 // Internal runtime modules (no typings): the same instances @pulumi/pulumi itself uses.
@@ -291,11 +293,7 @@ export function diffEvaluations(before: Evaluation, after: Evaluation): Evaluati
 // ---------------------------------------------------------------------------------------------------
 // kilo-fleet's program under the mocks.
 
-/** A Pool API key no real pooler has issued. */
-export const TEST_API_KEY = "sk-pool-test-3f9c2a7d1e8b4c6a9d0e5f7a2b4c8d1e";
-/** A stand-in SSH private key (never used to connect under mocks). */
-export const TEST_SSH_KEY =
-  "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAtestkeytestkeytestkey\n-----END OPENSSH PRIVATE KEY-----\n";
+export { TEST_API_KEY, TEST_SSH_KEY };
 export const TEST_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJtestHostKeyForKiloFleetTests0000000000 bob@desktop";
 
 export interface HostEntry {
