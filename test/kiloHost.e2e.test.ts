@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HOST_STEPS } from "../components/kiloHost";
 import { type Deployed, deployingMock, LocalCommandRunner } from "./support/deployingMock";
 import { type FakePooler, startFakePooler } from "./support/fakePooler";
+import { type Entry, snapshot, snapshotObject } from "./support/hostHome";
 import { TEST_KILO_VERSION } from "./support/kilo";
 import { type Evaluation, evaluateIndex, findString, stackConfig } from "./support/pulumiMocks";
 
@@ -30,30 +31,6 @@ const USER_FILES: Record<string, string> = {
   ".config/kilo/kilo.jsonc":
     '// my own kilo settings\n{\n  "share": "disabled", // keep this\n  "model": "someone/else"\n}\n',
 };
-
-interface Entry {
-  type: "file" | "dir" | "link";
-  mode: number;
-  content?: string;
-}
-
-/** Every path under `dir` with its type, mode and bytes (links: their target). */
-function snapshot(dir: string): Record<string, Entry> {
-  const out: Record<string, Entry> = {};
-  const walk = (rel: string) => {
-    for (const name of readdirSync(join(dir, rel)).sort()) {
-      const r = rel ? `${rel}/${name}` : name;
-      const st = lstatSync(join(dir, r));
-      if (st.isSymbolicLink()) out[r] = { type: "link", mode: 0, content: readlinkSync(join(dir, r)) };
-      else if (st.isDirectory()) {
-        out[r] = { type: "dir", mode: st.mode & 0o7777 };
-        walk(r);
-      } else out[r] = { type: "file", mode: st.mode & 0o7777, content: readFileSync(join(dir, r), "latin1") };
-    }
-  };
-  walk("");
-  return out;
-}
 
 let pooler: FakePooler;
 let root: string;
@@ -96,7 +73,7 @@ beforeAll(async () => {
     mkdirSync(dirname(join(home, rel)), { recursive: true });
     writeFileSync(join(home, rel), text);
   }
-  before = snapshot(home);
+  before = snapshotObject(snapshot(home));
 });
 
 afterAll(async () => {
@@ -177,7 +154,7 @@ describe("index.ts provisions a local host for real under mocks", () => {
         HOST_STEPS.map((s) => `${HOST}-${s}`),
       );
     expect(runner.executed.slice(ran).map((x) => x.name)).toEqual([...HOST_STEPS].reverse().map((s) => `${HOST}-${s}`));
-    const after = snapshot(home);
+    const after = snapshotObject(snapshot(home));
     const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])]
       .filter((p) => !isDeepStrictEqual(before[p], after[p]))
       .map((p) => `${p}: ${before[p] ? (after[p] ? "changed" : "removed") : "left behind"}`);

@@ -23,6 +23,7 @@ import { parseSmokeOutput, SMOKE_PROMPT, smokeScript } from "../components/hostS
 import { parseSettings, resolveHost, type Settings } from "../components/settings";
 import { shQuote } from "../components/shellQuote";
 import { type FakePooler, startFakePooler } from "./support/fakePooler";
+import { runScript } from "./support/runScript";
 
 const KEY = "test-key-smoke-script-7f3a9c";
 const roots: string[] = [];
@@ -110,19 +111,9 @@ async function runSmoke(c: Case = {}): Promise<Run> {
   writeFileSync(join(home, "scenario.sh"), c.scenario ?? GOOD);
   const settings = c.settings ?? settingsFor();
   const script = smokeScript(settings, resolveHost(settings, settings.hosts[0])).create;
-  const started = Date.now();
-  return new Promise<Run>((resolve) => {
-    const child = spawn("/bin/sh", ["-c", script], {
-      cwd: root,
-      env: { HOME: home, PATH: process.env.PATH ?? "/usr/bin:/bin", TMPDIR: tmp },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("close", (code) => resolve({ code, stdout, stderr, ms: Date.now() - started, home, tmp }));
-  });
+  const env = { HOME: home, PATH: process.env.PATH ?? "/usr/bin:/bin", TMPDIR: tmp };
+  const { code, stdout, stderr, ms } = await runScript(script, env, { cwd: root });
+  return { code, stdout, stderr, ms, home, tmp };
 }
 
 /** Asserts a failure: exit 1, nothing on stdout, exactly one stderr line, the key nowhere; returns the line. */

@@ -27,6 +27,7 @@ import { parseSettings, resolveHost, type Settings } from "../components/setting
 import { shQuote } from "../components/shellQuote";
 import { type FakePooler, startFakePooler } from "./support/fakePooler";
 import { ensureKilo, type KiloInstall } from "./support/kilo";
+import { runScript } from "./support/runScript";
 
 const KEY = "test-key-smoke-real-kilo-5d21e0";
 const WRONG_KEY = "test-key-smoke-wrong-8c4b7a";
@@ -97,19 +98,9 @@ async function runSmoke(opts: { configSettings: Settings; smokeSettings?: Settin
   chmodSync(envFile, 0o600);
   const ss = opts.smokeSettings ?? cs;
   const script = smokeScript(ss, resolveHost(ss, ss.hosts[0])).create;
-  const started = Date.now();
-  return new Promise<Run>((resolve) => {
-    const child = spawn("/bin/sh", ["-c", script], {
-      cwd: root,
-      env: { HOME: home, PATH: process.env.PATH ?? "/usr/bin:/bin", TMPDIR: tmp },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("close", (code) => resolve({ code, stdout, stderr, ms: Date.now() - started, home, tmp, envFile }));
-  });
+  const env = { HOME: home, PATH: process.env.PATH ?? "/usr/bin:/bin", TMPDIR: tmp };
+  const { code, stdout, stderr, ms } = await runScript(script, env, { cwd: root });
+  return { code, stdout, stderr, ms, home, tmp, envFile };
 }
 
 /** Every file under `dir` (recursively), except `skip`. */

@@ -1,9 +1,8 @@
 /**
  * Shared pieces of the reliability suite (issue 6): a seeded PRNG (every random choice is reproducible
- * from the printed seed), an asynchronous script runner that can SIGKILL the whole process group after a
- * delay (the script, node and anything else it started), and file-state comparisons.
+ * from the printed seed), the script runner (test/support/runScript.ts, which can SIGKILL the whole
+ * process group after a delay), and file-state comparisons.
  */
-import { spawn } from "node:child_process";
 import { isDeepStrictEqual } from "node:util";
 import type { Entry } from "../support/hostHome";
 
@@ -29,78 +28,7 @@ export function suiteSeed(part: string): number {
   return seed;
 }
 
-export interface ScriptRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-  /** The runner SIGKILLed the process group. */
-  killed: boolean;
-}
-
-/**
- * Runs a script as local.Command does (`/bin/sh -c <script>`, stdin piped), in its own process group.
- * With `killAfterMs`, SIGKILLs the whole group then (kill -9 of the script, node and all).
- */
-export function runScript(
-  script: string,
-  env: NodeJS.ProcessEnv,
-  opts: { stdin?: string; killAfterMs?: number; cwd?: string } = {},
-): Promise<ScriptRun> {
-  const started = process.hrtime.bigint();
-  return new Promise((resolve, reject) => {
-    const child = spawn("/bin/sh", ["-c", script], {
-      env,
-      cwd: opts.cwd ?? env.HOME,
-      stdio: ["pipe", "pipe", "pipe"],
-      detached: true,
-    });
-    let stdout = "";
-    let stderr = "";
-    let killed = false;
-    let done = false;
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.stdin.on("error", () => {
-      // killed before it read stdin: nothing to do
-    });
-    let timer: NodeJS.Timeout | undefined;
-    if (opts.killAfterMs !== undefined) {
-      timer = setTimeout(() => {
-        if (done || child.pid === undefined) return;
-        try {
-          process.kill(-child.pid, "SIGKILL");
-          killed = true;
-        } catch {
-          // already gone
-        }
-      }, opts.killAfterMs);
-    }
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      done = true;
-      if (timer) clearTimeout(timer);
-      // A killed group may leave nothing running: make sure (the group id is the shell's pid).
-      if (killed && child.pid !== undefined) {
-        try {
-          process.kill(-child.pid, "SIGKILL");
-        } catch {
-          // gone
-        }
-      }
-      resolve({
-        code,
-        signal,
-        stdout,
-        stderr,
-        killed,
-        ms: Number(process.hrtime.bigint() - started) / 1e6,
-      });
-    });
-    child.stdin.end(opts.stdin ?? "");
-  });
-}
+export { runScript, type ScriptRun } from "../support/runScript";
 
 /** Leftovers a crash may leave that a re-run must clean up: temp files of an atomic write, the lock. */
 export const isLitter = (rel: string) =>
