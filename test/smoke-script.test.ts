@@ -4,7 +4,6 @@
  * test/smoke.test.ts for the real thing). Covers every cause line, the exact seed command and
  * environment kilo gets, redaction, quoting of hostile values, the deadline and the cleanup.
  */
-import { spawn } from "node:child_process";
 import {
   chmodSync,
   existsSync,

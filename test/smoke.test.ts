@@ -6,7 +6,6 @@
  *
  * Each kilo run costs ~10-20 s of CPU, so the cases run concurrently (vitest's maxConcurrency).
  */
-import { spawn } from "node:child_process";
 import {
   chmodSync,
   mkdirSync,
