@@ -19,9 +19,9 @@ import { randomBytes } from "node:crypto";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem, type } from "node:os";
 import { dirname, join } from "node:path";
-import { parseSettings, resolveHost } from "../components/settings";
-import { startFakePooler } from "../test/support/fakePooler";
-import { TEST_KILO_VERSION } from "../test/support/kilo";
+import { parseSettings, resolveHost } from "../deployer/settings";
+import { startFakePooler } from "../harness/fakePooler";
+import { TEST_KILO_VERSION } from "../harness/kilo";
 import { FLEET_SIZES, IN_PROCESS_DIFF_HOSTS, type Options, parseArgs } from "./args";
 import { countDiffering } from "./fleetShape";
 import { type BenchSamples, formatTable, toJson } from "./format";
@@ -50,7 +50,7 @@ interface WorkerResult {
 
 const REPO = dirname(__dirname);
 /** What the evaluation workers load: the program, its components, the test harness and the worker. */
-const PROGRAM_FILES = ["index.ts", "components", "test/support", "bench", "package.json", "tsconfig.json"];
+const PROGRAM_FILES = ["index.ts", "deployer", "host", "common", "harness", "bench", "package.json", "tsconfig.json"];
 
 /**
  * A copy of the program as it is now, in `scratch/program` (node_modules linked), for every evaluation
@@ -72,7 +72,7 @@ function programVersion(): { commit: string; uncommittedFiles: number } | undefi
   try {
     const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO, encoding: "utf8" }).trim();
     const commit = git("rev-parse", "--short", "HEAD");
-    const dirty = git("status", "--porcelain", "--", "index.ts", "components");
+    const dirty = git("status", "--porcelain", "--", "index.ts", "deployer", "host", "common");
     return { commit, uncommittedFiles: dirty === "" ? 0 : dirty.split("\n").length };
   } catch {
     return undefined;

@@ -1,6 +1,6 @@
 /**
  * One program evaluation in a fresh process (spawned by bench.ts): kilo-fleet's index.ts under Pulumi
- * mocks through the tests' own path (test/support/pulumiMocks.ts `evaluateIndex` + `stackConfig`), for a
+ * mocks through the tests' own path (harness/pulumiMocks.ts `evaluateIndex` + `stackConfig`), for a
  * fleet of N hosts. Writes a JSON result to the file named by its second argument:
  *
  *   { seconds, resources, digests: { <urn>: <sha256 of the inputs, secrets unwrapped, keys sorted> },
@@ -8,7 +8,7 @@
  *
  * `seconds` is the wall time of `evaluateIndex` (program import included, process start-up not).
  * With `--twice` it evaluates the same config a second time in the same process (calling
- * components/fleet.ts as index.ts does) and counts, with the tests' `diffEvaluations`, the resources
+ * deployer/fleet.ts as index.ts does) and counts, with the tests' `diffEvaluations`, the resources
  * added, removed or with differing inputs.
  *
  * Usage: node --import tsx bench/evalWorker.ts <hosts> <out.json> [--twice]
@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const n = Number(hostsArg);
   if (!Number.isInteger(n) || n < 1 || !out) throw new Error("usage: evalWorker.ts <hosts> <out.json> [--twice]");
   // Imported after the vitest stand-in is in place.
-  const mocks = await import("../test/support/pulumiMocks");
+  const mocks = await import("../harness/pulumiMocks");
   const stack = mocks.stackConfig({ hosts: fleetHosts(n) });
 
   const started = performance.now();
@@ -36,7 +36,7 @@ async function main(): Promise<void> {
 
   let inProcess: { differing: number; compared: number } | undefined;
   if (flag === "--twice") {
-    const { deployFleet, readStackConfig } = await import("../components/fleet");
+    const { deployFleet, readStackConfig } = await import("../deployer/fleet");
     const again = await mocks.evaluate(
       () => {
         const { rawConfig, secrets } = readStackConfig();

@@ -1,6 +1,6 @@
 /** The benchmark's fleets and how it compares two evaluations' inputs across processes. */
 import { createHash } from "node:crypto";
-import type { HostEntry } from "../test/support/pulumiMocks";
+import type { HostEntry } from "../harness/pulumiMocks";
 
 /** N hosts, half SSH and half local (the shape of the tests' 1000-host fleet). */
 export function fleetHosts(n: number): HostEntry[] {

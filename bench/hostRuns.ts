@@ -1,15 +1,15 @@
 /**
- * The host-side measurements: the real host scripts (components/hostScripts) run the way local.Command
+ * The host-side measurements: the real host scripts (deployer/hostScripts) run the way local.Command
  * runs them (`/bin/sh -c <script>`, stdin piped) on temporary HOMEs, the real kilo against the stand-in
  * pooler, and du-style disk usage.
  */
 import { spawn } from "node:child_process";
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join, relative } from "node:path";
-import { configScript, envScript, installScript, parseInstallOutput } from "../components/hostScripts";
-import { parseSmokeOutput, SMOKE_PROMPT, smokeScript } from "../components/hostScripts/smoke";
-import type { ResolvedHost, Settings } from "../components/settings";
-import { makeHome, runLocal, scriptEnv, USER_BASHRC, USER_PROFILE } from "../test/support/hostHome";
+import { configScript, envScript, installScript, parseInstallOutput } from "../deployer/hostScripts";
+import { parseSmokeOutput, SMOKE_PROMPT, smokeScript } from "../deployer/hostScripts/smoke";
+import type { ResolvedHost, Settings } from "../deployer/settings";
+import { makeHome, runLocal, scriptEnv, USER_BASHRC, USER_PROFILE } from "../harness/hostHome";
 
 export interface Host {
   root: string;
@@ -95,7 +95,7 @@ export async function timeSmoke(settings: Settings, host: ResolvedHost, h: Host)
   return r.seconds;
 }
 
-/** The environment the smoke script gives kilo (components/hostScripts/smoke.ts), for a scratch dir. */
+/** The environment the smoke script gives kilo (deployer/hostScripts/smoke.ts), for a scratch dir. */
 export function smokeKiloEnv(scratch: string): Record<string, string> {
   return {
     KILO_DISABLE_MODELS_FETCH: "1",

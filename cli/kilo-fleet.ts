@@ -9,8 +9,8 @@
  */
 import { existsSync, readdirSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
-import { renderKiloConfig, renderKiloConfigText } from "../components/kiloConfig";
-import { formatErrors, parseSettings, resolveHost, type Settings, type SettingsError } from "../components/settings";
+import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
+import { formatErrors, parseSettings, resolveHost, type Settings, type SettingsError } from "../deployer/settings";
 import { loadProject, type Project, readStackConfig, StackFileError } from "./stackFile";
 
 const USAGE = `usage: kilo-fleet validate [--stack NAME | --file PATH ...]

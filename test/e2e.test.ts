@@ -28,11 +28,11 @@ import {
   preflightScript,
   remoteCommandLine,
   smokeScript,
-} from "../components/hostScripts";
-import { parseSmokeOutput } from "../components/hostScripts/smoke";
-import { parseSettings, resolveHost } from "../components/settings";
-import { type FakePooler, startFakePooler } from "./support/fakePooler";
-import { ensureKilo } from "./support/kilo";
+} from "../deployer/hostScripts";
+import { parseSmokeOutput } from "../deployer/hostScripts/smoke";
+import { parseSettings, resolveHost } from "../deployer/settings";
+import { type FakePooler, startFakePooler } from "../harness/fakePooler";
+import { ensureKilo } from "../harness/kilo";
 import { startSshd } from "./support/sshd";
 
 const OLD_KEY = "test-key-e2e-old-0b9d4f1e";

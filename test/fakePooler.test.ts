@@ -5,7 +5,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { type FakePooler, startFakePooler } from "./support/fakePooler";
+import { type FakePooler, startFakePooler } from "../harness/fakePooler";
 
 const KEY = "test-key-fake-pooler-1";
 const WD = "/tmp/some dir/work";

@@ -6,8 +6,8 @@
  */
 
 import { describe, expect, it } from "vitest";
-import { HOST_STEPS } from "../components/kiloHost";
-import { ROTATED_API_KEY, ROTATED_SSH_KEY } from "./fixtures/fakeSecrets";
+import { HOST_STEPS } from "../deployer/kiloHost";
+import { ROTATED_API_KEY, ROTATED_SSH_KEY } from "../harness/fakeSecrets";
 import {
   diffEvaluations,
   type Evaluation,
@@ -16,7 +16,7 @@ import {
   stackConfig,
   TEST_HOSTS,
   unwrapSecrets,
-} from "./support/pulumiMocks";
+} from "../harness/pulumiMocks";
 
 const NEW_KEY = ROTATED_API_KEY;
 

@@ -7,7 +7,7 @@ import { chmodSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync }
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { configScript, envScript, installScript, preflightScript, remoteCommandLine } from "../components/hostScripts";
+import { configScript, envScript, installScript, preflightScript, remoteCommandLine } from "../deployer/hostScripts";
 import {
   buildSettings,
   makeHome,
@@ -17,7 +17,7 @@ import {
   snapshotObject,
   USER_BASHRC,
   USER_KILO_JSONC,
-} from "./support/hostHome";
+} from "../harness/hostHome";
 import { type SshServer, startSshd } from "./support/sshd";
 
 const built = buildSettings();

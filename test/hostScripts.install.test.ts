@@ -15,7 +15,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { afterAll, expect, test } from "vitest";
-import { envScript, installScript, parseInstallOutput } from "../components/hostScripts";
+import { envScript, installScript, parseInstallOutput } from "../deployer/hostScripts";
 import {
   buildSettings,
   makeHome,
@@ -25,8 +25,8 @@ import {
   snapshot,
   snapshotObject,
   testKey,
-} from "./support/hostHome";
-import { TEST_KILO_VERSION } from "./support/kilo";
+} from "../harness/hostHome";
+import { TEST_KILO_VERSION } from "../harness/kilo";
 
 const h = makeHome({ files: { ".bashrc": "# mine\n" } });
 afterAll(() => rmSync(h.root, { recursive: true, force: true }));

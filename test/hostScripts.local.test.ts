@@ -17,8 +17,8 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { BLOCK_END, BLOCK_START } from "../components/host/rcBlock";
-import { envScript, installScript, parseInstallOutput } from "../components/hostScripts";
+import { BLOCK_END, BLOCK_START } from "../host/rcBlock";
+import { envScript, installScript, parseInstallOutput } from "../deployer/hostScripts";
 import {
   buildSettings,
   deployScripts,
@@ -36,8 +36,8 @@ import {
   USER_KILO_JSONC,
   USER_PROFILE,
   USER_ZSHRC,
-} from "./support/hostHome";
-import { TEST_KILO_VERSION } from "./support/kilo";
+} from "../harness/hostHome";
+import { TEST_KILO_VERSION } from "../harness/kilo";
 import { ensureAptPackages } from "./support/sshd";
 
 const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });

@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { parseInstallOutput, remoteCommandLine } from "../components/hostScripts";
+import { parseInstallOutput, remoteCommandLine } from "../deployer/hostScripts";
 import {
   buildSettings,
   deployScripts,
@@ -20,8 +20,8 @@ import {
   USER_KILO_JSONC,
   USER_PROFILE,
   USER_ZSHRC,
-} from "./support/hostHome";
-import { TEST_KILO_VERSION } from "./support/kilo";
+} from "../harness/hostHome";
+import { TEST_KILO_VERSION } from "../harness/kilo";
 import { ensureAptPackages, type SshServer, startSshd } from "./support/sshd";
 
 const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });

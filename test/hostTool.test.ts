@@ -9,7 +9,7 @@ import {
   parseKeyFromStdin,
   renderFishEnvFile,
   renderShEnvFile,
-} from "../components/host/envFile";
+} from "../host/envFile";
 import {
   BLOCK_END,
   BLOCK_START,
@@ -18,8 +18,8 @@ import {
   removeRcBlock,
   renderRcBlock,
   upsertRcBlock,
-} from "../components/host/rcBlock";
-import { hostToolSource, TOOL_HEREDOC_END } from "../components/hostScripts/tool";
+} from "../host/rcBlock";
+import { hostToolSource, TOOL_HEREDOC_END } from "../deployer/hostScripts/tool";
 
 const block = renderRcBlock("sh", `"$HOME"'/.config/kilo/codex-pooler.env'`, `"$HOME"'/.local/bin'`);
 

@@ -3,12 +3,12 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { HOST_STEPS } from "../components/kiloHost";
-import { type Deployed, deployingMock, LocalCommandRunner } from "./support/deployingMock";
-import { type FakePooler, startFakePooler } from "./support/fakePooler";
-import { type Entry, snapshot, snapshotObject } from "./support/hostHome";
-import { TEST_KILO_VERSION } from "./support/kilo";
-import { type Evaluation, evaluateIndex, findString, stackConfig } from "./support/pulumiMocks";
+import { HOST_STEPS } from "../deployer/kiloHost";
+import { type Deployed, deployingMock, LocalCommandRunner } from "../harness/deployingMock";
+import { type FakePooler, startFakePooler } from "../harness/fakePooler";
+import { type Entry, snapshot, snapshotObject } from "../harness/hostHome";
+import { TEST_KILO_VERSION } from "../harness/kilo";
+import { type Evaluation, evaluateIndex, findString, stackConfig } from "../harness/pulumiMocks";
 
 const OLD_KEY = "test-key-e2e-mocks-old-5c1f9a7e";
 const NEW_KEY = "test-key-e2e-mocks-new-d84b2e60";

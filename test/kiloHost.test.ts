@@ -6,8 +6,8 @@
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { deployFleet } from "../components/fleet";
-import * as hostScripts from "../components/hostScripts";
+import { deployFleet } from "../deployer/fleet";
+import * as hostScripts from "../deployer/hostScripts";
 import {
   HOST_STEPS,
   KILO_HOST_TYPE,
@@ -17,8 +17,8 @@ import {
   parseEnvFilePath,
   parseInstalledVersion,
   parseSmokeResult,
-} from "../components/kiloHost";
-import { parseSettings, resolveHost, type Settings } from "../components/settings";
+} from "../deployer/kiloHost";
+import { parseSettings, resolveHost, type Settings } from "../deployer/settings";
 import {
   type Evaluation,
   evaluate,
@@ -34,7 +34,7 @@ import {
   TEST_HOSTS,
   TEST_SSH_KEY,
   unwrapSecrets,
-} from "./support/pulumiMocks";
+} from "../harness/pulumiMocks";
 
 afterEach(() => {
   vi.unstubAllEnvs();

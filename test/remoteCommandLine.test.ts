@@ -8,9 +8,9 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { configScript, envScript, installScript, preflightScript, remoteCommandLine } from "../components/hostScripts";
-import { MAX_SCRIPT_BYTES } from "../components/hostScripts/prelude";
-import { buildSettings } from "./support/hostHome";
+import { configScript, envScript, installScript, preflightScript, remoteCommandLine } from "../deployer/hostScripts";
+import { MAX_SCRIPT_BYTES } from "../deployer/hostScripts/prelude";
+import { buildSettings } from "../harness/hostHome";
 import { ensureAptPackages } from "./support/sshd";
 
 const LOGIN_SHELLS = ["bash", "dash", "zsh", "fish"];

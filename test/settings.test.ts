@@ -7,7 +7,7 @@ import {
   resolveHost,
   SEED_MODEL,
   type Settings,
-} from "../components/settings";
+} from "../deployer/settings";
 
 const BASE = "http://localhost:4000/v1";
 

@@ -7,9 +7,9 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { fishWord } from "../components/host/rcBlock";
-import { remoteCommandLine } from "../components/hostScripts";
-import { shQuote } from "../components/shellQuote";
+import { fishWord } from "../host/rcBlock";
+import { remoteCommandLine } from "../deployer/hostScripts";
+import { shQuote } from "../common/shellQuote";
 import { ensureAptPackages } from "./support/sshd";
 
 const dir = mkdtempSync(join(tmpdir(), "kilo-fleet-quote-"));

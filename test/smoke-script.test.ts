@@ -18,10 +18,10 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseSmokeOutput, SMOKE_PROMPT, smokeScript } from "../components/hostScripts/smoke";
-import { parseSettings, resolveHost, type Settings } from "../components/settings";
-import { shQuote } from "../components/shellQuote";
-import { type FakePooler, startFakePooler } from "./support/fakePooler";
+import { parseSmokeOutput, SMOKE_PROMPT, smokeScript } from "../deployer/hostScripts/smoke";
+import { parseSettings, resolveHost, type Settings } from "../deployer/settings";
+import { shQuote } from "../common/shellQuote";
+import { type FakePooler, startFakePooler } from "../harness/fakePooler";
 import { runScript } from "./support/runScript";
 
 const KEY = "test-key-smoke-script-7f3a9c";

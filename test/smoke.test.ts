@@ -20,12 +20,12 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseSmokeOutput, smokeScript } from "../components/hostScripts/smoke";
-import { renderKiloConfig, renderKiloConfigText } from "../components/kiloConfig";
-import { parseSettings, resolveHost, type Settings } from "../components/settings";
-import { shQuote } from "../components/shellQuote";
-import { type FakePooler, startFakePooler } from "./support/fakePooler";
-import { ensureKilo, type KiloInstall } from "./support/kilo";
+import { parseSmokeOutput, smokeScript } from "../deployer/hostScripts/smoke";
+import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
+import { parseSettings, resolveHost, type Settings } from "../deployer/settings";
+import { shQuote } from "../common/shellQuote";
+import { type FakePooler, startFakePooler } from "../harness/fakePooler";
+import { ensureKilo, type KiloInstall } from "../harness/kilo";
 import { runScript } from "./support/runScript";
 
 const KEY = "test-key-smoke-real-kilo-5d21e0";

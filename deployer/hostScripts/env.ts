@@ -14,9 +14,9 @@
  * rc file exists (fish: ~/.config/fish exists), plus sh. A shell dropped from an explicit list loses its
  * block on the next run. Rotation (same script, new stdin) rewrites only the env file(s).
  */
-import { ENV_FILE, FISH_ENV_FILE, KILO_CONFIG_DIR, LOCAL_BIN, STATE_DIR } from "../hostPaths";
+import { ENV_FILE, FISH_ENV_FILE, KILO_CONFIG_DIR, LOCAL_BIN, STATE_DIR } from "../../common/hostPaths";
 import { type ResolvedHost, type Settings, SHELL_RC_FILES } from "../settings";
-import { shQuote } from "../shellQuote";
+import { shQuote } from "../../common/shellQuote";
 import type { HostScript } from "./index";
 import { prelude, script } from "./prelude";
 import { embedTool } from "./tool";

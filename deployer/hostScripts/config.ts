@@ -2,10 +2,10 @@
  * The config step: merges the managed keys into kilo.jsonc with the same code the unit tests cover
  * (kiloConfigMerge.ts, bundled into the host tool). Delete strips them again.
  */
-import { KILO_CONFIG_BACKUP, KILO_CONFIG_FILE, STATE_DIR } from "../hostPaths";
+import { KILO_CONFIG_BACKUP, KILO_CONFIG_FILE, STATE_DIR } from "../../common/hostPaths";
 import { managedKeyPaths, renderKiloConfig } from "../kiloConfig";
 import type { ResolvedHost, Settings } from "../settings";
-import { shQuote } from "../shellQuote";
+import { shQuote } from "../../common/shellQuote";
 import type { HostScript } from "./index";
 import { prelude, script } from "./prelude";
 import { embedTool } from "./tool";

@@ -8,7 +8,7 @@
  *   kf_require_node   finds node >= 18 and npm or dies with `node >= 18 and npm are required on <host>: ...`;
  *                     sets KF_NODE, KF_NPM, kf_node_version and puts node's directory first on PATH
  */
-import { shQuote } from "../shellQuote";
+import { shQuote } from "../../common/shellQuote";
 
 /** Where the finder looks after PATH, in order (nvm: the newest installed version >= 18, after these). */
 export const NODE_SEARCH_DIRS = [

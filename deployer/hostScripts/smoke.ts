@@ -24,9 +24,9 @@
  * `parseSmokeOutput`). Failure (stderr, one line, exit 1): `smoke check failed on <host>: <cause>`.
  * The API key is never printed: every line is redacted, even when the pooler echoes the key.
  */
-import { ENV_FILE, KILO_BIN, KILO_CONFIG_DIR } from "../hostPaths";
+import { ENV_FILE, KILO_BIN, KILO_CONFIG_DIR } from "../../common/hostPaths";
 import type { ResolvedHost, Settings } from "../settings";
-import { shQuote } from "../shellQuote";
+import { shQuote } from "../../common/shellQuote";
 import type { HostScript } from "./index";
 import { prelude, script } from "./prelude";
 import { SMOKE_RUNNER_JS } from "./smoke-runner";

@@ -1,5 +1,5 @@
 /**
- * The host tool (components/host/tool.ts), bundled with esbuild at script-build time (memoized) and
+ * The host tool (host/tool.ts), bundled with esbuild at script-build time (memoized) and
  * embedded in the config, env and install scripts as a quoted heredoc that the script writes into its
  * temp dir and runs with the host's node. Deterministic: same sources, same bytes.
  */
@@ -14,11 +14,11 @@ let bundled: string | undefined;
 
 function entryPoint(): string {
   for (const ext of [".ts", ".js"]) {
-    const file = path.join(__dirname, "..", "host", `tool${ext}`);
+    const file = path.join(__dirname, "..", "..", "host", `tool${ext}`);
     if (existsSync(file)) return file;
   }
   throw new Error(
-    `kilo-fleet: the host tool's source is missing (looked for ${path.join(__dirname, "..", "host")}/tool.ts)`,
+    `kilo-fleet: the host tool's source is missing (looked for ${path.join(__dirname, "..", "..", "host")}/tool.ts)`,
   );
 }
 

@@ -16,8 +16,8 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { configScript, envScript, installScript, preflightScript } from "../../components/hostScripts";
-import { parseSettings, type ResolvedHost, resolveHost, type Settings } from "../../components/settings";
+import { configScript, envScript, installScript, preflightScript } from "../deployer/hostScripts";
+import { parseSettings, type ResolvedHost, resolveHost, type Settings } from "../deployer/settings";
 import { ensureKilo } from "./kilo";
 
 export interface Built {

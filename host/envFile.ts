@@ -1,5 +1,5 @@
 /** The env files' text and the key's validation: pure (unit-tested, bundled into the host tool). */
-import { shQuote } from "../shellQuote";
+import { shQuote } from "../common/shellQuote";
 import { fishWord } from "./rcBlock";
 
 export const ENV_FILE_HEADER =

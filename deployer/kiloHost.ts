@@ -6,7 +6,7 @@
  *
  * ```ts
  * import * as pulumi from "@pulumi/pulumi";
- * import { KiloHost } from "kilo-fleet/components/kiloHost";
+ * import { KiloHost } from "kilo-fleet/deployer/kiloHost";
  * const cfg = new pulumi.Config();
  * const laptop = new KiloHost("alice-laptop", {
  *   poolerBaseUrl: "https://pooler.example.com/v1",
@@ -57,7 +57,7 @@
 import { createHash, createHmac } from "node:crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { ENV_FILE, KILO_CONFIG_FILE } from "./hostPaths";
+import { ENV_FILE, KILO_CONFIG_FILE } from "../common/hostPaths";
 import type { HostScript } from "./hostScripts";
 import * as hostScripts from "./hostScripts";
 import { parseSmokeOutput, SMOKE_PROMPT } from "./hostScripts/smoke";
@@ -104,7 +104,7 @@ export interface KiloHostSmokeCheckArgs {
 
 /**
  * The arguments of a `KiloHost`. Only `poolerBaseUrl` and `apiKey` are required. Defaults are those
- * of the `kilo-fleet:` stack settings (components/settings.ts, `settingsSchema`) and are applied there
+ * of the `kilo-fleet:` stack settings (deployer/settings.ts, `settingsSchema`) and are applied there
  * and nowhere else: a `KiloHost` is validated by the same schema as a stack's config, with the same
  * messages.
  *

@@ -14,7 +14,7 @@ import { createRequire } from "node:module";
 import { isDeepStrictEqual } from "node:util";
 import * as pulumi from "@pulumi/pulumi";
 import { vi } from "vitest";
-import { TEST_API_KEY, TEST_SSH_KEY } from "../fixtures/fakeSecrets";
+import { TEST_API_KEY, TEST_SSH_KEY } from "./fakeSecrets";
 
 const require = createRequire(import.meta.url);
 // Internal runtime modules (no typings): the same instances @pulumi/pulumi itself uses.
@@ -347,7 +347,7 @@ export function evaluateIndex(
   return evaluate(
     async () => {
       vi.resetModules();
-      return await import("../../index");
+      return await import("../index");
     },
     { ...options, config: stack.config, secretKeys: stack.secretKeys },
   );

@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
-import { type KeyPath, KiloConfigParseError, mergeKiloConfig, stripKiloConfig, valueAt } from "../kiloConfigMerge";
+import { type KeyPath, KiloConfigParseError, mergeKiloConfig, stripKiloConfig, valueAt } from "../common/kiloConfigMerge";
 import { ensureWritableDir, HostError, readIfExists, readJson, removeFile, writeFileAtomic, writeJson } from "./fsUtil";
 
 export interface ConfigState {

@@ -2,7 +2,7 @@
  * Renders the kilo.jsonc kilo-fleet manages: a pure function of the settings and the host, in the
  * shape of the Codex Pooler docs' example (shared/codex-pooler-kilo.md, point 3), with stable key order.
  */
-import { type KeyPath, mergeKiloConfig } from "./kiloConfigMerge";
+import { type KeyPath, mergeKiloConfig } from "../common/kiloConfigMerge";
 import type { ResolvedHost, Settings } from "./settings";
 
 // The kilo SDK is an ES module; this CommonJS project only borrows its types.

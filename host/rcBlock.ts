@@ -3,7 +3,7 @@
  * tool). The block sits between two exact marker lines; inserting it and removing it again gives back
  * the original bytes, given the `RcInsertion` record kept in kilo-fleet's state.
  */
-import { shQuote } from "../shellQuote";
+import { shQuote } from "../common/shellQuote";
 
 export const BLOCK_START = "# >>> kilo-fleet: managed block, do not edit (removed by kilo-fleet on destroy) >>>";
 export const BLOCK_END = "# <<< kilo-fleet <<<";

@@ -6,9 +6,9 @@
  * "latest": the script asks the registry (`npm view @kilocode/cli@latest version`, one metadata request)
  * and skips when that version is installed; when the registry cannot be asked, it installs.
  */
-import { KILO_BIN, KILO_PACKAGE_JSON, NPM_PREFIX, STATE_DIR } from "../hostPaths";
+import { KILO_BIN, KILO_PACKAGE_JSON, NPM_PREFIX, STATE_DIR } from "../../common/hostPaths";
 import type { ResolvedHost, Settings } from "../settings";
-import { shQuote } from "../shellQuote";
+import { shQuote } from "../../common/shellQuote";
 import type { HostScript } from "./index";
 import { prelude, script } from "./prelude";
 import { embedTool } from "./tool";

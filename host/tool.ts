@@ -12,7 +12,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { KeyPath } from "../kiloConfigMerge";
+import type { KeyPath } from "../common/kiloConfigMerge";
 import { configApply, configDelete } from "./configFile";
 import { cleanupDirs, HostError, mkdirsRecorded, recordDirs, removeFile, writeFileAtomic } from "./fsUtil";
 import { withHostLock } from "./lock";
