@@ -321,3 +321,17 @@ export function stripKiloConfig(text: string, paths: readonly KeyPath[], created
   );
   return { text: body, userContentLeft: keys.length > 0 };
 }
+
+/**
+ * The key paths kilo-fleet owns in a rendered config. Under `provider` it owns only its own provider
+ * entry, so other providers a user keeps in the file are left alone.
+ */
+export function managedKeyPaths(config: Record<string, unknown>): KeyPath[] {
+  const paths: KeyPath[] = [];
+  for (const key of Object.keys(config)) {
+    if (key === "provider") {
+      for (const id of Object.keys((config.provider as Record<string, unknown> | undefined) ?? {})) paths.push(["provider", id]);
+    } else paths.push([key]);
+  }
+  return paths;
+}

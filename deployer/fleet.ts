@@ -3,7 +3,9 @@
  * `index.ts` is only `deployFleet(...readStackConfig())`; tests call these functions directly.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { KiloHost, type SmokeResult } from "./kiloHost";
+import { hostSpec } from "./hostSpec";
+import { KiloHost, type SmokeOutput } from "./kiloHost";
+import type { KiloConfig } from "./kiloConfig";
 import { CONFIG_NAMESPACE, formatKeyPath, parseSettings, type Settings, type SettingsError } from "./settings";
 
 /** The config keys that hold secrets; they are read with `Config.getSecret`, never as plain config. */
@@ -24,7 +26,9 @@ export interface HostExports {
   /** The env file holding the key on the host (the path, not the key). */
   envFilePath: pulumi.Output<string>;
   /** The smoke check's result, or `{ enabled: false }` when it is disabled. */
-  smoke: pulumi.Output<({ enabled: true } & SmokeResult) | { enabled: true; pass: false } | { enabled: false }>;
+  smoke: pulumi.Output<({ enabled: true } & SmokeOutput) | { enabled: true; pass: false } | { enabled: false }>;
+  /** The managed kilo.jsonc keys, as plain JSON: a model or base URL change reads as that key's change. */
+  kiloConfig: KiloConfig;
 }
 
 export interface Fleet {
@@ -100,7 +104,8 @@ export function configError(errors: readonly SettingsError[]): pulumi.RunError {
 
 /**
  * Validates the config (throwing one `pulumi.RunError` listing every error before any resource is
- * created), logs the warnings, and creates one `KiloHost` per host.
+ * created), then creates one `KiloHost` per host from that host's resolved spec. Warnings about a host
+ * (an unpinned version, an unpinned host key, plain http) are logged by its KiloHost, on that resource.
  */
 export function deployFleet(
   rawConfig: Record<string, unknown>,
@@ -109,39 +114,25 @@ export function deployFleet(
 ): Fleet {
   const check = checkFleetConfig(rawConfig, secrets);
   if (!check.ok) throw configError(check.errors);
-  for (const w of check.warnings) void pulumi.log.warn(w);
   const { settings } = check;
   const apiKey = secrets.codexPoolerApiKey as pulumi.Input<string>;
 
   const hosts: Record<string, KiloHost> = {};
   const outputs: Record<string, HostExports> = {};
   for (const h of settings.hosts) {
+    const spec = hostSpec(settings, h);
     const kiloHost = new KiloHost(
       h.name,
       {
-        poolerBaseUrl: settings.poolerBaseUrl,
+        ...spec,
         apiKey,
-        ...(h.ssh !== undefined ? { ssh: h.ssh } : {}),
-        ...(h.ssh !== undefined && secrets.sshPrivateKey !== undefined ? { sshPrivateKey: secrets.sshPrivateKey } : {}),
-        providerId: settings.providerId,
-        apiKeyEnvVar: settings.apiKeyEnvVar,
-        kiloVersion: h.kiloVersion ?? settings.kiloVersion,
-        model: h.model ?? settings.model,
-        models: settings.models,
-        compactionThresholdPercent: settings.compactionThresholdPercent,
-        ...(settings.permission !== undefined ? { permission: settings.permission } : {}),
-        kiloSettings: settings.kiloSettings,
-        smokeCheck: settings.smokeCheck,
-        ...(settings.npmRegistry !== undefined ? { npmRegistry: settings.npmRegistry } : {}),
-        ...(h.shells !== undefined ? { shells: h.shells } : {}),
-        // Reported above, once, against the stack's own keys.
-        logWarnings: false,
+        ...(spec.ssh !== undefined && secrets.sshPrivateKey !== undefined ? { sshPrivateKey: secrets.sshPrivateKey } : {}),
       },
       opts,
     );
     hosts[h.name] = kiloHost;
     outputs[h.name] = {
-      kind: kiloHost.host.kind,
+      kind: spec.ssh ? "ssh" : "local",
       kiloVersion: kiloHost.kiloVersion,
       configPath: kiloHost.configPath,
       envFilePath: kiloHost.envFilePath,
@@ -150,6 +141,7 @@ export function deployFleet(
             r ? { enabled: true as const, ...r } : { enabled: true as const, pass: false as const },
           )
         : pulumi.output({ enabled: false as const }),
+      kiloConfig: kiloHost.kiloConfig,
     };
   }
   return { settings, hosts, outputs };

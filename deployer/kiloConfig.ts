@@ -2,8 +2,16 @@
  * Renders the kilo.jsonc kilo-fleet manages: a pure function of the settings and the host, in the
  * shape of the Codex Pooler docs' example (shared/codex-pooler-kilo.md, point 3), with stable key order.
  */
-import { type KeyPath, mergeKiloConfig } from "../common/kiloConfigMerge";
-import type { ResolvedHost, Settings } from "./settings";
+import { managedKeyPaths, mergeKiloConfig } from "../common/kiloConfigMerge";
+
+export { managedKeyPaths };
+import type { Settings } from "./settings";
+
+/** The settings kilo.jsonc is rendered from (a stack's `Settings` and a `HostSpec` both have them). */
+export type KiloConfigSettings = Pick<
+  Settings,
+  "apiKeyEnvVar" | "poolerBaseUrl" | "models" | "providerId" | "compactionThresholdPercent" | "permission" | "kiloSettings"
+>;
 
 // The kilo SDK is an ES module; this CommonJS project only borrows its types.
 type Config = import("@kilocode/sdk/v2", { with: { "resolution-mode": "import" }}).Config;
@@ -15,7 +23,10 @@ export const KILO_CONFIG_SCHEMA_URL = "https://app.kilo.ai/config.json";
 export type KiloConfig = Config & Record<string, unknown>;
 
 /** The kilo.jsonc content kilo-fleet manages for one host. */
-export function renderKiloConfig(settings: Settings, host: ResolvedHost): KiloConfig {
+export function renderKiloConfig(
+  settings: KiloConfigSettings,
+  host: { model: string; kiloVersion: string },
+): KiloConfig {
   const providerConfig: ProviderConfig = {
     options: {
       apiKey: `{env:${settings.apiKeyEnvVar}}`,
@@ -40,20 +51,6 @@ export function renderKiloConfig(settings: Settings, host: ResolvedHost): KiloCo
     config[key] = structuredClone(settings.kiloSettings[key]);
   }
   return config;
-}
-
-/**
- * The key paths kilo-fleet owns in a rendered config. Under `provider` it owns only its own provider
- * entry, so other providers a user keeps in the file are left alone.
- */
-export function managedKeyPaths(config: KiloConfig): KeyPath[] {
-  const paths: KeyPath[] = [];
-  for (const key of Object.keys(config)) {
-    if (key === "provider") {
-      for (const id of Object.keys(config.provider ?? {})) paths.push(["provider", id]);
-    } else paths.push([key]);
-  }
-  return paths;
 }
 
 /** The full kilo.jsonc text of a fresh file: header comment, then the config. */

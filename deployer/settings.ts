@@ -7,7 +7,10 @@
  * are reported at once.
  */
 import { z } from "zod";
+import { SHELL_RC_FILES, type ShellName } from "../common/shells";
 import { checkPoolerBaseUrl } from "./poolerUrl";
+
+export { SHELL_RC_FILES, type ShellName };
 
 export const CONFIG_NAMESPACE = "kilo-fleet";
 
@@ -33,14 +36,6 @@ export const MANAGED_TOP_LEVEL_KEYS = [
   "permission",
 ] as const;
 
-/** Shells whose startup file gets the managed block, and the file each one means. */
-export const SHELL_RC_FILES = {
-  bash: ".bashrc",
-  zsh: ".zshrc",
-  sh: ".profile",
-  fish: ".config/fish/conf.d/kilo-fleet.fish",
-} as const;
-export type ShellName = keyof typeof SHELL_RC_FILES;
 
 const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
@@ -125,7 +120,7 @@ const sshTarget = z
   .min(1, { message: "is required" })
   .refine((s) => noControlChars(s) && !/\s/.test(s), { message: "must not contain whitespace or control characters" });
 
-const hostOverrides = {
+export const hostOverrides = {
   /** Overrides `kiloVersion` for this host. */
   kiloVersion: kiloVersion.optional(),
   /** Overrides `model` for this host (must be a key of `models`). */
@@ -134,7 +129,7 @@ const hostOverrides = {
   shells: z.array(shellName).min(1, { message: "must list at least one shell" }).optional(),
 };
 
-const sshConnection = z.strictObject({
+export const sshConnection = z.strictObject({
   host: sshTarget,
   user: sshTarget,
   port: z
@@ -486,7 +481,7 @@ export function parseSettings(raw: Record<string, unknown>): ParseResult {
     );
   }
   const pooler = new URL(settings.poolerBaseUrl);
-  if (pooler.protocol === "http:" && !isLoopback(pooler.hostname)) {
+  if (pooler.protocol === "http:" && !isLoopbackHost(pooler.hostname)) {
     warnings.push(
       `${CONFIG_NAMESPACE}:poolerBaseUrl: plain http to ${pooler.hostname}: the API key crosses the network unencrypted (use https for a deployed pooler)`,
     );
@@ -501,7 +496,7 @@ export function parseSettings(raw: Record<string, unknown>): ParseResult {
   return { ok: true, settings, warnings };
 }
 
-function isLoopback(hostname: string): boolean {
+export function isLoopbackHost(hostname: string): boolean {
   return hostname === "localhost" || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 

@@ -16,13 +16,17 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { configScript, envScript, installScript, preflightScript } from "../deployer/hostScripts";
+import { type HostSpec, hostSpec } from "../deployer/hostSpec";
+import { hostStepCommands } from "../deployer/hostSteps";
+import { hostToolArtifact } from "../deployer/hostTool";
 import { parseSettings, type ResolvedHost, resolveHost, type Settings } from "../deployer/settings";
 import { ensureKilo } from "./kilo";
 
 export interface Built {
   settings: Settings;
   host: ResolvedHost;
+  /** The host's resolved spec, as the component gets it. */
+  spec: HostSpec;
 }
 
 /** Settings as a stack would give them (`kilo-fleet:` keys), resolved for the first host. */
@@ -33,17 +37,16 @@ export function buildSettings(extra: Record<string, unknown> = {}, hostExtra: Re
     ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [`kilo-fleet:${k}`, v])),
   });
   if (!r.ok) throw new Error(r.errors.map((e) => `${e.key}: ${e.message}`).join("\n"));
-  return { settings: r.settings, host: resolveHost(r.settings, r.settings.hosts[0]) };
+  const h = r.settings.hosts[0];
+  return { settings: r.settings, host: resolveHost(r.settings, h), spec: hostSpec(r.settings, h) };
 }
 
-/** The four deploy steps' scripts for built settings, as the component builds them. */
-export function deployScripts({ settings, host }: Built) {
-  return {
-    preflight: preflightScript(settings, host),
-    install: installScript(settings, host),
-    config: configScript(settings, host),
-    env: envScript(settings, host),
-  };
+/**
+ * The steps' commands for built settings, exactly as the component builds them for a local host (`kind`
+ * "ssh": as for an SSH host, whose tool step does not copy the file: see `shipToolOverSsh`).
+ */
+export function deployScripts(b: Built, kind: "local" | "ssh" = "local") {
+  return hostStepCommands(b.host.name, b.spec, hostToolArtifact(), kind);
 }
 
 /** Files other programs write into HOME when the shells and kilo start (not kilo-fleet's, not the user's). */

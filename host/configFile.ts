@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
 import { type KeyPath, KiloConfigParseError, mergeKiloConfig, stripKiloConfig, valueAt } from "../common/kiloConfigMerge";
+import type { ConfigResult, DeleteResult } from "../common/result";
 import { ensureWritableDir, HostError, readIfExists, readJson, removeFile, writeFileAtomic, writeJson } from "./fsUtil";
 
 export interface ConfigState {
@@ -63,8 +64,8 @@ export function overridingFiles(p: ConfigPaths): string[] {
 }
 
 /** One warning line per file and managed key that a file kilo applies over kilo.jsonc sets. */
-export function overrideWarnings(p: ConfigPaths, paths: readonly KeyPath[]): string[] {
-  const lines: string[] = [];
+export function overrideWarnings(p: ConfigPaths, paths: readonly KeyPath[]): { file: string; line: string }[] {
+  const lines: { file: string; line: string }[] = [];
   for (const file of overridingFiles(p)) {
     let value: unknown;
     try {
@@ -75,16 +76,21 @@ export function overrideWarnings(p: ConfigPaths, paths: readonly KeyPath[]): str
     for (const kp of paths) {
       if (kp[0] === "$schema") continue;
       if (valueAt(value, kp) !== undefined) {
-        lines.push(
-          `kilo-fleet: warning: ${file} sets "${kp.join(".")}", and kilo applies that file over kilo.jsonc, so kilo-fleet's value is ignored`,
-        );
+        lines.push({
+          file,
+          line: `kilo-fleet: warning: ${file} sets "${kp.join(".")}", and kilo applies that file over kilo.jsonc, so kilo-fleet's value is ignored`,
+        });
       }
     }
   }
   return lines;
 }
 
-export function configApply(p: ConfigPaths, managed: Record<string, unknown>, paths: KeyPath[]): string[] {
+export function configApply(
+  p: ConfigPaths,
+  managed: Record<string, unknown>,
+  paths: KeyPath[],
+): { lines: string[]; result: ConfigResult } {
   const state = readJson<ConfigState>(stateFile(p));
   const existing = readIfExists(p.configFile);
   const merged = onText(p.configFile, () => mergeKiloConfig(existing, managed, paths, state?.paths ?? []));
@@ -109,15 +115,26 @@ export function configApply(p: ConfigPaths, managed: Record<string, unknown>, pa
   const changed = merged !== existing;
   if (changed) writeFileAtomic(p.configFile, merged);
   writeJson(stateFile(p), { paths, createdFile, backup } satisfies ConfigState);
-  return [
-    ...overrideWarnings(p, paths),
-    `kilo-fleet: ${p.configFile} ${changed ? (existing === undefined ? "created" : "updated") : "already up to date"} (kilo-fleet manages: ${paths.map((k) => k.join(".")).join(", ")})`,
-  ];
+  const warnings = overrideWarnings(p, paths);
+  const status = changed ? (existing === undefined ? "created" : "updated") : "unchanged";
+  return {
+    lines: [
+      ...warnings.map((w) => w.line),
+      `kilo-fleet: ${p.configFile} ${status === "unchanged" ? "already up to date" : status} (kilo-fleet manages: ${paths.map((k) => k.join(".")).join(", ")})`,
+    ],
+    result: { step: "config", configPath: p.configFile, status, overriddenBy: [...new Set(warnings.map((w) => w.file))] },
+  };
 }
 
-export function configDelete(p: ConfigPaths, paths: KeyPath[]): string[] {
+/** Strips the recorded keys (the delete takes no settings: what kilo-fleet wrote is in its state). */
+export function configDelete(p: ConfigPaths): { lines: string[]; result: DeleteResult } {
+  const lines = configDeleteLines(p);
+  return { lines, result: { step: "config-delete", outcome: lines.map((l) => l.replace(/^kilo-fleet: /, "")).join("; ") } };
+}
+
+function configDeleteLines(p: ConfigPaths): string[] {
   const state = readJson<ConfigState>(stateFile(p));
-  const all = [...new Map([...(state?.paths ?? []), ...paths].map((k) => [JSON.stringify(k), k])).values()];
+  const all = state?.paths ?? [];
   const existing = readIfExists(p.configFile);
   const out: string[] = [];
   const backupText = state?.backup ? readIfExists(p.backupFile) : undefined;

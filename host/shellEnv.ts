@@ -4,6 +4,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import type { DeleteResult, EnvResult } from "../common/result";
 import { envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "./envFile";
 import {
   crashPoint,
@@ -65,7 +66,10 @@ function tilde(p: EnvPaths, file: string): string {
   return file.startsWith(`${p.home}/`) ? `~${file.slice(p.home.length)}` : file;
 }
 
-export function envApply(p: EnvPaths, opts: { apiKeyEnvVar: string; pinned: boolean; shells: string }): string {
+export function envApply(
+  p: EnvPaths,
+  opts: { apiKeyEnvVar: string; pinned: boolean; shells: string },
+): { lines: string[]; result: EnvResult } {
   // Validate everything before touching a file.
   const key = wrap(() => parseKeyFromStdin(readStdin()));
   const shells = resolveShells(p, opts.shells);
@@ -82,7 +86,9 @@ export function envApply(p: EnvPaths, opts: { apiKeyEnvVar: string; pinned: bool
   }
 
   const vars = envVars(opts.apiKeyEnvVar, key, opts.pinned);
-  writeFileAtomic(p.envFile, renderShEnvFile(vars), 0o600);
+  const envText = renderShEnvFile(vars);
+  const envChanged = readIfExists(p.envFile) !== envText;
+  writeFileAtomic(p.envFile, envText, 0o600);
   if (shells.includes("fish")) writeFileAtomic(p.fishEnvFile, renderFishEnvFile(vars), 0o600);
   else removeFile(p.fishEnvFile);
 
@@ -128,7 +134,17 @@ export function envApply(p: EnvPaths, opts: { apiKeyEnvVar: string; pinned: bool
     } else report.push(`${shell} ${tilde(p, file)} (${before === undefined ? "created" : "updated"})`);
   }
   writeJson(stateFile(p), state);
-  return `kilo-fleet: ${opts.apiKeyEnvVar} written to ${tilde(p, p.envFile)} (mode 0600); shell blocks: ${report.join(", ")}`;
+  return {
+    lines: [
+      `kilo-fleet: ${opts.apiKeyEnvVar} written to ${tilde(p, p.envFile)} (mode 0600); shell blocks: ${report.join(", ")}`,
+    ],
+    result: {
+      step: "env",
+      envFilePath: tilde(p, p.envFile),
+      rcFiles: shells.map((s) => tilde(p, rcPath(p, s))),
+      changed: envChanged,
+    },
+  };
 }
 
 /** All of stdin (the key): read here, never from argv or the environment. */
@@ -154,7 +170,7 @@ function readStdin(): string {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-export function envDelete(p: EnvPaths): string {
+export function envDelete(p: EnvPaths): { lines: string[]; result: DeleteResult } {
   const state: ShellState = readJson<ShellState>(stateFile(p)) ?? { rc: {} };
   const report: string[] = [];
   const files = new Set([...Object.keys(p.rcFiles).map((s) => rcPath(p, s)), ...Object.keys(state.rc)]);
@@ -173,7 +189,8 @@ export function envDelete(p: EnvPaths): string {
     crashPoint();
   }
   removeFile(stateFile(p));
-  return `kilo-fleet: removed ${removed.length > 0 ? removed.join(", ") : "no env file"}; blocks removed from ${report.length > 0 ? report.join(", ") : "no startup file"}`;
+  const outcome = `removed ${removed.length > 0 ? removed.join(", ") : "no env file"}; blocks removed from ${report.length > 0 ? report.join(", ") : "no startup file"}`;
+  return { lines: [`kilo-fleet: ${outcome}`], result: { step: "env-delete", outcome } };
 }
 
 function wrap<T>(f: () => T): T {

@@ -1,122 +1,140 @@
 /**
- * kilo-fleet's host tool: the file work of the host scripts, bundled by esbuild into one CommonJS file
- * that each script writes to a temp dir and runs with the host's node (see hostScripts/tool.ts).
+ * kilo-fleet's host tool: everything a step does on a host. Bundled by esbuild into one CommonJS file
+ * behind a POSIX sh header (header.sh: finds node), shipped once per host to
+ * `~/.local/share/kilo-fleet/tool-<sha256 prefix>.cjs`, and run by every step as
  *
- *   node tool.cjs <command> name=value ...
+ *   /bin/sh <tool> <subcommand> '<json>'
  *
- * Commands: config-apply, config-delete, env-apply (the key on stdin), env-delete, record-dir,
- * install-state, install-state-get. Every failure is one `kilo-fleet: ...` line on stderr and exit 1. Nothing here prints the key.
- * Each command runs holding the HOME's lock (`$HOME/.kilo-fleet.lock`, lock.ts), so two deploys of one
- * host never interleave their read-modify-writes.
+ * (common/stepArgs.ts: one JSON argument of the step's own settings). Every subcommand prints lines for
+ * people, then one `kilo-fleet-result {json}` line (common/result.ts); a failure is one `kilo-fleet: …`
+ * line on stderr (the smoke check's: `smoke check failed on <host>: …`) and exit 1. Nothing here prints
+ * the key. Every subcommand but the smoke check runs holding the HOME's lock (lock.ts), so two deploys of
+ * one host never interleave their read-modify-writes; the smoke check only reads what they wrote.
  */
-import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { KeyPath } from "../common/kiloConfigMerge";
+import { managedKeyPaths } from "../common/kiloConfigMerge";
+import { type HostLayout, hostLayout } from "../common/hostPaths";
+import { formatResult, type StepResult } from "../common/result";
+import { SHELL_RC_FILES } from "../common/shells";
+import { decodeStepArg, type StepArgs, SUBCOMMANDS, type Subcommand } from "../common/stepArgs";
 import { configApply, configDelete } from "./configFile";
-import { cleanupDirs, HostError, mkdirsRecorded, recordDirs, removeFile, writeFileAtomic } from "./fsUtil";
+import { cleanupDirs, HostError } from "./fsUtil";
+import { installApply, installDelete } from "./install";
 import { withHostLock } from "./lock";
 import { envApply, envDelete } from "./shellEnv";
+import { runSmokeCheck } from "./smoke";
 
-/**
- * Arguments are `name=value` words, not `--name value`: node scans its whole argv for some options of
- * its own (node 20 reads `--env-file` even after the script name).
- */
-function options(argv: string[]): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const a of argv) {
-    const eq = a.indexOf("=");
-    if (eq <= 0) throw new HostError(`tool: bad argument ${JSON.stringify(a.slice(0, 40))}`);
-    m.set(a.slice(0, eq), a.slice(eq + 1));
-  }
-  return m;
+/** What a subcommand printed: lines for people (warnings go to stderr), then its result. */
+export interface StepOutput {
+  lines: string[];
+  result: StepResult;
 }
 
-function run(argv: string[]): string[] {
-  const [command, ...rest] = argv;
-  const o = options(rest);
-  const get = (k: string): string => {
-    const v = o.get(k);
-    if (v === undefined) throw new HostError(`tool ${command}: ${k}= is required`);
-    return v;
+function configPaths(layout: HostLayout) {
+  return {
+    home: layout.home,
+    configFile: layout.configFile,
+    backupFile: layout.backupFile,
+    stateDir: layout.stateDir,
+    systemDir: process.env.KILO_FLEET_TEST_SYSTEM_DIR || "/etc/kilo",
   };
-  const abs = (k: string) => path.resolve(get(k));
-  switch (command) {
-    case "config-apply":
+}
+
+function envPaths(layout: HostLayout) {
+  return {
+    home: layout.home,
+    configDir: layout.configDir,
+    envFile: layout.envFile,
+    fishEnvFile: layout.fishEnvFile,
+    binDir: layout.binDir,
+    stateDir: layout.stateDir,
+    rcFiles: SHELL_RC_FILES,
+  };
+}
+
+/** The locked subcommands: file work on HOME. */
+function runLocked<S extends Exclude<Subcommand, "smoke">>(sub: S, args: StepArgs[S], layout: HostLayout): StepOutput {
+  switch (sub) {
+    case "install":
+      return installApply(layout, args as StepArgs["install"]);
+    case "install-delete": {
+      const out = installDelete(layout);
+      cleanupDirs(layout.stateDir);
+      return out;
+    }
+    case "config-apply": {
+      const managed = (args as StepArgs["config-apply"]).managed;
+      return configApply(configPaths(layout), managed, managedKeyPaths(managed));
+    }
     case "config-delete": {
-      const p = {
-        home: abs("home"),
-        configFile: abs("config-file"),
-        backupFile: abs("backup-file"),
-        stateDir: abs("state-dir"),
-        systemDir: o.get("system-dir") ?? "/etc/kilo",
-      };
-      const paths = JSON.parse(get("paths")) as KeyPath[];
-      if (command === "config-delete") {
-        const out = configDelete(p, paths);
-        cleanupDirs(p.stateDir);
-        return out;
-      }
-      return configApply(p, JSON.parse(get("managed")) as Record<string, unknown>, paths);
+      const out = configDelete(configPaths(layout));
+      cleanupDirs(layout.stateDir);
+      return out;
     }
-    case "env-apply":
+    case "env-apply": {
+      const a = args as StepArgs["env-apply"];
+      return envApply(envPaths(layout), {
+        apiKeyEnvVar: a.var,
+        pinned: a.pinned,
+        shells: a.shells === "default" ? "default" : a.shells.join(","),
+      });
+    }
     case "env-delete": {
-      const p = {
-        home: abs("home"),
-        configDir: abs("config-dir"),
-        envFile: abs("env-file"),
-        fishEnvFile: abs("fish-env-file"),
-        binDir: abs("bin-dir"),
-        stateDir: abs("state-dir"),
-        rcFiles: JSON.parse(get("rc-files")) as Record<string, string>,
-      };
-      if (command === "env-delete") {
-        const out = envDelete(p);
-        cleanupDirs(p.stateDir);
-        return [out];
-      }
-      return [envApply(p, { apiKeyEnvVar: get("var"), pinned: get("pinned") === "1", shells: get("shells") })];
-    }
-    case "record-dir": {
-      // A directory npm created for the install step: the last delete removes it when empty.
-      recordDirs(abs("state-dir"), [abs("dir")]);
-      return [];
-    }
-    case "install-state": {
-      const file = path.join(abs("state-dir"), "install");
-      const value = get("set");
-      if (value === "forget") {
-        removeFile(file);
-        cleanupDirs(abs("state-dir"));
-      } else {
-        mkdirsRecorded(abs("state-dir"), abs("state-dir"));
-        writeFileAtomic(file, `${value}\n`, 0o600);
-      }
-      return [];
-    }
-    case "install-state-get": {
-      const file = path.join(abs("state-dir"), "install");
-      return fs.existsSync(file) ? [fs.readFileSync(file, "utf8").trim()] : [];
+      const out = envDelete(envPaths(layout));
+      cleanupDirs(layout.stateDir);
+      return out;
     }
     default:
-      throw new HostError(`tool: unknown command ${command}`);
+      throw new HostError(`unknown subcommand ${sub}`);
   }
 }
 
-/** The HOME whose lock the run takes: the `home=` argument, else the process's HOME. */
-function lockHome(argv: string[]): string {
-  const arg = argv.find((a) => a.startsWith("home="));
-  return path.resolve(arg ? arg.slice("home=".length) : os.homedir());
+/** The subcommand and its decoded argument; one line naming what is wrong otherwise. */
+function parseArgv(argv: string[]): { sub: Subcommand; args: Record<string, unknown> } {
+  const [sub, text, ...extra] = argv;
+  if (!(SUBCOMMANDS as readonly string[]).includes(sub ?? "")) {
+    throw new HostError(`usage: sh <tool> <${SUBCOMMANDS.join("|")}> '<json>' (got ${JSON.stringify(sub ?? "")})`);
+  }
+  if (extra.length > 0) throw new HostError(`${sub}: takes one JSON argument, got ${argv.length - 1}`);
+  let args: unknown;
+  try {
+    args = decodeStepArg(text ?? "{}");
+  } catch {
+    throw new HostError(`${sub}: the argument is not valid JSON`);
+  }
+  if (args === null || typeof args !== "object" || Array.isArray(args)) {
+    throw new HostError(`${sub}: the argument must be a JSON object`);
+  }
+  return { sub: sub as Subcommand, args: args as Record<string, unknown> };
 }
 
-try {
-  // One run at a time per HOME (two stacks sharing a host): see lock.ts.
-  const argv = process.argv.slice(2);
-  for (const line of withHostLock(lockHome(argv), () => run(argv))) {
+function print(out: StepOutput): void {
+  for (const line of out.lines) {
     (line.startsWith("kilo-fleet: warning:") ? process.stderr : process.stdout).write(`${line}\n`);
   }
-} catch (e) {
-  const message = e instanceof HostError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`;
-  process.stderr.write(`kilo-fleet: ${message.replace(/\s*\n\s*/g, " ")}\n`);
-  process.exit(1);
+  process.stdout.write(`${formatResult(out.result)}\n`);
 }
+
+function failLine(e: unknown): string {
+  const message = e instanceof HostError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`;
+  return `kilo-fleet: ${message.replace(/\s*\n\s*/g, " ")}\n`;
+}
+
+async function main(): Promise<void> {
+  const { sub, args } = parseArgv(process.argv.slice(2));
+  const home = path.resolve(process.env.HOME || os.homedir());
+  const layout = hostLayout(process.env, home);
+  if (sub === "smoke") {
+    // Its own failure lines (`smoke check failed on <host>: …`) and exit code.
+    print(await runSmokeCheck(layout, args as unknown as StepArgs["smoke"]));
+    return;
+  }
+  // One run at a time per HOME (two stacks sharing a host): see lock.ts.
+  print(withHostLock(home, () => runLocked(sub, args as never, layout)));
+}
+
+main().catch((e) => {
+  process.stderr.write(failLine(e));
+  process.exit(1);
+});

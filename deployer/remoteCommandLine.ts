@@ -9,7 +9,8 @@
  * Decoding: `base64 -d` (GNU, BusyBox, macOS 13+), then `base64 -D` (older macOS), then
  * `openssl base64 -d -A`. stdin is untouched, so it still reaches the script.
  */
-import { MAX_SCRIPT_BYTES } from "./prelude";
+/** The largest script text a single argument can carry (Linux MAX_ARG_STRLEN is 128 KiB with the NUL). */
+export const MAX_SCRIPT_BYTES = 128 * 1024 - 1;
 
 export function remoteCommandLine(script: string): string {
   if (script.includes("\0")) throw new Error("kilo-fleet: a host script cannot contain a NUL byte");
