@@ -67,12 +67,23 @@ export function toolBundle(): string {
 let built: HostToolArtifact | undefined;
 
 /**
- * Builds the tool (once per process) and writes it to the build directory when it is not there yet
- * (temp file + rename: a concurrent build never sees half a file). `KILO_FLEET_BUILD_DIR` moves it.
+ * The tool this process deploys: built once per process (`KILO_FLEET_BUILD_DIR` moves the build dir).
+ * `useHostToolArtifact` replaces it, for tests that play a kilo-fleet upgrade between two deploys.
  */
 export function hostToolArtifact(): HostToolArtifact {
-  if (built) return built;
-  const text = toolHeader() + toolBundle();
+  built ??= writeHostToolArtifact(toolHeader() + toolBundle());
+  return built;
+}
+
+export function useHostToolArtifact(artifact: HostToolArtifact | undefined): void {
+  built = artifact;
+}
+
+/**
+ * Writes `text` to the build directory when it is not there yet (temp file + rename: a concurrent build
+ * never sees half a file) and describes it.
+ */
+export function writeHostToolArtifact(text: string): HostToolArtifact {
   const sha256 = createHash("sha256").update(text, "utf8").digest("hex");
   const id = sha256.slice(0, 16);
   const dir = process.env.KILO_FLEET_BUILD_DIR || path.join(ROOT, "build", "host-tool");
@@ -83,6 +94,5 @@ export function hostToolArtifact(): HostToolArtifact {
     writeFileSync(tmp, text, { mode: 0o644 });
     renameSync(tmp, file);
   }
-  built = { text, sha256, id, file, pathInHome: `${TOOL_DIR_IN_HOME}/${toolFileName(id)}` };
-  return built;
+  return { text, sha256, id, file, pathInHome: `${TOOL_DIR_IN_HOME}/${toolFileName(id)}` };
 }

@@ -95,8 +95,11 @@ export function deployingMock(
 ): {
   newResource: (args: pulumi.runtime.MockResourceArgs) => Promise<MockResult>;
   states: Deployed;
+  /** Runs the deletes of resources replaced create-before-delete; call once the program has run. */
+  finish: () => Promise<void>;
 } {
   const states: Deployed = new Map();
+  const pendingDeletes: { name: string; inputs: Record<string, unknown> }[] = [];
   const newResource = async (args: pulumi.runtime.MockResourceArgs): Promise<MockResult> => {
     if (args.type !== "command:local:Command") return defaultMockState(args);
     const inputs = unwrapSecrets(args.inputs) as Record<string, unknown>;
@@ -105,7 +108,8 @@ export function deployingMock(
     if (old) {
       if (isDeepStrictEqual(old.inputs, inputs)) op = undefined;
       else if (!isDeepStrictEqual(old.inputs.triggers, inputs.triggers)) {
-        await runner.run(args.name, "delete", old.inputs);
+        if (args.name.endsWith("-tool")) pendingDeletes.push({ name: args.name, inputs: old.inputs });
+        else await runner.run(args.name, "delete", old.inputs);
         op = "create";
       } else op = "update";
     }
@@ -113,5 +117,8 @@ export function deployingMock(
     states.set(args.name, { inputs, state });
     return { id: `${args.name}-id`, state };
   };
-  return { newResource, states };
+  const finish = async () => {
+    for (const d of pendingDeletes.splice(0)) await runner.run(d.name, "delete", d.inputs);
+  };
+  return { newResource, states, finish };
 }

@@ -17,7 +17,7 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type HostSpec, hostSpec } from "../deployer/hostSpec";
-import { hostStepCommands } from "../deployer/hostSteps";
+import { hostStepCommands, toolStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { parseSettings, type ResolvedHost, resolveHost, type Settings } from "../deployer/settings";
 import { ensureKilo } from "./kilo";
@@ -49,10 +49,18 @@ export function deployScripts(b: Built, kind: "local" | "ssh" = "local") {
   return hostStepCommands(b.host.name, b.spec, hostToolArtifact(), kind);
 }
 
+/** Puts the host tool into HOME the way a local host's tool step does (its create), so step commands run. */
+export function shipTool(env: NodeJS.ProcessEnv): Run {
+  const tool = hostToolArtifact();
+  const r = runLocal(toolStepCommands(tool.id, { kind: "local", source: tool.file }).create, env);
+  if (r.code !== 0) throw new Error(`shipping the host tool failed: ${r.stderr}`);
+  return r;
+}
+
 /** Files other programs write into HOME when the shells and kilo start (not kilo-fleet's, not the user's). */
 export function isForeignFile(rel: string): boolean {
   return (
-    /^(\.cache|\.local\/share|\.local\/state\/kilo)(\/|$)/.test(rel) ||
+    /^(\.cache|\.local\/share(?!\/kilo-fleet)|\.local\/state\/kilo)(\/|$)/.test(rel) ||
     rel === ".local/state" ||
     /(^|\/)\.(bash|zsh)_history$/.test(rel) ||
     rel === ".config/fish/fish_variables" ||
