@@ -14,6 +14,7 @@ import { createRequire } from "node:module";
 import { isDeepStrictEqual } from "node:util";
 import * as pulumi from "@pulumi/pulumi";
 import { vi } from "vitest";
+import { formatResult, type StepResult } from "../common/result";
 import { TEST_API_KEY, TEST_SSH_KEY } from "./fakeSecrets";
 
 const require = createRequire(import.meta.url);
@@ -140,17 +141,31 @@ export function defaultMockState(args: pulumi.runtime.MockResourceArgs): MockRes
   if (args.type === "command:local:Command" || args.type === "command:remote:Command") {
     const inputs = unwrapSecrets(args.inputs) as Record<string, unknown>;
     const role = args.name.slice(args.name.lastIndexOf("-") + 1);
-    const stdout: Record<string, string> = {
-      preflight: "kilo-fleet: node v20.20.2 at /usr/bin/node, npm 10.8.2 at /usr/bin/npm on mock",
+    const human: Record<string, string> = {
       install: `kilo-fleet: kilo ${MOCK_INSTALLED_VERSION} installed at /home/dev/.local/bin/kilo`,
       config: "kilo-fleet: /home/dev/.config/kilo/kilo.jsonc created (kilo-fleet manages: $schema, model)",
       env: "kilo-fleet: CODEX_POOLER_API_KEY written to ~/.config/kilo/codex-pooler.env (mode 0600); shell blocks: sh",
     };
+    const results: Record<string, StepResult> = {
+      tool: { step: "tool", path: "~/.local/share/kilo-fleet/tool-0123456789abcdef.cjs" },
+      install: {
+        step: "install",
+        kiloVersion: MOCK_INSTALLED_VERSION,
+        bin: "/home/dev/.local/bin/kilo",
+        method: "npm",
+        changed: true,
+      },
+      config: { step: "config", configPath: "/home/dev/.config/kilo/kilo.jsonc", status: "created", overriddenBy: [] },
+      env: { step: "env", envFilePath: "~/.config/kilo/codex-pooler.env", rcFiles: ["~/.profile"], changed: true },
+    };
     if (role === "smoke") {
       const triggers = Array.isArray(inputs.triggers) ? (inputs.triggers as unknown[]) : [];
       const kilo = String(triggers.find((t) => String(t).startsWith("kilo=")) ?? "kilo=0.0.0-mock").slice(5);
-      stdout.smoke = `kilo-fleet: smoke ok kilo=${kilo} seconds=12.3`;
+      results.smoke = { step: "smoke", pass: true, level: "kilo-run", kiloVersion: kilo, seconds: 12.3 };
     }
+    const stdout: Record<string, string> = Object.fromEntries(
+      Object.entries(results).map(([k, r]) => [k, [human[k], formatResult(r)].filter(Boolean).join("\n")]),
+    );
     state.stdout = stdout[role] ?? "";
     state.stderr = "";
   }
