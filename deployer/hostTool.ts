@@ -64,19 +64,21 @@ export function toolBundle(): string {
   return text.endsWith("\n") ? text : `${text}\n`;
 }
 
-let built: HostToolArtifact | undefined;
+/** Held process-wide (not per module instance: a test harness may load the program more than once). */
+const slot = globalThis as { [BUILT]?: HostToolArtifact };
+const BUILT = Symbol.for("kilo-fleet.hostToolArtifact");
 
 /**
  * The tool this process deploys: built once per process (`KILO_FLEET_BUILD_DIR` moves the build dir).
  * `useHostToolArtifact` replaces it, for tests that play a kilo-fleet upgrade between two deploys.
  */
 export function hostToolArtifact(): HostToolArtifact {
-  built ??= writeHostToolArtifact(toolHeader() + toolBundle());
-  return built;
+  slot[BUILT] ??= writeHostToolArtifact(toolHeader() + toolBundle());
+  return slot[BUILT];
 }
 
 export function useHostToolArtifact(artifact: HostToolArtifact | undefined): void {
-  built = artifact;
+  slot[BUILT] = artifact;
 }
 
 /**
