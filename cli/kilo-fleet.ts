@@ -4,17 +4,26 @@
  *
  *   npm run kilo-fleet -- validate [--stack NAME | --file PATH ...]
  *   npm run kilo-fleet -- render (--stack NAME | --file PATH) [--host NAME]
+ *   npm run kilo-fleet -- models --base-url URL [--key-env VAR] [--json] [--timeout SECONDS]
  *
- * Exit codes: 0 fine, 1 a stack is invalid or unreadable, 2 the command line is wrong.
+ * `models` is the one command that goes online: it asks a pool's `/v1/models` (no tokens spent) with
+ * the key from an environment variable, and prints the `kilo-fleet:models` settings for it.
+ *
+ * Exit codes: 0 fine, 1 a stack is invalid or unreadable (or the pool check failed), 2 the command line
+ * is wrong.
  */
 import { existsSync, readdirSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
+import { checkPoolerBaseUrl } from "../deployer/poolerUrl";
 import { formatErrors, parseSettings, resolveHost, type Settings, type SettingsError } from "../deployer/settings";
+import { checkPool } from "../host/poolCheck";
+import { kiloModelsFromPool, renderModelsJson, renderModelsYaml } from "./poolModels";
 import { loadProject, type Project, readStackConfig, StackFileError } from "./stackFile";
 
 const USAGE = `usage: kilo-fleet validate [--stack NAME | --file PATH ...]
-       kilo-fleet render (--stack NAME | --file PATH) [--host NAME]`;
+       kilo-fleet render (--stack NAME | --file PATH) [--host NAME]
+       kilo-fleet models --base-url URL [--key-env VAR] [--json] [--timeout SECONDS]`;
 
 /** The project this CLI belongs to: the directory above cli/. */
 const PROJECT_DIR = resolve(__dirname, "..");
@@ -139,13 +148,97 @@ function render(path: string, hostName: string | undefined, project: Project): n
   return 0;
 }
 
-function main(argv: string[]): number {
+interface ModelsArgs {
+  baseUrl: string;
+  keyEnv: string;
+  json: boolean;
+  timeoutMs: number;
+}
+
+function parseModelsArgs(rest: string[]): ModelsArgs {
+  let baseUrl: string | undefined;
+  let keyEnv = "CODEX_POOLER_API_KEY";
+  let json = false;
+  let timeoutMs = 10_000;
+  for (let i = 0; i < rest.length; i++) {
+    const [flag, inline] = rest[i].startsWith("--") ? rest[i].split(/=(.*)/s, 2) : [rest[i], undefined];
+    if (/^--(api-?)?key$/.test(flag)) {
+      // Never read the value, never echo it.
+      throw new UsageError(
+        `${flag} is refused: a key on the command line lands in shell history and in every user's process list (ps); export it in an environment variable and name that with --key-env VAR (default CODEX_POOLER_API_KEY)`,
+      );
+    }
+    if (flag === "--json") {
+      if (inline !== undefined) throw new UsageError("--json takes no value");
+      json = true;
+      continue;
+    }
+    if (!["--base-url", "--key-env", "--timeout"].includes(flag)) throw new UsageError(`unknown argument "${flag}"`);
+    const value = inline ?? rest[++i];
+    if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
+    if (flag === "--base-url") {
+      const problem = checkPoolerBaseUrl(value);
+      if (problem) throw new UsageError(`--base-url ${problem}`);
+      baseUrl = value;
+    } else if (flag === "--key-env") {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(value)) throw new UsageError(`--key-env "${value}" is not a variable name`);
+      keyEnv = value;
+    } else {
+      const seconds = Number(value);
+      if (!Number.isInteger(seconds) || seconds < 1 || seconds > 600) {
+        throw new UsageError("--timeout must be whole seconds, 1-600");
+      }
+      timeoutMs = seconds * 1000;
+    }
+  }
+  if (baseUrl === undefined) throw new UsageError("models needs --base-url (the pool's /v1 base)");
+  return { baseUrl, keyEnv, json, timeoutMs };
+}
+
+/** `kilo-fleet models`: the pool's models for this key, as stack settings. The key is never printed. */
+async function models(rest: string[]): Promise<number> {
+  const args = parseModelsArgs(rest);
+  const apiKey = process.env[args.keyEnv] ?? "";
+  if (apiKey === "") {
+    throw new UsageError(
+      `$${args.keyEnv} is not set: export the Pool API key in it (or name another variable with --key-env)`,
+    );
+  }
+  const result = await checkPool({
+    baseUrl: args.baseUrl,
+    apiKey,
+    timeoutMs: args.timeoutMs,
+    keySetting: `$${args.keyEnv}`,
+  });
+  if (!result.ok) {
+    process.stderr.write(`kilo-fleet models: ${result.reason}\n`);
+    return 1;
+  }
+  if (result.models.length === 0) {
+    process.stderr.write(
+      `kilo-fleet models: the pool at ${args.baseUrl} lists no model for this API key — allow models for it in the pool\n`,
+    );
+    return 1;
+  }
+  const block = kiloModelsFromPool(result.models);
+  for (const w of block.warnings) process.stderr.write(`kilo-fleet models: warning: ${w}\n`);
+  if (result.readiness === "unknown") {
+    process.stderr.write(
+      `kilo-fleet models: warning: no /readyz beside ${args.baseUrl} — is this a Codex Pooler (or does a proxy route /v1 only)?\n`,
+    );
+  }
+  process.stdout.write(args.json ? renderModelsJson(block) : renderModelsYaml(block, args.baseUrl.replace(/\/+$/, "")));
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
   if (argv[0] === "help" || argv[0] === "--help" || argv[0] === "-h") {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const project = loadProject(PROJECT_DIR);
   try {
+    if (argv[0] === "models") return await models(argv.slice(1));
+    const project = loadProject(PROJECT_DIR);
     const args = parseArgs(argv, project);
     return args.command === "validate" ? validate(args.files, project) : render(args.files[0], args.host, project);
   } catch (e) {
@@ -155,4 +248,6 @@ function main(argv: string[]): number {
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+void main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -1,8 +1,9 @@
 /**
  * A stand-in Codex Pooler for tests and for trying the dev stack on one machine (`npm run pooler:dev`).
  * It is NOT a pooler: it serves no model. It speaks the subset of the OpenAI chat-completions API that
- * kilo 7.7.7 uses, checks `Authorization: Bearer <key>`, and scripts exactly one conversation, the smoke
- * check's (shared/codex-pooler-kilo.md, point 10):
+ * kilo 7.7.7 uses, the parts of the real Codex Pooler's protocol (icoretech/codex-pooler 0.6.8) that
+ * kilo-fleet relies on, and scripts exactly one conversation, the smoke check's
+ * (shared/codex-pooler-kilo.md, point 10):
  *
  *   turn 1 (no tool result yet): stream a call of kilo's `write` tool, `{filePath: "<wd>/kilo-ok.txt",
  *          content: "kilo ok"}`, where <wd> is the `Working directory: <path>` kilo puts in its prompt
@@ -14,13 +15,32 @@
  *
  * Wire format (what kilo's ai-sdk client parses): `text/event-stream`, one `data: <json>\n\n` per
  * `chat.completion.chunk`, a role delta first, `delta.tool_calls` with the call's id and name first and
- * then its `arguments` in pieces, a chunk with `finish_reason` (`tool_calls` or `stop`), a usage chunk
- * (`choices: []`, since kilo asks for `stream_options.include_usage`), then `data: [DONE]`.
+ * then its `arguments` in pieces, a chunk with `finish_reason`, a usage chunk (`choices: []`, since kilo
+ * asks for `stream_options.include_usage`), then `data: [DONE]`. Like the real pooler, a stream ends with
+ * `finish_reason: "stop"` even after a tool call (`toolCallFinishReason: "tool_calls"` gives OpenAI's).
  *
- * Failure modes (`setMode`): `401` refuses every key; `500` answers with a server error; `slow` waits
- * `slowMs` before answering; `close` drops the connection mid-stream; `no-tool` replies `kilo ok` without
- * ever calling the tool (the "exit 0 proves nothing" case). A refused key's 401 message echoes the
- * presented key, like careless gateways do, so tests can prove kilo-fleet never prints it.
+ * The Codex Pooler protocol (what the real pooler's source does):
+ *   - `GET <prefix>/readyz` (no auth): 200 `{"status":"ready"}`, or 503 `{"status":"unavailable"}` while
+ *     not ready (`ready: false` / `setReady(false)`); `GET <prefix>/healthz`: 200 `{"status":"ok"}` while
+ *     the process is up (the real pooler's liveness probe does not look at readiness).
+ *   - Errors are `{"error": {"message", "type", "code", "param"}}`. 401 `api_key_missing` ("api key is
+ *     required": no key, or a key the pool does not know), 401 `api_key_disabled` (paused or revoked),
+ *     401 `api_key_expired`; 400 `invalid_model` ("model is not available for this pool", param `model`).
+ *   - 403 `model_not_allowed`, 503 `quota_exhausted` / `no_eligible_backend` and 429
+ *     `upstream_rate_limited` / `rate_limit_exceeded` come scrubbed: message "upstream request failed",
+ *     type `server_error`, no `param`; only `code` tells them apart.
+ *   - `GET <prefix>/v1/models` lists the models the presenting key may use, each with `id` and, when
+ *     known, `context_length` (95 % of the raw window: a 272000-token profile reports 258400).
+ * Keys: `keys` are active keys that may use every model of the pool; `apiKeys` gives keys a policy
+ * (status, allowed models). A pool failure (`failure` / `setFailure`) answers chat completions (and,
+ * with `on: "all"`, `/v1/models` too) with one of the scrubbed errors, as the real pooler does when it
+ * cannot route a request. `pathPrefix` mounts everything under a path (`http://host/pool/v1`).
+ *
+ * Legacy failure modes (`setMode`): `401` refuses every key the way a careless OpenAI-style gateway
+ * does (code `invalid_api_key`, the presented key echoed in the message); `500` answers with a server
+ * error; `slow` waits `slowMs` before answering; `close` drops the connection mid-stream; `no-tool`
+ * replies `kilo ok` without ever calling the tool (the "exit 0 proves nothing" case). `echoKey: true`
+ * makes an unknown key's 401 message echo the key too, so tests can prove kilo-fleet never prints it.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
@@ -29,16 +49,71 @@ export type FakePoolerMode = "ok" | "401" | "500" | "slow" | "close" | "no-tool"
 
 export const FAKE_POOLER_MODES: readonly FakePoolerMode[] = ["ok", "401", "500", "slow", "close", "no-tool"];
 
+/** A model of the pool: an id, and the effective context window `/v1/models` reports, when known. */
+export interface FakePoolModel {
+  id: string;
+  /** `context_length` in `/v1/models` (already the effective 95 %); omitted when undefined. */
+  contextLength?: number;
+}
+
+/** The `context_length` the real pooler reports for a raw window: 95 % of it (272000 → 258400). */
+export function effectiveContextLength(rawWindow: number): number {
+  return Math.floor((rawWindow * 95) / 100);
+}
+
+/** The model the stand-in lists when no `models` are given (it then accepts any model id in chat). */
+export const DEFAULT_POOL_MODEL: FakePoolModel = { id: "gpt-5.5", contextLength: effectiveContextLength(272_000) };
+
+export type FakeKeyStatus = "active" | "disabled" | "expired";
+
+/** One Pool API key's policy. */
+export interface FakeKeyPolicy {
+  /** Default `active`. `disabled` stands for paused or revoked. */
+  status?: FakeKeyStatus;
+  /** The model ids this key may use (default: every model of the pool). */
+  models?: readonly string[];
+}
+
+/** The scrubbed errors the real pooler sends when it cannot serve a request, by code. */
+export const POOL_FAILURES = {
+  quota_exhausted: 503,
+  no_eligible_backend: 503,
+  upstream_rate_limited: 429,
+  rate_limit_exceeded: 429,
+} as const;
+export type PoolFailureCode = keyof typeof POOL_FAILURES;
+
+export interface PoolFailure {
+  code: PoolFailureCode;
+  /** `chat` (default): chat completions only, as the real pooler; `all`: `/v1/models` too. */
+  on?: "chat" | "all";
+}
+
 export interface FakePoolerOptions {
   /** Port on 127.0.0.1; 0 or unset picks a free one. */
   port?: number;
-  /** The accepted API key(s). */
-  keys: string | readonly string[];
+  /** Active API key(s) that may use every model of the pool. */
+  keys?: string | readonly string[];
+  /** API keys with their own policy (status, allowed models); checked before `keys`. */
+  apiKeys?: Readonly<Record<string, FakeKeyPolicy>>;
   mode?: FakePoolerMode;
   /** The delay of `slow` mode, in ms (default 60 000). */
   slowMs?: number;
-  /** Model ids `/v1/models` lists and chat completions accept (default: any model, listing `gpt-5.5`). */
-  models?: readonly string[];
+  /**
+   * The pool's models: ids, or `{id, contextLength}`. Chat completions for another model get 400
+   * `invalid_model`. Default: any model is accepted, and `/v1/models` lists `gpt-5.5` (258400).
+   */
+  models?: readonly (string | FakePoolModel)[];
+  /** Whether `/readyz` says ready (default true). */
+  ready?: boolean;
+  /** A pool failure every (chat) request gets, until `setFailure(undefined)`. */
+  failure?: PoolFailure;
+  /** Mount the pooler under this path, e.g. `/pool` → `http://127.0.0.1:<port>/pool/v1`. */
+  pathPrefix?: string;
+  /** The finish_reason after a streamed tool call: `stop` (default, as the real pooler) or `tool_calls`. */
+  toolCallFinishReason?: "stop" | "tool_calls";
+  /** Echo an unknown key in its 401 message (a careless gateway), for secret-leak tests. */
+  echoKey?: boolean;
   /** Called for every request once it is answered (the dev CLI logs with it). */
   onRequest?: (entry: LoggedRequest) => void;
 }
@@ -53,11 +128,17 @@ export type PoolerReply =
   | "closed"
   | "not_found"
   | "bad_request"
-  | "aborted";
+  | "aborted"
+  | "invalid_model"
+  | "model_not_allowed"
+  | "pool_failure"
+  | "ready"
+  | "unready"
+  | "health";
 
 export interface LoggedRequest {
   method: string;
-  /** The request path, e.g. `/v1/chat/completions`. */
+  /** The request path, e.g. `/v1/chat/completions` (with the path prefix, if any). */
   path: string;
   /** The bearer token presented, if any (kept for assertions: which key did kilo send?). */
   key?: string;
@@ -65,6 +146,12 @@ export interface LoggedRequest {
   authorized: boolean;
   status: number;
   reply: PoolerReply;
+  /** The `error.code` of an error reply. */
+  code?: string;
+  /** Bytes of the request body received. */
+  requestBytes: number;
+  /** Bytes of the response body sent (so far, for a dropped stream). */
+  responseBytes: number;
   /** The parsed JSON body of a POST, if it was JSON. */
   body?: ChatRequest;
   /** The working directory found in the prompt, for chat completions. */
@@ -102,9 +189,15 @@ export interface FakePooler {
   /** The `/v1` base URL, e.g. `http://127.0.0.1:4000/v1` (what `poolerBaseUrl` is set to). */
   url: string;
   port: number;
-  /** Replaces the accepted keys (a key rotation). */
+  /** Replaces the active keys that may use every model (a key rotation). */
   setKeys(keys: string | readonly string[]): void;
+  /** Sets (or, with undefined, removes) one key's policy. */
+  setKeyPolicy(key: string, policy: FakeKeyPolicy | undefined): void;
   setMode(mode: FakePoolerMode, opts?: { slowMs?: number }): void;
+  /** What `/readyz` says. */
+  setReady(ready: boolean): void;
+  /** A pool failure for the requests that follow; undefined clears it. */
+  setFailure(failure: PoolFailure | undefined): void;
   /** Every request so far, in arrival order (a live array; tests may clear it with `length = 0`). */
   requests: LoggedRequest[];
   stop(): Promise<void>;
@@ -119,6 +212,11 @@ const STAND_IN_REPLY =
 /** OpenAI's error body shape. */
 export function openAiError(message: string, type: string, code: string | null, param: string | null = null) {
   return { error: { message, type, param, code } };
+}
+
+/** The real pooler's scrubbed error body (403/429/5xx): fixed message and type, only `code` differs. */
+export function scrubbedError(code: string) {
+  return { error: { message: "upstream request failed", type: "server_error", code } };
 }
 
 /** The text of a message's content (a string, or an array of `{type: "text", text}` parts). */
@@ -158,24 +256,65 @@ function pieces(s: string, n: number): string[] {
   return out;
 }
 
+function normalizeKeys(k: string | readonly string[] | undefined): Set<string> {
+  return new Set(k === undefined ? [] : typeof k === "string" ? [k] : k);
+}
+
+function normalizePrefix(prefix: string | undefined): string {
+  if (!prefix || prefix === "/") return "";
+  const p = prefix.startsWith("/") ? prefix : `/${prefix}`;
+  return p.replace(/\/+$/, "");
+}
+
 export async function startFakePooler(options: FakePoolerOptions): Promise<FakePooler> {
-  let keys = new Set(typeof options.keys === "string" ? [options.keys] : options.keys);
+  let keys = normalizeKeys(options.keys);
+  const policies = new Map<string, FakeKeyPolicy>(Object.entries(options.apiKeys ?? {}));
   let mode: FakePoolerMode = options.mode ?? "ok";
   let slowMs = options.slowMs ?? 60_000;
-  const models = options.models;
+  let ready = options.ready ?? true;
+  let failure = options.failure;
+  const prefix = normalizePrefix(options.pathPrefix);
+  const toolCallFinish = options.toolCallFinishReason ?? "stop";
+  /** undefined: an open pool (any model id is accepted; `/v1/models` lists the default model). */
+  const poolModels = options.models?.map((m) => (typeof m === "string" ? { id: m } : { ...m }));
   const requests: LoggedRequest[] = [];
   const started = Date.now();
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   let completionCount = 0;
 
-  const handle = (req: IncomingMessage, res: ServerResponse, raw: string) => {
+  /** The key's policy, or undefined for a key the pool does not know. */
+  const policyOf = (key: string): FakeKeyPolicy | undefined =>
+    policies.get(key) ?? (keys.has(key) ? { status: "active" } : undefined);
+  const inPool = (model: string) => poolModels === undefined || poolModels.some((m) => m.id === model);
+  const allowed = (policy: FakeKeyPolicy, model: string) =>
+    policy.models === undefined || policy.models.includes(model);
+  /** The models `/v1/models` lists for a key. */
+  const modelsFor = (policy: FakeKeyPolicy): FakePoolModel[] => {
+    if (poolModels) return poolModels.filter((m) => allowed(policy, m.id));
+    if (policy.models) return policy.models.map((id) => (id === DEFAULT_POOL_MODEL.id ? DEFAULT_POOL_MODEL : { id }));
+    return [DEFAULT_POOL_MODEL];
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse, raw: Buffer) => {
     const path = (req.url ?? "/").split("?")[0];
     const auth = req.headers.authorization;
     const key = auth?.startsWith("Bearer ") ? auth.slice("Bearer ".length) : undefined;
-    const authorized = mode !== "401" && key !== undefined && keys.has(key);
-    const entry: LoggedRequest = { method: req.method ?? "", path, authorized, status: 0, reply: "not_found", at: 0 };
+    const entry: LoggedRequest = {
+      method: req.method ?? "",
+      path,
+      authorized: false,
+      status: 0,
+      reply: "not_found",
+      requestBytes: raw.length,
+      responseBytes: 0,
+      at: 0,
+    };
     if (key !== undefined) entry.key = key;
+    const write = (chunk: string, cb?: () => void) => {
+      entry.responseBytes += Buffer.byteLength(chunk);
+      return cb ? res.write(chunk, cb) : res.write(chunk);
+    };
     const done = (status: number, reply: PoolerReply) => {
       entry.status = status;
       entry.reply = reply;
@@ -184,18 +323,31 @@ export async function startFakePooler(options: FakePoolerOptions): Promise<FakeP
       options.onRequest?.(entry);
     };
     const json = (status: number, body: unknown, reply: PoolerReply) => {
+      const text = JSON.stringify(body);
+      const code = (body as { error?: { code?: unknown } }).error?.code;
+      if (typeof code === "string") entry.code = code;
       res.writeHead(status, { "content-type": "application/json" });
-      res.end(JSON.stringify(body));
+      entry.responseBytes += Buffer.byteLength(text);
+      res.end(text);
       done(status, reply);
     };
 
-    const isChat = req.method === "POST" && path === "/v1/chat/completions";
-    const isModels = req.method === "GET" && path === "/v1/models";
+    const local = path === prefix || path.startsWith(`${prefix}/`) ? path.slice(prefix.length) : undefined;
+    if (req.method === "GET" && local === "/readyz") {
+      json(ready ? 200 : 503, { status: ready ? "ready" : "unavailable" }, ready ? "ready" : "unready");
+      return;
+    }
+    if (req.method === "GET" && local === "/healthz") {
+      json(200, { status: "ok" }, "health");
+      return;
+    }
+    const isChat = req.method === "POST" && local === "/v1/chat/completions";
+    const isModels = req.method === "GET" && local === "/v1/models";
     if (!isChat && !isModels) {
       json(
         404,
         openAiError(
-          `Unknown request URL: ${req.method} ${path}. This stand-in serves POST /v1/chat/completions and GET /v1/models.`,
+          `Unknown request URL: ${req.method} ${path}. This stand-in serves POST ${prefix}/v1/chat/completions, GET ${prefix}/v1/models, GET ${prefix}/readyz and GET ${prefix}/healthz.`,
           "invalid_request_error",
           "unknown_url",
         ),
@@ -203,7 +355,8 @@ export async function startFakePooler(options: FakePoolerOptions): Promise<FakeP
       );
       return;
     }
-    if (!authorized) {
+
+    if (mode === "401") {
       const message =
         key === undefined
           ? "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
@@ -211,11 +364,39 @@ export async function startFakePooler(options: FakePoolerOptions): Promise<FakeP
       json(401, openAiError(message, "invalid_request_error", "invalid_api_key"), "unauthorized");
       return;
     }
+    const policy = key === undefined ? undefined : policyOf(key);
+    if (!policy) {
+      const message = options.echoKey && key !== undefined ? `api key is required (got ${key})` : "api key is required";
+      json(401, openAiError(message, "invalid_request_error", "api_key_missing"), "unauthorized");
+      return;
+    }
+    if (policy.status === "disabled") {
+      json(401, openAiError("api key is disabled", "invalid_request_error", "api_key_disabled"), "unauthorized");
+      return;
+    }
+    if (policy.status === "expired") {
+      json(401, openAiError("api key is expired", "invalid_request_error", "api_key_expired"), "unauthorized");
+      return;
+    }
+    entry.authorized = true;
+
     if (isModels) {
-      const ids = models ?? ["gpt-5.5"];
+      if (failure?.on === "all") {
+        json(POOL_FAILURES[failure.code], scrubbedError(failure.code), "pool_failure");
+        return;
+      }
       json(
         200,
-        { object: "list", data: ids.map((id) => ({ id, object: "model", created: 0, owned_by: "codex-pooler" })) },
+        {
+          object: "list",
+          data: modelsFor(policy).map((m) => ({
+            id: m.id,
+            object: "model",
+            created: 0,
+            owned_by: "codex-pooler",
+            ...(m.contextLength !== undefined ? { context_length: m.contextLength } : {}),
+          })),
+        },
         "models",
       );
       return;
@@ -223,7 +404,7 @@ export async function startFakePooler(options: FakePoolerOptions): Promise<FakeP
 
     let body: ChatRequest;
     try {
-      body = JSON.parse(raw) as ChatRequest;
+      body = JSON.parse(raw.toString("utf8")) as ChatRequest;
       if (!body || typeof body !== "object" || !Array.isArray(body.messages)) throw new Error("no messages");
     } catch {
       json(
@@ -238,16 +419,21 @@ export async function startFakePooler(options: FakePoolerOptions): Promise<FakeP
       return;
     }
     entry.body = body;
-    if (models && !models.includes(String(body.model))) {
+    const requested = String(body.model);
+    if (!inPool(requested)) {
       json(
-        404,
-        openAiError(
-          `The model \`${String(body.model)}\` does not exist or you do not have access to it.`,
-          "invalid_request_error",
-          "model_not_found",
-        ),
-        "not_found",
+        400,
+        openAiError("model is not available for this pool", "invalid_request_error", "invalid_model", "model"),
+        "invalid_model",
       );
+      return;
+    }
+    if (!allowed(policy, requested)) {
+      json(403, scrubbedError("model_not_allowed"), "model_not_allowed");
+      return;
+    }
+    if (failure) {
+      json(POOL_FAILURES[failure.code], scrubbedError(failure.code), "pool_failure");
       return;
     }
     if (mode === "500") {
@@ -313,7 +499,7 @@ export async function startFakePooler(options: FakePoolerOptions): Promise<FakeP
             object: "chat.completion",
             created: Math.floor(Date.now() / 1000),
             model,
-            choices: [{ index: 0, message, finish_reason: toolCall ? "tool_calls" : "stop" }],
+            choices: [{ index: 0, message, finish_reason: toolCall ? toolCallFinish : "stop" }],
             usage,
           },
           toolCall ? "tool_call" : "text",
@@ -339,7 +525,7 @@ export async function startFakePooler(options: FakePoolerOptions): Promise<FakeP
         );
         for (const p of pieces(argText, 12))
           out.push(delta({ tool_calls: [{ index: 0, function: { arguments: p } }] }));
-        out.push(delta({}, "tool_calls"));
+        out.push(delta({}, toolCallFinish));
       } else {
         const words = (text ?? "").split(/(?<= )/);
         out.push(delta({ role: "assistant", content: "" }));
@@ -350,7 +536,7 @@ export async function startFakePooler(options: FakePoolerOptions): Promise<FakeP
       out.push("data: [DONE]\n\n");
       if (mode === "close") {
         // Half the stream, then the connection drops: no finish_reason, no [DONE].
-        res.write(out.slice(0, Math.max(1, Math.floor(out.length / 2))).join(""), () => {
+        write(out.slice(0, Math.max(1, Math.floor(out.length / 2))).join(""), () => {
           const timer = setTimeout(() => {
             timers.delete(timer);
             res.socket?.destroy();
@@ -360,7 +546,7 @@ export async function startFakePooler(options: FakePoolerOptions): Promise<FakeP
         done(200, "closed");
         return;
       }
-      for (const part of out) res.write(part);
+      for (const part of out) write(part);
       res.end();
       entry.toolCall = toolCall;
       if (text !== undefined) entry.text = text;
@@ -385,7 +571,7 @@ export async function startFakePooler(options: FakePoolerOptions): Promise<FakeP
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => handle(req, res, Buffer.concat(chunks).toString("utf8")));
+    req.on("end", () => handle(req, res, Buffer.concat(chunks)));
   });
   server.on("connection", (s) => {
     sockets.add(s);
@@ -401,15 +587,25 @@ export async function startFakePooler(options: FakePoolerOptions): Promise<FakeP
   const port = (server.address() as AddressInfo).port;
 
   return {
-    url: `http://127.0.0.1:${port}/v1`,
+    url: `http://127.0.0.1:${port}${prefix}/v1`,
     port,
     requests,
     setKeys(k) {
-      keys = new Set(typeof k === "string" ? [k] : k);
+      keys = normalizeKeys(k);
+    },
+    setKeyPolicy(key, policy) {
+      if (policy) policies.set(key, policy);
+      else policies.delete(key);
     },
     setMode(m, opts) {
       mode = m;
       if (opts?.slowMs !== undefined) slowMs = opts.slowMs;
+    },
+    setReady(r) {
+      ready = r;
+    },
+    setFailure(f) {
+      failure = f;
     },
     stop() {
       for (const t of timers) clearTimeout(t);

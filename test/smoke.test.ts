@@ -41,7 +41,8 @@ const roots: string[] = [];
 beforeAll(async () => {
   kilo = ensureKilo();
   [ok, slow, noTool] = await Promise.all([
-    startFakePooler({ keys: KEY }),
+    // echoKey: the wrong key's 401 echoes it (the real pooler does not), so the test can prove it goes nowhere.
+    startFakePooler({ keys: KEY, echoKey: true }),
     startFakePooler({ keys: KEY, mode: "slow", slowMs: 120_000 }),
     startFakePooler({ keys: KEY, mode: "no-tool" }),
   ]);
