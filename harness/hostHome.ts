@@ -93,8 +93,11 @@ export const USER_KILO_JSONC = `// my own kilo settings
 }
 `;
 
-/** A temp dir with `home/` (the user's files) and `tmp/` (TMPDIR for the scripts). */
-export function makeHome(opts: { files?: Record<string, string>; kilo?: boolean } = {}): {
+/**
+ * A temp dir with `home/` (the user's files) and `tmp/` (TMPDIR for the scripts). `tool` (default true):
+ * the host tool is already shipped into HOME, as the tool step leaves it, so step commands run.
+ */
+export function makeHome(opts: { files?: Record<string, string>; kilo?: boolean; tool?: boolean } = {}): {
   root: string;
   home: string;
   tmp: string;
@@ -115,6 +118,7 @@ export function makeHome(opts: { files?: Record<string, string>; kilo?: boolean 
     writeFileSync(join(home, rel), text);
   }
   if (opts.kilo) linkCachedKilo(home);
+  if (opts.tool ?? true) shipTool(scriptEnv(home, tmp));
   return { root, home, tmp };
 }
 
