@@ -62,18 +62,27 @@ function npmPath(): string {
   return npm;
 }
 
-/** Runs npm with a throw-away cache and no notifier; returns its exit status and combined log. */
-function npm(args: string[], registry: string | undefined, cache: string): { ok: boolean; log: string } {
+/**
+ * Runs `npm <command...> --cache <cache> <npm's quiet flags> [--registry R] <target>` (the package last, as
+ * a person types it); returns its exit status and combined log.
+ */
+function npm(
+  command: string[],
+  target: string,
+  registry: string | undefined,
+  cache: string,
+): { ok: boolean; log: string } {
   const r = spawnSync(
     npmPath(),
     [
-      ...args,
+      ...command,
       "--cache",
       cache,
       "--no-audit",
       "--no-fund",
       "--no-update-notifier",
       ...(registry ? ["--registry", registry] : []),
+      target,
     ],
     { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 * 1024 * 1024 },
   );
@@ -142,7 +151,7 @@ export function installApply(layout: HostLayout, args: InstallArgs): { lines: st
       path.join(prefix, "lib", "node_modules", "@kilocode"),
       path.join(prefix, "bin"),
     ].filter((d) => !fs.existsSync(d));
-    const r = npm(["install", "-g", "--prefix", prefix, "--ignore-scripts", spec], registry, cache);
+    const r = npm(["install", "-g", "--prefix", prefix, "--ignore-scripts"], spec, registry, cache);
     if (!r.ok) {
       for (const d of [...newDirs].reverse()) {
         try {
@@ -173,7 +182,8 @@ export function installDelete(layout: HostLayout): { lines: string[]; result: De
     if (fs.existsSync(path.join(layout.npmPrefix, "lib", "node_modules", KILO_PACKAGE))) {
       withTempDir((tmp) => {
         const r = npm(
-          ["uninstall", "-g", "--prefix", layout.npmPrefix, KILO_PACKAGE],
+          ["uninstall", "-g", "--prefix", layout.npmPrefix],
+          KILO_PACKAGE,
           undefined,
           path.join(tmp, "npm-cache"),
         );
