@@ -2,9 +2,16 @@
  * The offline kilo-fleet CLI: checks stack files and shows the kilo.jsonc a host would get, with the
  * same parser `pulumi up` uses, but no Pulumi engine and no secrets.
  *
- *   npm run kilo-fleet -- validate [--stack NAME | --file PATH ...]
+ *   npm run kilo-fleet -- validate [--stack NAME | --file PATH ...] [--lock PATH]
  *   npm run kilo-fleet -- render (--stack NAME | --file PATH) [--host NAME]
  *   npm run kilo-fleet -- models --base-url URL [--key-env VAR] [--json] [--timeout SECONDS]
+ *   npm run kilo-fleet -- lock [--stack NAME | --file PATH ...] [--registry URL] [--lock PATH]
+ *
+ * `lock` records, for every kilo version the stacks pin (fleet-wide and per host), each platform package's
+ * tarball and sha512 from the registry's metadata in stacks/kilo-fleet.lock.json (deployer/kiloLock.ts).
+ * With no --stack/--file it locks every stack and drops versions no stack pins any more; with some, it adds
+ * theirs and keeps the rest. The registry: --registry, else the one npmRegistry the stacks set, else npmjs.
+ * `validate` refuses a pinned version missing from the lock (`latest` is allowed, with a warning).
  *
  * `models` is the one command that goes online: it asks a pool's `/v1/models` (no tokens spent) with
  * the key from an environment variable, and prints the `kilo-fleet:models` settings for it.
@@ -19,11 +26,28 @@ import { checkPoolerBaseUrl } from "../deployer/poolerUrl";
 import { formatErrors, parseSettings, resolveHost, type Settings, type SettingsError } from "../deployer/settings";
 import { checkPool } from "../host/poolCheck";
 import { kiloModelsFromPool, renderModelsJson, renderModelsYaml } from "./poolModels";
+import {
+  DEFAULT_REGISTRY,
+  emptyLock,
+  fetchLockEntries,
+  type KiloLock,
+  LOCK_FILE_NAME,
+  LockError,
+  lockFilePath,
+  lockProblems,
+  mergeChecked,
+  onlyVersions,
+  pinnedVersions,
+  readLockFile,
+  writeLockFile,
+} from "../deployer/kiloLock";
 import { loadProject, type Project, readStackConfig, StackFileError } from "./stackFile";
 
 const USAGE = `usage: kilo-fleet validate [--stack NAME | --file PATH ...]
        kilo-fleet render (--stack NAME | --file PATH) [--host NAME]
-       kilo-fleet models --base-url URL [--key-env VAR] [--json] [--timeout SECONDS]`;
+       kilo-fleet models --base-url URL [--key-env VAR] [--json] [--timeout SECONDS]
+       kilo-fleet lock [--stack NAME | --file PATH ...] [--registry URL]
+       (validate and lock: --lock PATH for a lock file other than stacks/${LOCK_FILE_NAME})`;
 
 /** The project this CLI belongs to: the directory above cli/. */
 const PROJECT_DIR = resolve(__dirname, "..");
@@ -34,20 +58,33 @@ interface Args {
   command: string;
   files: string[];
   host?: string;
+  registry?: string;
+  lock?: string;
 }
 
 function parseArgs(argv: string[], project: Project): Args {
   const [command, ...rest] = argv;
   if (command === undefined) throw new UsageError("no command given");
-  if (command !== "validate" && command !== "render") throw new UsageError(`unknown command "${command}"`);
+  if (!["validate", "render", "lock"].includes(command)) throw new UsageError(`unknown command "${command}"`);
   const files: string[] = [];
   let host: string | undefined;
+  let registry: string | undefined;
+  let lock: string | undefined;
   for (let i = 0; i < rest.length; i++) {
     const [flag, inline] = rest[i].startsWith("--") ? rest[i].split(/=(.*)/s, 2) : [rest[i], undefined];
-    if (!["--stack", "--file", "--host"].includes(flag)) throw new UsageError(`unknown argument "${rest[i]}"`);
+    if (!["--stack", "--file", "--host", "--registry", "--lock"].includes(flag)) {
+      throw new UsageError(`unknown argument "${rest[i]}"`);
+    }
     const value = inline ?? rest[++i];
     if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
-    if (flag === "--host") {
+    if (flag === "--registry") {
+      if (command !== "lock") throw new UsageError("--registry is only for lock");
+      if (!/^https?:\/\/\S+$/.test(value)) throw new UsageError(`--registry must be an http(s) URL`);
+      registry = value;
+    } else if (flag === "--lock") {
+      if (command === "render") throw new UsageError("--lock is only for validate and lock");
+      lock = resolve(value);
+    } else if (flag === "--host") {
       if (command !== "render") throw new UsageError("--host is only for render");
       host = value;
     } else if (flag === "--stack") {
@@ -61,7 +98,7 @@ function parseArgs(argv: string[], project: Project): Args {
     }
   }
   if (command === "render" && files.length !== 1) throw new UsageError("render needs exactly one --stack or --file");
-  return { command, files, host };
+  return { command, files, host, registry, lock };
 }
 
 function display(path: string): string {
@@ -106,15 +143,36 @@ function load(path: string, project: Project): Loaded {
   return { ok: true, settings: result.settings, warnings };
 }
 
-function validate(files: string[], project: Project): number {
+/** The lock file (or its problem, as an error line for every stack). */
+function loadLock(lockPath: string): { lock?: KiloLock; error?: string } {
+  try {
+    return { lock: readLockFile(lockPath) };
+  } catch (e) {
+    if (e instanceof LockError) return { error: e.message };
+    throw e;
+  }
+}
+
+/** Adds an error for each pinned version the lock lacks. */
+function checkLock(loaded: Loaded, lockPath: string, lock: { lock?: KiloLock; error?: string }): Loaded {
+  if (!loaded.ok) return loaded;
+  const problems = lock.error
+    ? [lock.error]
+    : formatErrors(lockProblems(lock.lock, pinnedVersions(loaded.settings), display(lockPath))).split("\n");
+  const errors = problems.filter((l) => l !== "");
+  return errors.length === 0 ? loaded : { ok: false, errors, warnings: loaded.warnings };
+}
+
+function validate(files: string[], project: Project, lockPath: string): number {
   const targets = files.length > 0 ? files : allStackFiles(project);
   if (targets.length === 0) {
     process.stderr.write(`no stack files in ${display(project.stackConfigDir)}\n`);
     return 1;
   }
+  const lock = loadLock(lockPath);
   let failed = 0;
   for (const path of targets) {
-    const loaded = load(path, project);
+    const loaded = checkLock(load(path, project), lockPath, lock);
     for (const w of loaded.warnings) process.stderr.write(`${display(path)}: warning: ${w}\n`);
     if (loaded.ok) {
       const n = loaded.settings.hosts.length;
@@ -231,6 +289,72 @@ async function models(rest: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * `lock`: fetches each pinned version's platform entries and writes the lock. Exit 0 written (or already
+ * up to date), 1 a stack is invalid or the registry cannot be read (the lock file is then not touched).
+ */
+async function lock(files: string[], project: Project, lockPath: string, registryFlag?: string): Promise<number> {
+  const all = allStackFiles(project);
+  const targets = files.length > 0 ? files : all;
+  if (targets.length === 0) {
+    process.stderr.write(`no stack files in ${display(project.stackConfigDir)}\n`);
+    return 1;
+  }
+  const versions = new Set<string>();
+  const registries = new Set<string>();
+  let failed = 0;
+  for (const path of targets) {
+    const loaded = load(path, project);
+    if (!loaded.ok) {
+      failed++;
+      process.stderr.write(`${display(path)}: invalid, its versions are not locked\n`);
+      for (const line of loaded.errors) process.stderr.write(`  ${line}\n`);
+      continue;
+    }
+    for (const p of pinnedVersions(loaded.settings)) if (p.version !== "latest") versions.add(p.version);
+    if (loaded.settings.npmRegistry) registries.add(loaded.settings.npmRegistry);
+  }
+  if (failed > 0) return 1;
+  if (!registryFlag && registries.size > 1) {
+    throw new UsageError(
+      `the stacks use different npmRegistry values (${[...registries].join(", ")}); pick one with --registry`,
+    );
+  }
+  const registry = registryFlag ?? [...registries][0] ?? DEFAULT_REGISTRY;
+  let current: KiloLock;
+  try {
+    current = readLockFile(lockPath) ?? emptyLock();
+  } catch (e) {
+    if (!(e instanceof LockError)) throw e;
+    process.stderr.write(`kilo-fleet: ${e.message}\n`);
+    return 1;
+  }
+  // Every stack selected: versions no stack pins any more leave the lock.
+  let next = files.length > 0 ? current : onlyVersions(current, versions);
+  try {
+    for (const version of [...versions].sort()) {
+      const { entries, missing } = await fetchLockEntries(version, registry);
+      next = mergeChecked(next, version, entries);
+      process.stdout.write(
+        `kilo ${version}: ${Object.keys(entries).length} platform${Object.keys(entries).length === 1 ? "" : "s"} (${Object.keys(entries).join(", ")})\n`,
+      );
+      if (missing.length > 0) {
+        process.stderr.write(
+          `warning: kilo ${version}: ${registry} has no package for ${missing.join(", ")}; hosts of those platforms cannot install ${version} by package until it is locked\n`,
+        );
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof LockError)) throw e;
+    process.stderr.write(`kilo-fleet: ${e.message}; ${display(lockPath)} not changed\n`);
+    return 1;
+  }
+  writeLockFile(lockPath, next);
+  const n = Object.keys(next.kilo).length;
+  process.stdout.write(`${display(lockPath)}: ${n} kilo version${n === 1 ? "" : "s"} locked from ${registry}\n`);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === "help" || argv[0] === "--help" || argv[0] === "-h") {
     process.stdout.write(`${USAGE}\n`);
@@ -240,7 +364,11 @@ async function main(argv: string[]): Promise<number> {
     if (argv[0] === "models") return await models(argv.slice(1));
     const project = loadProject(PROJECT_DIR);
     const args = parseArgs(argv, project);
-    return args.command === "validate" ? validate(args.files, project) : render(args.files[0], args.host, project);
+    const lockPath = args.lock ?? lockFilePath(project.stackConfigDir);
+    if (args.command === "lock") return await lock(args.files, project, lockPath, args.registry);
+    return args.command === "validate"
+      ? validate(args.files, project, lockPath)
+      : render(args.files[0], args.host, project);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     process.stderr.write(`kilo-fleet: ${e.message}\n${USAGE}\n`);
@@ -248,6 +376,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-void main(process.argv.slice(2)).then((code) => {
-  process.exitCode = code;
-});
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`${(e as Error).stack ?? e}\n`);
+    process.exitCode = 1;
+  },
+);
