@@ -330,7 +330,8 @@ export function managedKeyPaths(config: Record<string, unknown>): KeyPath[] {
   const paths: KeyPath[] = [];
   for (const key of Object.keys(config)) {
     if (key === "provider") {
-      for (const id of Object.keys((config.provider as Record<string, unknown> | undefined) ?? {})) paths.push(["provider", id]);
+      for (const id of Object.keys((config.provider as Record<string, unknown> | undefined) ?? {}))
+        paths.push(["provider", id]);
     } else paths.push([key]);
   }
   return paths;

@@ -4,8 +4,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { hostSpec } from "./hostSpec";
-import { KiloHost, type SmokeOutput } from "./kiloHost";
 import type { KiloConfig } from "./kiloConfig";
+import { KiloHost, type SmokeOutput } from "./kiloHost";
 import { CONFIG_NAMESPACE, formatKeyPath, parseSettings, type Settings, type SettingsError } from "./settings";
 
 /** The config keys that hold secrets; they are read with `Config.getSecret`, never as plain config. */
@@ -126,7 +126,9 @@ export function deployFleet(
       {
         ...spec,
         apiKey,
-        ...(spec.ssh !== undefined && secrets.sshPrivateKey !== undefined ? { sshPrivateKey: secrets.sshPrivateKey } : {}),
+        ...(spec.ssh !== undefined && secrets.sshPrivateKey !== undefined
+          ? { sshPrivateKey: secrets.sshPrivateKey }
+          : {}),
       },
       opts,
     );

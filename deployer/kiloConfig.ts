@@ -5,12 +5,19 @@
 import { managedKeyPaths, mergeKiloConfig } from "../common/kiloConfigMerge";
 
 export { managedKeyPaths };
+
 import type { Settings } from "./settings";
 
 /** The settings kilo.jsonc is rendered from (a stack's `Settings` and a `HostSpec` both have them). */
 export type KiloConfigSettings = Pick<
   Settings,
-  "apiKeyEnvVar" | "poolerBaseUrl" | "models" | "providerId" | "compactionThresholdPercent" | "permission" | "kiloSettings"
+  | "apiKeyEnvVar"
+  | "poolerBaseUrl"
+  | "models"
+  | "providerId"
+  | "compactionThresholdPercent"
+  | "permission"
+  | "kiloSettings"
 >;
 
 // The kilo SDK is an ES module; this CommonJS project only borrows its types.

@@ -57,8 +57,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { DISPLAY_PATHS } from "../common/hostPaths";
 import { type InstallResult, parseResult, type SmokeResult, type StepName } from "../common/result";
 import { type HostSpec, type HostSpecSsh, parseHostArgs, specWarnings } from "./hostSpec";
-import { hostToolArtifact } from "./hostTool";
 import { hostStepCommands, type StepCommands } from "./hostSteps";
+import { hostToolArtifact } from "./hostTool";
 import type { KiloConfig } from "./kiloConfig";
 import type { ModelSettings, ShellName } from "./settings";
 
@@ -255,7 +255,9 @@ export class KiloHost extends pulumi.ComponentResource {
     this.steps = { tool: toolStepResource, toolCopy, install, config, env, smoke };
 
     this.kiloVersion = install.stdout.apply((out) => (resultOf(name, "install", out) as InstallResult).kiloVersion);
-    this.configPath = config.stdout.apply((out) => parseResult(out ?? "", "config")?.configPath ?? DISPLAY_PATHS.configFile);
+    this.configPath = config.stdout.apply(
+      (out) => parseResult(out ?? "", "config")?.configPath ?? DISPLAY_PATHS.configFile,
+    );
     // The env and smoke stdout are secret (the steps handle the key); only the parsed fields leave them.
     this.envFilePath = pulumi.unsecret(
       env.stdout.apply((out) => parseResult(out ?? "", "env")?.envFilePath ?? DISPLAY_PATHS.envFile),

@@ -5,7 +5,13 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
-import { type KeyPath, KiloConfigParseError, mergeKiloConfig, stripKiloConfig, valueAt } from "../common/kiloConfigMerge";
+import {
+  type KeyPath,
+  KiloConfigParseError,
+  mergeKiloConfig,
+  stripKiloConfig,
+  valueAt,
+} from "../common/kiloConfigMerge";
 import type { ConfigResult, DeleteResult } from "../common/result";
 import { ensureWritableDir, HostError, readIfExists, readJson, removeFile, writeFileAtomic, writeJson } from "./fsUtil";
 
@@ -122,14 +128,22 @@ export function configApply(
       ...warnings.map((w) => w.line),
       `kilo-fleet: ${p.configFile} ${status === "unchanged" ? "already up to date" : status} (kilo-fleet manages: ${paths.map((k) => k.join(".")).join(", ")})`,
     ],
-    result: { step: "config", configPath: p.configFile, status, overriddenBy: [...new Set(warnings.map((w) => w.file))] },
+    result: {
+      step: "config",
+      configPath: p.configFile,
+      status,
+      overriddenBy: [...new Set(warnings.map((w) => w.file))],
+    },
   };
 }
 
 /** Strips the recorded keys (the delete takes no settings: what kilo-fleet wrote is in its state). */
 export function configDelete(p: ConfigPaths): { lines: string[]; result: DeleteResult } {
   const lines = configDeleteLines(p);
-  return { lines, result: { step: "config-delete", outcome: lines.map((l) => l.replace(/^kilo-fleet: /, "")).join("; ") } };
+  return {
+    lines,
+    result: { step: "config-delete", outcome: lines.map((l) => l.replace(/^kilo-fleet: /, "")).join("; ") },
+  };
 }
 
 function configDeleteLines(p: ConfigPaths): string[] {

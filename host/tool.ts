@@ -13,8 +13,8 @@
  */
 import * as os from "node:os";
 import * as path from "node:path";
-import { managedKeyPaths } from "../common/kiloConfigMerge";
 import { type HostLayout, hostLayout } from "../common/hostPaths";
+import { managedKeyPaths } from "../common/kiloConfigMerge";
 import { formatResult, type StepResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import { decodeStepArg, type StepArgs, SUBCOMMANDS, type Subcommand } from "../common/stepArgs";
