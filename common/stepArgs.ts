@@ -44,6 +44,10 @@ export interface SmokeArgs {
   /** `<provider>/<model>` for `kilo run --model`. */
   model: string;
   timeoutSeconds: number;
+  /** `kilo-run`: the pool checks, then the seed's `kilo run`; `pool`: the pool checks only (no tokens). */
+  level: "kilo-run" | "pool";
+  /** The ids of `kilo-fleet:models` (what the key must be allowed to use) → their context/input limits. */
+  models: Record<string, { context?: number; input?: number }>;
 }
 
 /** Deletes take the host name only: what to remove comes from the host's own records. */

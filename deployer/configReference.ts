@@ -44,10 +44,13 @@ export const KEY_DOCS: Record<keyof typeof settingsSchema.shape, KeyDoc> = {
     type: "object",
     rule: "extra top-level kilo.jsonc keys (e.g. `share`), merged last; may not set a managed key",
   },
-  smokeCheck: { type: "`{enabled, timeoutSeconds}`", rule: "`timeoutSeconds` an integer 10–3600" },
+  smokeCheck: {
+    type: "`{enabled, timeoutSeconds, level}`",
+    rule: "`timeoutSeconds` an integer 10–3600; `level` `kilo-run` (the pool checks, then a real `kilo run`: ~2 requests, ~25k tokens) or `pool` (`/readyz` and `/v1/models` only, no tokens), also per host",
+  },
   npmRegistry: { type: "URL", rule: "http(s) registry mirror for the kilo install" },
   hosts: {
-    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?}}`, plus optional `kiloVersion`, `model`, `shells`",
+    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?}}`, plus optional `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`",
     rule: `non-empty; names unique \`[a-z0-9-]+\`; ssh needs host and user; port 1–65535; hostKey one \`ssh-keyscan\` line; shells from ${Object.keys(
       SHELL_RC_FILES,
     )

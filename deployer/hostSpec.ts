@@ -37,7 +37,7 @@ export interface HostSpec {
   compactionThresholdPercent: number | null;
   permission?: Record<string, unknown>;
   kiloSettings: Record<string, unknown>;
-  smokeCheck: { enabled: boolean; timeoutSeconds: number };
+  smokeCheck: { enabled: boolean; timeoutSeconds: number; level: "kilo-run" | "pool" };
   npmRegistry?: string;
   /** Explicit shells, or undefined for "those whose rc file exists, plus sh". */
   shells?: ShellName[];
@@ -57,7 +57,7 @@ export function hostSpec(settings: Settings, host: HostSettings): HostSpec {
     compactionThresholdPercent: settings.compactionThresholdPercent,
     ...(settings.permission !== undefined ? { permission: settings.permission } : {}),
     kiloSettings: settings.kiloSettings,
-    smokeCheck: settings.smokeCheck,
+    smokeCheck: { ...settings.smokeCheck, ...(host.smokeCheck?.level ? { level: host.smokeCheck.level } : {}) },
     ...(settings.npmRegistry !== undefined ? { npmRegistry: settings.npmRegistry } : {}),
     ...(host.shells !== undefined ? { shells: host.shells } : {}),
     ...(host.ssh !== undefined

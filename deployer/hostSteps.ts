@@ -45,7 +45,10 @@ export function toolCommand<S extends Subcommand>(id: string, sub: S, args: Step
  * by CopyToRemote after this step's create). The directories it makes are listed in `created-dirs` beside
  * the tool, deepest first, so the last delete removes exactly those (when empty).
  */
-export function toolStepCommands(id: string, target: { kind: "local"; source: string } | { kind: "ssh" }): StepCommands {
+export function toolStepCommands(
+  id: string,
+  target: { kind: "local"; source: string } | { kind: "ssh" },
+): StepCommands {
   const dir = `"$HOME/${TOOL_DIR_IN_HOME}"`;
   const file = toolFileName(id);
   const makeDirs = [
@@ -83,7 +86,7 @@ export function toolStepCommands(id: string, target: { kind: "local"; source: st
     'if [ -f "$d/created-dirs" ]; then',
     '  kf_new=$(cat "$d/created-dirs")',
     '  rm -f "$d/created-dirs"',
-    "  printf '%s\\n' \"$kf_new\" | while IFS= read -r kf_p; do [ -z \"$kf_p\" ] || rmdir \"$kf_p\" 2>/dev/null || :; done",
+    '  printf \'%s\\n\' "$kf_new" | while IFS= read -r kf_p; do [ -z "$kf_p" ] || rmdir "$kf_p" 2>/dev/null || :; done',
     "fi",
     "exit 0",
   ].join("\n");
@@ -150,6 +153,13 @@ export function hostStepCommands(
             var: spec.apiKeyEnvVar,
             model: `${spec.providerId}/${spec.model}`,
             timeoutSeconds: spec.smokeCheck.timeoutSeconds,
+            level: spec.smokeCheck.level,
+            models: Object.fromEntries(
+              Object.entries(spec.models).map(([id, m]) => [
+                id,
+                { context: m.limit.context, ...(m.limit.input !== undefined ? { input: m.limit.input } : {}) },
+              ]),
+            ),
           }),
         }
       : {}),

@@ -36,7 +36,6 @@ export const MANAGED_TOP_LEVEL_KEYS = [
   "permission",
 ] as const;
 
-
 const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
@@ -120,6 +119,9 @@ const sshTarget = z
   .min(1, { message: "is required" })
   .refine((s) => noControlChars(s) && !/\s/.test(s), { message: "must not contain whitespace or control characters" });
 
+/** How much the smoke check does: `kilo-run` (the pool checks, then the seed's `kilo run`) or `pool` (the pool checks only). */
+export const smokeCheckLevel = z.enum(["kilo-run", "pool"], { error: 'must be "kilo-run" or "pool"' });
+
 export const hostOverrides = {
   /** Overrides `kiloVersion` for this host. */
   kiloVersion: kiloVersion.optional(),
@@ -127,6 +129,8 @@ export const hostOverrides = {
   model: modelId.optional(),
   /** Shells whose startup files get the managed block; default: those whose rc file exists, plus sh. */
   shells: z.array(shellName).min(1, { message: "must list at least one shell" }).optional(),
+  /** Overrides `smokeCheck.level` for this host (e.g. the full `kilo-run` on a few canary hosts only). */
+  smokeCheck: z.strictObject({ level: smokeCheckLevel.optional() }).optional(),
 };
 
 export const sshConnection = z.strictObject({
@@ -246,8 +250,9 @@ export const settingsSchema = z.strictObject({
         .min(10, { message: "must be an integer 10-3600" })
         .max(3600, { message: "must be an integer 10-3600" })
         .default(180),
+      level: smokeCheckLevel.default("kilo-run"),
     })
-    .default(() => ({ enabled: true, timeoutSeconds: 180 })),
+    .default(() => ({ enabled: true, timeoutSeconds: 180, level: "kilo-run" as const })),
   npmRegistry: httpUrl.optional(),
   hosts: z
     .array(hostSchema)
@@ -393,7 +398,8 @@ function knownKeysAt(path: readonly PropertyKey[]): string[] {
   if (p.length === 0) return top;
   if (p[0] === "hosts" && p.length === 1) return ["name", "local", "ssh", ...Object.keys(hostOverrides)];
   if (p[0] === "hosts" && p[1] === "ssh") return ["host", "user", "port", "hostKey"];
-  if (p[0] === "smokeCheck") return ["enabled", "timeoutSeconds"];
+  if (p[0] === "smokeCheck") return ["enabled", "timeoutSeconds", "level"];
+  if (p[0] === "hosts" && p[1] === "smokeCheck") return ["level"];
   if (p[0] === "models" && p.length === 2) return Object.keys(SEED_MODEL);
   if (p[0] === "models" && p[2] === "limit") return ["context", "input", "output"];
   if (p[0] === "models" && p[2] === "modalities") return ["input", "output"];

@@ -44,7 +44,7 @@ describe("defaults", () => {
       models: { "gpt-5.5": SEED_MODEL },
       compactionThresholdPercent: 75,
       kiloSettings: {},
-      smokeCheck: { enabled: true, timeoutSeconds: 180 },
+      smokeCheck: { enabled: true, timeoutSeconds: 180, level: "kilo-run" },
       hosts: [{ name: "local", local: true }],
     });
   });
@@ -56,7 +56,11 @@ describe("defaults", () => {
   });
 
   it("fills smokeCheck fields missing from a partial object", () => {
-    expect(settingsOf({ smokeCheck: { enabled: false } }).smokeCheck).toEqual({ enabled: false, timeoutSeconds: 180 });
+    expect(settingsOf({ smokeCheck: { enabled: false } }).smokeCheck).toEqual({
+      enabled: false,
+      timeoutSeconds: 180,
+      level: "kilo-run",
+    });
   });
 
   it("ignores keys of other namespaces", () => {
