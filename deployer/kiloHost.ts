@@ -89,6 +89,12 @@ export interface KiloHostSmokeCheckArgs {
   enabled?: boolean;
   /** How long the smoke check may take, in seconds (10-3600). Default: 180. */
   timeoutSeconds?: number;
+  /**
+   * `kilo-run`: the pool checks (key, URL, models; no tokens), then the seed's tool-using `kilo run`
+   * (~30 KB to the pool). `pool`: the pool checks only — for all but a few canary hosts of a large fleet.
+   * Default: "kilo-run".
+   */
+  level?: "kilo-run" | "pool";
 }
 
 /**
@@ -142,7 +148,7 @@ export interface KiloHostArgs {
 }
 
 /** What a passing smoke check reported (a failing one fails the deploy instead). */
-export type SmokeOutput = Pick<SmokeResult, "pass" | "level" | "kiloVersion" | "seconds">;
+export type SmokeOutput = Pick<SmokeResult, "pass" | "level" | "kiloVersion" | "seconds" | "warnings">;
 
 type Step = command.local.Command | command.remote.Command;
 
@@ -266,7 +272,15 @@ export class KiloHost extends pulumi.ComponentResource {
       ? pulumi.unsecret(
           smoke.stdout.apply((out) => {
             const r = parseResult(out ?? "", "smoke");
-            return r ? { pass: r.pass, level: r.level, kiloVersion: r.kiloVersion, seconds: r.seconds } : undefined;
+            return r
+              ? {
+                  pass: r.pass,
+                  level: r.level,
+                  kiloVersion: r.kiloVersion,
+                  seconds: r.seconds,
+                  ...(r.warnings?.length ? { warnings: r.warnings } : {}),
+                }
+              : undefined;
           }),
         )
       : pulumi.output(undefined);
