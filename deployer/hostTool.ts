@@ -20,6 +20,11 @@ export interface HostToolArtifact {
   id: string;
   /** Where it is on this machine (absolute). */
   file: string;
+  /**
+   * The same, relative to the working directory when it is below it (Pulumi runs a program in its project
+   * directory): what a FileAsset records in the state, the same on every machine that deploys the stack.
+   */
+  assetPath: string;
   /** Its path on the host relative to HOME. */
   pathInHome: string;
 }
@@ -65,8 +70,8 @@ export function toolBundle(): string {
 }
 
 /** Held process-wide (not per module instance: a test harness may load the program more than once). */
-const slot = globalThis as { [BUILT]?: HostToolArtifact };
 const BUILT = Symbol.for("kilo-fleet.hostToolArtifact");
+const slot = globalThis as { [BUILT]?: HostToolArtifact };
 
 /**
  * The tool this process deploys: built once per process (`KILO_FLEET_BUILD_DIR` moves the build dir).
@@ -96,5 +101,7 @@ export function writeHostToolArtifact(text: string): HostToolArtifact {
     writeFileSync(tmp, text, { mode: 0o644 });
     renameSync(tmp, file);
   }
-  return { text, sha256, id, file, pathInHome: `${TOOL_DIR_IN_HOME}/${toolFileName(id)}` };
+  const rel = path.relative(process.cwd(), file);
+  const assetPath = rel.startsWith("..") || path.isAbsolute(rel) ? file : rel;
+  return { text, sha256, id, file, assetPath, pathInHome: `${TOOL_DIR_IN_HOME}/${toolFileName(id)}` };
 }

@@ -241,7 +241,7 @@ export class KiloHost extends pulumi.ComponentResource {
     const toolCopy = connection
       ? new command.remote.CopyToRemote(
           `${name}-tool-copy`,
-          { connection, source: new pulumi.asset.FileAsset(tool.file), remotePath: tool.pathInHome },
+          { connection, source: new pulumi.asset.FileAsset(tool.assetPath), remotePath: tool.pathInHome },
           { parent: this, dependsOn: [toolStepResource] },
         )
       : undefined;
