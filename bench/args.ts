@@ -19,13 +19,14 @@ export interface Options {
   quick: boolean;
 }
 
-const USAGE = `options: --json, --quick, --runs N, --only ${PARTS.join(",")}`;
+const USAGE = `options: --json, --quick, --runs N, --sizes 1,10,100, --only ${PARTS.join(",")}`;
 
 export function parseArgs(argv: readonly string[]): Options {
   let json = false;
   let quick = false;
   let runs: number | undefined;
   let only: Set<Part> | undefined;
+  let sizes: number[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -44,6 +45,11 @@ export function parseArgs(argv: readonly string[]): Options {
       const bad = parts.filter((p) => !(PARTS as readonly string[]).includes(p));
       if (bad.length > 0) throw new Error(`--only: unknown part(s) ${bad.join(", ")}; parts: ${PARTS.join(", ")}`);
       only = new Set(parts as Part[]);
+    } else if (a === "--sizes" || a.startsWith("--sizes=")) {
+      const xs = value().split(",").map(Number);
+      if (xs.some((n) => !Number.isInteger(n) || n < 1))
+        throw new Error("--sizes needs host counts ≥ 1, e.g. 1,10,100");
+      sizes = [...new Set(xs)].sort((x, y) => x - y);
     } else throw new Error(`unknown argument ${a} (${USAGE})`);
   }
   return {
@@ -51,7 +57,7 @@ export function parseArgs(argv: readonly string[]): Options {
     quick,
     runs: runs ?? (quick ? 1 : 3),
     only: only ?? new Set(quick ? QUICK_PARTS : PARTS),
-    sizes: quick ? QUICK_FLEET_SIZES : FLEET_SIZES,
+    sizes: sizes ?? (quick ? QUICK_FLEET_SIZES : FLEET_SIZES),
   };
 }
 

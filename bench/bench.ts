@@ -15,7 +15,8 @@
  * 7. disk the install added under HOME vs. the platform package alone.
  *
  * Options: --json (one JSON object on stdout, nothing else), --runs N (default 3, at least 3 for the
- * figures the README quotes), --only eval,unchanged,state,changes,install,smoke,disk (a subset; install is
+ * figures the README quotes), --sizes 1,10,100 (the fleet sizes evaluated; default 1,10,100,1000),
+ * --only eval,unchanged,state,changes,install,smoke,disk (a subset; install is
  * measured whenever smoke or disk is, since they use the installed host), --quick (CI: one run, 1/10/100
  * hosts, no registry install, no real kilo: eval, unchanged, state and changes).
  * Progress goes to stderr. Benchmarks print figures; nothing here asserts a timing.

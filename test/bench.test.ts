@@ -634,6 +634,12 @@ describe("options", () => {
     expect([...parseArgs(["--only=state", "--quick"]).only]).toEqual(["state"]);
   });
 
+  it("--sizes picks the fleet sizes (sorted, deduplicated)", () => {
+    expect(parseArgs(["--sizes", "100,1,10,10"]).sizes).toEqual([1, 10, 100]);
+    expect(parseArgs(["--quick", "--sizes=5"]).sizes).toEqual([5]);
+    for (const bad of [["--sizes", "0"], ["--sizes", "1,x"], ["--sizes"]]) expect(() => parseArgs(bad)).toThrow();
+  });
+
   it("the in-process diff runs on the largest fleet up to 100 hosts", () => {
     expect(inProcessDiffHosts(FLEET_SIZES)).toBe(100);
     expect(inProcessDiffHosts([1, 10])).toBe(10);
