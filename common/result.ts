@@ -25,6 +25,8 @@ export interface InstallResult {
   bin: string;
   /** How kilo got there: `npm`, `package`, or `preexisting` (a kilo at the pin that kilo-fleet found). */
   method: "npm" | "package" | "preexisting";
+  /** The platform package installed (`linux-x64`, …): install.method package only. */
+  platform?: string;
   /** Whether this run changed anything. */
   changed: boolean;
 }

@@ -8,13 +8,54 @@
  * escaped every control character, so no newline either) and leaves the rest readable in a preview.
  */
 
-/** The install step: `@kilocode/cli` at `version` under `~/.local`, with npm. */
+/** The install step with install.method npm: `@kilocode/cli` at `version` under `~/.local`, with npm. */
 export interface InstallArgs {
   host: string;
   /** An exact version, or `latest`. */
   version: string;
   /** npm registry URL; absent: npm's configured one. */
   registry?: string;
+}
+
+/**
+ * The install step with install.method package: the `install-package` subcommand, which the tool's sh
+ * header runs itself (host/kilo-package.sh's functions; no JavaScript runtime). Its argument is not JSON but
+ * space-separated words, `<version> <registry or -> <platform>=<integrity>...`:
+ *
+ *   7.7.7 - linux-x64=sha512-QHb5…jA== darwin-arm64=sha512-…
+ *
+ * The host derives each tarball's URL from the registry, as npm does
+ * (`<registry>/@kilocode/cli-<platform>/-/cli-<platform>-<version>.tgz`). Its delete is
+ * `install-package-delete` (no argument: the host's own record says what to remove).
+ */
+export interface InstallPackageArgs {
+  /** An exact version, or `latest` (then `integrity` is empty: the host asks the registry, unlocked). */
+  version: string;
+  /** Registry URL; absent: https://registry.npmjs.org. */
+  registry?: string;
+  /** Platform suffix (`linux-x64`) → `sha512-<base64>`, from the lock file, for `version`. */
+  integrity: Record<string, string>;
+}
+
+/**
+ * `install-package`'s argument (see InstallPackageArgs): one shell word's content, without `'`, `\` or
+ * whitespace inside a word. The registry is written as its normalized URL with `'` percent-escaped (the same
+ * URL to a server); the other words are checked, not escaped: anything unexpected in them is refused.
+ */
+export function encodeInstallPackageArg(args: InstallPackageArgs): string {
+  const word = (what: string, value: string, ok: RegExp) => {
+    if (!ok.test(value)) throw new Error(`kilo-fleet: install-package: ${what} ${JSON.stringify(value)} is not usable`);
+    return value;
+  };
+  // A URL's href has every space, control character and backslash escaped or normalized; only `'` is left.
+  const registry = args.registry ? new URL(args.registry).href.replace(/'/g, "%27") : "-";
+  const words = [word("version", args.version, /^[0-9A-Za-z.+-]+$/), registry];
+  for (const platform of Object.keys(args.integrity).sort()) {
+    words.push(
+      `${word("platform", platform, /^[a-z0-9]+(-[a-z0-9]+)+$/)}=${word("integrity", args.integrity[platform], /^sha512-[A-Za-z0-9+/]+={0,2}$/)}`,
+    );
+  }
+  return words.join(" ");
 }
 
 /** The config step: merge `managed` into kilo.jsonc (the key paths are derived from it on the host). */

@@ -48,9 +48,13 @@ export const KEY_DOCS: Record<keyof typeof settingsSchema.shape, KeyDoc> = {
     type: "`{enabled, timeoutSeconds, level}`",
     rule: "`timeoutSeconds` an integer 10–3600; `level` `kilo-run` (the pool checks, then a real `kilo run`: ~2 requests, ~25k tokens) or `pool` (`/readyz` and `/v1/models` only, no tokens), also per host",
   },
-  npmRegistry: { type: "URL", rule: "http(s) registry mirror for the kilo install" },
+  install: {
+    type: "`{method}`",
+    rule: "`method` `package` (kilo's platform package, downloaded by sh with curl or wget and checked against `stacks/kilo-fleet.lock.json`: no node needed on the host) or `npm` (`npm install -g`: node ≥ 18 and npm on the host), also per host",
+  },
+  npmRegistry: { type: "URL", rule: "http(s) registry mirror for the kilo install (both methods)" },
   hosts: {
-    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?}}`, plus optional `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`",
+    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?}}`, plus optional `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`, `install: {method}`",
     rule: `non-empty; names unique \`[a-z0-9-]+\`; ssh needs host and user; port 1–65535; hostKey one \`ssh-keyscan\` line; shells from ${Object.keys(
       SHELL_RC_FILES,
     )

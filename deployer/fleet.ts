@@ -6,6 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { hostSpec } from "./hostSpec";
 import type { KiloConfig } from "./kiloConfig";
 import { KiloHost, type SmokeOutput } from "./kiloHost";
+import { type KiloLock, LockError, lockProblems, pinnedVersions, readLockFile, shippedLockPath } from "./kiloLock";
 import { CONFIG_NAMESPACE, formatKeyPath, parseSettings, type Settings, type SettingsError } from "./settings";
 
 /** The config keys that hold secrets; they are read with `Config.getSecret`, never as plain config. */
@@ -41,19 +42,41 @@ export interface Fleet {
 }
 
 export type FleetCheck =
-  | { ok: true; settings: Settings; warnings: string[] }
+  | { ok: true; settings: Settings; warnings: string[]; lock: KiloLock | undefined }
   | { ok: false; errors: SettingsError[]; warnings: string[] };
+
+/**
+ * The lock file `pulumi up` checks pinned versions against: `KILO_FLEET_LOCK_FILE` when set, otherwise
+ * `stacks/kilo-fleet.lock.json` beside the program (the file `npm run kilo-fleet -- lock` writes).
+ */
+export function fleetLockPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.KILO_FLEET_LOCK_FILE || shippedLockPath();
+}
+
+/** The lock at `lockPath` and the errors of the pinned versions it lacks (as validate reports them). */
+function checkLock(settings: Settings, lockPath: string): { lock?: KiloLock; errors: SettingsError[] } {
+  let lock: KiloLock | undefined;
+  try {
+    lock = readLockFile(lockPath);
+  } catch (e) {
+    if (!(e instanceof LockError)) throw e;
+    return { errors: [{ key: "kilo-fleet lock file", message: e.message }] };
+  }
+  return { lock, errors: lockProblems(lock, pinnedVersions(settings), lockPath) };
+}
 
 /**
  * Validates the stack config, everything at once: the settings schema, plus what only the program can
  * know — the API key is present, and every SSH host has a way to authenticate (the `sshPrivateKey`
- * secret, or an SSH agent in `env.SSH_AUTH_SOCK`). Secrets in `rawConfig` are ignored: `secrets` is
- * what counts, so no plaintext secret ever enters `Settings`.
+ * secret, or an SSH agent in `env.SSH_AUTH_SOCK`), and every pinned kilo version is in the lock file at
+ * `lockPath` (as `validate` checks; `latest` is unlocked, and each such host warns). Secrets in `rawConfig`
+ * are ignored: `secrets` is what counts, so no plaintext secret ever enters `Settings`.
  */
 export function checkFleetConfig(
   rawConfig: Record<string, unknown>,
   secrets: FleetSecrets,
   env: NodeJS.ProcessEnv = process.env,
+  lockPath: string = fleetLockPath(env),
 ): FleetCheck {
   const raw: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(rawConfig)) {
@@ -79,8 +102,10 @@ export function checkFleetConfig(
       }
     });
   }
+  const locked = parsed.ok ? checkLock(parsed.settings, lockPath) : { errors: [] };
+  errors.push(...locked.errors);
   if (!parsed.ok || errors.length > 0) return { ok: false, errors, warnings: parsed.warnings };
-  return { ok: true, settings: parsed.settings, warnings: parsed.warnings };
+  return { ok: true, settings: parsed.settings, warnings: parsed.warnings, lock: locked.lock };
 }
 
 /** The raw `hosts` value (JSON text from the runtime, or structured), for the SSH-auth check. */
@@ -111,10 +136,11 @@ export function deployFleet(
   rawConfig: Record<string, unknown>,
   secrets: FleetSecrets,
   opts?: pulumi.ComponentResourceOptions,
+  lockPath: string = fleetLockPath(),
 ): Fleet {
-  const check = checkFleetConfig(rawConfig, secrets);
+  const check = checkFleetConfig(rawConfig, secrets, process.env, lockPath);
   if (!check.ok) throw configError(check.errors);
-  const { settings } = check;
+  const { settings, lock } = check;
   const apiKey = secrets.codexPoolerApiKey as pulumi.Input<string>;
 
   const hosts: Record<string, KiloHost> = {};
@@ -125,6 +151,7 @@ export function deployFleet(
       h.name,
       {
         ...spec,
+        ...(lock !== undefined ? { kiloLock: lock } : {}),
         apiKey,
         ...(spec.ssh !== undefined && secrets.sshPrivateKey !== undefined
           ? { sshPrivateKey: secrets.sshPrivateKey }

@@ -38,6 +38,8 @@ export interface HostSpec {
   permission?: Record<string, unknown>;
   kiloSettings: Record<string, unknown>;
   smokeCheck: { enabled: boolean; timeoutSeconds: number; level: "kilo-run" | "pool" };
+  /** `package`: kilo's platform package, installed by sh (no node on the host); `npm`: npm install. */
+  install: { method: "package" | "npm" };
   npmRegistry?: string;
   /** Explicit shells, or undefined for "those whose rc file exists, plus sh". */
   shells?: ShellName[];
@@ -58,6 +60,7 @@ export function hostSpec(settings: Settings, host: HostSettings): HostSpec {
     ...(settings.permission !== undefined ? { permission: settings.permission } : {}),
     kiloSettings: settings.kiloSettings,
     smokeCheck: { ...settings.smokeCheck, ...(host.smokeCheck?.level ? { level: host.smokeCheck.level } : {}) },
+    install: { method: host.install?.method ?? settings.install.method },
     ...(settings.npmRegistry !== undefined ? { npmRegistry: settings.npmRegistry } : {}),
     ...(host.shells !== undefined ? { shells: host.shells } : {}),
     ...(host.ssh !== undefined
@@ -86,6 +89,7 @@ const hostArgsSchema = z.strictObject({
   permission: s.permission,
   kiloSettings: s.kiloSettings,
   smokeCheck: s.smokeCheck,
+  install: s.install,
   npmRegistry: s.npmRegistry,
   shells: hostOverrides.shells,
   ssh: sshConnection.optional(),
@@ -108,11 +112,12 @@ export function formatArgPath(path: readonly PropertyKey[]): string {
 export type HostArgsResult = { ok: true; spec: HostSpec } | { ok: false; errors: SettingsError[] };
 
 /**
- * Validates a KiloHost's settings (everything but the secrets) and applies the defaults. SSH fields that
- * are Outputs or Promises are checked when they are plain values and passed through as they are otherwise.
+ * Validates a KiloHost's settings (everything but the secrets and the lock) and applies the defaults. SSH
+ * fields that are Outputs or Promises are checked when they are plain values and passed through as they are
+ * otherwise.
  */
 export function parseHostArgs(args: Record<string, unknown>): HostArgsResult {
-  const { apiKey: _apiKey, sshPrivateKey: _sshKey, ...settings } = args;
+  const { apiKey: _apiKey, sshPrivateKey: _sshKey, kiloLock: _lock, ...settings } = args;
   const input: Record<string, unknown> = { ...settings };
   const deferred: Record<string, unknown> = {};
   if (settings.ssh !== null && typeof settings.ssh === "object" && !Array.isArray(settings.ssh)) {
@@ -153,6 +158,7 @@ export function parseHostArgs(args: Record<string, unknown>): HostArgsResult {
     ...(d.permission !== undefined ? { permission: d.permission } : {}),
     kiloSettings: d.kiloSettings,
     smokeCheck: d.smokeCheck,
+    install: d.install,
     ...(d.npmRegistry !== undefined ? { npmRegistry: d.npmRegistry } : {}),
     ...(d.shells !== undefined ? { shells: d.shells } : {}),
   };
@@ -173,7 +179,9 @@ export function specWarnings(spec: HostSpec): string[] {
   const warnings: string[] = [];
   if (spec.kiloVersion === "latest") {
     warnings.push(
-      'kiloVersion: "latest" means this host is not pinned: it drifts as Kilo releases, and kilo may update itself',
+      `kiloVersion: "latest" means this host is not pinned: it drifts as Kilo releases, and kilo may update itself${
+        spec.install.method === "package" ? "; it is installed unlocked (no sha512 from the lock file to check)" : ""
+      }`,
     );
   }
   const pooler = new URL(spec.poolerBaseUrl);

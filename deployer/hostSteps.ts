@@ -16,10 +16,11 @@
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 import { RESULT_PREFIX } from "../common/result";
 import { shQuote } from "../common/shellQuote";
-import { encodeStepArg, type StepArgs, type Subcommand } from "../common/stepArgs";
+import { encodeInstallPackageArg, encodeStepArg, type StepArgs, type Subcommand } from "../common/stepArgs";
 import type { HostSpec } from "./hostSpec";
 import type { HostToolArtifact } from "./hostTool";
 import { type KiloConfig, renderKiloConfig } from "./kiloConfig";
+import { type KiloLock, lockedIntegrity, shippedLock } from "./kiloLock";
 import { remoteCommandLine } from "./remoteCommandLine";
 
 /** One step's commands. `update` is always `create` (every command is idempotent). */
@@ -105,12 +106,38 @@ export function toolStep<S extends Subcommand>(
   return deleteSub ? { create, delete: toolCommand(id, deleteSub, { host: args.host }) } : { create };
 }
 
-/** Every step's commands for one host, and the kilo.jsonc keys its config step manages. */
+/**
+ * The install step with install.method package: `install-package '<version> <registry or -> <platform>=<sha512>…'`,
+ * run by the tool's sh header (no JavaScript runtime needed), and `install-package-delete`. Only the
+ * locked integrities of the host's version travel: the host derives the tarball URLs from the registry.
+ */
+export function packageInstallStep(
+  id: string,
+  spec: Pick<HostSpec, "kiloVersion" | "npmRegistry">,
+  lock: KiloLock | undefined,
+): StepCommands {
+  const word = encodeInstallPackageArg({
+    version: spec.kiloVersion,
+    ...(spec.npmRegistry !== undefined ? { registry: spec.npmRegistry } : {}),
+    integrity: lockedIntegrity(lock, spec.kiloVersion),
+  });
+  if (/['\\]/.test(word)) throw new Error("kilo-fleet: the install-package argument holds a quote or backslash");
+  return {
+    create: `/bin/sh ${toolWord(id)} install-package '${word}'`,
+    delete: `/bin/sh ${toolWord(id)} install-package-delete`,
+  };
+}
+
+/**
+ * Every step's commands for one host, and the kilo.jsonc keys its config step manages. `lock`: the kilo lock
+ * (install.method package needs the host's version in it; default: the lock kilo-fleet ships).
+ */
 export function hostStepCommands(
   name: string,
   spec: HostSpec,
   tool: Pick<HostToolArtifact, "id" | "file">,
   kind: "local" | "ssh",
+  lock: KiloLock | undefined = spec.install.method === "package" ? shippedLock() : undefined,
 ): {
   kiloConfig: KiloConfig;
   tool: StepCommands;
@@ -123,16 +150,19 @@ export function hostStepCommands(
   return {
     kiloConfig,
     tool: toolStepCommands(tool.id, kind === "ssh" ? { kind } : { kind, source: tool.file }),
-    install: toolStep(
-      tool.id,
-      "install",
-      {
-        host: name,
-        version: spec.kiloVersion,
-        ...(spec.npmRegistry !== undefined ? { registry: spec.npmRegistry } : {}),
-      },
-      "install-delete",
-    ),
+    install:
+      spec.install.method === "package"
+        ? packageInstallStep(tool.id, spec, lock)
+        : toolStep(
+            tool.id,
+            "install",
+            {
+              host: name,
+              version: spec.kiloVersion,
+              ...(spec.npmRegistry !== undefined ? { registry: spec.npmRegistry } : {}),
+            },
+            "install-delete",
+          ),
     config: toolStep(tool.id, "config-apply", { host: name, managed: kiloConfig }, "config-delete"),
     env: toolStep(
       tool.id,

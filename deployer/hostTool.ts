@@ -1,10 +1,11 @@
 /**
  * The host tool as an artifact: host/tool.ts bundled by esbuild (deterministic: same sources, same bytes)
- * behind host/header.sh, written once to `build/host-tool/tool-<id>.cjs` beside the project (`id` = the
- * first 16 hex digits of its sha256). Each host gets it once, by its own step, at
+ * behind host/header.sh (which embeds host/kilo-package.sh's functions: the package install runs in sh,
+ * before any JavaScript runtime is needed), written once to `build/host-tool/tool-<id>.cjs` beside the
+ * project (`id` = the first 16 hex digits of its sha256). Each host gets it once, by its own step, at
  * `~/.local/share/kilo-fleet/tool-<id>.cjs`: a new kilo-fleet is a new file, and the steps that name it
- * re-run with it, so a destroy always finds the tool each delete names. The state keeps only the
- * file's path and hash (a FileAsset), never its bytes.
+ * re-run with it, so a destroy always finds the tool each delete names. The state keeps only the file's
+ * path and hash (a FileAsset), never its bytes.
  */
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
@@ -39,12 +40,37 @@ function source(rel: string): string {
   throw new Error(`kilo-fleet: the host tool's source is missing (looked for ${path.join(ROOT, rel)})`);
 }
 
-/** The sh header; refuses one that would end the JavaScript comment early. */
+/** The line of host/header.sh that the package install's functions replace. */
+const EMBED_LINE = "#@kilo-package.sh@";
+/** The line of host/kilo-package.sh after its last function. */
+const EMBED_END = "# The host tool's header (host/header.sh) embeds everything above this line";
+
+/** host/kilo-package.sh's functions (from its `set -u` to the line that ends them), for the header. */
+export function packageFunctions(): string {
+  const lines = readFileSync(source("host/kilo-package.sh"), "utf8").split("\n");
+  const start = lines.indexOf("set -u");
+  const end = lines.findIndex((l) => l.startsWith(EMBED_END));
+  if (start < 0 || end < start) {
+    throw new Error("kilo-fleet: host/kilo-package.sh has no `set -u` line or no end-of-functions line");
+  }
+  return lines.slice(start, end).join("\n").trimEnd();
+}
+
+/**
+ * The sh header, with host/kilo-package.sh's functions in place of its `#@kilo-package.sh@` line; refuses
+ * one that would end the JavaScript comment early.
+ */
 export function toolHeader(): string {
-  const text = readFileSync(source("host/header.sh"), "utf8");
+  const raw = readFileSync(source("host/header.sh"), "utf8");
+  if (raw.split("\n").filter((l) => l === EMBED_LINE).length !== 1) {
+    throw new Error(`kilo-fleet: host/header.sh must have one ${EMBED_LINE} line`);
+  }
+  const text = raw.replace(`${EMBED_LINE}\n`, () => `${packageFunctions()}\n`);
   const lines = text.trimEnd().split("\n");
   if (lines[0] !== '":" /*' || lines[lines.length - 1] !== "*/;" || lines.slice(1, -1).join("\n").includes("*/")) {
-    throw new Error('kilo-fleet: host/header.sh must start with `":" /*`, end with `*/;` and contain no other `*/`');
+    throw new Error(
+      'kilo-fleet: host/header.sh (with host/kilo-package.sh embedded) must start with `":" /*`, end with `*/;` and contain no other `*/`',
+    );
   }
   return `${lines.join("\n")}\n`;
 }

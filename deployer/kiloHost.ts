@@ -29,9 +29,9 @@
  * is none; `delete` runs with the old stored inputs):
  *
  * - Every step's inputs are its own settings and the tool's id, nothing else that varies, so a setting
- *   reaches only the steps that use it: `kiloVersion` → install; model/provider settings → config; the
- *   API key → env (its `stdin`, in no other input). Nothing is random or time-based; every object is built
- *   in a fixed key order, so evaluating the same config twice gives identical inputs.
+ *   reaches only the steps that use it: `kiloVersion` and `install.method` → install; model/provider settings
+ *   → config; the API key → env (its `stdin`, in no other input). Nothing is random or time-based; every
+ *   object is built in a fixed key order, so evaluating the same config twice gives identical inputs.
  * - A new kilo-fleet (a new tool id) replaces the tool step, create before delete: the new tool is in place,
  *   the steps that name it are updated (idempotent: same bytes on the host), and only then does the old tool
  *   step's delete remove the old file. So every stored delete names a tool that exists, and a destroy after
@@ -40,11 +40,12 @@
  *   `deleteBeforeReplace`, so that if a replacement ever happens (`pulumi up --replace`), the old step's
  *   delete cannot undo the new step's files.
  * - The smoke check must re-run when *other* steps' inputs change. Its `triggers` are `kilo=<version>`,
- *   `config=sha256:<hash of the rendered kilo.jsonc>` and `key=hmac-sha256:<HMAC of a fixed per-stack,
- *   per-host label keyed with the API key>`, the last one a secret. Why an HMAC, as a secret: the key itself
- *   would put a second copy of it into the state; a plain `sha256(key)` would be the same in every stack and
- *   every tool that hashes keys, so it could be matched against leaked hashes elsewhere. Keyed *by* the API
- *   key over a label naming project, stack and host, it reveals nothing without the key and is deterministic.
+ *   `install=<method>`, `config=sha256:<hash of the rendered kilo.jsonc>` and `key=hmac-sha256:<HMAC of a
+ *   fixed per-stack, per-host label keyed with the API key>`, the last one a secret. Why an HMAC, as a
+ *   secret: the key itself would put a second copy of it into the state; a plain `sha256(key)` would be the
+ *   same in every stack and every tool that hashes keys, so it could be matched against leaked hashes
+ *   elsewhere. Keyed *by* the API key over a label naming project, stack and host, it reveals nothing without
+ *   the key and is deterministic.
  * - SSH hosts: the connection is an input of every remote step, so changing it (e.g. rotating the SSH key)
  *   re-runs every step of that host (idempotent). Without `sshPrivateKey` the provider uses the agent at
  *   `SSH_AUTH_SOCK` (the socket path is not an input: it changes with every login).
@@ -60,6 +61,7 @@ import { type HostSpec, type HostSpecSsh, parseHostArgs, specWarnings } from "./
 import { hostStepCommands, type StepCommands } from "./hostSteps";
 import { hostToolArtifact } from "./hostTool";
 import type { KiloConfig } from "./kiloConfig";
+import { type KiloLock, LockError, lockedIntegrity, shippedLock } from "./kiloLock";
 import type { ModelSettings, ShellName } from "./settings";
 
 export const KILO_HOST_TYPE = "kilo-fleet:index:KiloHost";
@@ -141,7 +143,24 @@ export interface KiloHostArgs {
   kiloSettings?: Record<string, unknown>;
   /** The post-deploy smoke check. Default: `{ enabled: true, timeoutSeconds: 180 }`. */
   smokeCheck?: KiloHostSmokeCheckArgs;
-  /** npm registry URL to install kilo from. Default: not set (npm's configured registry). */
+  /**
+   * How kilo gets onto the host: `{ method: "package" }` downloads kilo's platform package with curl or wget
+   * and checks its sha512 against `kiloLock` (plain sh: no node needed on the host); `{ method: "npm" }` runs
+   * `npm install -g --prefix ~/.local` (node >= 18 and npm on the host). Default: `{ method: "package" }`.
+   */
+  install?: { method?: "package" | "npm" };
+  /**
+   * The kilo lock (deployer/kiloLock.ts: `readLockFile("stacks/kilo-fleet.lock.json")`, written by
+   * `npm run kilo-fleet -- lock`): each platform package's sha512 for each pinned version. With
+   * install.method package, a pinned `kiloVersion` missing from it fails construction naming that command
+   * (`latest` installs unlocked). Default: the lock kilo-fleet ships (`stacks/kilo-fleet.lock.json` in its
+   * own directory), which locks the default `kiloVersion`.
+   */
+  kiloLock?: KiloLock;
+  /**
+   * Registry URL to install kilo from (either method). Default: not set (package: https://registry.npmjs.org;
+   * npm: npm's configured registry).
+   */
   npmRegistry?: string;
   /** Shells whose startup files get the env block. Default: not set (those whose rc file exists, plus sh). */
   shells?: ShellName[];
@@ -201,10 +220,21 @@ export class KiloHost extends pulumi.ComponentResource {
       );
     }
     const spec = parsed.spec;
+    const lock = spec.install.method === "package" ? (args.kiloLock ?? shippedLock()) : undefined;
+    if (spec.install.method === "package") {
+      try {
+        lockedIntegrity(lock, spec.kiloVersion);
+      } catch (e) {
+        if (!(e instanceof LockError)) throw e;
+        throw new pulumi.RunError(
+          `KiloHost "${name}": invalid arguments:\n  kiloVersion: ${e.message} (install.method package)`,
+        );
+      }
+    }
     const connection = spec.ssh ? sshConnection(name, spec.ssh, args.sshPrivateKey) : undefined;
     const tool = hostToolArtifact();
     // Every command before any child: a builder error leaves no half-registered host.
-    const commands = hostStepCommands(name, spec, tool, connection ? "ssh" : "local");
+    const commands = hostStepCommands(name, spec, tool, connection ? "ssh" : "local", lock);
     super(KILO_HOST_TYPE, name, {}, opts);
     this.spec = spec;
     this.kiloConfig = commands.kiloConfig;
@@ -253,6 +283,7 @@ export class KiloHost extends pulumi.ComponentResource {
       const label = `${pulumi.getProject()}/${pulumi.getStack()}/${name}`;
       const triggers: pulumi.Input<unknown>[] = [
         `kilo=${spec.kiloVersion}`,
+        `install=${spec.install.method}`,
         `config=sha256:${sha256Hex(JSON.stringify(commands.kiloConfig))}`,
         pulumi.secret(pulumi.output(args.apiKey).apply((key) => keyFingerprint(key, label))),
       ];

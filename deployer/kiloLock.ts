@@ -159,6 +159,36 @@ export function writeLockFile(path: string, lock: KiloLock): void {
   }
 }
 
+/** The lock kilo-fleet keeps beside its own stacks (`stacks/kilo-fleet.lock.json`): it locks the default kiloVersion. */
+export function shippedLockPath(): string {
+  return join(__dirname, "..", "stacks", LOCK_FILE_NAME);
+}
+
+let shipped: { lock: KiloLock | undefined } | undefined;
+/** The shipped lock, read once per process (undefined when the file is absent). Throws LockError when unusable. */
+export function shippedLock(): KiloLock | undefined {
+  shipped ??= { lock: readLockFile(shippedLockPath()) };
+  return shipped.lock;
+}
+
+/**
+ * What the host's package install needs of the lock for `version`: platform → `sha512-…` integrity. `latest`
+ * gives `{}` (the host asks the registry, unlocked); a pinned version the lock lacks throws LockError naming
+ * the lock command.
+ */
+export function lockedIntegrity(lock: KiloLock | undefined, version: string): Record<string, string> {
+  if (version === "latest") return {};
+  const platforms = lock?.kilo[version];
+  if (!platforms || Object.keys(platforms).length === 0) {
+    throw new LockError(`kilo ${version} is not in the lock file; run: ${LOCK_COMMAND}`);
+  }
+  return Object.fromEntries(
+    Object.keys(platforms)
+      .sort()
+      .map((p) => [p, platforms[p].integrity]),
+  );
+}
+
 /** The lock with `version`'s platforms set to `entries` (a new object; the input is not changed). */
 export function withVersion(lock: KiloLock, version: string, entries: LockPlatforms): KiloLock {
   return { version: 1, kilo: { ...lock.kilo, [version]: { ...entries } } };

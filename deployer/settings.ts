@@ -122,9 +122,14 @@ const sshTarget = z
 /** How much the smoke check does: `kilo-run` (the pool checks, then the seed's `kilo run`) or `pool` (the pool checks only). */
 export const smokeCheckLevel = z.enum(["kilo-run", "pool"], { error: 'must be "kilo-run" or "pool"' });
 
+/** How kilo gets onto a host: `package` (its platform package, by sh; no node needed) or `npm`. */
+export const installMethod = z.enum(["package", "npm"], { error: 'must be "package" or "npm"' });
+
 export const hostOverrides = {
   /** Overrides `kiloVersion` for this host. */
   kiloVersion: kiloVersion.optional(),
+  /** Overrides `install.method` for this host (e.g. `npm` on a host whose platform kilo ships no package for). */
+  install: z.strictObject({ method: installMethod.optional() }).optional(),
   /** Overrides `model` for this host (must be a key of `models`). */
   model: modelId.optional(),
   /** Shells whose startup files get the managed block; default: those whose rc file exists, plus sh. */
@@ -253,6 +258,7 @@ export const settingsSchema = z.strictObject({
       level: smokeCheckLevel.default("kilo-run"),
     })
     .default(() => ({ enabled: true, timeoutSeconds: 180, level: "kilo-run" as const })),
+  install: z.strictObject({ method: installMethod.default("package") }).default(() => ({ method: "package" as const })),
   npmRegistry: httpUrl.optional(),
   hosts: z
     .array(hostSchema)
@@ -400,6 +406,7 @@ function knownKeysAt(path: readonly PropertyKey[]): string[] {
   if (p[0] === "hosts" && p[1] === "ssh") return ["host", "user", "port", "hostKey"];
   if (p[0] === "smokeCheck") return ["enabled", "timeoutSeconds", "level"];
   if (p[0] === "hosts" && p[1] === "smokeCheck") return ["level"];
+  if (p[0] === "install" || (p[0] === "hosts" && p[1] === "install")) return ["method"];
   if (p[0] === "models" && p.length === 2) return Object.keys(SEED_MODEL);
   if (p[0] === "models" && p[2] === "limit") return ["context", "input", "output"];
   if (p[0] === "models" && p[2] === "modalities") return ["input", "output"];
@@ -413,6 +420,7 @@ const STRUCTURED_KEYS = new Set([
   "permission",
   "kiloSettings",
   "smokeCheck",
+  "install",
   "hosts",
 ]);
 

@@ -23,10 +23,13 @@
 #       Removes exactly what install recorded: the version directories it unpacked, ~/.local/bin/kilo while it
 #       still points into kilo-fleet's directory, and the directories it created.
 #
+# The host tool (deployer/hostTool.ts) embeds this script's functions, from `set -u` to the line that says so,
+# into its sh header: its install-package and install-package-delete subcommands run kf_install/kf_uninstall.
+#
 # Output: progress lines go to stderr as `[kilo-fleet] ...`. A failure is one `kilo-fleet: ...` line on stderr
 # and exit 1 (exit 2 for a wrong command line). The last stdout line of a successful install or uninstall is
 #   kilo-fleet-result {"step":"install","method":"package","kiloVersion":"7.7.7","platform":"linux-x64","bin":"/home/u/.local/bin/kilo","changed":true}
-#   kilo-fleet-result {"step":"uninstall","method":"package","changed":true}
+#   kilo-fleet-result {"step":"install-delete","outcome":"removed the kilo installed from its package"}
 #
 # Where things go:
 #   ${XDG_DATA_HOME:-$HOME/.local/share}/kilo-fleet/kilo/<version>/<platform>/   the unpacked package
@@ -41,7 +44,7 @@
 # new version is unpacked and its `bin/kilo --version` run (with a throw-away HOME) before it is renamed into
 # place; the link is replaced atomically (a temp symlink, then `mv -f`); the previous version is removed only
 # after the new one is linked, and only if kilo-fleet installed it. A ~/.local/bin/kilo that kilo-fleet did not
-# create is never replaced. The per-HOME lock is the one of components/host/lock.ts: the directory
+# create is never replaced. The per-HOME lock is the one of host/lock.ts: the directory
 # $HOME/.kilo-fleet.lock holding `owner` (`<pid> <hostname>`), made under a temp name and renamed into place.
 #
 # Test-only inputs (inert when unset; a remote session does not forward them):
@@ -52,7 +55,6 @@
 #   KILO_FLEET_TEST_SYSCTL    a file of `name: value` lines answering `sysctl -n name` (macOS)
 
 set -u
-umask 022
 PATH=${PATH:-/usr/bin:/bin}
 # Besides curl|wget, tar, gzip and a sha512 tool, the install uses these (check-tools checks them too).
 KF_BASE_TOOLS="awk sed uname mkdir mv rm rmdir ln readlink ls env cat find touch sleep"
@@ -257,7 +259,7 @@ kf_sweep_entry() {
 # Removes the stale temp names beside path $1.
 kf_sweep_beside() {
   [ -d "${1%/*}" ] || return 0
-  for kf_sf in "${1%/*}/.${1##*/}.kilo-fleet-tmp-"*; do kf_sweep_entry "$kf_sf"; done
+  for kf_sf in "${1%/*}/.${1##*[/]}.kilo-fleet-tmp-"*; do kf_sweep_entry "$kf_sf"; done
 }
 
 # Removes every stale temp name the package install can leave: beside each directory it makes, the link
@@ -272,7 +274,11 @@ kf_sweep() {
   kf_sweep_beside "$kf_link"
   kf_sweep_beside "$kf_state"
   [ -d "$kf_kilo_dir" ] || return 0
-  for kf_e in "$kf_kilo_dir"/.*.kilo-fleet-tmp-* "$kf_kilo_dir"/*/.*.kilo-fleet-tmp-*; do kf_sweep_entry "$kf_e"; done
+  for kf_e in "$kf_kilo_dir"/.*.kilo-fleet-tmp-*; do kf_sweep_entry "$kf_e"; done
+  for kf_vd in "$kf_kilo_dir"/*; do
+    [ -d "$kf_vd" ] || continue
+    for kf_e in "$kf_vd"/.*.kilo-fleet-tmp-*; do kf_sweep_entry "$kf_e"; done
+  done
 }
 
 kf_read_owner() {
@@ -281,7 +287,7 @@ kf_read_owner() {
   printf '%s' "$kf_o"
 }
 
-# Breaks the lock when its owner ran on this host and is gone (the stale rule of components/host/lock.ts).
+# Breaks the lock when its owner ran on this host and is gone (the stale rule of host/lock.ts).
 kf_break_if_stale() {
   kf_owner=$(kf_read_owner)
   if [ -n "$kf_owner" ]; then
@@ -412,15 +418,15 @@ kf_state_ensure() {
 '*}
   kf_parent=${kf_top%/*}
   [ -w "$kf_parent" ] || kf_fail "cannot create $kf_top: permission denied"
-  kf_w=$kf_parent/.${kf_top##*/}.kilo-fleet-tmp-$$
+  kf_w=$kf_parent/.${kf_top##*[/]}.kilo-fleet-tmp-$$
   rm -rf "$kf_w"
-  kf_inner=$kf_w/${kf_top##*/}${kf_state_dir#"$kf_top"}
+  kf_inner=$kf_w/${kf_top##*[/]}${kf_state_dir#"$kf_top"}
   mkdir -p "$kf_inner" || kf_fail "cannot create $kf_top"
   {
     printf 'root %s\nlink %s\n' "$kf_kilo_dir" "$kf_link"
     printf '%s\n' "$kf_missing" | awk 'NF { print "dir " $0 }'
   } >"$kf_inner/kilo-package" || kf_fail "cannot write $kf_state"
-  if ! mv "$kf_w/${kf_top##*/}" "$kf_parent/" 2>/dev/null </dev/null; then
+  if ! mv "$kf_w/${kf_top##*[/]}" "$kf_parent/" 2>/dev/null </dev/null; then
     rm -rf "$kf_w"
     kf_fail "cannot create $kf_top"
   fi
@@ -479,7 +485,7 @@ kf_link_to() {
 # Renames directory $1 away (atomic), then removes it.
 kf_remove_dir() {
   [ -e "$1" ] || [ -L "$1" ] || return 0
-  kf_g=${1%/*}/.${1##*/}.kilo-fleet-tmp-$$
+  kf_g=${1%/*}/.${1##*[/]}.kilo-fleet-tmp-$$
   rm -rf "$kf_g"
   mv "$1" "$kf_g" </dev/null && rm -rf "$kf_g"
 }
@@ -550,7 +556,7 @@ $kf_d
 "*) ;; *) break ;; esac
     kf_only_holds "$kf_d" "$kf_child" || break
     kf_top=$kf_d
-    kf_child=${kf_d##*/}
+    kf_child=${kf_d##*[/]}
   done
   IFS=$kf_old_ifs
   set +f
@@ -578,6 +584,7 @@ kf_json_field() {
 }
 
 kf_install() {
+  umask 022
   [ $# -eq 3 ] || {
     printf 'kilo-fleet: usage: kilo-package.sh install <version> <registry-url> <lock-lines>\n' >&2
     exit 2
@@ -720,6 +727,7 @@ kf_install() {
 }
 
 kf_uninstall() {
+  umask 022
   kf_paths
   trap kf_on_exit EXIT
   trap 'exit 129' HUP
@@ -728,9 +736,16 @@ kf_uninstall() {
   kf_lock_take
   kf_sweep
   kf_changed=$(kf_remove_all)
-  printf 'kilo-fleet-result {"step":"uninstall","method":"package","changed":%s}\n' \
-    "$([ -n "$kf_changed" ] && echo true || echo false)"
+  if [ -n "$kf_changed" ]; then
+    kf_log "removed the kilo kilo-fleet installed from its package"
+    printf 'kilo-fleet-result {"step":"install-delete","outcome":"removed the kilo installed from its package"}\n'
+  else
+    printf 'kilo-fleet-result {"step":"install-delete","outcome":"no kilo package installed by kilo-fleet"}\n'
+  fi
 }
+
+# ---------------------------------------------------------------------------------------------------------
+# The host tool's header (host/header.sh) embeds everything above this line (without the first line).
 
 case ${1:-} in
   platform) kf_platform ;;

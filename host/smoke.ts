@@ -257,7 +257,8 @@ function kiloVersion(kiloBin: string, timeoutMs: number): string {
       const file = path.join(dir, "package.json");
       if (!fs.existsSync(file)) continue;
       const pkg = JSON.parse(fs.readFileSync(file, "utf8")) as { name?: string; version?: unknown };
-      if (pkg.name === "@kilocode/cli" && typeof pkg.version === "string") return pkg.version;
+      // npm's layout has the wrapper's; install.method package's, the platform package's (@kilocode/cli-linux-x64).
+      if (/^@kilocode\/cli(-[a-z0-9-]+)?$/.test(pkg.name ?? "") && typeof pkg.version === "string") return pkg.version;
     }
   } catch {
     // Ask kilo.

@@ -122,6 +122,10 @@ function failLine(e: unknown): string {
 }
 
 async function main(): Promise<void> {
+  // Run by the installed kilo as Bun (header.sh: no node on the host): the kilo this process starts (the
+  // smoke check) must be kilo again, not Bun.
+  delete process.env.BUN_BE_BUN;
+  delete process.env.BUN_RUNTIME_TRANSPILER_CACHE_PATH;
   const { sub, args } = parseArgv(process.argv.slice(2));
   const home = path.resolve(process.env.HOME || os.homedir());
   const layout = hostLayout(process.env, home);

@@ -5,9 +5,13 @@
  * replaces it (re-runs it too). So "the resources whose inputs differ" is exactly "the steps that run".
  */
 
-import { afterEach, describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { hostToolArtifact, useHostToolArtifact, writeHostToolArtifact } from "../deployer/hostTool";
 import { HOST_STEPS } from "../deployer/kiloHost";
+import { readLockFile, shippedLockPath, withVersion, writeLockFile } from "../deployer/kiloLock";
 import { ROTATED_API_KEY, ROTATED_SSH_KEY } from "../harness/fakeSecrets";
 import {
   diffEvaluations,
@@ -59,7 +63,28 @@ function expectChanged(before: Evaluation, after: Evaluation, expected: Record<s
   }
 }
 
-afterEach(() => useHostToolArtifact(undefined));
+afterEach(() => {
+  useHostToolArtifact(undefined);
+  vi.unstubAllEnvs();
+});
+
+/** `pulumi up` refuses a pinned version missing from the lock: the shipped lock plus a stand-in 7.8.0 entry. */
+const lockDir = mkdtempSync(join(tmpdir(), "kilo-fleet-diff-lock-"));
+afterAll(() => rmSync(lockDir, { recursive: true, force: true }));
+function useLockWith780(): void {
+  const file = join(lockDir, "kilo-fleet.lock.json");
+  writeLockFile(
+    file,
+    withVersion(readLockFile(shippedLockPath()) ?? { version: 1, kilo: {} }, "7.8.0", {
+      "linux-x64": {
+        package: "@kilocode/cli-linux-x64",
+        tarball: "https://registry.npmjs.org/@kilocode/cli-linux-x64/-/cli-linux-x64-7.8.0.tgz",
+        integrity: `sha512-${"B".repeat(86)}==`,
+      },
+    }),
+  );
+  vi.stubEnv("KILO_FLEET_LOCK_FILE", file);
+}
 
 describe("re-runs, as diffs of two evaluations", () => {
   it("an identical re-run changes nothing at all: same resources, inputs, parents, dependencies, options", async () => {
@@ -86,6 +111,7 @@ describe("re-runs, as diffs of two evaluations", () => {
   });
 
   it("bumping kiloVersion re-runs only install (in place) and the smoke check", async () => {
+    useLockWith780();
     const before = await run({ kiloVersion: "7.7.7" });
     const after = await run({ kiloVersion: "7.8.0" });
     expectChanged(before, after, onEveryHost({ install: "any", smoke: "any" }));
@@ -93,11 +119,40 @@ describe("re-runs, as diffs of two evaluations", () => {
   });
 
   it("bumping one host's kiloVersion override touches only that host", async () => {
+    useLockWith780();
     const hosts = TEST_HOSTS.map((h) => ({ ...h }));
     const before = await run({ hosts });
     hosts[1] = { ...hosts[1], kiloVersion: "7.8.0" };
     const after = await run({ hosts });
     expectChanged(before, after, { "bob-desktop-install": "any", "bob-desktop-smoke": "any" });
+  });
+
+  it("pulumi up refuses a pinned version missing from the lock file, naming the lock command", async () => {
+    const e = await evaluateIndex(stackConfig({ kiloVersion: "7.8.0" }));
+    expect((e.error as Error).message).toContain(
+      `kilo-fleet:kiloVersion: kilo 7.8.0 is not in the lock file ${shippedLockPath()}; run: npm run kilo-fleet -- lock`,
+    );
+    expect(programResources(e)).toEqual([]);
+  });
+
+  it("switching install.method re-runs only install (in place) and the smoke check (its install trigger)", async () => {
+    const before = await run();
+    const after = await run({ install: { method: "npm" } });
+    expectChanged(before, after, onEveryHost({ install: ["create", "delete"], smoke: ["triggers"] }));
+    for (const h of TEST_HOSTS) {
+      expect(String(before.byName(`${h.name}-install`).inputs.create)).toContain(" install-package '7.7.7 - ");
+      expect(String(after.byName(`${h.name}-install`).inputs.create)).toContain(` install '{"host":"${h.name}"`);
+      const [tb, ta] = [triggersOf(before, `${h.name}-smoke`), triggersOf(after, `${h.name}-smoke`)];
+      expect(ta.filter((t, i) => t !== tb[i])).toEqual(["install=npm"]);
+    }
+  });
+
+  it("one host's install.method override touches only that host's install and smoke", async () => {
+    const hosts = TEST_HOSTS.map((h) => ({ ...h }));
+    const before = await run({ hosts });
+    hosts[2] = { ...hosts[2], install: { method: "npm" } } as (typeof hosts)[number];
+    const after = await run({ hosts });
+    expectChanged(before, after, { "carol-box-install": ["create", "delete"], "carol-box-smoke": ["triggers"] });
   });
 
   const models = {

@@ -1,11 +1,12 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 /**
  * Pure parts of the host tool: the rc block (replaced in place, never duplicated, exact removal), the
  * env files, the key's validation, and the bundle embedded in the scripts (deterministic, portable).
  */
 import { describe, expect, test } from "vitest";
-import { hostToolArtifact, toolBundle, toolHeader } from "../deployer/hostTool";
+import { hostToolArtifact, packageFunctions, toolBundle, toolHeader } from "../deployer/hostTool";
 import { ENV_FILE_HEADER, envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "../host/envFile";
 import {
   BLOCK_END,
@@ -83,7 +84,8 @@ describe("the host tool artifact", () => {
     expect(readFileSync(a.file, "utf8")).toBe(a.text);
     expect(a.pathInHome).toBe(`.local/share/kilo-fleet/tool-${a.id}.cjs`);
     expect(a.text).toMatch(/^[\x09\x0a\x20-\x7e]*$/);
-    expect(a.text.length).toBeLessThan(80_000);
+    // The bundle, plus ~31 KB of sh: the header with host/kilo-package.sh's functions embedded.
+    expect(a.text.length).toBeLessThan(120_000);
     expect(a.text).not.toContain(process.cwd());
     expect(a.text).not.toContain("/work/");
     expect(a.text).not.toContain("zod"); // the settings schema stays on the Pulumi side
@@ -94,6 +96,24 @@ describe("the host tool artifact", () => {
     // Both parsers accept it: sh -n the header (sh never reads past it: it execs or exits), node --check the whole.
     expect(spawnSync("sh", ["-n"], { input: toolHeader() }).status).toBe(0);
     expect(spawnSync(process.execPath, ["--check", a.file], { encoding: "utf8" }).status).toBe(0);
+  });
+
+  test("embeds host/kilo-package.sh's functions (not its command dispatch) in the header, globs and `##*/` rewritten", () => {
+    const header = toolHeader();
+    const script = readFileSync(join(__dirname, "..", "host", "kilo-package.sh"), "utf8");
+    expect(header).toContain(packageFunctions());
+    expect(packageFunctions()).toMatch(/^set -u\n/);
+    for (const fn of ["kf_platform", "kf_install", "kf_uninstall", "kf_lock_take", "kf_sha512_hex"]) {
+      expect(header).toContain(`\n${fn}() {`);
+    }
+    // The script's own command dispatch stays out: the header routes install-package itself.
+    expect(script).toContain("  uninstall) kf_uninstall ;;");
+    expect(header).not.toContain("  uninstall) kf_uninstall ;;");
+    expect(header).not.toContain("#!/bin/sh");
+    expect(script).not.toContain("*/");
+    // The dispatch of the sh-only subcommands comes before any JavaScript runtime is looked for.
+    expect(header.indexOf("install-package)")).toBeGreaterThan(0);
+    expect(header.indexOf("install-package)")).toBeLessThan(header.indexOf("kf_find_node() {"));
   });
 
   test("run with an unknown subcommand or a bad argument, it says so in one line and exits 1", () => {

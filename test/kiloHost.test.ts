@@ -4,6 +4,9 @@
  * step-command builders and the real host tool artifact.
  */
 import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { deployFleet } from "../deployer/fleet";
@@ -11,6 +14,7 @@ import { hostSpec } from "../deployer/hostSpec";
 import { hostStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { HOST_STEPS, KILO_HOST_TYPE, KiloHost, keyFingerprint } from "../deployer/kiloHost";
+import { type KiloLock, readLockFile, shippedLockPath, withVersion, writeLockFile } from "../deployer/kiloLock";
 import { parseSettings } from "../deployer/settings";
 import {
   type Evaluation,
@@ -36,7 +40,7 @@ afterEach(() => {
 const COMMAND_TYPE = { local: "command:local:Command", ssh: "command:remote:Command" } as const;
 
 /** The spec and the step commands the builders give `name` in `stackConfig(overrides)`. */
-function expectedScripts(name: string, overrides: Record<string, unknown> = {}) {
+function expectedScripts(name: string, overrides: Record<string, unknown> = {}, lock?: KiloLock) {
   const { config } = stackConfig(overrides);
   delete config["kilo-fleet:codexPoolerApiKey"];
   delete config["kilo-fleet:sshPrivateKey"];
@@ -45,12 +49,36 @@ function expectedScripts(name: string, overrides: Record<string, unknown> = {}) 
   const entry = parsed.settings.hosts.find((h) => h.name === name);
   if (!entry) throw new Error(`no host ${name}`);
   const spec = hostSpec(parsed.settings, entry);
-  return { spec, ...hostStepCommands(name, spec, hostToolArtifact(), entry.ssh ? "ssh" : "local") };
+  return { spec, ...hostStepCommands(name, spec, hostToolArtifact(), entry.ssh ? "ssh" : "local", lock) };
 }
+
+/** The shipped lock plus a 7.7.6 entry (a stand-in integrity: nothing downloads it under mocks). */
+const LOCK_776: KiloLock = withVersion(readLockFile(shippedLockPath()) ?? { version: 1, kilo: {} }, "7.7.6", {
+  "linux-x64": {
+    package: "@kilocode/cli-linux-x64",
+    tarball: "https://registry.npmjs.org/@kilocode/cli-linux-x64/-/cli-linux-x64-7.7.6.tgz",
+    integrity: `sha512-${"A".repeat(86)}==`,
+  },
+});
+
+/** `lock` written to a temp file (removed after the test). */
+function lockFileWith(lock: KiloLock): string {
+  const dir = mkdtempSync(join(tmpdir(), "kilo-fleet-lock-"));
+  afterEachCleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, "kilo-fleet.lock.json");
+  writeLockFile(file, lock);
+  return file;
+}
+const afterEachCleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const f of afterEachCleanups.splice(0)) f();
+});
 
 /** A host's children in dependency order: the steps, with the tool copy after the tool step over SSH. */
 function childNames(h: { name: string; ssh?: unknown }): string[] {
-  return HOST_STEPS.flatMap((s) => (s === "tool" && h.ssh ? [`${h.name}-tool`, `${h.name}-tool-copy`] : [`${h.name}-${s}`]));
+  return HOST_STEPS.flatMap((s) =>
+    s === "tool" && h.ssh ? [`${h.name}-tool`, `${h.name}-tool-copy`] : [`${h.name}-${s}`],
+  );
 }
 
 function inputsOf(r: RecordedResource): Record<string, unknown> {
@@ -119,7 +147,9 @@ describe("the resource graph", () => {
         }
         // Every step but the tool step is one short line: the tool, a subcommand, one JSON argument.
         if (step !== "tool") {
-          expect(String(inputs.create)).toMatch(/^\/bin\/sh "\$HOME\/\.local\/share\/kilo-fleet\/tool-[0-9a-f]{16}\.cjs" [a-z-]+ '[^'\\]*'$/);
+          expect(String(inputs.create)).toMatch(
+            /^\/bin\/sh "\$HOME\/\.local\/share\/kilo-fleet\/tool-[0-9a-f]{16}\.cjs" [a-z-]+ '[^'\\]*'$/,
+          );
           expect(String(inputs.create).length, `${h.name}-${step}`).toBeLessThan(2048);
         }
       }
@@ -218,7 +248,7 @@ describe("secrecy of the API key", () => {
       expect(fp).toMatch(/^key=hmac-sha256:[0-9a-f]{64}$/);
       fingerprints.add(fp);
       // Everything else in the triggers is plain, and none of it derives from the key.
-      for (const t of triggers.filter((t) => !isSecretValue(t))) expect(String(t)).toMatch(/^(kilo|config)=/);
+      for (const t of triggers.filter((t) => !isSecretValue(t))) expect(String(t)).toMatch(/^(kilo|install|config)=/);
     }
     expect(fingerprints.size).toBe(TEST_HOSTS.length);
   });
@@ -262,7 +292,6 @@ describe("stack exports", () => {
     const hosts = (e.stackOutputs as { hosts: Record<string, { smoke: unknown }> }).hosts;
     for (const h of TEST_HOSTS) expect(hosts[h.name].smoke).toEqual({ enabled: false });
   });
-
 });
 
 describe("warnings", () => {
@@ -372,15 +401,37 @@ describe("KiloHost as a library", () => {
     };
     const { config } = stackConfig(overrides);
     const fleetSecrets = { codexPoolerApiKey: pulumi.secret(TEST_API_KEY), sshPrivateKey: pulumi.secret(TEST_SSH_KEY) };
+    // 7.7.6 is pinned: pulumi up needs it in the lock file, as validate does.
+    const refused = await evaluate(() => {
+      deployFleet(config, fleetSecrets);
+    });
+    expect((refused.error as Error).message).toContain(
+      `kilo-fleet:kiloVersion: kilo 7.7.6 is not in the lock file ${shippedLockPath()}; run: npm run kilo-fleet -- lock`,
+    );
+    expect(programResources(refused)).toEqual([]);
+    const lockFile = lockFileWith(LOCK_776);
     let fleet: ReturnType<typeof deployFleet> | undefined;
     const e = await evaluate(() => {
-      fleet = deployFleet(config, fleetSecrets);
+      fleet = deployFleet(config, fleetSecrets, undefined, lockFile);
     });
     expect(e.error).toBeUndefined();
-    expect(fleet?.hosts.a.spec).toEqual(expectedScripts("a", overrides).spec);
-    expect(fleet?.hosts.a.spec).toMatchObject({ kiloVersion: "7.7.7", model: "gpt-5.4-mini", shells: ["bash", "fish"] });
-    expect(fleet?.hosts.b.spec).toEqual(expectedScripts("b", overrides).spec);
-    expect(fleet?.hosts.b.spec).toMatchObject({ kiloVersion: "7.7.6", model: "gpt-5.5", npmRegistry: "https://npm.example.com/" });
+    expect(fleet?.hosts.a.spec).toEqual(expectedScripts("a", overrides, LOCK_776).spec);
+    expect(fleet?.hosts.a.spec).toMatchObject({
+      kiloVersion: "7.7.7",
+      model: "gpt-5.4-mini",
+      shells: ["bash", "fish"],
+    });
+    expect(fleet?.hosts.b.spec).toEqual(expectedScripts("b", overrides, LOCK_776).spec);
+    // The install step checks what the given lock says for 7.7.6.
+    expect(inputsOf(e.byName("b-install")).create).toBe(expectedScripts("b", overrides, LOCK_776).install.create);
+    expect(inputsOf(e.byName("b-install")).create).toContain(
+      `7.7.6 https://npm.example.com/ linux-x64=sha512-${"A".repeat(86)}==`,
+    );
+    expect(fleet?.hosts.b.spec).toMatchObject({
+      kiloVersion: "7.7.6",
+      model: "gpt-5.5",
+      npmRegistry: "https://npm.example.com/",
+    });
     expect(fleet?.hosts.b.spec.ssh).toEqual({ host: "b.lan", user: "b", port: 2200, hostKey: TEST_HOST_KEY });
   });
 
@@ -424,6 +475,47 @@ describe("KiloHost as a library", () => {
       });
     });
     expect((bad.error as Error).message).toContain("ssh.user: must not contain whitespace");
+  });
+
+  it("install.method package (the default) runs the tool's sh with the lock's sha512s; npm runs npm; the lock is an argument", async () => {
+    const base = { poolerBaseUrl: "https://p.example.com/v1", apiKey: "k" };
+    const e = await evaluate(() => {
+      new KiloHost("pkg", base);
+      new KiloHost("by-npm", { ...base, install: { method: "npm" }, kiloVersion: "7.7.6" });
+      new KiloHost("pinned", { ...base, kiloVersion: "7.7.6", kiloLock: LOCK_776 });
+      new KiloHost("edge", { ...base, kiloVersion: "latest" });
+    });
+    expect(e.error).toBeUndefined();
+    const shipped = readLockFile(shippedLockPath())?.kilo["7.7.7"]?.["linux-x64"]?.integrity;
+    expect(shipped).toMatch(/^sha512-/);
+    const tool = `"$HOME/.local/share/kilo-fleet/tool-${hostToolArtifact().id}.cjs"`;
+    expect(inputsOf(e.byName("pkg-install"))).toMatchObject({
+      create: `/bin/sh ${tool} install-package '7.7.7 - linux-x64=${shipped}'`,
+      delete: `/bin/sh ${tool} install-package-delete`,
+    });
+    expect(inputsOf(e.byName("by-npm-install")).create).toBe(
+      `/bin/sh ${tool} install '{"host":"by-npm","version":"7.7.6"}'`,
+    );
+    expect(inputsOf(e.byName("by-npm-install")).delete).toBe(`/bin/sh ${tool} install-delete '{"host":"by-npm"}'`);
+    expect(inputsOf(e.byName("pinned-install")).create).toContain(`install-package '7.7.6 - linux-x64=sha512-AAAA`);
+    expect(inputsOf(e.byName("edge-install")).create).toBe(`/bin/sh ${tool} install-package 'latest -'`);
+    expect(e.warnings).toEqual([
+      expect.stringMatching(
+        /^edge: kiloVersion: "latest" .*; it is installed unlocked \(no sha512 from the lock file to check\)$/,
+      ),
+    ]);
+    // The smoke check re-runs on a method change: the method is one of its triggers.
+    expect(unwrapSecrets(inputsOf(e.byName("pkg-smoke")).triggers)).toContain("install=package");
+    expect(unwrapSecrets(inputsOf(e.byName("by-npm-smoke")).triggers)).toContain("install=npm");
+
+    const refused = await evaluate(() => {
+      new KiloHost("old", { ...base, kiloVersion: "7.7.6" });
+    });
+    expect(pulumi.RunError.isInstance(refused.error)).toBe(true);
+    expect((refused.error as Error).message).toBe(
+      'KiloHost "old": invalid arguments:\n  kiloVersion: kilo 7.7.6 is not in the lock file; run: npm run kilo-fleet -- lock (install.method package)',
+    );
+    expect(programResources(refused)).toEqual([]);
   });
 
   it("reports invalid arguments in the library's own terms", async () => {

@@ -198,10 +198,10 @@ describe("the real registry, node and npm hidden", () => {
 
     const un = await pkg(["uninstall"], home, tools);
     expect(un.code, un.stderr).toBe(0);
-    expect(result(un)).toEqual({ step: "uninstall", method: "package", changed: true });
+    expect(result(un)).toEqual({ step: "install-delete", outcome: "removed the kilo installed from its package" });
     expect(snap(home)).toEqual(before);
     const un2 = await pkg(["uninstall"], home, tools);
-    expect(result(un2).changed).toBe(false);
+    expect(result(un2)).toEqual({ step: "install-delete", outcome: "no kilo package installed by kilo-fleet" });
     expect(snap(home)).toEqual(before);
   });
 });

@@ -45,6 +45,7 @@ describe("defaults", () => {
       compactionThresholdPercent: 75,
       kiloSettings: {},
       smokeCheck: { enabled: true, timeoutSeconds: 180, level: "kilo-run" },
+      install: { method: "package" },
       hosts: [{ name: "local", local: true }],
     });
   });
@@ -61,6 +62,30 @@ describe("defaults", () => {
       timeoutSeconds: 180,
       level: "kilo-run",
     });
+  });
+
+  it("install.method: package by default, npm when asked, per host too; anything else refused in one line", () => {
+    expect(settingsOf({ install: {} }).install).toEqual({ method: "package" });
+    expect(settingsOf({ install: { method: "npm" } }).install).toEqual({ method: "npm" });
+    const s = settingsOf({
+      hosts: [
+        { name: "a", local: true, install: { method: "npm" } },
+        { name: "b", local: true },
+      ],
+    });
+    expect(s.hosts[0].install).toEqual({ method: "npm" });
+    expect(s.hosts[1].install).toBeUndefined();
+    // As JSON text, the way the Pulumi runtime hands structured keys over.
+    expect(settingsOf({ install: JSON.stringify({ method: "npm" }) }).install).toEqual({ method: "npm" });
+    expect(errorLines({ install: { method: "brew" } })).toEqual([
+      'kilo-fleet:install.method: must be "package" or "npm"',
+    ]);
+    expect(errorLines({ install: { methd: "npm" } })).toEqual([
+      "kilo-fleet:install.methd: unknown key (did you mean method?)",
+    ]);
+    expect(errorLines({ hosts: [{ name: "a", local: true, install: { method: "apt" } }] })).toEqual([
+      'kilo-fleet:hosts[0].install.method: must be "package" or "npm"',
+    ]);
   });
 
   it("ignores keys of other namespaces", () => {

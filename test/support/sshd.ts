@@ -19,6 +19,9 @@
  *   server.port, .user, .uid, .gid, .home, .privateKey (PEM text), .privateKeyPath, .hostPublicKey
  *       ("ssh-ed25519 AAAA..." for remote.Command's hostKey / kilo-fleet:hosts[].ssh.hostKey)
  *   await server.stop()      stops sshd (by its pid), deletes the user and the temp dir
+ *   startSshd({ noNode: true })
+ *       The session's PATH (sshd_config `SetEnv PATH=…`) is one directory of symlinks to every /usr/bin
+ *       tool except node, nodejs, npm, npx and corepack: a host without Node.js (server.noNodePath).
  *
  * node and npm for the user: this machine's node is /usr/bin/node (npm /usr/bin/npm), on sshd's default
  * non-interactive PATH (/usr/local/bin:/usr/bin:/bin:/usr/games), as on a developer machine with a
@@ -35,6 +38,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -59,6 +63,8 @@ export interface SshServer {
   privateKey: string;
   privateKeyPath: string;
   hostPublicKey: string;
+  /** With `noNode`: the session's PATH (a directory without node and npm). */
+  noNodePath?: string;
   run(commandLine: string, stdin?: string | Buffer, opts?: { timeoutMs?: number }): Promise<RunResult>;
   spawn(commandLine: string): ChildProcess;
   setShell(shell: string): void;
@@ -129,7 +135,12 @@ async function waitForPort(port: number, deadline: number, alive: () => string |
   }
 }
 
-export async function startSshd(options: { shell?: string; npmrc?: string } = {}): Promise<SshServer> {
+/** Tools a host without Node.js lacks. */
+const NODE_TOOLS = ["node", "nodejs", "npm", "npx", "corepack"];
+
+export async function startSshd(
+  options: { shell?: string; npmrc?: string; noNode?: boolean } = {},
+): Promise<SshServer> {
   ensureAptPackages([
     { pkg: "openssh-server", bin: "/usr/sbin/sshd" },
     { pkg: "openssh-client", bin: "/usr/bin/ssh" },
@@ -177,6 +188,15 @@ export async function startSshd(options: { shell?: string; npmrc?: string } = {}
     writeFileSync(authorized, readFileSync(`${clientKey}.pub`), { mode: 0o644 });
     const hostPublicKey = readFileSync(`${hostKey}.pub`, "utf8").trim().split(" ").slice(0, 2).join(" ");
 
+    let noNodePath: string | undefined;
+    if (options.noNode) {
+      noNodePath = join(dir, "path-without-node");
+      mkdirSync(noNodePath, { mode: 0o755 });
+      for (const name of readdirSync("/usr/bin")) {
+        if (!NODE_TOOLS.includes(name)) symlinkSync(join("/usr/bin", name), join(noNodePath, name));
+      }
+    }
+
     const port = await freePort();
     const knownHosts = join(dir, "known_hosts");
     writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostPublicKey}\n`);
@@ -202,6 +222,7 @@ export async function startSshd(options: { shell?: string; npmrc?: string } = {}
         "LogLevel ERROR",
         // remote.CopyToRemote writes files over SFTP.
         "Subsystem sftp internal-sftp",
+        ...(noNodePath ? [`SetEnv PATH=${noNodePath}`] : []),
         "",
       ].join("\n"),
     );
@@ -218,7 +239,7 @@ export async function startSshd(options: { shell?: string; npmrc?: string } = {}
 
     const nodePath = execFileSync("sh", ["-c", "command -v node"], { encoding: "utf8" }).trim();
     const defaultPath = ["/usr/local/bin", "/usr/bin", "/bin", "/usr/games"];
-    if (!defaultPath.includes(dirname(nodePath))) {
+    if (!options.noNode && !defaultPath.includes(dirname(nodePath))) {
       const bin = join(home, ".local", "bin");
       mkdirSync(bin, { recursive: true });
       for (const t of ["node", "npm", "npx"]) {
@@ -275,6 +296,7 @@ export async function startSshd(options: { shell?: string; npmrc?: string } = {}
       privateKey: readFileSync(clientKey, "utf8"),
       privateKeyPath: clientKey,
       hostPublicKey,
+      ...(noNodePath ? { noNodePath } : {}),
       spawn: spawnSsh,
       run(commandLine, stdin, opts) {
         return new Promise((resolve, reject) => {
