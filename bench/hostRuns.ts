@@ -170,9 +170,11 @@ export async function timeBareRun(b: Built, h: Host, opts: { smokeEnv?: boolean 
       env = kiloEnvironment(env, new Map(), scratch);
     }
     const model = `${b.spec.providerId}/${b.spec.model}`;
-    const script =
-      '. "$HOME/.config/kilo/codex-pooler.env" && cd "$1" && exec "$HOME/.local/bin/kilo" run --model "$2" --pure --auto --format json --dir "$PWD" "$3"';
-    const r = await runSh(script, [dir, model, SMOKE_PROMPT], env, h.home);
+    // Absolute paths: the smoke check's environment may move HOME into its scratch directory.
+    const script = '. "$4" && cd "$1" && exec "$5" run --model "$2" --pure --auto --format json --dir "$PWD" "$3"';
+    const envFile = join(h.home, ".config", "kilo", "codex-pooler.env");
+    const kilo = join(h.home, ".local", "bin", "kilo");
+    const r = await runSh(script, [dir, model, SMOKE_PROMPT, envFile, kilo], env, h.home);
     let file = "";
     try {
       file = readFileSync(join(dir, "kilo-ok.txt"), "utf8");

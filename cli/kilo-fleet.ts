@@ -6,6 +6,9 @@
  *   npm run kilo-fleet -- render (--stack NAME | --file PATH) [--host NAME]
  *   npm run kilo-fleet -- models --base-url URL [--key-env VAR] [--json] [--timeout SECONDS]
  *   npm run kilo-fleet -- lock [--stack NAME | --file PATH ...] [--registry URL] [--lock PATH]
+ *   npm run kilo-fleet -- doctor (--stack NAME | --file PATH) [--host NAME ...] [--json] [--key-env VAR] ...
+ *
+ * `doctor` (cli/doctor.ts) checks every host of a stack against it, read-only, and has its own exit codes.
  *
  * `lock` records, for every kilo version the stacks pin (fleet-wide and per host), each platform package's
  * tarball and sha512 from the registry's metadata in stacks/kilo-fleet.lock.json (deployer/kiloLock.ts).
@@ -22,10 +25,6 @@
 import { existsSync, readdirSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
-import { checkPoolerBaseUrl } from "../deployer/poolerUrl";
-import { formatErrors, parseSettings, resolveHost, type Settings, type SettingsError } from "../deployer/settings";
-import { checkPool } from "../host/poolCheck";
-import { kiloModelsFromPool, renderModelsJson, renderModelsYaml } from "./poolModels";
 import {
   DEFAULT_REGISTRY,
   emptyLock,
@@ -41,12 +40,18 @@ import {
   readLockFile,
   writeLockFile,
 } from "../deployer/kiloLock";
+import { checkPoolerBaseUrl } from "../deployer/poolerUrl";
+import { formatErrors, parseSettings, resolveHost, type Settings, type SettingsError } from "../deployer/settings";
+import { checkPool } from "../host/poolCheck";
+import { DOCTOR_USAGE, doctor } from "./doctor";
+import { kiloModelsFromPool, renderModelsJson, renderModelsYaml } from "./poolModels";
 import { loadProject, type Project, readStackConfig, StackFileError } from "./stackFile";
 
 const USAGE = `usage: kilo-fleet validate [--stack NAME | --file PATH ...]
        kilo-fleet render (--stack NAME | --file PATH) [--host NAME]
        kilo-fleet models --base-url URL [--key-env VAR] [--json] [--timeout SECONDS]
        kilo-fleet lock [--stack NAME | --file PATH ...] [--registry URL]
+       ${DOCTOR_USAGE}
        (validate and lock: --lock PATH for a lock file other than stacks/${LOCK_FILE_NAME})`;
 
 /** The project this CLI belongs to: the directory above cli/. */
@@ -362,6 +367,15 @@ async function main(argv: string[]): Promise<number> {
   }
   try {
     if (argv[0] === "models") return await models(argv.slice(1));
+    if (argv[0] === "doctor") {
+      return await doctor(argv.slice(1), {
+        env: process.env,
+        stdout: (t) => process.stdout.write(t),
+        stderr: (t) => process.stderr.write(t),
+        stderrIsTTY: process.stderr.isTTY === true,
+        projectDir: PROJECT_DIR,
+      });
+    }
     const project = loadProject(PROJECT_DIR);
     const args = parseArgs(argv, project);
     const lockPath = args.lock ?? lockFilePath(project.stackConfigDir);

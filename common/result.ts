@@ -73,7 +73,50 @@ export interface DeleteResult {
   outcome: string;
 }
 
-export type StepResult = ToolResult | InstallResult | ConfigResult | EnvResult | SmokeResult | DeleteResult;
+/** One thing on a host that is not what the stack says (the `check` subcommand, `kilo-fleet doctor`). */
+export interface CheckFinding {
+  /**
+   * `kilo` (missing, or not the pinned version), `kilo.jsonc` (a managed key differs, or the file is missing
+   * or unreadable), `env-file` (missing, mode, owner, content), `key` (the host's key is not the one compared),
+   * `rc-block` (a shell's block missing, edited or stale), `override` (a file or variable kilo applies over
+   * kilo.jsonc), `autoupdate` (kilo may update itself away from the pin).
+   */
+  item: "kilo" | "kilo.jsonc" | "env-file" | "key" | "rc-block" | "override" | "autoupdate";
+  /** One short line for people (never a secret; values truncated). */
+  what: string;
+  /** kilo.jsonc: the differing key path, and the JSON text expected and found (truncated; absent: "(absent)"). */
+  path?: string;
+  expected?: string;
+  found?: string;
+  /** The file concerned, `~/`-relative when under HOME. */
+  file?: string;
+}
+
+/** The read-only drift check. Never changes anything; exit 0 even when something drifted. */
+export interface CheckResult {
+  step: "check";
+  kilo: {
+    /** The installed version (absent: none found). */
+    version?: string;
+    /** How it is laid out: npm (`~/.local/lib/node_modules`), package (kilo-fleet's per-version dir), other, missing. */
+    layout: "npm" | "package" | "other" | "missing";
+  };
+  /** With compareKey: whether the host's key equals the one sent on stdin (`absent`: no env file or key line). */
+  key?: "same" | "different" | "absent";
+  /** A deploy held the HOME's lock while the check read it: what it saw may be mid-change. */
+  busy?: boolean;
+  /** Empty: the host matches the stack. */
+  drift: CheckFinding[];
+}
+
+export type StepResult =
+  | ToolResult
+  | InstallResult
+  | ConfigResult
+  | EnvResult
+  | SmokeResult
+  | DeleteResult
+  | CheckResult;
 export type StepName = StepResult["step"];
 
 /** The result line (no newline). JSON keeps it one line: JSON.stringify escapes every control character. */

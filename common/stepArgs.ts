@@ -91,6 +91,24 @@ export interface SmokeArgs {
   models: Record<string, { context?: number; input?: number }>;
 }
 
+/**
+ * The read-only drift check (`kilo-fleet doctor`): what the stack expects of this host. Changes nothing.
+ * With `compareKey`, the key to compare with the host's arrives on stdin (never in this argument).
+ */
+export interface CheckArgs {
+  host: string;
+  /** The kilo pin: an exact version, or `latest` (then only "installed" is checked). */
+  version: string;
+  /** The managed kilo.jsonc keys as rendered (the key paths are derived from it, as for config-apply). */
+  managed: Record<string, unknown>;
+  /** The key's variable name, e.g. CODEX_POOLER_API_KEY. */
+  var: string;
+  /** Shell names, or "default" (as the env step resolves it). */
+  shells: string[] | "default";
+  /** Read a key from stdin and say whether the host's equals it (same/different, never the key). */
+  compareKey: boolean;
+}
+
 /** Deletes take the host name only: what to remove comes from the host's own records. */
 export interface DeleteArgs {
   host: string;
@@ -104,6 +122,7 @@ export interface StepArgs {
   "env-apply": EnvArgs;
   "env-delete": DeleteArgs;
   smoke: SmokeArgs;
+  check: CheckArgs;
 }
 export type Subcommand = keyof StepArgs;
 export const SUBCOMMANDS: readonly Subcommand[] = [
@@ -114,6 +133,7 @@ export const SUBCOMMANDS: readonly Subcommand[] = [
   "env-apply",
   "env-delete",
   "smoke",
+  "check",
 ];
 
 /** JSON text → one shell-safe word's content (see the module comment). */

@@ -19,6 +19,7 @@ import { formatResult, type StepResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import { decodeStepArg, type StepArgs, SUBCOMMANDS, type Subcommand } from "../common/stepArgs";
 import { configApply, configDelete } from "./configFile";
+import { checkPaths, runCheck } from "./doctor";
 import { cleanupDirs, HostError } from "./fsUtil";
 import { installApply, installDelete } from "./install";
 import { withHostLock } from "./lock";
@@ -54,7 +55,11 @@ function envPaths(layout: HostLayout) {
 }
 
 /** The locked subcommands: file work on HOME. */
-function runLocked<S extends Exclude<Subcommand, "smoke">>(sub: S, args: StepArgs[S], layout: HostLayout): StepOutput {
+function runLocked<S extends Exclude<Subcommand, "smoke" | "check">>(
+  sub: S,
+  args: StepArgs[S],
+  layout: HostLayout,
+): StepOutput {
   switch (sub) {
     case "install":
       return installApply(layout, args as StepArgs["install"]);
@@ -132,6 +137,11 @@ async function main(): Promise<void> {
   if (sub === "smoke") {
     // Its own failure lines (`smoke check failed on <host>: …`) and exit code.
     print(await runSmokeCheck(layout, args as unknown as StepArgs["smoke"]));
+    return;
+  }
+  if (sub === "check") {
+    // Read-only (kilo-fleet doctor): no lock, no write; see doctor.ts.
+    print(runCheck(checkPaths(layout, process.env), args as unknown as StepArgs["check"]));
     return;
   }
   // One run at a time per HOME (two stacks sharing a host): see lock.ts.

@@ -1,0 +1,529 @@
+/**
+ * The `check` subcommand (what `kilo-fleet doctor` runs on every host): compares the host with what the
+ * stack expects and reports each difference. Read-only, always: it writes nothing, creates nothing (not
+ * even a directory), and takes no lock. A deploy holding the HOME's lock is waited for a little; if it
+ * still holds it, the result says `busy` (what was read may be mid-change).
+ *
+ * What it looks at:
+ * - kilo: `~/.local/bin/kilo` (npm layout: a link into `~/.local/lib/node_modules/@kilocode/cli`; package
+ *   layout: a link into kilo-fleet's `${XDG_DATA_HOME:-~/.local/share}/kilo-fleet/kilo/<version>/<platform>`),
+ *   its package.json's version against the pin. Not checked (yet): whether a package-layout binary is the
+ *   one the lock file records (its sha512).
+ * - kilo.jsonc: every managed key path (as config-apply derives them) whose value differs, as
+ *   `path: expected X, found Y` down to the first differing leaves (JSON text truncated).
+ * - the env file: present, mode 0600, owned by this user, its content what the env step writes (and the
+ *   config dir 0700); with `compareKey`, whether its key equals the one on stdin (only same/different).
+ * - each applicable shell's rc block (as the env step decides which apply): present and intact; a block in
+ *   a shell's file that no longer applies is stale.
+ * - overrides: files kilo applies over kilo.jsonc that set a managed key (opencode.json(c) beside it,
+ *   ~/.kilo, ~/.kilocode, the system dir), KILO_CONFIG / KILO_CONFIG_CONTENT / KILO_CONFIG_DIR set in a
+ *   startup file or in the check's own environment; and `autoupdate` back on for a pinned host.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { type ParseError, parse as parseJsonc } from "jsonc-parser";
+import type { HostLayout } from "../common/hostPaths";
+import { type KeyPath, managedKeyPaths, valueAt } from "../common/kiloConfigMerge";
+import type { CheckFinding, CheckResult } from "../common/result";
+import { SHELL_RC_FILES } from "../common/shells";
+import type { CheckArgs } from "../common/stepArgs";
+import { overrideWarnings } from "./configFile";
+import { envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "./envFile";
+import { HostError, readIfExists, resolveTarget } from "./fsUtil";
+import { LOCK_NAME } from "./lock";
+import { findBlock, homeWord, renderRcBlock } from "./rcBlock";
+import { resolveShells } from "./shellEnv";
+
+/** How long the check waits for a running deploy's lock to go before reading anyway (`busy`). */
+const LOCK_WAIT_MS = 5_000;
+/** JSON text longer than this is cut in a finding. */
+const MAX_VALUE = 80;
+/** At most this many differing leaves are named per managed key. */
+const MAX_LEAVES = 3;
+
+/** Variables that make kilo read another config over (or instead of) kilo.jsonc. */
+export const OVERRIDE_VARS = ["KILO_CONFIG", "KILO_CONFIG_CONTENT", "KILO_CONFIG_DIR"] as const;
+
+/** Startup files scanned for the override variables (relative to HOME), besides those kilo-fleet manages. */
+const STARTUP_FILES = [
+  ".bash_profile",
+  ".bash_login",
+  ".bashrc",
+  ".profile",
+  ".zshenv",
+  ".zprofile",
+  ".zshrc",
+  ".zlogin",
+  ".config/fish/config.fish",
+];
+
+export interface CheckPaths {
+  layout: HostLayout;
+  /** kilo's system-wide config dir (`/etc/kilo`, macOS `/Library/Application Support/kilo`). */
+  systemDir: string;
+  /** kilo-fleet's package-layout kilo dir (`${XDG_DATA_HOME:-~/.local/share}/kilo-fleet/kilo`). */
+  packageDir: string;
+  /** The environment the check runs in (for the override variables). */
+  env: NodeJS.ProcessEnv;
+}
+
+export function checkPaths(layout: HostLayout, env: NodeJS.ProcessEnv): CheckPaths {
+  const dataHome = env.XDG_DATA_HOME ? env.XDG_DATA_HOME : path.join(layout.home, ".local", "share");
+  return {
+    layout,
+    systemDir:
+      env.KILO_FLEET_TEST_SYSTEM_DIR ||
+      (process.platform === "darwin" ? "/Library/Application Support/kilo" : "/etc/kilo"),
+    packageDir: path.join(dataHome, "kilo-fleet", "kilo"),
+    env,
+  };
+}
+
+const tilde = (home: string, file: string) => (file.startsWith(`${home}/`) ? `~${file.slice(home.length)}` : file);
+
+/** JSON text with object keys sorted (so key order does not count as a difference). */
+function canonical(v: unknown): string {
+  return JSON.stringify(v, (_k, x) =>
+    x !== null && typeof x === "object" && !Array.isArray(x)
+      ? Object.fromEntries(
+          Object.keys(x as object)
+            .sort()
+            .map((k) => [k, (x as Record<string, unknown>)[k]]),
+        )
+      : x,
+  );
+}
+
+const same = (a: unknown, b: unknown) => canonical(a) === canonical(b);
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/** A value as short JSON text (`(absent)` for undefined). */
+export function shortJson(v: unknown): string {
+  if (v === undefined) return "(absent)";
+  const text = JSON.stringify(v);
+  return text.length > MAX_VALUE ? `${text.slice(0, MAX_VALUE - 1)}…` : text;
+}
+
+/** The leaf paths under `at` where `found` differs from `expected` (objects compared key by key). */
+function leafDiffs(expected: unknown, found: unknown, at: string[], out: { path: string[]; e: unknown; f: unknown }[]) {
+  if (isObject(expected) && isObject(found)) {
+    const keys = [...new Set([...Object.keys(expected), ...Object.keys(found)])].sort();
+    for (const k of keys) {
+      if (!same(expected[k], found[k])) leafDiffs(expected[k], found[k], [...at, k], out);
+    }
+    return;
+  }
+  out.push({ path: at, e: expected, f: found });
+}
+
+function checkKilo(p: CheckPaths, args: CheckArgs): { kilo: CheckResult["kilo"]; drift: CheckFinding[] } {
+  const { layout } = p;
+  const bin = layout.kiloBin;
+  let target: string | undefined;
+  let layoutName: CheckResult["kilo"]["layout"] = "other";
+  try {
+    const st = fs.lstatSync(bin);
+    if (st.isSymbolicLink()) {
+      target = path.resolve(path.dirname(bin), fs.readlinkSync(bin));
+      if (target.startsWith(`${path.join(layout.npmPrefix, "lib", "node_modules")}/`)) layoutName = "npm";
+      else if (target.startsWith(`${p.packageDir}/`)) layoutName = "package";
+    }
+  } catch {
+    layoutName = "missing";
+  }
+  let runnable = false;
+  try {
+    fs.accessSync(bin, fs.constants.X_OK);
+    runnable = fs.statSync(bin).isFile();
+  } catch {
+    runnable = false;
+  }
+  if (!runnable) {
+    return {
+      kilo: { layout: "missing" },
+      drift: [
+        {
+          item: "kilo",
+          what: `not installed: no runnable kilo at ${tilde(layout.home, bin)}${layoutName !== "missing" ? " (a dangling or non-executable link)" : ""}`,
+          file: tilde(layout.home, bin),
+        },
+      ],
+    };
+  }
+  // The version: the package.json of the package the link points into (walking up from its bin dir).
+  let version: string | undefined;
+  const candidates: string[] = [];
+  if (target !== undefined) {
+    for (let d = path.dirname(target), i = 0; i < 4 && path.dirname(d) !== d; d = path.dirname(d), i++) {
+      candidates.push(path.join(d, "package.json"));
+    }
+  }
+  candidates.push(layout.kiloPackageJson);
+  for (const file of candidates) {
+    try {
+      const pkg = JSON.parse(fs.readFileSync(file, "utf8")) as { name?: unknown; version?: unknown };
+      if (typeof pkg.name === "string" && pkg.name.startsWith("@kilocode/cli") && typeof pkg.version === "string") {
+        version = pkg.version;
+        break;
+      }
+    } catch {
+      // not this one
+    }
+  }
+  const kilo = { ...(version !== undefined ? { version } : {}), layout: layoutName };
+  if (args.version === "latest") return { kilo, drift: [] };
+  if (version === undefined) {
+    return {
+      kilo,
+      drift: [{ item: "kilo", what: `version unknown (no @kilocode/cli package.json found), pinned ${args.version}` }],
+    };
+  }
+  if (version !== args.version) {
+    return {
+      kilo,
+      drift: [
+        { item: "kilo", what: `${version} installed, pinned ${args.version}`, expected: args.version, found: version },
+      ],
+    };
+  }
+  return { kilo, drift: [] };
+}
+
+function checkConfig(p: CheckPaths, args: CheckArgs, paths: KeyPath[]): CheckFinding[] {
+  const file = tilde(p.layout.home, p.layout.configFile);
+  const text = readIfExists(p.layout.configFile);
+  if (text === undefined) return [{ item: "kilo.jsonc", what: `${file} is missing`, file }];
+  const errors: ParseError[] = [];
+  const found = parseJsonc(text, errors, { allowTrailingComma: true });
+  if (errors.length > 0 || !isObject(found)) {
+    return [{ item: "kilo.jsonc", what: `${file} is not valid JSONC (kilo ignores or rejects it)`, file }];
+  }
+  const out: CheckFinding[] = [];
+  for (const kp of paths) {
+    const e = valueAt(args.managed, kp);
+    const f = valueAt(found, kp);
+    if (same(e, f)) continue;
+    const leaves: { path: string[]; e: unknown; f: unknown }[] = [];
+    leafDiffs(e, f, [...kp], leaves);
+    const item = kp.length === 1 && kp[0] === "autoupdate" ? "autoupdate" : "kilo.jsonc";
+    for (const leaf of leaves.slice(0, MAX_LEAVES)) {
+      const at = leaf.path.join(".");
+      out.push({
+        item,
+        what:
+          item === "autoupdate"
+            ? `${file} sets autoupdate to ${shortJson(leaf.f)} (the pin needs false)`
+            : `${at}: expected ${shortJson(leaf.e)}, found ${shortJson(leaf.f)}`,
+        path: at,
+        expected: shortJson(leaf.e),
+        found: shortJson(leaf.f),
+        file,
+      });
+    }
+    if (leaves.length > MAX_LEAVES) {
+      out.push({
+        item,
+        what: `${kp.join(".")}: ${leaves.length - MAX_LEAVES} more difference(s)`,
+        path: kp.join("."),
+        file,
+      });
+    }
+  }
+  return out;
+}
+
+/** The value of a `'…'` word as shQuote writes it; undefined for anything else. */
+function unShQuote(word: string): string | undefined {
+  const m = /^'((?:[^']|'\\'')*)'$/.exec(word);
+  return m ? m[1].replaceAll("'\\''", "'") : undefined;
+}
+
+function fileProblems(
+  home: string,
+  file: string,
+  mode: number,
+  what: string,
+): { missing: boolean; drift: CheckFinding[] } {
+  const shown = tilde(home, file);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    return { missing: true, drift: [{ item: "env-file", what: `${what} ${shown} is missing`, file: shown }] };
+  }
+  const out: CheckFinding[] = [];
+  const have = st.mode & 0o7777;
+  if (have !== mode) {
+    out.push({
+      item: "env-file",
+      what: `${shown} has mode ${have.toString(8).padStart(4, "0")}, expected ${mode.toString(8).padStart(4, "0")}`,
+      expected: mode.toString(8).padStart(4, "0"),
+      found: have.toString(8).padStart(4, "0"),
+      file: shown,
+    });
+  }
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) {
+    out.push({ item: "env-file", what: `${shown} is owned by uid ${st.uid}, not this user (${uid})`, file: shown });
+  }
+  return { missing: false, drift: out };
+}
+
+function checkEnv(
+  p: CheckPaths,
+  args: CheckArgs,
+  shells: string[],
+  key: string | undefined,
+): { drift: CheckFinding[]; key?: CheckResult["key"] } {
+  const { layout } = p;
+  const home = layout.home;
+  const pinned = args.version !== "latest";
+  const envShown = tilde(home, layout.envFile);
+  const envCheck = fileProblems(home, layout.envFile, 0o600, "the env file");
+  const drift = envCheck.drift;
+  const text = envCheck.missing ? undefined : readIfExists(layout.envFile);
+  if (text === undefined) return { drift, ...(key !== undefined ? { key: "absent" as const } : {}) };
+  const dirMode = fs.statSync(layout.configDir).mode & 0o7777;
+  if (dirMode !== 0o700) {
+    drift.push({
+      item: "env-file",
+      what: `${tilde(home, layout.configDir)} has mode ${dirMode.toString(8).padStart(4, "0")}, expected 0700 (it holds the key)`,
+      file: tilde(home, layout.configDir),
+    });
+  }
+  const prefix = `export ${args.var}=`;
+  const keyLine = text.split("\n").find((l) => l.startsWith(prefix));
+  const value = keyLine === undefined ? undefined : unShQuote(keyLine.slice(prefix.length));
+  let keyState: CheckResult["key"];
+  if (key !== undefined) keyState = value === undefined ? "absent" : value === key ? "same" : "different";
+  if (value === undefined) {
+    drift.push({ item: "env-file", what: `${envShown} does not set ${args.var}`, file: envShown });
+  } else if (pinned && !text.split("\n").includes("export KILO_DISABLE_AUTOUPDATE='1'")) {
+    drift.push({
+      item: "autoupdate",
+      what: `${envShown} no longer sets KILO_DISABLE_AUTOUPDATE=1 (kilo may update itself away from the pin)`,
+      file: envShown,
+    });
+  } else if (text !== renderShEnvFile(envVars(args.var, value, pinned))) {
+    drift.push({ item: "env-file", what: `${envShown} was edited (not what the env step writes)`, file: envShown });
+  }
+  if (shells.includes("fish")) {
+    const fishCheck = fileProblems(home, layout.fishEnvFile, 0o600, "the fish env file");
+    drift.push(...fishCheck.drift);
+    if (!fishCheck.missing && value !== undefined) {
+      if (readIfExists(layout.fishEnvFile) !== renderFishEnvFile(envVars(args.var, value, pinned))) {
+        const shown = tilde(home, layout.fishEnvFile);
+        drift.push({ item: "env-file", what: `${shown} was edited (not what the env step writes)`, file: shown });
+      }
+    }
+  }
+  if (keyState === "different") {
+    drift.push({ item: "key", what: `the key in ${envShown} is not the one compared`, file: envShown });
+  }
+  return { drift, ...(keyState !== undefined ? { key: keyState } : {}) };
+}
+
+function checkRcBlocks(p: CheckPaths, shells: string[]): CheckFinding[] {
+  const { layout } = p;
+  const home = layout.home;
+  const out: CheckFinding[] = [];
+  for (const [shell, rel] of Object.entries(SHELL_RC_FILES)) {
+    const file = path.join(home, rel);
+    const shown = tilde(home, file);
+    const text = readIfExists(resolveTarget(file));
+    let found: { start: number; end: number } | undefined;
+    try {
+      found = text === undefined ? undefined : findBlock(text, shown);
+    } catch (e) {
+      out.push({ item: "rc-block", what: `${shell}: ${(e as Error).message}`, file: shown });
+      continue;
+    }
+    if (!shells.includes(shell)) {
+      if (found) out.push({ item: "rc-block", what: `${shell}: a stale kilo-fleet block in ${shown}`, file: shown });
+      continue;
+    }
+    if (!found) {
+      out.push({
+        item: "rc-block",
+        what: `${shell}: no kilo-fleet block in ${shown}${text === undefined ? " (the file is missing)" : ""}`,
+        file: shown,
+      });
+      continue;
+    }
+    const syntax = shell === "fish" ? "fish" : "sh";
+    const want = renderRcBlock(
+      syntax,
+      homeWord(shell === "fish" ? layout.fishEnvFile : layout.envFile, home, syntax),
+      homeWord(layout.binDir, home, syntax),
+    );
+    if (text?.slice(found.start, found.end) !== want) {
+      out.push({ item: "rc-block", what: `${shell}: the kilo-fleet block in ${shown} was edited`, file: shown });
+    }
+  }
+  return out;
+}
+
+/** `NAME=` (sh, with or without export) or `set [-flags] NAME` (fish), not in a comment. */
+function setsVariable(line: string, name: string): boolean {
+  const l = line.trim();
+  if (l.startsWith("#")) return false;
+  const sh = new RegExp(`(^|[\\s;&|(])((export|declare|typeset|local|readonly)(\\s+-\\w+)*\\s+)?${name}=`);
+  const fish = new RegExp(`(^|[\\s;])set(\\s+-[\\w-]+)*\\s+${name}(\\s|;|$)`);
+  return sh.test(l) || fish.test(l);
+}
+
+function checkOverrides(p: CheckPaths, paths: KeyPath[]): CheckFinding[] {
+  const { layout } = p;
+  const home = layout.home;
+  const out: CheckFinding[] = [];
+  const byFile = new Map<string, string[]>();
+  const warnings = overrideWarnings(
+    {
+      home,
+      configFile: layout.configFile,
+      backupFile: layout.backupFile,
+      stateDir: layout.stateDir,
+      systemDir: p.systemDir,
+    },
+    paths,
+  );
+  for (const w of warnings) {
+    const key = /sets "([^"]*)"/.exec(w.line)?.[1] ?? "?";
+    byFile.set(w.file, [...(byFile.get(w.file) ?? []), key]);
+  }
+  for (const [file, keys] of byFile) {
+    const shown = tilde(home, file);
+    out.push({
+      item: "override",
+      what: `${shown} sets ${keys.join(", ")}, and kilo applies it over kilo.jsonc`,
+      file: shown,
+    });
+  }
+  const files = new Set<string>([...STARTUP_FILES, ...Object.values(SHELL_RC_FILES)]);
+  try {
+    for (const n of fs.readdirSync(path.join(home, ".config", "fish", "conf.d")).sort()) {
+      if (n.endsWith(".fish")) files.add(`.config/fish/conf.d/${n}`);
+    }
+  } catch {
+    // no fish conf.d
+  }
+  for (const rel of files) {
+    const text = readIfExists(resolveTarget(path.join(home, rel)));
+    if (text === undefined) continue;
+    const lines = text.split("\n");
+    for (const name of OVERRIDE_VARS) {
+      const i = lines.findIndex((l) => setsVariable(l, name));
+      if (i !== -1) {
+        out.push({
+          item: "override",
+          what: `~/${rel} line ${i + 1} sets ${name}, so kilo reads another config`,
+          file: `~/${rel}`,
+        });
+      }
+    }
+  }
+  for (const name of OVERRIDE_VARS) {
+    if (p.env[name] !== undefined && p.env[name] !== "") {
+      out.push({ item: "override", what: `${name} is set in the environment the check ran in` });
+    }
+  }
+  return out;
+}
+
+/** Waits (reading only) for a deploy's lock to go; true when it is still held. */
+function waitForLock(home: string): boolean {
+  const lock = path.join(home, LOCK_NAME);
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  while (fs.existsSync(lock)) {
+    if (Date.now() > deadline) return true;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+  }
+  return false;
+}
+
+/** All of stdin (the key to compare): read here, never from argv or the environment. */
+function readStdin(): string {
+  const chunks: Buffer[] = [];
+  const buf = Buffer.alloc(65536);
+  for (;;) {
+    let n: number;
+    try {
+      n = fs.readSync(0, buf, 0, buf.length, null);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EAGAIN") {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+        continue;
+      }
+      if (code === "EOF") break;
+      throw new HostError(`cannot read the key to compare from stdin: ${code}`);
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** The check. `readKey` is how the key to compare is read (stdin in the tool). */
+export function runCheck(
+  p: CheckPaths,
+  args: CheckArgs,
+  readKey: () => string = readStdin,
+): { lines: string[]; result: CheckResult } {
+  if (typeof args.version !== "string" || !isObject(args.managed) || typeof args.var !== "string") {
+    throw new HostError("check: the argument needs version, managed and var");
+  }
+  let key: string | undefined;
+  if (args.compareKey) {
+    try {
+      key = parseKeyFromStdin(readKey());
+    } catch (e) {
+      throw new HostError(`check: ${(e as Error).message.replace("the env step", "the check")}`);
+    }
+  }
+  const busy = waitForLock(p.layout.home);
+  const paths = managedKeyPaths(args.managed);
+  let shells: string[];
+  try {
+    shells = resolveShells(
+      {
+        home: p.layout.home,
+        configDir: p.layout.configDir,
+        envFile: p.layout.envFile,
+        fishEnvFile: p.layout.fishEnvFile,
+        binDir: p.layout.binDir,
+        stateDir: p.layout.stateDir,
+        rcFiles: SHELL_RC_FILES,
+      },
+      args.shells === "default" ? "default" : args.shells.join(","),
+    );
+  } catch (e) {
+    throw new HostError(`check: ${(e as Error).message}`);
+  }
+  const kilo = checkKilo(p, args);
+  const env = checkEnv(p, args, shells, key);
+  const drift = [
+    ...kilo.drift,
+    ...checkConfig(p, args, paths),
+    ...env.drift,
+    ...checkRcBlocks(p, shells),
+    ...checkOverrides(p, paths),
+  ];
+  const lines = [
+    drift.length === 0
+      ? `kilo-fleet: ${args.host} matches the stack${busy ? " (a deploy was running while it was read)" : ""}`
+      : `kilo-fleet: ${args.host} drifted (${drift.length}):`,
+    ...drift.map((d) => `  ${d.item}: ${d.what}`),
+  ];
+  return {
+    lines,
+    result: {
+      step: "check",
+      kilo: kilo.kilo,
+      ...(env.key !== undefined ? { key: env.key } : {}),
+      ...(busy ? { busy } : {}),
+      drift,
+    },
+  };
+}
