@@ -7,7 +7,6 @@
  */
 import { spawn } from "node:child_process";
 import {
-  copyFileSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -15,6 +14,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  writeFileSync,
 } from "node:fs";
 import { join, relative } from "node:path";
 import { parseResult } from "../common/result";
@@ -28,7 +28,7 @@ import {
   USER_BASHRC,
   USER_PROFILE,
 } from "../harness/hostHome";
-import { kiloEnvironment, SMOKE_PROMPT } from "../host/smoke";
+import { kiloEnvironment, SMOKE_PROMPT, smokeConfigCopy } from "../host/smoke";
 
 export interface Host {
   root: string;
@@ -146,8 +146,9 @@ export async function timeSmoke(b: Built, h: Host): Promise<{ seconds: number; o
  * wrote sourced (what the rc blocks do), a fresh temp directory, then
  * `kilo run --model <provider>/<model> --pure --auto --format json --dir "$PWD" '<prompt>'` with the
  * kilo the install put in ~/.local/bin. With `smokeEnv`, kilo also gets the environment the smoke check
- * gives it (host/smoke.ts `kiloEnvironment`: allowlisted variables, a copy of the config files, no models
- * fetch, no telemetry, one retry, cache/data/state/TMPDIR in the scratch dir), so the difference to the
+ * gives it (host/smoke.ts `kiloEnvironment`: allowlisted variables, a HOME of its own, the config files
+ * copied through `smokeConfigCopy`, no models fetch, no telemetry, one retry, cache/data/state/TMPDIR in the
+ * scratch dir), so the difference to the
  * smoke check is the check's own work. Its wall time; throws unless kilo wrote kilo-ok.txt and said
  * `kilo ok`. The temp directory is removed afterwards.
  */
@@ -160,10 +161,12 @@ export async function timeBareRun(b: Built, h: Host, opts: { smokeEnv?: boolean 
     if (opts.smokeEnv) {
       const configDir = join(h.home, ".config", "kilo");
       const copy = join(scratch, "config", "kilo");
-      for (const d of [join(scratch, "tmp"), copy]) mkdirSync(d, { recursive: true });
+      for (const d of [join(scratch, "tmp"), join(scratch, "home"), copy]) mkdirSync(d, { recursive: true });
       for (const name of existsSync(configDir) ? readdirSync(configDir) : []) {
         if (/\.jsonc?$/.test(name) && lstatSync(join(configDir, name)).isFile()) {
-          copyFileSync(join(configDir, name), join(copy, name));
+          writeFileSync(join(copy, name), smokeConfigCopy(readFileSync(join(configDir, name), "utf8")), {
+            mode: 0o600,
+          });
         }
       }
       // The env file is sourced by the command below, as the check loads it.
