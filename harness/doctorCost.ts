@@ -47,7 +47,9 @@ export interface DeployedHome {
 
 /**
  * A HOME as a deploy leaves it: makeHome's user files and the shipped tool, a stand-in kilo (`kilo`:
- * npm layout by default), then the install, config and env (with `key`) steps. `env` extra variables
+ * npm layout by default), then the install, config and env (with `key`) steps. `built` should have
+ * `install.method` npm (its install step then finds the stand-in at the pin and keeps it); with the
+ * package layout the install step is not run (it would fetch the real package). `env` extra variables
  * (e.g. KILO_FLEET_TEST_SYSTEM_DIR) go into every run.
  */
 export function deployHome(
@@ -65,8 +67,7 @@ export function deployHome(
     ["config", ""],
     ["env", `${key}\n`],
   ] as const) {
-    // The package layout's kilo is not npm's: the npm install step would replace it, so it is skipped there.
-    if (name === "install" && opts.kilo === "package") continue;
+    if (name === "install" && (opts.kilo === "package" || built.spec.install.method !== "npm")) continue;
     const r = runLocal(steps[name].create, env, stdin);
     if (r.code !== 0) throw new Error(`the ${name} step failed: ${r.stderr}`);
   }
@@ -102,7 +103,7 @@ export interface DoctorCost {
  * `parallel`; each `parallel` value in `bounds` is measured on the same HOMEs, in order.
  */
 export async function measureDoctor(opts: { hosts: number; bounds?: number[] }): Promise<DoctorCost[]> {
-  const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });
+  const built = buildSettings({ kiloVersion: TEST_KILO_VERSION, install: { method: "npm" } });
   const tool = hostToolArtifact();
   const homes: DeployedHome[] = [];
   try {

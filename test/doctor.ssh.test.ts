@@ -29,7 +29,8 @@ import { TEST_KILO_VERSION } from "../harness/kilo";
 import { ensureAptPackages, type SshServer, startSshd } from "./support/sshd";
 
 const ROOT = join(__dirname, "..");
-const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });
+// npm: the install step finds the stand-in kilo at the pin and keeps it (no registry).
+const built = buildSettings({ kiloVersion: TEST_KILO_VERSION, install: { method: "npm" } });
 const scripts = deployScripts(built, "ssh");
 const tool = hostToolArtifact();
 const KEY = testKey();

@@ -27,7 +27,8 @@ import { buildSettings, runLocal, snapshot, testKey } from "../harness/hostHome"
 import { TEST_KILO_VERSION } from "../harness/kilo";
 
 const ROOT = join(__dirname, "..");
-const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });
+// npm: the install step finds the stand-in kilo at the pin and keeps it (no registry); see doctorCost.ts.
+const built = buildSettings({ kiloVersion: TEST_KILO_VERSION, install: { method: "npm" } });
 const tool = hostToolArtifact();
 const provider = built.spec.providerId;
 const KEY = testKey();
