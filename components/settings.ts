@@ -7,7 +7,10 @@
  * are reported at once.
  */
 import { z } from "zod";
+import { caCertificatesProblems, caCertificatesWarnings } from "../deployer/caCertificates";
+import { checkNpmRegistryUrl, npmRegistryWarning } from "../deployer/npmRegistry";
 import { checkPoolerBaseUrl } from "./poolerUrl";
+import { shQuote } from "./shellQuote";
 
 export const CONFIG_NAMESPACE = "kilo-fleet";
 
@@ -125,7 +128,14 @@ const sshTarget = z
   .min(1, { message: "is required" })
   .refine((s) => noControlChars(s) && !/\s/.test(s), { message: "must not contain whitespace or control characters" });
 
+/** PEM text with one or more CA certificates (deployer/caCertificates.ts); never a private key. */
+const caCertificates = z.string({ error: "must be PEM text (one or more certificates)" }).superRefine((s, ctx) => {
+  for (const message of caCertificatesProblems(s)) ctx.addIssue({ code: "custom", message });
+});
+
 const hostOverrides = {
+  /** Overrides `caCertificates` for this host. */
+  caCertificates: caCertificates.optional(),
   /** Overrides `kiloVersion` for this host. */
   kiloVersion: kiloVersion.optional(),
   /** Overrides `model` for this host (must be a key of `models`). */
@@ -149,6 +159,8 @@ const sshConnection = z.strictObject({
       message: 'must be one public key line such as "ssh-ed25519 AAAA..." (see ssh-keyscan)',
     })
     .optional(),
+  /** Accept any host key (no pinning): only with this set may `hostKey` be absent. */
+  insecureIgnoreHostKey: z.boolean({ error: "must be true or false" }).optional(),
 });
 
 // One object with both shapes' keys, so errors inside `ssh` keep their own paths; exactly one kind.
@@ -170,23 +182,28 @@ const hostSchema = z
   );
 export type HostSettings = z.infer<typeof hostSchema>;
 
-const httpUrl = z.string().refine(
-  (s) => {
-    try {
-      const u = new URL(s);
-      return (u.protocol === "http:" || u.protocol === "https:") && noControlChars(s);
-    } catch {
-      return false;
-    }
-  },
-  { message: "must be an http(s) URL" },
-);
-
 /** A secret value: a string at run time, or a `{secure: ...}` blob when read from a stack file. */
 const secretValue = z.union([
   z.string().min(1, { message: "must not be empty" }),
   z.strictObject({ secure: z.string() }).transform(() => ENCRYPTED),
 ]);
+
+/**
+ * A one-line secret that `Settings` never holds: validated (messages never quote it), then replaced by
+ * the placeholder, so the plaintext cannot reach the settings even if the program passes it in.
+ */
+const redactedSecret = z
+  .union(
+    [
+      z
+        .string()
+        .min(1, { message: "must not be empty" })
+        .refine(noControlChars, { message: "must be one line without control characters" }),
+      z.strictObject({ secure: z.string() }),
+    ],
+    { error: "must be a secret string (pulumi config set --secret ...)" },
+  )
+  .transform((): typeof ENCRYPTED => ENCRYPTED);
 /** Stands in for a secret that is present but encrypted (stack files are never decrypted offline). */
 export const ENCRYPTED = "[encrypted]";
 
@@ -197,6 +214,11 @@ export const settingsSchema = z.strictObject({
     if (problem) ctx.addIssue({ code: "custom", message: problem });
   }),
   codexPoolerApiKey: secretValue.optional(),
+  apiKeys: z
+    .record(z.string(), redactedSecret, {
+      error: "must be an object from host name to that host's secret key (pulumi config set --secret --path 'apiKeys.<host>' <key>)",
+    })
+    .optional(),
   providerId: z
     .string()
     .regex(/^[a-z0-9][a-z0-9\-_.]*$/, { message: "must match [a-z0-9][a-z0-9-_.]* (no '/')" })
@@ -253,7 +275,15 @@ export const settingsSchema = z.strictObject({
         .default(180),
     })
     .default(() => ({ enabled: true, timeoutSeconds: 180 })),
-  npmRegistry: httpUrl.optional(),
+  npmRegistry: z
+    .string()
+    .superRefine((s, ctx) => {
+      const problem = checkNpmRegistryUrl(s);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    })
+    .optional(),
+  npmToken: redactedSecret.optional(),
+  caCertificates: caCertificates.optional(),
   hosts: z
     .array(hostSchema)
     .min(1, { message: "must list at least one host" })
@@ -294,6 +324,7 @@ function crossKeyErrors(input: Record<string, unknown>): SettingsError[] {
       if (h === null || typeof h !== "object") return;
       const host = h as Record<string, unknown>;
       checkModel(host.model, ["hosts", i, "model"]);
+      errors.push(...hostKeyErrors(host.ssh, i));
       if (typeof host.name !== "string") return;
       const first = seen.get(host.name);
       if (first !== undefined) {
@@ -312,11 +343,14 @@ export type Settings = z.output<typeof settingsSchema>;
 export interface ResolvedHost {
   name: string;
   kind: "local" | "ssh";
-  ssh?: { host: string; user: string; port: number; hostKey?: string };
+  /** `hostKey` is set unless `insecureIgnoreHostKey` is true (the schema refuses anything else). */
+  ssh?: { host: string; user: string; port: number; hostKey?: string; insecureIgnoreHostKey: boolean };
   kiloVersion: string;
   model: string;
   /** Explicit shells, or undefined for "those whose rc file exists, plus sh". */
   shells?: ShellName[];
+  /** PEM text the host must trust (the host's own, else the fleet's), or undefined. */
+  caCertificates?: string;
 }
 
 function managedKeyHint(k: string): string {
@@ -397,7 +431,7 @@ function knownKeysAt(path: readonly PropertyKey[]): string[] {
   const top = Object.keys(settingsSchema.shape);
   if (p.length === 0) return top;
   if (p[0] === "hosts" && p.length === 1) return ["name", "local", "ssh", ...Object.keys(hostOverrides)];
-  if (p[0] === "hosts" && p[1] === "ssh") return ["host", "user", "port", "hostKey"];
+  if (p[0] === "hosts" && p[1] === "ssh") return ["host", "user", "port", "hostKey", "insecureIgnoreHostKey"];
   if (p[0] === "smokeCheck") return ["enabled", "timeoutSeconds"];
   if (p[0] === "models" && p.length === 2) return Object.keys(SEED_MODEL);
   if (p[0] === "models" && p[2] === "limit") return ["context", "input", "output"];
@@ -413,6 +447,7 @@ const STRUCTURED_KEYS = new Set([
   "kiloSettings",
   "smokeCheck",
   "hosts",
+  "apiKeys",
 ]);
 
 /**
@@ -492,13 +527,59 @@ export function parseSettings(raw: Record<string, unknown>): ParseResult {
     );
   }
   settings.hosts.forEach((h, i) => {
-    if (h.ssh && h.ssh.hostKey === undefined) {
+    if (h.ssh?.insecureIgnoreHostKey === true) {
       warnings.push(
-        `${formatKeyPath(["hosts", i, "ssh", "hostKey"])}: not set, so the server's host key is not pinned (get it with ssh-keyscan)`,
+        `${formatKeyPath(["hosts", i, "ssh", "insecureIgnoreHostKey"])}: the server's host key is not checked, so anyone who can answer for ${h.ssh.host} receives the API key; pin it instead (${keyscanLine(h.ssh.host, h.ssh.port ?? 22)})`,
       );
     }
   });
+  if (settings.npmRegistry !== undefined) {
+    const w = npmRegistryWarning(settings.npmRegistry, formatKeyPath(["npmRegistry"]));
+    if (w) warnings.push(w);
+  }
+  const caSettings: [string, string | undefined][] = [
+    [formatKeyPath(["caCertificates"]), settings.caCertificates],
+    ...settings.hosts.map((h, i): [string, string | undefined] => [
+      formatKeyPath(["hosts", i, "caCertificates"]),
+      h.caCertificates,
+    ]),
+  ];
+  for (const [key, pem] of caSettings) {
+    if (pem !== undefined) for (const w of caCertificatesWarnings(pem)) warnings.push(`${key}: ${w}`);
+  }
   return { ok: true, settings, warnings };
+}
+
+/** The `ssh-keyscan` command line that fetches a server's ed25519 host key. */
+export function keyscanLine(host: string, port: number): string {
+  const h = /^[A-Za-z0-9._:@\[\]-]+$/.test(host) && !host.startsWith("-") ? host : shQuote(host);
+  return `ssh-keyscan -p ${port} -t ed25519 ${h}`;
+}
+
+/**
+ * An SSH host must pin its server's host key, or say `insecureIgnoreHostKey: true` (checked on the raw
+ * input, so it is reported with every other error).
+ */
+function hostKeyErrors(ssh: unknown, i: number): SettingsError[] {
+  if (!isPlainObject(ssh)) return [];
+  const insecure = ssh.insecureIgnoreHostKey === true;
+  if (ssh.hostKey !== undefined && insecure) {
+    return [
+      {
+        key: formatKeyPath(["hosts", i, "ssh", "insecureIgnoreHostKey"]),
+        message: "must not be true when hostKey is set (the pinned key would be ignored); remove one of them",
+      },
+    ];
+  }
+  if (ssh.hostKey !== undefined || insecure) return [];
+  const host = typeof ssh.host === "string" && ssh.host !== "" ? ssh.host : "<host>";
+  const port = typeof ssh.port === "number" ? ssh.port : 22;
+  return [
+    {
+      key: formatKeyPath(["hosts", i, "ssh", "hostKey"]),
+      message: `is required: pin the server's host key, or anyone who can answer for ${host} receives the API key. Get it with \`${keyscanLine(host, port)}\` (or \`npm run kilo-fleet -- hostkeys --stack NAME\`), compare its fingerprint out of band, then: pulumi config set --path 'hosts[${i}].ssh.hostKey' '<type> <base64>'. To accept any host key instead, set hosts[${i}].ssh.insecureIgnoreHostKey: true`,
+    },
+  ];
 }
 
 function isLoopback(hostname: string): boolean {
@@ -551,12 +632,21 @@ export function resolveHost(settings: Settings, host: HostSettings): ResolvedHos
     kiloVersion: host.kiloVersion ?? settings.kiloVersion,
     model: host.model ?? settings.model,
     shells: host.shells,
+    ...(host.caCertificates !== undefined || settings.caCertificates !== undefined
+      ? { caCertificates: host.caCertificates ?? settings.caCertificates }
+      : {}),
   };
   if (host.ssh) {
     return {
       ...base,
       kind: "ssh",
-      ssh: { host: host.ssh.host, user: host.ssh.user, port: host.ssh.port ?? 22, hostKey: host.ssh.hostKey },
+      ssh: {
+        host: host.ssh.host,
+        user: host.ssh.user,
+        port: host.ssh.port ?? 22,
+        hostKey: host.ssh.hostKey,
+        insecureIgnoreHostKey: host.ssh.insecureIgnoreHostKey === true,
+      },
     };
   }
   return { ...base, kind: "local" };
