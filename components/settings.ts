@@ -572,7 +572,11 @@ function hostKeyErrors(ssh: unknown, i: number): SettingsError[] {
     ];
   }
   if (ssh.hostKey !== undefined || insecure) return [];
-  const host = typeof ssh.host === "string" && ssh.host !== "" ? ssh.host : "<host>";
+  // A host the schema refuses (whitespace, control characters) is not repeated here.
+  const host =
+    typeof ssh.host === "string" && ssh.host !== "" && noControlChars(ssh.host) && !/\s/.test(ssh.host)
+      ? ssh.host
+      : "<host>";
   const port = typeof ssh.port === "number" ? ssh.port : 22;
   return [
     {

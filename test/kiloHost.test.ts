@@ -287,11 +287,11 @@ describe("stack exports", () => {
 });
 
 describe("warnings", () => {
-  it("warns once about each SSH host whose host key is not pinned", async () => {
+  it("warns once about each SSH host that accepts any host key (insecureIgnoreHostKey)", async () => {
     const e = await evaluateIndex(stackConfig());
-    const hostKeyWarnings = e.warnings.filter((w) => w.includes("hostKey"));
+    const hostKeyWarnings = e.warnings.filter((w) => /hostKey|HostKey/.test(w));
     expect(hostKeyWarnings).toHaveLength(1);
-    expect(hostKeyWarnings[0]).toContain("kilo-fleet:hosts[2].ssh.hostKey");
+    expect(hostKeyWarnings[0]).toContain("kilo-fleet:hosts[2].ssh.insecureIgnoreHostKey");
   });
 
   it("warns when a secret is stored in plain text in the stack file", async () => {
@@ -315,7 +315,7 @@ describe("bad config", () => {
         hosts: [
           { name: "ok-host", local: true },
           { name: "Bad Name", local: true },
-          { name: "ssh-host", ssh: { host: "h", user: "u", port: 70000 } },
+          { name: "ssh-host", ssh: { host: "h", user: "u", port: 70000, hostKey: TEST_HOST_KEY } },
         ],
         smokeCheck: { timeoutSeconds: 5 },
       }),
@@ -419,8 +419,8 @@ describe("KiloHost as a library", () => {
     }
   });
 
-  it("warns, on the resource, that an SSH host's key is not pinned (unless logWarnings is false)", async () => {
-    const ssh = { host: "h.lan", user: "u" };
+  it("warns, on the resource, that an SSH host's key is not checked (unless logWarnings is false)", async () => {
+    const ssh = { host: "h.lan", user: "u", insecureIgnoreHostKey: true };
     const e = await evaluate(() => {
       new KiloHost("x", { poolerBaseUrl: "https://p.example.com/v1", apiKey: "k", ssh, sshPrivateKey: "key" });
       new KiloHost("y", {
@@ -432,7 +432,9 @@ describe("KiloHost as a library", () => {
       });
     });
     expect(e.error).toBeUndefined();
-    expect(e.warnings).toEqual([expect.stringMatching(/^KiloHost "x": ssh\.hostKey: not set/)]);
+    expect(e.warnings).toEqual([
+      expect.stringMatching(/^KiloHost "x": ssh\.insecureIgnoreHostKey: the server's host key is not checked/),
+    ]);
   });
 
   it("reports invalid arguments in the library's own terms", async () => {

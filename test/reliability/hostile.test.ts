@@ -35,7 +35,7 @@ import { parseSettings, resolveHost, type Settings } from "../../components/sett
 import { shQuote } from "../../components/shellQuote";
 import { type FakePooler, startFakePooler } from "../support/fakePooler";
 import { scriptEnv } from "../support/hostHome";
-import { evaluateIndex, stackConfig, unwrapSecrets } from "../support/pulumiMocks";
+import { evaluateIndex, stackConfig, TEST_HOST_KEY, unwrapSecrets } from "../support/pulumiMocks";
 import { runScript } from "./support";
 
 const root = mkdtempSync(join(tmpdir(), "kilo-fleet-hostile-"));
@@ -159,7 +159,7 @@ describe("hostile settings", () => {
   });
 
   it("ssh host names and users either are refused or reach the connection byte-exact", async () => {
-    const hosts: { name: string; ssh: { host: string; user: string } }[] = [];
+    const hosts: { name: string; ssh: { host: string; user: string; hostKey: string } }[] = [];
     PAYLOADS.forEach((p, i) => {
       if (hasControl(p) || hasSpace(p)) {
         parseOrRefuse(
@@ -172,7 +172,7 @@ describe("hostile settings", () => {
           "kilo-fleet:hosts[0].ssh.user",
           "ssh user",
         );
-      } else hosts.push({ name: `h${i}`, ssh: { host: `${p}.lan`, user: `u${p}` } });
+      } else hosts.push({ name: `h${i}`, ssh: { host: `${p}.lan`, user: `u${p}`, hostKey: TEST_HOST_KEY } });
     });
     const e = await evaluateIndex(stackConfig({ poolerBaseUrl: pooler.url, hosts }));
     expect(e.error).toBeUndefined();
