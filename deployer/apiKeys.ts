@@ -110,14 +110,14 @@ export function keyForHost(hostName: string, secrets: ApiKeySecrets): pulumi.Inp
  */
 export function perHostApiKeys(
   names: readonly string[],
-  whole: pulumi.Output<Record<string, unknown>>,
+  whole: pulumi.Output<unknown>,
   project: Pick<typeof pulumi, "secret">,
 ): Record<string, pulumi.Output<string>> {
   const out: Record<string, pulumi.Output<string>> = {};
   for (const name of names) {
     out[name] = project.secret(
       whole.apply((o) => {
-        const v = o[name];
+        const v = o !== null && typeof o === "object" ? (o as Record<string, unknown>)[name] : undefined;
         if (typeof v !== "string" || v === "") throw new Error(`${CONFIG_NAMESPACE}:${apiKeyPath(name)}: must be a non-empty string`);
         return v;
       }),

@@ -11,8 +11,10 @@
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer as createTlsServer } from "node:tls";
 
 export interface PrivateCa {
   /** The temp dir holding every file below; `cleanup` removes it. */
@@ -111,4 +113,50 @@ export function makePrivateCa(options: { name?: string; days?: number } = {}): P
     rmSync(dir, { recursive: true, force: true });
     throw e;
   }
+}
+
+export interface TlsFront {
+  /** The https port on 127.0.0.1. */
+  port: number;
+  /** `https://127.0.0.1:<port>` (append `/v1` for a pooler base URL). */
+  origin: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Serves `https://127.0.0.1:<port>` with the CA's server certificate, forwarding each connection's bytes
+ * to plain `127.0.0.1:targetPort` (the stand-in pooler, or any http server): https in front of a test
+ * server that only speaks http, the way a TLS-terminating proxy does.
+ */
+export function startTlsFront(ca: PrivateCa, targetPort: number): Promise<TlsFront> {
+  const sockets = new Set<Socket>();
+  const server = createTlsServer({ key: ca.serverKey, cert: ca.serverCert }, (tls) => {
+    const upstream = connect({ host: "127.0.0.1", port: targetPort });
+    sockets.add(tls);
+    sockets.add(upstream);
+    const drop = () => {
+      tls.destroy();
+      upstream.destroy();
+    };
+    tls.on("error", drop).on("close", () => sockets.delete(tls));
+    upstream.on("error", drop).on("close", () => sockets.delete(upstream));
+    tls.pipe(upstream).pipe(tls);
+  });
+  // Failed handshakes (a client that does not trust the CA) are the point of many tests: not errors here.
+  server.on("tlsClientError", () => {});
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as { port: number }).port;
+      resolve({
+        port,
+        origin: `https://127.0.0.1:${port}`,
+        stop: () =>
+          new Promise<void>((done) => {
+            for (const s of sockets) s.destroy();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
 }

@@ -4,7 +4,7 @@
  *
  *   node tool.cjs <command> name=value ...
  *
- * Commands: config-apply, config-delete, env-apply (the key on stdin), env-delete, record-dir,
+ * Commands: config-apply, config-delete, env-apply (the key on stdin; `ca-file=` the CA PEM), env-delete, record-dir,
  * install-state, install-state-get. Every failure is one `kilo-fleet: ...` line on stderr and exit 1. Nothing here prints the key.
  * Each command runs holding the HOME's lock (`$HOME/.kilo-fleet.lock`, lock.ts), so two deploys of one
  * host never interleave their read-modify-writes.
@@ -75,7 +75,15 @@ function run(argv: string[]): string[] {
         cleanupDirs(p.stateDir);
         return [out];
       }
-      return [envApply(p, { apiKeyEnvVar: get("var"), pinned: get("pinned") === "1", shells: get("shells") })];
+      // ca-file=: a file holding the PEM text of kilo-fleet:caCertificates (the script writes it to its
+      // temp dir); absent, no CA file (and one written earlier is removed).
+      const caPem = o.get("ca-file");
+      return envApply(p, {
+        apiKeyEnvVar: get("var"),
+        pinned: get("pinned") === "1",
+        shells: get("shells"),
+        ...(caPem !== undefined ? { caCertificates: fs.readFileSync(path.resolve(caPem), "utf8") } : {}),
+      });
     }
     case "record-dir": {
       // A directory npm created for the install step: the last delete removes it when empty.
