@@ -216,7 +216,8 @@ export const settingsSchema = z.strictObject({
   codexPoolerApiKey: secretValue.optional(),
   apiKeys: z
     .record(z.string(), redactedSecret, {
-      error: "must be an object from host name to that host's secret key (pulumi config set --secret --path 'apiKeys.<host>' <key>)",
+      error:
+        "must be an object from host name to that host's secret key (pulumi config set --secret --path 'apiKeys.<host>' <key>)",
     })
     .optional(),
   providerId: z
@@ -552,7 +553,7 @@ export function parseSettings(raw: Record<string, unknown>): ParseResult {
 
 /** The `ssh-keyscan` command line that fetches a server's ed25519 host key. */
 export function keyscanLine(host: string, port: number): string {
-  const h = /^[A-Za-z0-9._:@\[\]-]+$/.test(host) && !host.startsWith("-") ? host : shQuote(host);
+  const h = /^[A-Za-z0-9._:@[\]-]+$/.test(host) && !host.startsWith("-") ? host : shQuote(host);
   return `ssh-keyscan -p ${port} -t ed25519 ${h}`;
 }
 

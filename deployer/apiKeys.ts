@@ -85,7 +85,10 @@ export function apiKeyErrors(
   fleetKeyPresent: boolean,
 ): { entries: SettingsError[]; missing: SettingsError[] } {
   const names = apiKeyHostNames(apiKeys);
-  return { entries: apiKeyEntryErrors(names, hostNames), missing: missingApiKeyErrors(hostNames, names, fleetKeyPresent) };
+  return {
+    entries: apiKeyEntryErrors(names, hostNames),
+    missing: missingApiKeyErrors(hostNames, names, fleetKeyPresent),
+  };
 }
 
 /** The secrets `keyForHost` chooses from. */
@@ -118,7 +121,8 @@ export function perHostApiKeys(
     out[name] = project.secret(
       whole.apply((o) => {
         const v = o !== null && typeof o === "object" ? (o as Record<string, unknown>)[name] : undefined;
-        if (typeof v !== "string" || v === "") throw new Error(`${CONFIG_NAMESPACE}:${apiKeyPath(name)}: must be a non-empty string`);
+        if (typeof v !== "string" || v === "")
+          throw new Error(`${CONFIG_NAMESPACE}:${apiKeyPath(name)}: must be a non-empty string`);
         return v;
       }),
     );

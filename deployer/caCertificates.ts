@@ -46,9 +46,7 @@ export function caCertificatesProblems(text: string): string[] {
   const blocks = pemBlocks(text);
   const begins = text.match(/-----BEGIN [^\n]*-----/g) ?? [];
   if (blocks.length === 0) {
-    return [
-      'must hold at least one PEM certificate ("-----BEGIN CERTIFICATE-----" ... "-----END CERTIFICATE-----")',
-    ];
+    return ['must hold at least one PEM certificate ("-----BEGIN CERTIFICATE-----" ... "-----END CERTIFICATE-----")'];
   }
   const problems: string[] = [];
   if (begins.length !== blocks.length) {
@@ -87,7 +85,8 @@ export function caCertificatesWarnings(text: string, now: Date = new Date()): st
     }
     const subject = cert.subject.replace(/\n/g, ", ");
     if (new Date(cert.validTo) < now) out.push(`block ${b.index} (${subject}) expired on ${cert.validTo}`);
-    else if (new Date(cert.validFrom) > now) out.push(`block ${b.index} (${subject}) is not valid before ${cert.validFrom}`);
+    else if (new Date(cert.validFrom) > now)
+      out.push(`block ${b.index} (${subject}) is not valid before ${cert.validFrom}`);
   }
   return out;
 }

@@ -107,10 +107,13 @@ export function scanHostKeys(
     child.stdout.on("data", (d: Buffer) => out.push(d));
     child.stderr.on("data", (d: Buffer) => err.push(d));
     let killed = false;
-    const timer = setTimeout(() => {
-      killed = true;
-      child.kill("SIGKILL");
-    }, (timeout + 1) * 1000);
+    const timer = setTimeout(
+      () => {
+        killed = true;
+        child.kill("SIGKILL");
+      },
+      (timeout + 1) * 1000,
+    );
     child.once("error", (e) => {
       clearTimeout(timer);
       resolve({ ok: false, reason: `cannot run ssh-keyscan (${e.message}); install openssh-client` });

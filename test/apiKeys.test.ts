@@ -15,7 +15,10 @@ const HOSTS = ["alice-laptop", "bob-desktop", "carol-box"];
 
 describe("structure", () => {
   it("reads the host names from every form of the setting, never needing a value", () => {
-    expect(apiKeyHostNames('{"alice-laptop":"[encrypted]","bob-desktop":"x"}')).toEqual(["alice-laptop", "bob-desktop"]);
+    expect(apiKeyHostNames('{"alice-laptop":"[encrypted]","bob-desktop":"x"}')).toEqual([
+      "alice-laptop",
+      "bob-desktop",
+    ]);
     expect(apiKeyHostNames({ a: { secure: "v1:x" } })).toEqual(["a"]);
     for (const none of [undefined, "", "[encrypted]", "[1]", [], null, 5]) expect(apiKeyHostNames(none)).toEqual([]);
     expect(apiKeyPath("alice-laptop")).toBe("apiKeys.alice-laptop");
@@ -29,7 +32,10 @@ describe("structure", () => {
         message:
           "names no host in kilo-fleet:hosts (did you mean bob-desktop?); hosts: alice-laptop, bob-desktop, carol-box. Remove it (pulumi config rm --path 'apiKeys.bob-dekstop') or rename it to the host it is for",
       },
-      expect.objectContaining({ key: "kilo-fleet:apiKeys.zzz", message: expect.stringMatching(/^names no host in kilo-fleet:hosts; hosts:/) }),
+      expect.objectContaining({
+        key: "kilo-fleet:apiKeys.zzz",
+        message: expect.stringMatching(/^names no host in kilo-fleet:hosts; hosts:/),
+      }),
     ]);
   });
 
@@ -40,7 +46,9 @@ describe("structure", () => {
     expect(errors[0].message).toBe(
       `host "bob-desktop" has no API key: give it its own (pulumi config set --secret --path 'apiKeys.bob-desktop' <key>) or set a fleet key for every host without one (pulumi config set --secret codexPoolerApiKey <key>)`,
     );
-    expect(apiKeyErrors(HOSTS, JSON.stringify({ "alice-laptop": "k", "bob-desktop": "k", "carol-box": "k" }), false)).toEqual({
+    expect(
+      apiKeyErrors(HOSTS, JSON.stringify({ "alice-laptop": "k", "bob-desktop": "k", "carol-box": "k" }), false),
+    ).toEqual({
       entries: [],
       missing: [],
     });

@@ -1,6 +1,7 @@
 /** `caCertificates`: PEM checked block by block with node:crypto, private keys refused, per-host override. */
 import { generateKeyPairSync } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
+import { formatErrors, parseSettings, resolveHost } from "../components/settings";
 import {
   caCertificatesProblems,
   caCertificatesWarnings,
@@ -8,7 +9,6 @@ import {
   pemBlocks,
 } from "../deployer/caCertificates";
 import { makePrivateCa } from "../harness/privateCa";
-import { formatErrors, parseSettings, resolveHost } from "../components/settings";
 
 const ca = makePrivateCa({ name: "ca-one" });
 const ca2 = makePrivateCa({ name: "ca-two" });
@@ -46,7 +46,10 @@ describe("caCertificatesProblems", () => {
   });
 
   it("refuses a private key anywhere in the text, and says nothing of its contents", () => {
-    for (const key of [ca.serverKey, generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ type: "pkcs1", format: "pem" }) as string]) {
+    for (const key of [
+      ca.serverKey,
+      generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ type: "pkcs1", format: "pem" }) as string,
+    ]) {
       const problems = caCertificatesProblems(`${ca.caCert}${key}`);
       expect(problems).toEqual([expect.stringMatching(/^contains a PRIVATE KEY block: only certificates belong here/)]);
       const body = key.split("\n")[1];

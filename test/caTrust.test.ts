@@ -12,8 +12,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SMOKE_PROMPT } from "../components/hostScripts/smoke";
 import { npmCaBundle } from "../components/host/caFile";
+import { SMOKE_PROMPT } from "../components/hostScripts/smoke";
 import { renderKiloConfig, renderKiloConfigText } from "../components/kiloConfig";
 import { formatErrors, parseSettings, resolveHost } from "../components/settings";
 import { makePrivateCa, type PrivateCa, startTlsFront, type TlsFront } from "../harness/privateCa";
@@ -142,7 +142,11 @@ describe("npm and a private CA", () => {
     const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
     clearTimeout(timer);
     if (code === null) throw new Error(`npm ping did not finish within 60 s: ${out}`);
-    return { out, reached: /E404|404 Not Found/.test(out), tls: /SELF_SIGNED|UNABLE_TO_VERIFY|unable to (get|verify)/i.test(out) };
+    return {
+      out,
+      reached: /E404|404 Not Found/.test(out),
+      tls: /SELF_SIGNED|UNABLE_TO_VERIFY|unable to (get|verify)/i.test(out),
+    };
   }
 
   it("fails on TLS without the CA; gets through with --cafile, but NOT with NODE_EXTRA_CA_CERTS", async () => {

@@ -10,12 +10,12 @@ import { HOST_STEPS } from "../components/kiloHost";
 import { ROTATED_API_KEY, ROTATED_SSH_KEY } from "./fixtures/fakeSecrets";
 import {
   diffEvaluations,
+  type Evaluation,
   evaluateIndex,
   programResources,
   stackConfig,
   TEST_HOST_KEY,
   TEST_HOSTS,
-  type Evaluation,
   unwrapSecrets,
 } from "./support/pulumiMocks";
 
@@ -138,7 +138,9 @@ describe("re-runs, as diffs of two evaluations", () => {
 
   it("adding a host creates only that host's resources", async () => {
     const before = await run();
-    const after = await run({ hosts: [...TEST_HOSTS, { name: "dave-mini", ssh: { host: "dave.lan", user: "dave", hostKey: TEST_HOST_KEY } }] });
+    const after = await run({
+      hosts: [...TEST_HOSTS, { name: "dave-mini", ssh: { host: "dave.lan", user: "dave", hostKey: TEST_HOST_KEY } }],
+    });
     const diff = diffEvaluations(before, after);
     expect(diff.removed).toEqual([]);
     expect(diff.changed).toEqual({});
@@ -168,7 +170,10 @@ describe("a large fleet", () => {
   it("evaluates 1000 hosts", { timeout: 600_000 }, async () => {
     const hosts = Array.from({ length: 1000 }, (_, i) =>
       i % 2 === 0
-        ? { name: `dev-${String(i).padStart(4, "0")}`, ssh: { host: `10.1.${i >> 8}.${i & 255}`, user: "dev", hostKey: TEST_HOST_KEY } }
+        ? {
+            name: `dev-${String(i).padStart(4, "0")}`,
+            ssh: { host: `10.1.${i >> 8}.${i & 255}`, user: "dev", hostKey: TEST_HOST_KEY },
+          }
         : { name: `dev-${String(i).padStart(4, "0")}`, local: true as const },
     );
     const started = performance.now();

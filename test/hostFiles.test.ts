@@ -201,7 +201,9 @@ describe("the CA certificates file", () => {
     expect(statSync(caFile).mode & 0o777).toBe(0o644);
     expect(readFileSync(p.envFile, "utf8")).toContain(`\nexport NODE_EXTRA_CA_CERTS='${caFile}'\n`);
     expect(readFileSync(p.fishEnvFile, "utf8")).toContain(`\nset -gx NODE_EXTRA_CA_CERTS '${caFile}'\n`);
-    const sourced = spawnSync("sh", ["-c", `. '${p.envFile}' && printf %s "$NODE_EXTRA_CA_CERTS"`], { encoding: "utf8" });
+    const sourced = spawnSync("sh", ["-c", `. '${p.envFile}' && printf %s "$NODE_EXTRA_CA_CERTS"`], {
+      encoding: "utf8",
+    });
     expect(sourced.stdout).toBe(caFile);
 
     expect(envApply(h, "test-key-ca-1").code).toBe(0);

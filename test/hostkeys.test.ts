@@ -44,7 +44,11 @@ afterAll(async () => {
 });
 
 function cli(...args: string[]) {
-  const r = spawnSync(TSX, [join(ROOT, "cli", "kilo-fleet.ts"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(TSX, [join(ROOT, "cli", "kilo-fleet.ts"), ...args], {
+    cwd: ROOT,
+    encoding: "utf8",
+    timeout: 60_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -65,7 +69,11 @@ function keygenFingerprint(keyLine: string): string {
 describe("fingerprints and keyscan output", () => {
   it("sshKeyFingerprint equals ssh-keygen -lf, for ed25519, ecdsa and rsa keys", () => {
     const dir = mkdtempSync(join(scratch, "keys-"));
-    for (const [type, bits] of [["ed25519", []], ["ecdsa", ["-b", "256"]], ["rsa", ["-b", "2048"]]] as const) {
+    for (const [type, bits] of [
+      ["ed25519", []],
+      ["ecdsa", ["-b", "256"]],
+      ["rsa", ["-b", "2048"]],
+    ] as const) {
       const f = join(dir, type);
       const g = spawnSync("ssh-keygen", ["-q", "-t", type, ...bits, "-N", "", "-f", f], { encoding: "utf8" });
       expect(g.status, g.stderr).toBe(0);
@@ -154,8 +162,12 @@ describe("scanning the loopback sshd", () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toContain("good (hosts[0]");
     expect(r.stdout).toContain("  pinned hostKey: matches a key the server offered");
-    expect(r.stdout).toMatch(/spoofed \(hosts\[1\][^\n]*\n[^\n]*\n {2}pinned hostKey: DIFFERS from every key the server offered/);
-    expect(r.stdout).toMatch(new RegExp(`^gone \\(hosts\\[2\\], 127\\.0\\.0\\.1:${closedPort}\\): unreachable: .+$`, "m"));
+    expect(r.stdout).toMatch(
+      /spoofed \(hosts\[1\][^\n]*\n[^\n]*\n {2}pinned hostKey: DIFFERS from every key the server offered/,
+    );
+    expect(r.stdout).toMatch(
+      new RegExp(`^gone \\(hosts\\[2\\], 127\\.0\\.0\\.1:${closedPort}\\): unreachable: .+$`, "m"),
+    );
     const j = cli("hostkeys", "--file", path, "--json");
     expect(j.code).toBe(1);
     const reports = JSON.parse(j.stdout) as { name: string; pinned: string; error?: string; keys: unknown[] }[];

@@ -399,13 +399,15 @@ describe("hosts", () => {
   });
 
   it("reports a missing hostKey together with the host's other errors", () => {
-    expect(errorLines({ hosts: [{ name: "a", ssh: { host: "h", user: "u", port: 0 } }] }).map((l) => l.split(": ")[0])).toEqual(
-      ["kilo-fleet:hosts[0].ssh.port", "kilo-fleet:hosts[0].ssh.hostKey"],
-    );
+    expect(
+      errorLines({ hosts: [{ name: "a", ssh: { host: "h", user: "u", port: 0 } }] }).map((l) => l.split(": ")[0]),
+    ).toEqual(["kilo-fleet:hosts[0].ssh.port", "kilo-fleet:hosts[0].ssh.hostKey"]);
   });
 
   it("insecureIgnoreHostKey: true accepts an unpinned host, with a warning naming the key and the fix", () => {
-    const r = parseSettings(raw({ hosts: [{ name: "a", ssh: { host: "10.0.0.9", user: "u", insecureIgnoreHostKey: true } }] }));
+    const r = parseSettings(
+      raw({ hosts: [{ name: "a", ssh: { host: "10.0.0.9", user: "u", insecureIgnoreHostKey: true } }] }),
+    );
     expect(r.ok).toBe(true);
     expect(r.warnings).toEqual([
       "kilo-fleet:hosts[0].ssh.insecureIgnoreHostKey: the server's host key is not checked, so anyone who can answer for 10.0.0.9 receives the API key; pin it instead (ssh-keyscan -p 22 -t ed25519 10.0.0.9)",
@@ -414,9 +416,9 @@ describe("hosts", () => {
   });
 
   it("insecureIgnoreHostKey: false is no exemption, and true together with a hostKey is refused", () => {
-    expect(errorLines({ hosts: [{ name: "a", ssh: { host: "h", user: "u", insecureIgnoreHostKey: false } }] })).toEqual([
-      expect.stringMatching(/^kilo-fleet:hosts\[0\]\.ssh\.hostKey: is required/),
-    ]);
+    expect(errorLines({ hosts: [{ name: "a", ssh: { host: "h", user: "u", insecureIgnoreHostKey: false } }] })).toEqual(
+      [expect.stringMatching(/^kilo-fleet:hosts\[0\]\.ssh\.hostKey: is required/)],
+    );
     expect(errorLines({ hosts: [sshHost("a", { insecureIgnoreHostKey: true })] })).toEqual([
       "kilo-fleet:hosts[0].ssh.insecureIgnoreHostKey: must not be true when hostKey is set (the pinned key would be ignored); remove one of them",
     ]);
@@ -575,7 +577,10 @@ describe("values that would not survive the trip to a host", () => {
 
 describe("apiKeys, npmToken: secrets the settings never hold", () => {
   it("apiKeys: an object of host name to key; every value becomes the placeholder", () => {
-    for (const form of [{ a: "test-key-1", b: { secure: "v1:abc" } }, JSON.stringify({ a: "test-key-1", b: ENCRYPTED })]) {
+    for (const form of [
+      { a: "test-key-1", b: { secure: "v1:abc" } },
+      JSON.stringify({ a: "test-key-1", b: ENCRYPTED }),
+    ]) {
       const s = settingsOf({ apiKeys: form, hosts: [{ name: "a", local: true }, sshHost("b")] });
       expect(s.apiKeys).toEqual({ a: ENCRYPTED, b: ENCRYPTED });
       expect(JSON.stringify(s)).not.toContain("test-key-1");
