@@ -236,6 +236,21 @@ describe("the CA certificates file", () => {
     expect(existsSync(join(h, "elsewhere.pem"))).toBe(false);
   });
 
+  it("the tool's npm-ca-bundle writes node's roots plus the CA certificates, 0644; refuses a private key", () => {
+    const dir = mkdtempSync(join(root, "bundle-"));
+    const pem = join(dir, "ca.pem");
+    writeFileSync(pem, ca.caCert);
+    const out = join(dir, "npm-ca.pem");
+    const r = tool(["npm-ca-bundle", `home=${dir}`, `ca-file=${pem}`, `out=${out}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(out, "utf8")).toBe(npmCaBundle(ca.caCert));
+    expect(statSync(out).mode & 0o777).toBe(0o644);
+    writeFileSync(pem, `${ca.caCert}${ca.serverKey}`);
+    const bad = tool(["npm-ca-bundle", `home=${dir}`, `ca-file=${pem}`, `out=${join(dir, "x.pem")}`]);
+    expect(bad.code).toBe(1);
+    expect(existsSync(join(dir, "x.pem"))).toBe(false);
+  });
+
   it("npmCaBundle: the roots first, then the custom certificates; caEnvVars only with a file", () => {
     expect(npmCaBundle(`${ca.caCert}\n`, ["ROOT-A\n", "ROOT-B"])).toBe(`ROOT-A\nROOT-B\n${ca.caCert.trim()}\n`);
     expect(npmCaBundle(ca.caCert).split("-----BEGIN CERTIFICATE-----").length).toBeGreaterThan(100);

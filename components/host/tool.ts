@@ -4,7 +4,8 @@
  *
  *   node tool.cjs <command> name=value ...
  *
- * Commands: config-apply, config-delete, env-apply (the key on stdin; `ca-file=` the CA PEM), env-delete, record-dir,
+ * Commands: config-apply, config-delete, env-apply (the key on stdin; `ca-file=` the CA PEM), env-delete,
+ * npm-ca-bundle (`ca-file=`, `out=`: the file for npm's --cafile), record-dir,
  * install-state, install-state-get. Every failure is one `kilo-fleet: ...` line on stderr and exit 1. Nothing here prints the key.
  * Each command runs holding the HOME's lock (`$HOME/.kilo-fleet.lock`, lock.ts), so two deploys of one
  * host never interleave their read-modify-writes.
@@ -13,6 +14,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { KeyPath } from "../kiloConfigMerge";
+import { checkCaPem, npmCaBundle } from "./caFile";
 import { configApply, configDelete } from "./configFile";
 import { cleanupDirs, HostError, mkdirsRecorded, recordDirs, removeFile, writeFileAtomic } from "./fsUtil";
 import { withHostLock } from "./lock";
@@ -84,6 +86,14 @@ function run(argv: string[]): string[] {
         shells: get("shells"),
         ...(caPem !== undefined ? { caCertificates: fs.readFileSync(path.resolve(caPem), "utf8") } : {}),
       });
+    }
+    case "npm-ca-bundle": {
+      // For the install step's `npm --cafile`: npm replaces its roots with the file, so it gets this
+      // node's roots plus the CA certificates (ca-file=), written 0644 to out= (the script's temp dir).
+      const pem = fs.readFileSync(abs("ca-file"), "utf8");
+      checkCaPem(pem);
+      writeFileAtomic(abs("out"), npmCaBundle(pem), 0o644);
+      return [];
     }
     case "record-dir": {
       // A directory npm created for the install step: the last delete removes it when empty.
