@@ -1,8 +1,8 @@
 /**
  * The kilo-fleet Pulumi program: read and validate the `kilo-fleet:` config (every error at once,
- * before any resource exists), then one KiloHost per host. All logic lives in components/fleet.ts.
+ * before any resource exists), then one KiloHost per host. All logic lives in deployer/fleet.ts.
  */
-import { deployFleet, readStackConfig } from "./components/fleet";
+import { deployFleet, readStackConfig } from "./deployer/fleet";
 
 const { rawConfig, secrets } = readStackConfig();
 const fleet = deployFleet(rawConfig, secrets);

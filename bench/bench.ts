@@ -3,27 +3,35 @@
  * side in one run and printed as a Markdown table (min/median/max over --runs runs for every time):
  *
  * 1. program evaluation under Pulumi mocks for 1, 10, 100 and 1000 hosts (each in a fresh process,
- *    through the tests' evaluateIndex), per-host cost, least-squares slope, linearity;
+ *    through the tests' evaluateIndex), per-host cost, least-squares slope, linearity, and the SDK's own
+ *    floor for each size (the same count of resources as minimal Commands, same mocks), interleaved with
+ *    the program's evaluations, as a ratio;
  * 2. an unchanged stack evaluated again: resources whose inputs differ (must be 0);
- * 3. the install step cold (fresh HOME, real registry) vs. on a host already at the pin;
- * 4. the smoke check vs. the bare seed command by hand, against the stand-in pooler, interleaved;
- * 5. disk the install added under HOME vs. the platform package alone.
+ * 3. the state bytes per host (inputs plus the outputs the command provider echoes, stdout/stderr of the
+ *    real steps), local and SSH, and the host tool's size;
+ * 4. the steps a key rotation, a kilo bump and a kilo-fleet upgrade re-run (two evaluations diffed);
+ * 5. the install step cold (fresh HOME, real registry) vs. on a host already at the pin;
+ * 6. the smoke check vs. the bare seed command by hand, against the stand-in pooler, interleaved;
+ * 7. disk the install added under HOME vs. the platform package alone.
  *
  * Options: --json (one JSON object on stdout, nothing else), --runs N (default 3, at least 3 for the
- * figures the README quotes), --only eval,unchanged,install,smoke,disk (a subset, for trying things;
- * install is measured whenever smoke or disk is, since they use the installed host).
+ * figures the README quotes), --only eval,unchanged,state,changes,install,smoke,disk (a subset; install is
+ * measured whenever smoke or disk is, since they use the installed host), --quick (CI: one run, 1/10/100
+ * hosts, no registry install, no real kilo: eval, unchanged, state and changes).
  * Progress goes to stderr. Benchmarks print figures; nothing here asserts a timing.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem, type } from "node:os";
 import { dirname, join } from "node:path";
-import { parseSettings, resolveHost } from "../components/settings";
-import { startFakePooler } from "../test/support/fakePooler";
-import { TEST_KILO_VERSION } from "../test/support/kilo";
-import { FLEET_SIZES, IN_PROCESS_DIFF_HOSTS, type Options, parseArgs } from "./args";
-import { countDiffering } from "./fleetShape";
+import { formatResult } from "../common/result";
+import { startFakePooler } from "../harness/fakePooler";
+import { type Built, buildSettings } from "../harness/hostHome";
+import { TEST_KILO_VERSION } from "../harness/kilo";
+import { inProcessDiffHosts, type Options, parseArgs } from "./args";
+import type { ChangesResult, FloorResult, ProgramResult, StateResult, WorkerRequest } from "./evalWorker";
+import { countDiffering, type HostKind } from "./fleetShape";
 import { type BenchSamples, formatTable, toJson } from "./format";
 import {
   configure,
@@ -33,24 +41,19 @@ import {
   type Host,
   hostEnv,
   listTree,
+  type StepOutput,
   timeBareRun,
   timeInstall,
   timeSmoke,
   treeUsage,
 } from "./hostRuns";
+import { hostStateBytes, type StateResource } from "./stateBytes";
 
 const progress = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
-interface WorkerResult {
-  seconds: number;
-  resources: number;
-  digests: Record<string, string>;
-  inProcess?: { differing: number; compared: number };
-}
-
 const REPO = dirname(__dirname);
 /** What the evaluation workers load: the program, its components, the test harness and the worker. */
-const PROGRAM_FILES = ["index.ts", "components", "test/support", "bench", "package.json", "tsconfig.json"];
+const PROGRAM_FILES = ["index.ts", "deployer", "host", "common", "harness", "bench", "package.json", "tsconfig.json"];
 
 /**
  * A copy of the program as it is now, in `scratch/program` (node_modules linked), for every evaluation
@@ -72,63 +75,109 @@ function programVersion(): { commit: string; uncommittedFiles: number } | undefi
   try {
     const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO, encoding: "utf8" }).trim();
     const commit = git("rev-parse", "--short", "HEAD");
-    const dirty = git("status", "--porcelain", "--", "index.ts", "components");
+    const dirty = git("status", "--porcelain", "--", "index.ts", "deployer", "host", "common");
     return { commit, uncommittedFiles: dirty === "" ? 0 : dirty.split("\n").length };
   } catch {
     return undefined;
   }
 }
 
-/** One evaluation in a fresh node process (bench/evalWorker.ts of the snapshot `program`). */
-function evaluateInWorker(program: string, hosts: number, twice: boolean, scratch: string): Promise<WorkerResult> {
-  const out = join(scratch, `eval-${hosts}-${randomBytes(4).toString("hex")}.json`);
+/** One measurement in a fresh node process (bench/evalWorker.ts of the snapshot `program`). */
+function runWorker<T>(program: string, request: WorkerRequest, scratch: string): Promise<T> {
+  const out = join(scratch, `worker-${request.mode}-${randomBytes(4).toString("hex")}.json`);
   const worker = join(program, "bench", "evalWorker.ts");
-  const args = ["--max-old-space-size=8192", "--import", "tsx", worker, String(hosts), out];
-  if (twice) args.push("--twice");
+  const args = ["--max-old-space-size=8192", "--import", "tsx", worker, out, JSON.stringify(request)];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { cwd: program, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     child.on("error", reject);
     child.on("close", (code) => {
-      if (code !== 0) return reject(new Error(`evaluation of ${hosts} hosts failed (exit ${code}): ${stderr.trim()}`));
-      const r = JSON.parse(readFileSync(out, "utf8")) as WorkerResult;
+      if (code !== 0) {
+        return reject(
+          new Error(`evaluation worker ${JSON.stringify(request)} failed (exit ${code}): ${stderr.trim()}`),
+        );
+      }
+      const r = JSON.parse(readFileSync(out, "utf8")) as T;
       rmSync(out, { force: true });
       resolve(r);
     });
   });
 }
 
-async function measureEvaluation(o: Options, samples: BenchSamples, scratch: string): Promise<void> {
-  const program = snapshotProgram(scratch);
-  const byHosts = new Map(
-    FLEET_SIZES.map((h) => [h, { seconds: [] as number[], digests: [] as WorkerResult["digests"][], resources: 0 }]),
+interface SizeSlot {
+  seconds: number[];
+  floorSeconds: number[];
+  digests: ProgramResult["digests"][];
+  resources: number;
+}
+
+async function measureEvaluation(o: Options, samples: BenchSamples, program: string, scratch: string): Promise<void> {
+  // The shape of a host (children per kind of host), for the floor; also a warm-up, not counted.
+  const probe = await runWorker<ProgramResult>(program, { mode: "program", hosts: 2 }, scratch);
+  const { local, ssh } = probe.childrenPerHost;
+  if (local === undefined || ssh === undefined) throw new Error("the probe evaluation found no local or SSH host");
+  const children: Record<HostKind, number> = { local, ssh };
+  progress(`a host is its component + ${local} children (local) or ${ssh} (SSH)`);
+  const withFloor = o.only.has("eval");
+  const bySize = new Map<number, SizeSlot>(
+    o.sizes.map((h) => [h, { seconds: [], floorSeconds: [], digests: [], resources: 0 }]),
   );
-  let inProcess: WorkerResult["inProcess"];
-  // Round-robin over the sizes, so a slow spell of the machine is spread over all of them.
+  let inProcess: ProgramResult["inProcess"];
+  const inProcessHosts = inProcessDiffHosts(o.sizes);
+  // Round-robin over the sizes, so a slow spell of the machine is spread over all of them; the program
+  // and its floor alternate which goes first.
   for (let run = 0; run < o.runs; run++) {
-    for (const hosts of FLEET_SIZES) {
-      const twice = o.only.has("unchanged") && run === 0 && hosts === IN_PROCESS_DIFF_HOSTS;
-      const r = await evaluateInWorker(program, hosts, twice, scratch);
-      const slot = byHosts.get(hosts) as { seconds: number[]; digests: WorkerResult["digests"][]; resources: number };
-      slot.seconds.push(r.seconds);
-      slot.resources = r.resources;
-      if (o.only.has("unchanged")) slot.digests.push(r.digests);
-      if (r.inProcess) inProcess = r.inProcess;
+    for (const [i, hosts] of o.sizes.entries()) {
+      const slot = bySize.get(hosts) as SizeSlot;
+      const measureProgram = async () => {
+        const twice = o.only.has("unchanged") && run === 0 && hosts === inProcessHosts;
+        const r = await runWorker<ProgramResult>(program, { mode: "program", hosts, twice }, scratch);
+        slot.seconds.push(r.seconds);
+        slot.resources = r.resources;
+        if (o.only.has("unchanged")) slot.digests.push(r.digests);
+        if (r.inProcess) inProcess = r.inProcess;
+        return r;
+      };
+      const measureFloor = async () => {
+        const f = await runWorker<FloorResult>(program, { mode: "floor", hosts, children }, scratch);
+        slot.floorSeconds.push(f.seconds);
+        return f;
+      };
+      let r: ProgramResult;
+      let f: FloorResult | undefined;
+      if (!withFloor) r = await measureProgram();
+      else if ((run + i) % 2 === 0) {
+        r = await measureProgram();
+        f = await measureFloor();
+      } else {
+        f = await measureFloor();
+        r = await measureProgram();
+      }
+      if (f && f.resources !== r.resources) {
+        throw new Error(`the floor registered ${f.resources} resources for ${hosts} hosts, the program ${r.resources}`);
+      }
       progress(
-        `evaluation ${hosts} host(s), run ${run + 1}/${o.runs}: ${r.seconds.toFixed(3)} s, ${r.resources} resources`,
+        `evaluation ${hosts} host(s), run ${run + 1}/${o.runs}: ${r.seconds.toFixed(3)} s, ${r.resources} resources${
+          f ? `; SDK floor ${f.seconds.toFixed(3)} s (${(r.seconds / f.seconds).toFixed(2)}×)` : ""
+        }`,
       );
     }
   }
-  samples.evaluation = FLEET_SIZES.map((hosts) => {
-    const s = byHosts.get(hosts) as { seconds: number[]; resources: number };
-    return { hosts, resources: s.resources, seconds: s.seconds };
+  samples.evaluation = o.sizes.map((hosts) => {
+    const s = bySize.get(hosts) as SizeSlot;
+    return {
+      hosts,
+      resources: s.resources,
+      seconds: s.seconds,
+      ...(withFloor ? { floorSeconds: s.floorSeconds } : {}),
+    };
   });
   if (o.only.has("unchanged")) {
     let pairs = 0;
     let compared = 0;
     let differing = 0;
-    for (const { digests } of byHosts.values()) {
+    for (const { digests } of bySize.values()) {
       for (let i = 1; i < digests.length; i++) {
         pairs++;
         compared += Object.keys(digests[0]).length;
@@ -139,11 +188,97 @@ async function measureEvaluation(o: Options, samples: BenchSamples, scratch: str
       pairs,
       resourcesCompared: compared,
       differing,
-      inProcessHosts: IN_PROCESS_DIFF_HOSTS,
+      inProcessHosts,
       inProcessDiffering: inProcess?.differing ?? Number.NaN,
     };
     progress(`unchanged stack: ${differing} differing over ${pairs} pairs; in one process: ${inProcess?.differing}`);
   }
+}
+
+/** A step's output as it would read on a host whose HOME is /home/dev (temp HOMEs have long paths). */
+function asOnHostDev(out: StepOutput, home: string): StepOutput {
+  return { stdout: out.stdout.replaceAll(home, "/home/dev"), stderr: out.stderr.replaceAll(home, "/home/dev") };
+}
+
+/**
+ * The state bytes per host: the tool, config and env steps run for real on a fresh HOME (no network) for
+ * their stdout; the install and smoke steps' stdout from the host measurements when they ran, else their
+ * result line only. Then the program with a local and an SSH host evaluated under mocks that return
+ * those outputs, and every resource of each host counted (bench/stateBytes.ts).
+ */
+async function measureState(
+  samples: BenchSamples,
+  program: string,
+  scratch: string,
+  measured: Partial<Record<"install" | "smoke", StepOutput>>,
+): Promise<void> {
+  const b = buildSettings({}, { name: "alice-laptop" });
+  const { host: h, tool } = freshHome();
+  const outputs: Record<string, StepOutput> = {};
+  const source: Record<string, "run" | "result"> = {};
+  try {
+    const { config, env } = configure(b, h, `test-key-bench-${randomBytes(8).toString("hex")}`);
+    for (const [step, out] of Object.entries({ tool, config, env })) {
+      outputs[step] = asOnHostDev(out, h.home);
+      source[step] = "run";
+    }
+  } finally {
+    rmSync(h.root, { recursive: true, force: true });
+  }
+  const resultOnly = {
+    install: formatResult({
+      step: "install",
+      kiloVersion: b.spec.kiloVersion,
+      bin: "/home/dev/.local/bin/kilo",
+      method: "npm",
+      changed: true,
+    }),
+    smoke: formatResult({
+      step: "smoke",
+      pass: true,
+      level: "kilo-run",
+      kiloVersion: b.spec.kiloVersion,
+      seconds: 8.2,
+    }),
+  };
+  for (const step of ["install", "smoke"] as const) {
+    const m = measured[step];
+    outputs[step] = m ?? { stdout: resultOnly[step], stderr: "" };
+    source[step] = m ? "run" : "result";
+  }
+  const outputsFile = join(scratch, "step-outputs.json");
+  writeFileSync(outputsFile, JSON.stringify(outputs));
+  const r = await runWorker<StateResult>(program, { mode: "state", outputsFile }, scratch);
+  const stepOf = (res: StateResource) => {
+    for (const name of Object.values(r.hosts)) {
+      if (res.name.startsWith(`${name}-`)) return outputs[res.name.slice(name.length + 1)];
+    }
+    return undefined;
+  };
+  const hostsOut = (r.stackOutputs?.hosts ?? {}) as Record<string, unknown>;
+  const per = (kind: HostKind) => {
+    const name = r.hosts[kind];
+    const x = hostStateBytes(r.resources, name, "kilo-fleet:index:KiloHost", stepOf, hostsOut[name]);
+    return { bytes: x.bytes, entryBytes: x.entryBytes, resources: x.resources.length, contributors: x.contributors };
+  };
+  samples.state = { toolBytes: r.toolBytes, hosts: { local: per("local"), ssh: per("ssh") }, stdoutSource: source };
+  progress(
+    `state per host: local ${samples.state.hosts.local.bytes} B, SSH ${samples.state.hosts.ssh.bytes} B; tool ${r.toolBytes} B`,
+  );
+  for (const kind of ["local", "ssh"] as const) {
+    const top = samples.state.hosts[kind].contributors.slice(0, 12);
+    progress(`state, ${kind} host, largest: ${top.map((c) => `${c.what} ${c.bytes} B`).join("; ")}`);
+  }
+}
+
+async function measureChanges(samples: BenchSamples, program: string, scratch: string): Promise<void> {
+  const r = await runWorker<ChangesResult>(program, { mode: "changes" }, scratch);
+  samples.changes = r;
+  const steps = (sc: keyof ChangesResult["scenarios"]) =>
+    `local ${Object.keys(r.scenarios[sc].steps.local).join("+") || "none"}, SSH ${Object.keys(r.scenarios[sc].steps.ssh).join("+") || "none"}`;
+  progress(
+    `re-run: unchanged ${steps("unchanged")}; rotation ${steps("rotation")}; kilo bump ${steps("kiloBump")}; upgrade ${steps("toolUpgrade")}`,
+  );
 }
 
 /** The registry npm on the host would use (what the install step installs from). */
@@ -157,30 +292,32 @@ function npmRegistry(h: Host): Promise<string> {
   });
 }
 
-async function measureHost(o: Options, samples: BenchSamples): Promise<void> {
+/** The install (cold, warm), smoke and disk measurements; the outputs of the last cold install and smoke check. */
+async function measureHost(
+  o: Options,
+  samples: BenchSamples,
+): Promise<Partial<Record<"install" | "smoke", StepOutput>>> {
   const key = `test-key-bench-${randomBytes(8).toString("hex")}`;
   const pooler = await startFakePooler({ keys: key });
   const homes: Host[] = [];
+  const outputs: Partial<Record<"install" | "smoke", StepOutput>> = {};
   try {
-    const parsed = parseSettings({
-      "kilo-fleet:poolerBaseUrl": pooler.url,
-      "kilo-fleet:kiloVersion": TEST_KILO_VERSION,
-      "kilo-fleet:smokeCheck": { timeoutSeconds: 300 },
-      "kilo-fleet:hosts": [{ name: "bench-host", local: true }],
-    });
-    if (!parsed.ok) throw new Error(parsed.errors.map((e) => `${e.key}: ${e.message}`).join("\n"));
-    const settings = parsed.settings;
-    const host = resolveHost(settings, settings.hosts[0]);
+    const b: Built = buildSettings(
+      { poolerBaseUrl: pooler.url, kiloVersion: TEST_KILO_VERSION, smokeCheck: { timeoutSeconds: 300 } },
+      { name: "bench-host" },
+    );
 
-    // 3 + 5: cold install on a fresh HOME, then the same script again on that HOME (already at the pin).
+    // 5 + 7: cold install on a fresh HOME (tool shipped), then the same step again there (already at the pin).
     const cold: number[] = [];
     const warm: number[] = [];
     const disks: BenchSamples["disk"][] = [];
     for (let run = 0; run < o.runs; run++) {
-      const h = freshHome();
+      const { host: h } = freshHome();
       homes.push(h);
       const before = new Set(listTree(h.home));
-      cold.push(timeInstall(settings, host, h, "cold"));
+      const c = timeInstall(b, h, "cold");
+      cold.push(c.seconds);
+      outputs.install = asOnHostDev(c.output, h.home);
       const added = listTree(h.home).filter((r) => !before.has(r));
       const usage = diskUsage(added.map((r) => join(h.home, r)));
       const pkg = findPlatformPackage(h.home);
@@ -193,7 +330,7 @@ async function measureHost(o: Options, samples: BenchSamples): Promise<void> {
         platformBytes: platform.bytes,
         platformApparentBytes: platform.apparentBytes,
       });
-      warm.push(timeInstall(settings, host, h, "warm"));
+      warm.push(timeInstall(b, h, "warm").seconds);
       progress(
         `install run ${run + 1}/${o.runs}: cold ${cold[run].toFixed(2)} s, warm ${warm[run].toFixed(3)} s; added ${(usage.bytes / 2 ** 20).toFixed(1)} MiB`,
       );
@@ -202,25 +339,29 @@ async function measureHost(o: Options, samples: BenchSamples): Promise<void> {
     }
     samples.install = {
       registry: await npmRegistry(homes[homes.length - 1]),
-      kiloVersion: host.kiloVersion,
+      kiloVersion: b.spec.kiloVersion,
       cold,
       warm,
     };
     if (o.only.has("disk")) {
       // Every run installs the same package: the figures should agree; the median run is reported.
-      const sorted = [...disks].sort((a, b) => (a?.hostBytes ?? 0) - (b?.hostBytes ?? 0));
+      const sorted = [...disks].sort((x, y) => (x?.hostBytes ?? 0) - (y?.hostBytes ?? 0));
       samples.disk = sorted[(sorted.length - 1) >> 1];
     }
 
     if (o.only.has("smoke")) {
-      // 4: the real config and env steps on the installed host, then smoke check and bare run, interleaved.
+      // 6: the real config and env steps on the installed host, then smoke check and bare run, interleaved.
       const h = homes[homes.length - 1];
-      configure(settings, host, h, key);
+      configure(b, h, key);
       progress("smoke: warm-up (one run of each, not counted)");
       const variants = {
-        smoke: () => timeSmoke(settings, host, h),
-        bare: () => timeBareRun(settings, host, h),
-        bareSmokeEnv: () => timeBareRun(settings, host, h, { smokeEnv: true }),
+        smoke: async () => {
+          const r = await timeSmoke(b, h);
+          outputs.smoke = asOnHostDev(r.output, h.home);
+          return r.seconds;
+        },
+        bare: () => timeBareRun(b, h),
+        bareSmokeEnv: () => timeBareRun(b, h, { smokeEnv: true }),
       };
       const names = Object.keys(variants) as (keyof typeof variants)[];
       for (const name of names) await variants[name]();
@@ -241,6 +382,7 @@ async function measureHost(o: Options, samples: BenchSamples): Promise<void> {
     await pooler.stop();
     for (const h of homes) rmSync(h.root, { recursive: true, force: true });
   }
+  return outputs;
 }
 
 function machine(): BenchSamples["machine"] {
@@ -258,14 +400,24 @@ function machine(): BenchSamples["machine"] {
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const version = programVersion();
-  const samples: BenchSamples = { runs: o.runs, machine: machine(), ...(version ? { program: version } : {}) };
+  const samples: BenchSamples = {
+    runs: o.runs,
+    ...(o.quick ? { quick: true } : {}),
+    machine: machine(),
+    ...(version ? { program: version } : {}),
+  };
   const scratch = mkdtempSync(join(tmpdir(), "kilo-fleet-bench-"));
   const started = performance.now();
   try {
-    if (o.only.has("eval") || o.only.has("unchanged")) await measureEvaluation(o, samples, scratch);
+    const needsProgram = (["eval", "unchanged", "state", "changes"] as const).some((p) => o.only.has(p));
+    const program = needsProgram ? snapshotProgram(scratch) : "";
+    if (o.only.has("eval") || o.only.has("unchanged")) await measureEvaluation(o, samples, program, scratch);
     if (!o.only.has("eval")) delete samples.evaluation;
-    if (o.only.has("install") || o.only.has("smoke") || o.only.has("disk")) await measureHost(o, samples);
+    let measured: Partial<Record<"install" | "smoke", StepOutput>> = {};
+    if (o.only.has("install") || o.only.has("smoke") || o.only.has("disk")) measured = await measureHost(o, samples);
     if (!o.only.has("install")) delete samples.install;
+    if (o.only.has("state")) await measureState(samples, program, scratch, measured);
+    if (o.only.has("changes")) await measureChanges(samples, program, scratch);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }

@@ -1,6 +1,11 @@
-/** The benchmark's fleets and how it compares two evaluations' inputs across processes. */
+/**
+ * The benchmark's fleets, how it compares two evaluations' inputs across processes, and which steps each
+ * change should re-run.
+ */
 import { createHash } from "node:crypto";
-import type { HostEntry } from "../test/support/pulumiMocks";
+import type { HostEntry } from "../harness/pulumiMocks";
+
+export type HostKind = "local" | "ssh";
 
 /** A well-formed, pinned host key for the benchmark's SSH hosts (nothing connects to them). */
 const BENCH_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICnSXF8HvguLsFJEryZPITxsJ1lUtKXEQPVMway9ThIy";
@@ -13,6 +18,50 @@ export function fleetHosts(n: number): HostEntry[] {
       ? { name, ssh: { host: `10.1.${i >> 8}.${i & 255}`, user: "dev", hostKey: BENCH_HOST_KEY } }
       : { name, local: true };
   });
+}
+
+/** A host key line the shape of `ssh-keyscan -t ed25519` output (a fixed, made-up key). */
+function ed25519HostKeyLine(): string {
+  const str = (b: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(b.length);
+    return Buffer.concat([len, b]);
+  };
+  const blob = Buffer.concat([str(Buffer.from("ssh-ed25519")), str(Buffer.alloc(32, 0x5a))]);
+  return `ssh-ed25519 ${blob.toString("base64")}`;
+}
+
+/**
+ * The hosts of the state and change figures: one local, one SSH with a pinned host key (the recommended
+ * setup, and the larger state).
+ */
+export const STATE_HOSTS: HostEntry[] = [
+  { name: "alice-laptop", local: true },
+  { name: "bob-desktop", ssh: { host: "bob-desktop.example.com", user: "bob", hostKey: ed25519HostKeyLine() } },
+];
+
+/** The version a "kilo bump" moves to (from the default pin). */
+export const KILO_BUMP_VERSION = "7.8.0";
+
+export const SCENARIOS = ["unchanged", "rotation", "kiloBump", "toolUpgrade"] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+/**
+ * The steps a change should re-run on a kind of host (issue 9): none for an unchanged stack; env + smoke
+ * for a key rotation; install + smoke for a kilo bump; for a new kilo-fleet, the tool step and the steps
+ * whose inputs name the tool (`namingTool`), nothing else.
+ */
+export function expectedSteps(scenario: ScenarioName, namingTool: readonly string[]): string[] {
+  switch (scenario) {
+    case "unchanged":
+      return [];
+    case "rotation":
+      return ["env", "smoke"];
+    case "kiloBump":
+      return ["install", "smoke"];
+    case "toolUpgrade":
+      return [...new Set(["tool", ...namingTool])].sort();
+  }
 }
 
 /** JSON with object keys sorted: equal for values `isDeepStrictEqual` calls equal (plain JSON data). */

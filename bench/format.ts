@@ -2,6 +2,8 @@
  * Turns the raw samples of one `npm run bench` run into what it prints: a Markdown table (for the
  * README's "Benchmarks" section) or, with `--json`, one JSON object. Pure: samples in, text out.
  */
+import { expectedSteps, type HostKind, SCENARIOS, type ScenarioName } from "./fleetShape";
+import type { Contributor } from "./stateBytes";
 import { type Growth, growth, type LinearFit, leastSquares, type Summary, summarize } from "./stats";
 
 export interface MachineInfo {
@@ -17,11 +19,16 @@ export interface MachineInfo {
 /** Everything one run measured. Times in seconds, sizes in bytes. A part left out was not measured. */
 export interface BenchSamples {
   runs: number;
+  /** A `--quick` run (CI): one run, small fleets, no registry install. */
+  quick?: boolean;
   machine: MachineInfo;
   /** The program measured: its commit and how many of its files had uncommitted edits. */
   program?: { commit: string; uncommittedFiles: number };
-  /** Program evaluation under Pulumi mocks, per fleet size. */
-  evaluation?: { hosts: number; resources: number; seconds: number[] }[];
+  /**
+   * Program evaluation under Pulumi mocks, per fleet size, and the SDK's floor for the same fleet (the
+   * same count of resources, minimal Commands, same mocks), interleaved with it.
+   */
+  evaluation?: { hosts: number; resources: number; seconds: number[]; floorSeconds?: number[] }[];
   unchanged?: {
     /** Pairs of evaluations (same config, separate processes) compared resource by resource. */
     pairs: number;
@@ -32,6 +39,22 @@ export interface BenchSamples {
     /** The same, for two evaluations in one process, by the tests' `diffEvaluations`. */
     inProcessHosts: number;
     inProcessDiffering: number;
+  };
+  /** State bytes per host (bench/stateBytes.ts) and the tool's size. */
+  state?: {
+    toolBytes: number;
+    hosts: Record<HostKind, { bytes: number; entryBytes: number; resources: number; contributors: Contributor[] }>;
+    /** Each step's stdout: printed by the real step on a temp HOME (`run`), or its result line only (`result`). */
+    stdoutSource: Record<string, "run" | "result">;
+  };
+  /** Which steps' inputs differ from a base evaluation after each change, per kind of host. */
+  changes?: {
+    scenarios: Record<
+      ScenarioName,
+      { steps: Record<HostKind, Record<string, string[]>>; added: string[]; removed: string[] }
+    >;
+    /** The steps whose inputs name the tool file. */
+    namingTool: Record<HostKind, string[]>;
   };
   install?: { registry: string; kiloVersion: string; cold: number[]; warm: number[] };
   smoke?: {
@@ -63,6 +86,52 @@ export interface BenchJson {
   bareKiloRunSeconds: number | null;
   hostDiskBytes: number | null;
   platformPackageBytes: number | null;
+  /** The SDK's floor (same resources, minimal Commands, same mocks), medians by host count. */
+  evalSecondsFloor: Record<string, number> | null;
+  /** Program / floor, ratio of medians, by host count. */
+  evalRatioToFloor: Record<string, number> | null;
+  /** Inputs plus outputs in the state, per host. */
+  stateBytesPerHost: Record<HostKind, number> | null;
+  /** The same, whole checkpoint entries (URNs, provider, dependencies, timestamps too). */
+  stateEntryBytesPerHost: Record<HostKind, number> | null;
+  /** The host tool's size (shipped once per host, not in the state). */
+  toolBytes: number | null;
+  /** The steps each change re-runs, per kind of host, and whether exactly the expected ones. */
+  rerunSteps: Record<ScenarioName, Record<HostKind, string[]> & { asExpected: boolean }> | null;
+}
+
+/** The targets of issue 9: state bytes per host and the evaluation's ratio to the SDK's floor. */
+export const TARGETS = { stateBytes: { local: 12_000, ssh: 16_000 } as Record<HostKind, number>, floorRatio: 1.1 };
+
+const HOST_KINDS: readonly HostKind[] = ["local", "ssh"];
+
+/** The steps a scenario changed on each kind of host, sorted, and whether they are exactly the expected ones. */
+export function rerunVerdict(
+  c: NonNullable<BenchSamples["changes"]>,
+  scenario: ScenarioName,
+): { steps: Record<HostKind, string[]>; expected: Record<HostKind, string[]>; asExpected: boolean } {
+  const sc = c.scenarios[scenario];
+  const steps = { local: Object.keys(sc.steps.local).sort(), ssh: Object.keys(sc.steps.ssh).sort() };
+  const expected = {
+    local: expectedSteps(scenario, c.namingTool.local),
+    ssh: expectedSteps(scenario, c.namingTool.ssh),
+  };
+  const same = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+  const asExpected =
+    sc.added.length === 0 &&
+    sc.removed.length === 0 &&
+    HOST_KINDS.every((k) => same(steps[k], [...expected[k]].sort()));
+  return { steps, expected, asExpected };
+}
+
+/** Program / floor, ratio of medians, per fleet size that has a floor. */
+export function floorRatios(s: BenchSamples): { hosts: number; ratio: number }[] {
+  return (s.evaluation ?? [])
+    .filter((e) => e.floorSeconds && e.floorSeconds.length > 0)
+    .map((e) => ({
+      hosts: e.hosts,
+      ratio: summarize(e.seconds).median / summarize(e.floorSeconds as number[]).median,
+    }));
 }
 
 const round = (x: number, digits = 4) => Number(x.toFixed(digits));
@@ -80,6 +149,29 @@ export function toJson(s: BenchSamples): BenchJson {
     bareKiloRunSeconds: med(s.smoke?.bare),
     hostDiskBytes: s.disk ? s.disk.hostBytes : null,
     platformPackageBytes: s.disk ? s.disk.platformBytes : null,
+    evalSecondsFloor: s.evaluation?.some((e) => e.floorSeconds)
+      ? Object.fromEntries(
+          s.evaluation
+            .filter((e) => e.floorSeconds)
+            .map((e) => [String(e.hosts), round(summarize(e.floorSeconds as number[]).median)]),
+        )
+      : null,
+    evalRatioToFloor: s.evaluation?.some((e) => e.floorSeconds)
+      ? Object.fromEntries(floorRatios(s).map((r) => [String(r.hosts), round(r.ratio, 3)]))
+      : null,
+    stateBytesPerHost: s.state ? { local: s.state.hosts.local.bytes, ssh: s.state.hosts.ssh.bytes } : null,
+    stateEntryBytesPerHost: s.state
+      ? { local: s.state.hosts.local.entryBytes, ssh: s.state.hosts.ssh.entryBytes }
+      : null,
+    toolBytes: s.state ? s.state.toolBytes : null,
+    rerunSteps: s.changes
+      ? (Object.fromEntries(
+          SCENARIOS.map((sc) => {
+            const v = rerunVerdict(s.changes as NonNullable<BenchSamples["changes"]>, sc);
+            return [sc, { ...v.steps, asExpected: v.asExpected }];
+          }),
+        ) as BenchJson["rerunSteps"])
+      : null,
   };
 }
 
@@ -105,6 +197,11 @@ export function fmtSeconds(x: number): string {
 /** Bytes as MiB with the exact count: `226.9 MiB (237 899 776 B)`. */
 export function fmtBytes(b: number): string {
   return `${(b / 2 ** 20).toFixed(1)} MiB (${b.toLocaleString("en-US")} B)`;
+}
+
+/** Bytes as kB (1000 B) with the exact count: `9.8 kB (9,812 B)`. */
+export function fmtKB(b: number): string {
+  return `${(b / 1000).toFixed(1)} kB (${b.toLocaleString("en-US")} B)`;
 }
 
 const fmtRatio = (x: number) => `${x.toFixed(x >= 10 ? 0 : 2)}×`;
@@ -138,6 +235,33 @@ export function formatTable(s: BenchSamples): string {
         ),
       );
     }
+    for (const e of s.evaluation) {
+      if (!e.floorSeconds) continue;
+      rows.push(
+        timeRow(
+          `SDK floor, ${e.hosts} host${e.hosts === 1 ? "" : "s"}`,
+          e.floorSeconds,
+          `${e.resources} resources: per host a component + minimal Commands, same mocks; interleaved with the program`,
+        ),
+      );
+    }
+    const ratios = floorRatios(s);
+    if (ratios.length > 0) {
+      const last = ratios[ratios.length - 1];
+      const others = ratios
+        .slice(0, -1)
+        .reverse()
+        .map((r) => `${r.hosts} host${r.hosts === 1 ? "" : "s"} ${fmtRatio(r.ratio)}`)
+        .join(", ");
+      const verdict = last.ratio <= TARGETS.floorRatio ? "met" : "MISSED";
+      rows.push(
+        figure(
+          `Program / SDK floor, ${last.hosts} hosts`,
+          fmtRatio(last.ratio),
+          `target ≤ ${fmtRatio(TARGETS.floorRatio)}: ${verdict}; ratio of medians${others ? `; ${others}` : ""}`,
+        ),
+      );
+    }
     const scaling = evaluationScaling(s);
     if (scaling) {
       const { fit, growth: g } = scaling;
@@ -167,6 +291,70 @@ export function formatTable(s: BenchSamples): string {
       ),
     );
   }
+  if (s.changes) {
+    const c = s.changes;
+    const labels: Record<ScenarioName, string> = {
+      unchanged: "Steps re-run: unchanged stack",
+      rotation: "Steps re-run: key rotation",
+      kiloBump: "Steps re-run: kilo bump",
+      toolUpgrade: "Steps re-run: kilo-fleet upgrade (new tool)",
+    };
+    for (const sc of SCENARIOS) {
+      const v = rerunVerdict(c, sc);
+      const detail = (k: HostKind) =>
+        v.steps[k].length === 0
+          ? "none"
+          : v.steps[k].map((step) => `${step} [${c.scenarios[sc].steps[k][step].join(", ")}]`).join(", ");
+      const list = (xs: string[]) => (xs.length === 0 ? "none" : xs.join(", "));
+      const value =
+        list(v.steps.local) === list(v.steps.ssh)
+          ? list(v.steps.local)
+          : `local: ${list(v.steps.local)}; SSH: ${list(v.steps.ssh)}`;
+      const extra = [...c.scenarios[sc].added.map((n) => `+${n}`), ...c.scenarios[sc].removed.map((n) => `-${n}`)];
+      rows.push(
+        figure(
+          labels[sc],
+          value,
+          `${v.asExpected ? "as expected" : `NOT as expected (expected local: ${list(v.expected.local)}; SSH: ${list(v.expected.ssh)})`}; differing inputs: local ${detail("local")}; SSH ${detail("ssh")}${extra.length > 0 ? `; added/removed ${extra.join(", ")}` : ""}`,
+        ),
+      );
+    }
+  }
+  if (s.state) {
+    const st = s.state;
+    const sources = Object.entries(st.stdoutSource);
+    const ran = sources.filter(([, v]) => v === "run").map(([k]) => k);
+    const resultOnly = sources.filter(([, v]) => v === "result").map(([k]) => k);
+    const stdoutNote = [
+      ran.length > 0 ? `${ran.join("/")} stdout from the real steps on a temp HOME (as /home/dev)` : "",
+      resultOnly.length > 0 ? `${resultOnly.join("/")} stdout: the result line only` : "",
+    ]
+      .filter((x) => x !== "")
+      .join("; ");
+    for (const kind of HOST_KINDS) {
+      const h = st.hosts[kind];
+      const target = TARGETS.stateBytes[kind];
+      const verdict = h.bytes <= target ? "met" : `MISSED by ${fmtKB(h.bytes - target)}`;
+      const largest = h.contributors
+        .slice(0, 3)
+        .map((x) => `${x.what} ${(x.bytes / 1000).toFixed(1)} kB`)
+        .join(", ");
+      rows.push(
+        figure(
+          kind === "local" ? "State per host, local (inputs + outputs)" : "State per host, SSH (inputs + outputs)",
+          fmtKB(h.bytes),
+          `target ≤ ${fmtKB(target)}: ${verdict}; ${h.resources} resources${kind === "ssh" ? ", ed25519 key, pinned host key" : ""}; whole checkpoint entries ${fmtKB(h.entryBytes)}; largest: ${largest}`,
+        ),
+      );
+    }
+    rows.push(
+      figure(
+        "Host tool (shipped once per host, not in the state)",
+        fmtKB(st.toolBytes),
+        `hostToolArtifact().text; the state keeps its path and hash. Secrets counted as passphrase-provider ciphertext; ${stdoutNote}`,
+      ),
+    );
+  }
   if (s.install) {
     const i = s.install;
     const cold = summarize(i.cold).median;
@@ -189,7 +377,7 @@ export function formatTable(s: BenchSamples): string {
       return figure(label, `${sign}${fmtSeconds(over)}`, `${sign}${((over / bare) * 100).toFixed(1)}% ${note}`);
     };
     rows.push(
-      timeRow("Smoke check (smokeScript)", s.smoke.smoke, "stand-in pooler; interleaved with the bare runs"),
+      timeRow("Smoke check (the smoke step)", s.smoke.smoke, "stand-in pooler; interleaved with the bare runs"),
       timeRow(
         "Bare seed command (`kilo run ...` by hand)",
         s.smoke.bare,
@@ -231,10 +419,11 @@ export function formatTable(s: BenchSamples): string {
   const load = m.loadAverage
     ? ` Load average (1 min) ${m.loadAverage[0].toFixed(2)} at the start, ${m.loadAverage[1].toFixed(2)} at the end.`
     : "";
-  const head = `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB RAM, Node ${m.node}, ${m.os}. Runs per time: ${s.runs} (min/median/max).${load}`;
+  const quick = s.quick ? " Quick mode (--quick): small fleets, no registry install, no real kilo." : "";
+  const head = `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB RAM, Node ${m.node}, ${m.os}. Runs per time: ${s.runs} (min/median/max).${load}${quick}`;
   const p = s.program;
   const version = p
-    ? `\nProgram: commit ${p.commit}${p.uncommittedFiles > 0 ? ` with uncommitted edits in ${p.uncommittedFiles} file(s) of index.ts/components` : ""}.`
+    ? `\nProgram: commit ${p.commit}${p.uncommittedFiles > 0 ? ` with uncommitted edits in ${p.uncommittedFiles} file(s) of index.ts/deployer/host/common` : ""}.`
     : "";
   return `${head}${version}\n\n${markdownTable(["Measure", "n", "min", "median", "max", "Notes"], rows)}\n`;
 }

@@ -1,15 +1,34 @@
 /**
- * The host-side measurements: the real host scripts (components/hostScripts) run the way local.Command
- * runs them (`/bin/sh -c <script>`, stdin piped) on temporary HOMEs, the real kilo against the stand-in
- * pooler, and du-style disk usage.
+ * The host-side measurements: the real host steps (the host tool's subcommands, run by the short commands
+ * deployer/hostSteps.ts builds, through harness/hostHome.ts `deployScripts`) run the way local.Command runs
+ * them (`/bin/sh -c <command>`, stdin piped) on temporary HOMEs that got the tool first (`shipTool`), the
+ * real kilo against the stand-in pooler, and du-style disk usage. Every step's outcome is read from its
+ * `kilo-fleet-result` line (common/result.ts), never from its prose.
  */
 import { spawn } from "node:child_process";
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { join, relative } from "node:path";
-import { configScript, envScript, installScript, parseInstallOutput } from "../components/hostScripts";
-import { parseSmokeOutput, SMOKE_PROMPT, smokeScript } from "../components/hostScripts/smoke";
-import type { ResolvedHost, Settings } from "../components/settings";
-import { makeHome, runLocal, scriptEnv, USER_BASHRC, USER_PROFILE } from "../test/support/hostHome";
+import { parseResult } from "../common/result";
+import {
+  type Built,
+  deployScripts,
+  makeHome,
+  runLocal,
+  scriptEnv,
+  shipTool,
+  USER_BASHRC,
+  USER_PROFILE,
+} from "../harness/hostHome";
+import { kiloEnvironment, SMOKE_PROMPT } from "../host/smoke";
 
 export interface Host {
   root: string;
@@ -17,15 +36,36 @@ export interface Host {
   tmp: string;
 }
 
-/** A fresh temporary HOME holding a user's own ~/.bashrc and ~/.profile, with its own TMPDIR. */
-export function freshHome(): Host {
-  return makeHome({ files: { ".bashrc": USER_BASHRC, ".profile": USER_PROFILE } });
+/** What a step left in the state: its stdout and stderr as the provider keeps them (one trailing newline off). */
+export interface StepOutput {
+  stdout: string;
+  stderr: string;
+}
+
+const providerTrim = (s: string) => s.replace(/\n$/, "");
+const output = (r: { stdout: string; stderr: string }): StepOutput => ({
+  stdout: providerTrim(r.stdout),
+  stderr: providerTrim(r.stderr),
+});
+
+/**
+ * A fresh temporary HOME holding a user's own ~/.bashrc and ~/.profile, with its own TMPDIR, and the host
+ * tool shipped into it by the tool step's own command (every other step needs it). The tool step's
+ * output is returned with it.
+ */
+export function freshHome(): { host: Host; tool: StepOutput } {
+  const host = makeHome({ files: { ".bashrc": USER_BASHRC, ".profile": USER_PROFILE } });
+  try {
+    return { host, tool: output(shipTool(hostEnv(host))) };
+  } catch (e) {
+    rmSync(host.root, { recursive: true, force: true });
+    throw e;
+  }
 }
 
 /**
- * The environment a host script gets: this process's, with HOME and TMPDIR pointed at the temporary
- * host, and without what `npm run` adds (npm_config_*, npm_package_*, ...), which `pulumi up` would not
- * pass on.
+ * The environment a host step gets: this process's, with HOME and TMPDIR pointed at the temporary host,
+ * and without what `npm run` adds (npm_config_*, npm_package_*, ...), which `pulumi up` would not pass on.
  */
 export function hostEnv(h: Host): NodeJS.ProcessEnv {
   const drop = Object.keys(process.env).filter((k) => /^npm_/i.test(k));
@@ -35,34 +75,38 @@ export function hostEnv(h: Host): NodeJS.ProcessEnv {
 const seconds = (startedMs: number) => (performance.now() - startedMs) / 1000;
 
 /**
- * Runs the install step's create script once (synchronously, like the tests' runLocal) and returns its
- * wall time. `expect` says whether npm must have run ("cold") or been skipped ("warm"); anything else
- * throws, so a figure never comes from a run that did something else.
+ * Runs the install step's create once (synchronously, like the tests' runLocal) and returns its wall time
+ * and output. `expect` says whether npm must have run ("cold": the result says `changed`) or been skipped
+ * ("warm": not `changed`); anything else throws, so a figure never comes from a run that did something else.
  */
-export function timeInstall(settings: Settings, host: ResolvedHost, h: Host, expect: "cold" | "warm"): number {
-  const script = installScript(settings, host).create;
+export function timeInstall(b: Built, h: Host, expect: "cold" | "warm"): { seconds: number; output: StepOutput } {
+  const command = deployScripts(b).install.create;
   const started = performance.now();
-  const r = runLocal(script, hostEnv(h));
+  const r = runLocal(command, hostEnv(h));
   const s = seconds(started);
-  const installed = parseInstallOutput(r.stdout);
-  const skipped = r.stdout.includes("npm not run");
-  if (r.code !== 0 || installed?.version !== host.kiloVersion || skipped !== (expect === "warm")) {
+  const result = parseResult(r.stdout, "install");
+  if (r.code !== 0 || result?.kiloVersion !== b.spec.kiloVersion || result.changed !== (expect === "cold")) {
     throw new Error(
       `install (${expect}) did not do what was measured: exit ${r.code}, stdout ${JSON.stringify(r.stdout.slice(-400))}, stderr ${JSON.stringify(r.stderr.slice(-400))}`,
     );
   }
-  return s;
+  return { seconds: s, output: output(r) };
 }
 
-/** Runs the real config and env steps (key on the env step's stdin) on `h`; throws if either fails. */
-export function configure(settings: Settings, host: ResolvedHost, h: Host, key: string): void {
-  for (const [step, script, stdin] of [
-    ["config", configScript(settings, host).create, ""],
-    ["env", envScript(settings, host).create, key],
-  ] as const) {
-    const r = runLocal(script, hostEnv(h), stdin);
-    if (r.code !== 0) throw new Error(`${step} step failed: ${r.stderr.trim()}`);
-  }
+/**
+ * Runs the real config and env steps (the key on the env step's stdin) on `h`; throws if either fails or
+ * prints no result. Their outputs, by step.
+ */
+export function configure(b: Built, h: Host, key: string): { config: StepOutput; env: StepOutput } {
+  const steps = deployScripts(b);
+  const run = <S extends "config" | "env">(step: S, command: string, stdin: string): StepOutput => {
+    const r = runLocal(command, hostEnv(h), stdin);
+    if (r.code !== 0 || !parseResult(r.stdout, step)) {
+      throw new Error(`${step} step failed: exit ${r.code}, ${r.stderr.trim().slice(-400)}`);
+    }
+    return output(r);
+  };
+  return { config: run("config", steps.config.create, ""), env: run("env", steps.env.create, key) };
 }
 
 interface Spawned {
@@ -86,52 +130,46 @@ function runSh(script: string, args: string[], env: NodeJS.ProcessEnv, cwd: stri
   });
 }
 
-/** The smoke step's script on `h`; its wall time. Throws unless it passed. */
-export async function timeSmoke(settings: Settings, host: ResolvedHost, h: Host): Promise<number> {
-  const r = await runSh(smokeScript(settings, host).create, [], hostEnv(h), h.home);
-  if (r.code !== 0 || !parseSmokeOutput(r.stdout)) {
+/** The smoke step's command on `h`; its wall time and output. Throws unless it passed. */
+export async function timeSmoke(b: Built, h: Host): Promise<{ seconds: number; output: StepOutput }> {
+  const smoke = deployScripts(b).smoke;
+  if (!smoke) throw new Error("the smoke check is disabled in the bench's settings");
+  const r = await runSh(smoke.create, [], hostEnv(h), h.home);
+  if (r.code !== 0 || parseResult(r.stdout, "smoke")?.pass !== true) {
     throw new Error(`smoke check did not pass: exit ${r.code}, ${r.stderr.trim().slice(-400)}`);
   }
-  return r.seconds;
-}
-
-/** The environment the smoke script gives kilo (components/hostScripts/smoke.ts), for a scratch dir. */
-export function smokeKiloEnv(scratch: string): Record<string, string> {
-  return {
-    KILO_DISABLE_MODELS_FETCH: "1",
-    KILO_TELEMETRY_LEVEL: "off",
-    KILO_SESSION_RETRY_LIMIT: "1",
-    XDG_DATA_HOME: join(scratch, "data"),
-    XDG_STATE_HOME: join(scratch, "state"),
-    TMPDIR: join(scratch, "tmp"),
-  };
+  return { seconds: r.seconds, output: output(r) };
 }
 
 /**
  * The seed command by hand, as a user on `h` would type it in a new shell: the env file the deploy
  * wrote sourced (what the rc blocks do), a fresh temp directory, then
  * `kilo run --model <provider>/<model> --pure --auto --format json --dir "$PWD" '<prompt>'` with the
- * kilo the install put in ~/.local/bin. With `smokeEnv`, kilo also gets the environment the smoke
- * script gives it (no models fetch, no telemetry, one retry, data/state/TMPDIR in the scratch dir), so
- * the difference to the smoke check is the check's own work. Its wall time; throws unless kilo wrote
- * kilo-ok.txt and said `kilo ok`. The temp directory is removed afterwards.
+ * kilo the install put in ~/.local/bin. With `smokeEnv`, kilo also gets the environment the smoke check
+ * gives it (host/smoke.ts `kiloEnvironment`: allowlisted variables, a copy of the config files, no models
+ * fetch, no telemetry, one retry, cache/data/state/TMPDIR in the scratch dir), so the difference to the
+ * smoke check is the check's own work. Its wall time; throws unless kilo wrote kilo-ok.txt and said
+ * `kilo ok`. The temp directory is removed afterwards.
  */
-export async function timeBareRun(
-  settings: Settings,
-  host: ResolvedHost,
-  h: Host,
-  opts: { smokeEnv?: boolean } = {},
-): Promise<number> {
+export async function timeBareRun(b: Built, h: Host, opts: { smokeEnv?: boolean } = {}): Promise<number> {
   const scratch = mkdtempSync(join(h.tmp, "bare-"));
   try {
     const dir = join(scratch, "work");
     mkdirSync(dir);
-    const env = hostEnv(h);
+    let env = hostEnv(h);
     if (opts.smokeEnv) {
-      mkdirSync(join(scratch, "tmp"));
-      Object.assign(env, smokeKiloEnv(scratch));
+      const configDir = join(h.home, ".config", "kilo");
+      const copy = join(scratch, "config", "kilo");
+      for (const d of [join(scratch, "tmp"), copy]) mkdirSync(d, { recursive: true });
+      for (const name of existsSync(configDir) ? readdirSync(configDir) : []) {
+        if (/\.jsonc?$/.test(name) && lstatSync(join(configDir, name)).isFile()) {
+          copyFileSync(join(configDir, name), join(copy, name));
+        }
+      }
+      // The env file is sourced by the command below, as the check loads it.
+      env = kiloEnvironment(env, new Map(), scratch);
     }
-    const model = `${settings.providerId}/${host.model}`;
+    const model = `${b.spec.providerId}/${b.spec.model}`;
     const script =
       '. "$HOME/.config/kilo/codex-pooler.env" && cd "$1" && exec "$HOME/.local/bin/kilo" run --model "$2" --pure --auto --format json --dir "$PWD" "$3"';
     const r = await runSh(script, [dir, model, SMOKE_PROMPT], env, h.home);

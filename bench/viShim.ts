@@ -1,12 +1,12 @@
 /**
- * Lets test/support/pulumiMocks.ts run outside vitest (the benchmark's evaluation workers): it imports
+ * Lets harness/pulumiMocks.ts run outside vitest (the benchmark's evaluation workers): it imports
  * `vi` from "vitest" for two things only, `vi.spyOn(pulumi.log, "warn").mockImplementation(...)` /
  * `mockRestore()` and `vi.resetModules()`, and vitest refuses to load outside its runner. Importing this
  * module first makes `require("vitest")` return a stand-in with just those two.
  *
  * `resetModules` is a no-op here: every evaluation worker is a fresh process, so the program's module
  * graph is fresh for its first evaluation; a second evaluation in the same process calls the program's
- * functions (components/fleet.ts) directly instead of re-importing index.ts.
+ * functions (deployer/fleet.ts) directly instead of re-importing index.ts.
  */
 import Module from "node:module";
 

@@ -2,27 +2,29 @@
  * The offline kilo-fleet CLI: checks stack files and shows the kilo.jsonc a host would get, with the
  * same parser `pulumi up` uses, but no Pulumi engine and no secrets.
  *
- *   npm run kilo-fleet -- validate [--stack NAME | --file PATH ...]
+ *   npm run kilo-fleet -- validate [--stack NAME | --file PATH ...] [--lock PATH]
  *   npm run kilo-fleet -- render (--stack NAME | --file PATH) [--host NAME]
  *   npm run kilo-fleet -- hostkeys (--stack NAME | --file PATH) [--json]
+ *   npm run kilo-fleet -- models --base-url URL [--key-env VAR] [--json] [--timeout SECONDS]
+ *   npm run kilo-fleet -- lock [--stack NAME | --file PATH ...] [--registry URL] [--lock PATH]
  *
- * `hostkeys` is the one command that touches the network: it runs `ssh-keyscan` against each SSH host
- * of the stack and prints the `hostKey` line to pin, with each key's fingerprint to compare out of band.
+ * `lock` records, for every kilo version the stacks pin (fleet-wide and per host), each platform package's
+ * tarball and sha512 from the registry's metadata in stacks/kilo-fleet.lock.json (deployer/kiloLock.ts).
+ * With no --stack/--file it locks every stack and drops versions no stack pins any more; with some, it adds
+ * theirs and keeps the rest. The registry: --registry, else the one npmRegistry the stacks set, else npmjs.
+ * `validate` refuses a pinned version missing from the lock (`latest` is allowed, with a warning).
  *
- * Exit codes: 0 fine, 1 a stack is invalid or unreadable (hostkeys: a host did not answer, or its
- * pinned key is not among those it offered), 2 the command line is wrong.
+ * `models` and `hostkeys` are the commands that go online. `models` asks a pool's `/v1/models` (no tokens spent) with
+ * the key from an environment variable, and prints the `kilo-fleet:models` settings for it. `hostkeys` runs
+ * `ssh-keyscan` against each SSH host of the stack and prints the `hostKey` line to pin, with each key's
+ * fingerprint to compare out of band.
+ *
+ * Exit codes: 0 fine, 1 a stack is invalid or unreadable (or the pool check failed; hostkeys: a host did not
+ * answer, or its pinned key is not among those it offered), 2 the command line
+ * is wrong.
  */
 import { existsSync, readdirSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
-import { renderKiloConfig, renderKiloConfigText } from "../components/kiloConfig";
-import {
-  CONFIG_NAMESPACE,
-  formatErrors,
-  parseSettings,
-  resolveHost,
-  type Settings,
-  type SettingsError,
-} from "../components/settings";
 import { API_KEYS_KEY, apiKeyErrors, FLEET_KEY } from "../deployer/apiKeys";
 import {
   hostKeyLine,
@@ -35,11 +37,41 @@ import {
   scanHostKeys,
   sshKeyFingerprint,
 } from "../deployer/hostKeys";
+import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
+import {
+  DEFAULT_REGISTRY,
+  emptyLock,
+  fetchLockEntries,
+  type KiloLock,
+  LOCK_FILE_NAME,
+  LockError,
+  lockFilePath,
+  lockProblems,
+  mergeChecked,
+  onlyVersions,
+  pinnedVersions,
+  readLockFile,
+  writeLockFile,
+} from "../deployer/kiloLock";
+import { checkPoolerBaseUrl } from "../deployer/poolerUrl";
+import {
+  CONFIG_NAMESPACE,
+  formatErrors,
+  parseSettings,
+  resolveHost,
+  type Settings,
+  type SettingsError,
+} from "../deployer/settings";
+import { checkPool } from "../host/poolCheck";
+import { kiloModelsFromPool, renderModelsJson, renderModelsYaml } from "./poolModels";
 import { loadProject, type Project, readStackConfig, StackFileError } from "./stackFile";
 
 const USAGE = `usage: kilo-fleet validate [--stack NAME | --file PATH ...]
        kilo-fleet render (--stack NAME | --file PATH) [--host NAME]
-       kilo-fleet hostkeys (--stack NAME | --file PATH) [--json]`;
+       kilo-fleet hostkeys (--stack NAME | --file PATH) [--json]
+       kilo-fleet models --base-url URL [--key-env VAR] [--json] [--timeout SECONDS]
+       kilo-fleet lock [--stack NAME | --file PATH ...] [--registry URL]
+       (validate and lock: --lock PATH for a lock file other than stacks/${LOCK_FILE_NAME})`;
 
 /** `hostkeys`: seconds per host, and how many hosts are scanned at once. */
 const KEYSCAN_TIMEOUT_SECONDS = 5;
@@ -57,16 +89,21 @@ interface Args {
   /** The stack name given with --stack (hostkeys puts it in the commands it prints). */
   stack?: string;
   json?: boolean;
+  registry?: string;
+  lock?: string;
 }
 
 function parseArgs(argv: string[], project: Project): Args {
   const [command, ...rest] = argv;
   if (command === undefined) throw new UsageError("no command given");
-  if (!["validate", "render", "hostkeys"].includes(command)) throw new UsageError(`unknown command "${command}"`);
+  if (!["validate", "render", "hostkeys", "lock"].includes(command))
+    throw new UsageError(`unknown command "${command}"`);
   const files: string[] = [];
   let host: string | undefined;
   let stack: string | undefined;
   let json = false;
+  let registry: string | undefined;
+  let lock: string | undefined;
   for (let i = 0; i < rest.length; i++) {
     if (rest[i] === "--json") {
       if (command !== "hostkeys") throw new UsageError("--json is only for hostkeys");
@@ -74,10 +111,19 @@ function parseArgs(argv: string[], project: Project): Args {
       continue;
     }
     const [flag, inline] = rest[i].startsWith("--") ? rest[i].split(/=(.*)/s, 2) : [rest[i], undefined];
-    if (!["--stack", "--file", "--host"].includes(flag)) throw new UsageError(`unknown argument "${rest[i]}"`);
+    if (!["--stack", "--file", "--host", "--registry", "--lock"].includes(flag)) {
+      throw new UsageError(`unknown argument "${rest[i]}"`);
+    }
     const value = inline ?? rest[++i];
     if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
-    if (flag === "--host") {
+    if (flag === "--registry") {
+      if (command !== "lock") throw new UsageError("--registry is only for lock");
+      if (!/^https?:\/\/\S+$/.test(value)) throw new UsageError(`--registry must be an http(s) URL`);
+      registry = value;
+    } else if (flag === "--lock") {
+      if (command !== "validate" && command !== "lock") throw new UsageError("--lock is only for validate and lock");
+      lock = resolve(value);
+    } else if (flag === "--host") {
       if (command !== "render") throw new UsageError("--host is only for render");
       host = value;
     } else if (flag === "--stack") {
@@ -94,7 +140,7 @@ function parseArgs(argv: string[], project: Project): Args {
   if ((command === "render" || command === "hostkeys") && files.length !== 1) {
     throw new UsageError(`${command} needs exactly one --stack or --file`);
   }
-  return { command, files, host, stack, json };
+  return { command, files, host, stack, json, registry, lock };
 }
 
 function display(path: string): string {
@@ -165,15 +211,36 @@ function hostNames(raw: Record<string, string>): string[] {
   return hosts.flatMap((h) => (h !== null && typeof h === "object" && typeof h.name === "string" ? [h.name] : []));
 }
 
-function validate(files: string[], project: Project): number {
+/** The lock file (or its problem, as an error line for every stack). */
+function loadLock(lockPath: string): { lock?: KiloLock; error?: string } {
+  try {
+    return { lock: readLockFile(lockPath) };
+  } catch (e) {
+    if (e instanceof LockError) return { error: e.message };
+    throw e;
+  }
+}
+
+/** Adds an error for each pinned version the lock lacks. */
+function checkLock(loaded: Loaded, lockPath: string, lock: { lock?: KiloLock; error?: string }): Loaded {
+  if (!loaded.ok) return loaded;
+  const problems = lock.error
+    ? [lock.error]
+    : formatErrors(lockProblems(lock.lock, pinnedVersions(loaded.settings), display(lockPath))).split("\n");
+  const errors = problems.filter((l) => l !== "");
+  return errors.length === 0 ? loaded : { ok: false, errors, warnings: loaded.warnings };
+}
+
+function validate(files: string[], project: Project, lockPath: string): number {
   const targets = files.length > 0 ? files : allStackFiles(project);
   if (targets.length === 0) {
     process.stderr.write(`no stack files in ${display(project.stackConfigDir)}\n`);
     return 1;
   }
+  const lock = loadLock(lockPath);
   let failed = 0;
   for (const path of targets) {
-    const loaded = load(path, project);
+    const loaded = checkLock(load(path, project), lockPath, lock);
     for (const w of loaded.warnings) process.stderr.write(`${display(path)}: warning: ${w}\n`);
     if (loaded.ok) {
       const n = loaded.settings.hosts.length;
@@ -297,16 +364,170 @@ async function hostkeys(path: string, stackName: string | undefined, json: boole
   return reports.some((r) => r.error !== undefined || r.pinned === "differs") ? 1 : 0;
 }
 
+interface ModelsArgs {
+  baseUrl: string;
+  keyEnv: string;
+  json: boolean;
+  timeoutMs: number;
+}
+
+function parseModelsArgs(rest: string[]): ModelsArgs {
+  let baseUrl: string | undefined;
+  let keyEnv = "CODEX_POOLER_API_KEY";
+  let json = false;
+  let timeoutMs = 10_000;
+  for (let i = 0; i < rest.length; i++) {
+    const [flag, inline] = rest[i].startsWith("--") ? rest[i].split(/=(.*)/s, 2) : [rest[i], undefined];
+    if (/^--(api-?)?key$/.test(flag)) {
+      // Never read the value, never echo it.
+      throw new UsageError(
+        `${flag} is refused: a key on the command line lands in shell history and in every user's process list (ps); export it in an environment variable and name that with --key-env VAR (default CODEX_POOLER_API_KEY)`,
+      );
+    }
+    if (flag === "--json") {
+      if (inline !== undefined) throw new UsageError("--json takes no value");
+      json = true;
+      continue;
+    }
+    if (!["--base-url", "--key-env", "--timeout"].includes(flag)) throw new UsageError(`unknown argument "${flag}"`);
+    const value = inline ?? rest[++i];
+    if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
+    if (flag === "--base-url") {
+      const problem = checkPoolerBaseUrl(value);
+      if (problem) throw new UsageError(`--base-url ${problem}`);
+      baseUrl = value;
+    } else if (flag === "--key-env") {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(value)) throw new UsageError(`--key-env "${value}" is not a variable name`);
+      keyEnv = value;
+    } else {
+      const seconds = Number(value);
+      if (!Number.isInteger(seconds) || seconds < 1 || seconds > 600) {
+        throw new UsageError("--timeout must be whole seconds, 1-600");
+      }
+      timeoutMs = seconds * 1000;
+    }
+  }
+  if (baseUrl === undefined) throw new UsageError("models needs --base-url (the pool's /v1 base)");
+  return { baseUrl, keyEnv, json, timeoutMs };
+}
+
+/** `kilo-fleet models`: the pool's models for this key, as stack settings. The key is never printed. */
+async function models(rest: string[]): Promise<number> {
+  const args = parseModelsArgs(rest);
+  const apiKey = process.env[args.keyEnv] ?? "";
+  if (apiKey === "") {
+    throw new UsageError(
+      `$${args.keyEnv} is not set: export the Pool API key in it (or name another variable with --key-env)`,
+    );
+  }
+  const result = await checkPool({
+    baseUrl: args.baseUrl,
+    apiKey,
+    timeoutMs: args.timeoutMs,
+    keySetting: `$${args.keyEnv}`,
+  });
+  if (!result.ok) {
+    process.stderr.write(`kilo-fleet models: ${result.reason}\n`);
+    return 1;
+  }
+  if (result.models.length === 0) {
+    process.stderr.write(
+      `kilo-fleet models: the pool at ${args.baseUrl} lists no model for this API key — allow models for it in the pool\n`,
+    );
+    return 1;
+  }
+  const block = kiloModelsFromPool(result.models);
+  for (const w of block.warnings) process.stderr.write(`kilo-fleet models: warning: ${w}\n`);
+  if (result.readiness === "unknown") {
+    process.stderr.write(
+      `kilo-fleet models: warning: no /readyz beside ${args.baseUrl} — is this a Codex Pooler (or does a proxy route /v1 only)?\n`,
+    );
+  }
+  process.stdout.write(args.json ? renderModelsJson(block) : renderModelsYaml(block, args.baseUrl.replace(/\/+$/, "")));
+  return 0;
+}
+
+/**
+ * `lock`: fetches each pinned version's platform entries and writes the lock. Exit 0 written (or already
+ * up to date), 1 a stack is invalid or the registry cannot be read (the lock file is then not touched).
+ */
+async function lock(files: string[], project: Project, lockPath: string, registryFlag?: string): Promise<number> {
+  const all = allStackFiles(project);
+  const targets = files.length > 0 ? files : all;
+  if (targets.length === 0) {
+    process.stderr.write(`no stack files in ${display(project.stackConfigDir)}\n`);
+    return 1;
+  }
+  const versions = new Set<string>();
+  const registries = new Set<string>();
+  let failed = 0;
+  for (const path of targets) {
+    const loaded = load(path, project);
+    if (!loaded.ok) {
+      failed++;
+      process.stderr.write(`${display(path)}: invalid, its versions are not locked\n`);
+      for (const line of loaded.errors) process.stderr.write(`  ${line}\n`);
+      continue;
+    }
+    for (const p of pinnedVersions(loaded.settings)) if (p.version !== "latest") versions.add(p.version);
+    if (loaded.settings.npmRegistry) registries.add(loaded.settings.npmRegistry);
+  }
+  if (failed > 0) return 1;
+  if (!registryFlag && registries.size > 1) {
+    throw new UsageError(
+      `the stacks use different npmRegistry values (${[...registries].join(", ")}); pick one with --registry`,
+    );
+  }
+  const registry = registryFlag ?? [...registries][0] ?? DEFAULT_REGISTRY;
+  let current: KiloLock;
+  try {
+    current = readLockFile(lockPath) ?? emptyLock();
+  } catch (e) {
+    if (!(e instanceof LockError)) throw e;
+    process.stderr.write(`kilo-fleet: ${e.message}\n`);
+    return 1;
+  }
+  // Every stack selected: versions no stack pins any more leave the lock.
+  let next = files.length > 0 ? current : onlyVersions(current, versions);
+  try {
+    for (const version of [...versions].sort()) {
+      const { entries, missing } = await fetchLockEntries(version, registry);
+      next = mergeChecked(next, version, entries);
+      process.stdout.write(
+        `kilo ${version}: ${Object.keys(entries).length} platform${Object.keys(entries).length === 1 ? "" : "s"} (${Object.keys(entries).join(", ")})\n`,
+      );
+      if (missing.length > 0) {
+        process.stderr.write(
+          `warning: kilo ${version}: ${registry} has no package for ${missing.join(", ")}; hosts of those platforms cannot install ${version} by package until it is locked\n`,
+        );
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof LockError)) throw e;
+    process.stderr.write(`kilo-fleet: ${e.message}; ${display(lockPath)} not changed\n`);
+    return 1;
+  }
+  writeLockFile(lockPath, next);
+  const n = Object.keys(next.kilo).length;
+  process.stdout.write(`${display(lockPath)}: ${n} kilo version${n === 1 ? "" : "s"} locked from ${registry}\n`);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === "help" || argv[0] === "--help" || argv[0] === "-h") {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const project = loadProject(PROJECT_DIR);
   try {
+    if (argv[0] === "models") return await models(argv.slice(1));
+    const project = loadProject(PROJECT_DIR);
     const args = parseArgs(argv, project);
+    const lockPath = args.lock ?? lockFilePath(project.stackConfigDir);
+    if (args.command === "lock") return await lock(args.files, project, lockPath, args.registry);
     if (args.command === "hostkeys") return await hostkeys(args.files[0], args.stack, args.json === true, project);
-    return args.command === "validate" ? validate(args.files, project) : render(args.files[0], args.host, project);
+    return args.command === "validate"
+      ? validate(args.files, project, lockPath)
+      : render(args.files[0], args.host, project);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     process.stderr.write(`kilo-fleet: ${e.message}\n${USAGE}\n`);
@@ -314,6 +535,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-void main(process.argv.slice(2)).then((code) => {
-  process.exitCode = code;
-});
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`${(e as Error).stack ?? e}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { isMap, isScalar, type Node, parseDocument } from "yaml";
-import { ENCRYPTED, type SettingsError } from "../components/settings";
+import { ENCRYPTED, type SettingsError } from "../deployer/settings";
 
 /** Keys whose values must be `secure:` in a stack file (Pulumi.yaml declares the API key `secret: true`). */
 export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken"] as const;

@@ -7,7 +7,7 @@
  * the checks run offline on a stack file whose values stay encrypted, and at `pulumi up` on names only.
  */
 import type * as pulumi from "@pulumi/pulumi";
-import { CONFIG_NAMESPACE, didYouMean, formatKeyPath, type SettingsError } from "../components/settings";
+import { CONFIG_NAMESPACE, didYouMean, formatKeyPath, type SettingsError } from "./settings";
 
 /** The config key, without namespace. */
 export const API_KEYS_KEY = "apiKeys";

@@ -6,7 +6,7 @@
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { shQuote } from "../components/shellQuote";
+import { shQuote } from "../common/shellQuote";
 
 export interface HostPublicKey {
   /** `ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`, ... */

@@ -1,12 +1,43 @@
 /**
  * The pure parts of `npm run bench` (bench/): statistics, the JSON object and table built from a fixed
- * set of samples, the cross-process input comparison and the options. No timings are measured or
- * asserted here: the benchmark is a script that prints figures.
+ * set of samples, the cross-process input comparison, the state-bytes arithmetic, the expected re-runs,
+ * the ed25519 key's format and the options. No timings are measured or asserted here: the benchmark is a
+ * script that prints figures (CI runs it with --quick so it cannot rot).
  */
+import { createPrivateKey, createPublicKey } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { FLEET_SIZES, parseArgs } from "../bench/args";
-import { canonicalJson, countDiffering, digestInputs, fleetHosts } from "../bench/fleetShape";
-import { type BenchSamples, evaluationScaling, fmtBytes, fmtSeconds, formatTable, toJson } from "../bench/format";
+import { FLEET_SIZES, inProcessDiffHosts, parseArgs, QUICK_FLEET_SIZES } from "../bench/args";
+import {
+  canonicalJson,
+  countDiffering,
+  digestInputs,
+  expectedSteps,
+  fleetHosts,
+  STATE_HOSTS,
+} from "../bench/fleetShape";
+import {
+  type BenchSamples,
+  evaluationScaling,
+  floorRatios,
+  fmtBytes,
+  fmtKB,
+  fmtSeconds,
+  formatTable,
+  rerunVerdict,
+  toJson,
+} from "../bench/format";
+import { ed25519OpenSshKey } from "../bench/sshKey";
+import {
+  ASSET_SIG,
+  ciphertextLength,
+  hostStateBytes,
+  jsonBytes,
+  SECRET_SIG,
+  SIG_KEY,
+  type StateResource,
+  stateOutputs,
+  stateValue,
+} from "../bench/stateBytes";
 import { growth, leastSquares, median, summarize } from "../bench/stats";
 
 describe("statistics", () => {
@@ -82,12 +113,67 @@ const SAMPLES: BenchSamples = {
   },
   program: { commit: "abc1234", uncommittedFiles: 0 },
   evaluation: [
-    { hosts: 1, resources: 6, seconds: [0.5, 0.4, 0.6] },
-    { hosts: 10, resources: 60, seconds: [0.7, 0.8, 0.75] },
-    { hosts: 100, resources: 600, seconds: [3.1, 3, 3.2] },
-    { hosts: 1000, resources: 6000, seconds: [28, 27, 30] },
+    { hosts: 1, resources: 6, seconds: [0.5, 0.4, 0.6], floorSeconds: [0.3, 0.35, 0.4] },
+    { hosts: 10, resources: 60, seconds: [0.7, 0.8, 0.75], floorSeconds: [0.6, 0.62, 0.64] },
+    { hosts: 100, resources: 600, seconds: [3.1, 3, 3.2], floorSeconds: [2.9, 3, 2.8] },
+    { hosts: 1000, resources: 6000, seconds: [28, 27, 30], floorSeconds: [25, 26, 27] },
   ],
   unchanged: { pairs: 8, resourcesCompared: 26_664, differing: 0, inProcessHosts: 100, inProcessDiffering: 0 },
+  state: {
+    toolBytes: 48_920,
+    hosts: {
+      local: {
+        bytes: 10_654,
+        entryBytes: 14_236,
+        resources: 6,
+        contributors: [
+          { what: "alice-laptop-config.create", bytes: 1_500 },
+          { what: "alice-laptop-tool.create", bytes: 1_400 },
+          { what: "stack output alice-laptop", bytes: 800 },
+          { what: "alice-laptop-env.stdin", bytes: 300 },
+        ],
+      },
+      ssh: {
+        bytes: 23_841,
+        entryBytes: 28_268,
+        resources: 7,
+        contributors: [{ what: "bob-desktop-config.connection", bytes: 2_000 }],
+      },
+    },
+    stdoutSource: { tool: "run", config: "run", env: "run", install: "result", smoke: "result" },
+  },
+  changes: {
+    scenarios: {
+      unchanged: { steps: { local: {}, ssh: {} }, added: [], removed: [] },
+      rotation: {
+        steps: { local: { env: ["stdin"], smoke: ["triggers"] }, ssh: { env: ["stdin"], smoke: ["triggers"] } },
+        added: [],
+        removed: [],
+      },
+      kiloBump: {
+        steps: {
+          local: { install: ["create"], smoke: ["triggers"] },
+          ssh: { install: ["create"], smoke: ["triggers"] },
+        },
+        added: [],
+        removed: [],
+      },
+      toolUpgrade: {
+        steps: {
+          local: { tool: ["create", "triggers"], install: ["create"], smoke: ["create"] },
+          ssh: {
+            tool: ["create", "triggers"],
+            "tool-copy": ["remotePath", "source"],
+            install: ["create"],
+            smoke: ["create"],
+          },
+        },
+        added: [],
+        removed: [],
+      },
+    },
+    namingTool: { local: ["tool", "install", "smoke"], ssh: ["tool", "tool-copy", "install", "smoke"] },
+  },
   install: { registry: "https://registry.example.com/", kiloVersion: "7.7.7", cold: [9, 7, 8], warm: [0.3, 0.2, 0.25] },
   smoke: { smoke: [10, 9, 11], bare: [8, 8.5, 9], bareSmokeEnv: [8.2, 8.4, 8.8] },
   disk: {
@@ -111,6 +197,26 @@ describe("the --json object", () => {
       bareKiloRunSeconds: 8.5,
       hostDiskBytes: 305_549_312,
       platformPackageBytes: 237_895_680,
+      evalSecondsFloor: { "1": 0.35, "10": 0.62, "100": 2.9, "1000": 26 },
+      evalRatioToFloor: {
+        "1": Number((0.5 / 0.35).toFixed(3)),
+        "10": Number((0.75 / 0.62).toFixed(3)),
+        "100": Number((3.1 / 2.9).toFixed(3)),
+        "1000": Number((28 / 26).toFixed(3)),
+      },
+      stateBytesPerHost: { local: 10_654, ssh: 23_841 },
+      stateEntryBytesPerHost: { local: 14_236, ssh: 28_268 },
+      toolBytes: 48_920,
+      rerunSteps: {
+        unchanged: { local: [], ssh: [], asExpected: true },
+        rotation: { local: ["env", "smoke"], ssh: ["env", "smoke"], asExpected: true },
+        kiloBump: { local: ["install", "smoke"], ssh: ["install", "smoke"], asExpected: true },
+        toolUpgrade: {
+          local: ["install", "smoke", "tool"],
+          ssh: ["install", "smoke", "tool", "tool-copy"],
+          asExpected: true,
+        },
+      },
     });
     // One JSON object, round-trips.
     expect(JSON.parse(JSON.stringify(json))).toEqual(json);
@@ -143,7 +249,7 @@ describe("the table", () => {
     expect(table).toMatch(/^Machine: 2 × Test CPU, 8 GiB RAM, Node v20\.0\.0, Linux 6\.0\. Runs per time: 3/);
     expect(table).toContain("Load average (1 min) 0.50 at the start, 1.25 at the end.\nProgram: commit abc1234.\n");
     expect(formatTable({ ...SAMPLES, program: { commit: "abc1234", uncommittedFiles: 2 } })).toContain(
-      "Program: commit abc1234 with uncommitted edits in 2 file(s) of index.ts/components.",
+      "Program: commit abc1234 with uncommitted edits in 2 file(s) of index.ts/deployer/host/common.",
     );
     expect(table).toContain("| Measure | n | min | median | max | Notes |\n| --- | ---: | ---: | ---: | ---: | --- |");
   });
@@ -159,7 +265,9 @@ describe("the table", () => {
     ]);
     expect(row("Program evaluation, 1000 hosts").slice(1, 5)).toEqual(["3", "27.00 s", "28.00 s", "30.00 s"]);
     expect(row("Install step, warm (already at the pin)").slice(1, 5)).toEqual(["3", "0.200 s", "0.250 s", "0.300 s"]);
-    expect(row("Smoke check (smokeScript)").slice(1, 5)).toEqual(["3", "9.00 s", "10.00 s", "11.00 s"]);
+    expect(row("SDK floor, 1000 hosts").slice(1, 5)).toEqual(["3", "25.00 s", "26.00 s", "27.00 s"]);
+    expect(row("SDK floor, 1 host")[5]).toMatch(/^6 resources: per host a component \+ minimal Commands/);
+    expect(row("Smoke check (the smoke step)").slice(1, 5)).toEqual(["3", "9.00 s", "10.00 s", "11.00 s"]);
   });
 
   it("prints the slope, the growth verdict, the ratio, the overheads, the zero diff and the sizes", () => {
@@ -195,6 +303,297 @@ describe("the table", () => {
   });
 });
 
+describe("the new figures in the table", () => {
+  const table = formatTable(SAMPLES);
+  const row = (t: string, label: string) => {
+    const line = t.split("\n").find((l) => l.startsWith(`| ${label} |`));
+    if (!line) throw new Error(`no row ${label} in\n${t}`);
+    return line
+      .slice(2, -2)
+      .split(" | ")
+      .map((c) => c.trim());
+  };
+
+  it("the floor ratio at the largest fleet, its verdict, and the smaller fleets' ratios", () => {
+    const r = row(table, "Program / SDK floor, 1000 hosts");
+    expect(r[3]).toBe(`${(28 / 26).toFixed(2)}×`);
+    expect(r[5]).toBe(
+      `target ≤ 1.10×: met; ratio of medians; 100 hosts ${(3.1 / 2.9).toFixed(2)}×, 10 hosts ${(0.75 / 0.62).toFixed(2)}×, 1 host ${(0.5 / 0.35).toFixed(2)}×`,
+    );
+    const slow = {
+      ...SAMPLES,
+      evaluation: [{ hosts: 1000, resources: 6000, seconds: [33, 32, 34], floorSeconds: [25, 26, 27] }],
+    };
+    expect(row(formatTable(slow), "Program / SDK floor, 1000 hosts")[5]).toMatch(/^target ≤ 1\.10×: MISSED;/);
+    expect(floorRatios(slow)).toEqual([{ hosts: 1000, ratio: 33 / 26 }]);
+    // Without a floor (--only unchanged), no floor rows.
+    const noFloor = formatTable({ ...SAMPLES, evaluation: [{ hosts: 1, resources: 6, seconds: [1] }] });
+    expect(noFloor).not.toContain("SDK floor");
+    expect(toJson({ ...SAMPLES, evaluation: [{ hosts: 1, resources: 6, seconds: [1] }] }).evalSecondsFloor).toBeNull();
+  });
+
+  it("state bytes against their targets, with what dominates them, and the tool's size", () => {
+    const local = row(table, "State per host, local (inputs + outputs)");
+    expect(local[3]).toBe("10.7 kB (10,654 B)");
+    expect(local[5]).toMatch(/^target ≤ 12\.0 kB \(12,000 B\): met; 6 resources; whole checkpoint entries 14\.2 kB/);
+    expect(local[5]).toContain(
+      "largest: alice-laptop-config.create 1.5 kB, alice-laptop-tool.create 1.4 kB, stack output alice-laptop 0.8 kB",
+    );
+    expect(local[5]).not.toContain("env.stdin");
+    const ssh = row(table, "State per host, SSH (inputs + outputs)");
+    expect(ssh[5]).toMatch(/^target ≤ 16\.0 kB \(16,000 B\): MISSED by 7\.8 kB \(7,841 B\); 7 resources, ed25519 key/);
+    const tool = row(table, "Host tool (shipped once per host, not in the state)");
+    expect(tool[3]).toBe(fmtKB(48_920));
+    expect(tool[5]).toContain("tool/config/env stdout from the real steps on a temp HOME");
+    expect(tool[5]).toContain("install/smoke stdout: the result line only");
+  });
+
+  it("the steps each change re-runs, with the differing inputs and a verdict", () => {
+    expect(row(table, "Steps re-run: unchanged stack")[3]).toBe("none");
+    expect(row(table, "Steps re-run: key rotation")[3]).toBe("env, smoke");
+    expect(row(table, "Steps re-run: key rotation")[5]).toBe(
+      "as expected; differing inputs: local env [stdin], smoke [triggers]; SSH env [stdin], smoke [triggers]",
+    );
+    expect(row(table, "Steps re-run: kilo bump")[3]).toBe("install, smoke");
+    expect(row(table, "Steps re-run: kilo-fleet upgrade (new tool)")[3]).toBe(
+      "local: install, smoke, tool; SSH: install, smoke, tool, tool-copy",
+    );
+  });
+
+  it("a change that re-runs more than it should, or adds a resource, is not as expected", () => {
+    const c = SAMPLES.changes as NonNullable<BenchSamples["changes"]>;
+    expect(rerunVerdict(c, "rotation").asExpected).toBe(true);
+    const leaky = {
+      ...c,
+      scenarios: {
+        ...c.scenarios,
+        rotation: {
+          ...c.scenarios.rotation,
+          steps: { ...c.scenarios.rotation.steps, local: { env: ["stdin"], smoke: ["triggers"], config: ["create"] } },
+        },
+        kiloBump: { ...c.scenarios.kiloBump, added: ["alice-laptop-extra"] },
+      },
+    };
+    expect(rerunVerdict(leaky, "rotation")).toMatchObject({
+      asExpected: false,
+      steps: { local: ["config", "env", "smoke"] },
+    });
+    expect(rerunVerdict(leaky, "kiloBump").asExpected).toBe(false);
+    const t = formatTable({ ...SAMPLES, changes: leaky });
+    expect(row(t, "Steps re-run: key rotation")[3]).toBe("local: config, env, smoke; SSH: env, smoke");
+    expect(row(t, "Steps re-run: key rotation")[5]).toMatch(
+      /^NOT as expected \(expected local: env, smoke; SSH: env, smoke\)/,
+    );
+    expect(row(t, "Steps re-run: kilo bump")[5]).toContain("added/removed +alice-laptop-extra");
+    expect(toJson({ ...SAMPLES, changes: leaky }).rerunSteps?.rotation.asExpected).toBe(false);
+    // An upgrade that misses a step naming the tool is not as expected either.
+    const stale = {
+      ...c,
+      scenarios: {
+        ...c.scenarios,
+        toolUpgrade: {
+          ...c.scenarios.toolUpgrade,
+          steps: { ...c.scenarios.toolUpgrade.steps, local: { tool: ["triggers"] } },
+        },
+      },
+    };
+    expect(rerunVerdict(stale, "toolUpgrade").asExpected).toBe(false);
+  });
+
+  it("expected steps: none, env + smoke, install + smoke, the tool and what names it", () => {
+    expect(expectedSteps("unchanged", ["tool"])).toEqual([]);
+    expect(expectedSteps("rotation", [])).toEqual(["env", "smoke"]);
+    expect(expectedSteps("kiloBump", [])).toEqual(["install", "smoke"]);
+    expect(expectedSteps("toolUpgrade", ["smoke", "tool-copy", "tool"])).toEqual(["smoke", "tool", "tool-copy"]);
+    expect(expectedSteps("toolUpgrade", [])).toEqual(["tool"]);
+  });
+
+  it("a quick run says so", () => {
+    expect(formatTable({ ...SAMPLES, quick: true })).toContain("Quick mode (--quick)");
+    expect(table).not.toContain("Quick mode");
+  });
+});
+
+describe("state bytes", () => {
+  const secret = (value: unknown) => ({ [SIG_KEY]: SECRET_SIG, value });
+
+  it("the ciphertext length is the passphrase provider's v1:<nonce>:<AES-GCM> format's", async () => {
+    const { createCipheriv, randomBytes } = await import("node:crypto");
+    for (const n of [0, 1, 2, 3, 17, 411, 1000]) {
+      const nonce = randomBytes(12);
+      const c = createCipheriv("aes-256-gcm", randomBytes(32), nonce);
+      const body = Buffer.concat([c.update(randomBytes(n)), c.final(), c.getAuthTag()]);
+      expect(ciphertextLength(n), `n=${n}`).toBe(`v1:${nonce.toString("base64")}:${body.toString("base64")}`.length);
+    }
+  });
+
+  it("a secret is stored as an envelope the size of its ciphertext, never its value; an asset gets a hash", () => {
+    const key = "test-key-pool-never-in-state";
+    const v = stateValue({ stdin: secret(key), nested: [secret({ a: 1 })], plain: "x" }) as Record<string, unknown>;
+    expect(JSON.stringify(v)).not.toContain(key);
+    const env = v.stdin as Record<string, string>;
+    expect(env[SIG_KEY]).toBe(SECRET_SIG);
+    expect(env.ciphertext.length).toBe(ciphertextLength(JSON.stringify(key).length));
+    expect(((v.nested as unknown[])[0] as Record<string, string>).ciphertext.length).toBe(
+      ciphertextLength('{"a":1}'.length),
+    );
+    expect(v.plain).toBe("x");
+    expect(stateValue({ [SIG_KEY]: ASSET_SIG, path: "/b/tool.cjs" })).toEqual({
+      [SIG_KEY]: ASSET_SIG,
+      path: "/b/tool.cjs",
+      hash: "0".repeat(64),
+    });
+    // Multi-byte characters count as UTF-8 bytes.
+    expect(jsonBytes("é")).toBe(4);
+    expect(jsonBytes(undefined)).toBe(0);
+  });
+
+  const urn = (type: string, name: string) => `urn:pulumi:test::kilo-fleet::${type}::${name}`;
+  const comp = (name: string): StateResource => ({
+    urn: urn("kilo-fleet:index:KiloHost", name),
+    type: "kilo-fleet:index:KiloHost",
+    name,
+    custom: false,
+    parent: urn("pulumi:pulumi:Stack", "kilo-fleet-test"),
+    dependencies: [],
+    deleteBeforeReplace: false,
+    additionalSecretOutputs: [],
+    inputs: {},
+    outputs: { kiloVersion: "7.7.7" },
+  });
+  const cmd = (host: string, step: string, inputs: Record<string, unknown>, sensitive = false): StateResource => ({
+    urn: urn("kilo-fleet:index:KiloHost$command:local:Command", `${host}-${step}`),
+    type: "command:local:Command",
+    name: `${host}-${step}`,
+    custom: true,
+    parent: urn("kilo-fleet:index:KiloHost", host),
+    dependencies: [],
+    deleteBeforeReplace: true,
+    additionalSecretOutputs: sensitive ? ["stdout", "stderr"] : [],
+    inputs,
+  });
+
+  it("a Command's outputs echo its inputs and add stdout/stderr (secret when it says so); a copy echoes; a component has its own", () => {
+    const c = cmd("h", "config", { create: "run config" });
+    expect(stateOutputs(c, { stdout: "ok", stderr: "" })).toEqual({ create: "run config", stdout: "ok", stderr: "" });
+    const e = cmd("h", "env", { create: "run env", stdin: secret("k") }, true);
+    const out = stateOutputs(e, { stdout: "env ok", stderr: "" }) as Record<string, Record<string, string>>;
+    expect(out.stdout.ciphertext.length).toBe(ciphertextLength(JSON.stringify("env ok").length));
+    expect(out.stdin.ciphertext.length).toBe(ciphertextLength(3));
+    const copy = { ...cmd("h", "tool-copy", { remotePath: "p" }), type: "command:remote:CopyToRemote" };
+    expect(stateOutputs(copy, undefined)).toEqual({ remotePath: "p" });
+    expect(stateOutputs(comp("h"), undefined)).toEqual({ kiloVersion: "7.7.7" });
+  });
+
+  it("a host's bytes: its component and children (inputs + outputs) plus its stack output, nothing of another host", () => {
+    const big = "x".repeat(2000);
+    const resources = [
+      comp("h"),
+      cmd("h", "config", { create: big }),
+      cmd("h", "env", { create: "env", stdin: secret("k") }, true),
+      comp("other"),
+      cmd("other", "config", { create: "y".repeat(5000) }),
+    ];
+    const outs: Record<string, { stdout: string; stderr: string }> = {
+      "h-config": { stdout: "config done", stderr: "" },
+      "h-env": { stdout: "env done", stderr: "warn" },
+    };
+    const outputOf = (r: StateResource) => outs[r.name];
+    const stackOut = { kind: "local" };
+    const r = hostStateBytes(resources, "h", "kilo-fleet:index:KiloHost", outputOf, stackOut);
+    const expected =
+      jsonBytes(stateOutputs(resources[0], undefined)) +
+      jsonBytes(resources[1].inputs) +
+      jsonBytes(stateOutputs(resources[1], outs["h-config"])) +
+      jsonBytes(stateValue(resources[2].inputs)) +
+      jsonBytes(stateOutputs(resources[2], outs["h-env"])) +
+      jsonBytes({ h: stackOut }) -
+      2;
+    expect(r.bytes).toBe(expected);
+    expect(r.resources.map((x) => x.name)).toEqual(["h", "h-config", "h-env"]);
+    expect(r.entryBytes).toBeGreaterThan(r.bytes);
+    expect(r.contributors[0]).toEqual({ what: "h-config.create", bytes: 2 * jsonBytes({ create: big }) - 4 });
+    expect(r.contributors.some((c) => c.what.startsWith("other"))).toBe(false);
+    expect(r.contributors.find((c) => c.what === "stack output h")?.bytes).toBe(jsonBytes({ h: stackOut }) - 2);
+    expect(() => hostStateBytes(resources, "nope", "kilo-fleet:index:KiloHost", outputOf)).toThrow();
+  });
+});
+
+describe("the SSH key and hosts of the state figure", () => {
+  it("is an OpenSSH ed25519 private key: framing, structure, and the public key matches the seed", () => {
+    const pem = ed25519OpenSshKey("dev@workstation");
+    const lines = pem.trimEnd().split("\n");
+    expect(lines[0]).toBe("-----BEGIN OPENSSH PRIVATE KEY-----");
+    expect(lines[lines.length - 1]).toBe("-----END OPENSSH PRIVATE KEY-----");
+    expect(lines.slice(1, -1).every((l) => l.length <= 70)).toBe(true);
+    // ssh-keygen -t ed25519 -C dev@workstation writes 411 bytes: the format has no variable part but the comment.
+    expect(pem.length).toBe(411);
+    const buf = Buffer.from(lines.slice(1, -1).join(""), "base64");
+    let at = 0;
+    const magic = buf.subarray(0, 15).toString("latin1");
+    at = 15;
+    const u32 = () => {
+      const n = buf.readUInt32BE(at);
+      at += 4;
+      return n;
+    };
+    const str = () => {
+      const n = u32();
+      const b = buf.subarray(at, at + n);
+      at += n;
+      return b;
+    };
+    expect(magic).toBe("openssh-key-v1\0");
+    expect(str().toString()).toBe("none");
+    expect(str().toString()).toBe("none");
+    expect(str().length).toBe(0);
+    expect(u32()).toBe(1);
+    const publicBlob = str();
+    const priv = str();
+    expect(at).toBe(buf.length);
+    const read = (b: Buffer, off: number) => {
+      const n = b.readUInt32BE(off);
+      return { v: b.subarray(off + 4, off + 4 + n), next: off + 4 + n };
+    };
+    const t = read(publicBlob, 0);
+    expect(t.v.toString()).toBe("ssh-ed25519");
+    const pub = read(publicBlob, t.next).v;
+    expect(pub.length).toBe(32);
+    expect(priv.readUInt32BE(0)).toBe(priv.readUInt32BE(4));
+    const t2 = read(priv, 8);
+    expect(t2.v.toString()).toBe("ssh-ed25519");
+    const pub2 = read(priv, t2.next);
+    expect(pub2.v.equals(pub)).toBe(true);
+    const secret = read(priv, pub2.next);
+    expect(secret.v.length).toBe(64);
+    expect(secret.v.subarray(32).equals(pub)).toBe(true);
+    const comment = read(priv, secret.next);
+    expect(comment.v.toString()).toBe("dev@workstation");
+    const padding = priv.subarray(comment.next);
+    expect(priv.length % 8).toBe(0);
+    expect([...padding]).toEqual(padding.length === 0 ? [] : Array.from({ length: padding.length }, (_, i) => i + 1));
+    // The seed's public key is the one in the blobs.
+    const der = Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), secret.v.subarray(0, 32)]);
+    const seedKey = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+    const derived = createPublicKey(seedKey).export({ format: "jwk" }) as {
+      x: string;
+    };
+    expect(Buffer.from(derived.x, "base64url").equals(pub)).toBe(true);
+    // A new key every call.
+    expect(ed25519OpenSshKey()).not.toBe(ed25519OpenSshKey());
+  });
+
+  it("one local host and one SSH host whose pinned host key is an ssh-ed25519 line", () => {
+    expect(STATE_HOSTS.filter((h) => h.local).length).toBe(1);
+    const ssh = STATE_HOSTS.find((h) => h.ssh)?.ssh;
+    const [type, b64] = (ssh?.hostKey ?? "").split(" ");
+    expect(type).toBe("ssh-ed25519");
+    const blob = Buffer.from(b64, "base64");
+    expect(blob.subarray(4, 4 + blob.readUInt32BE(0)).toString()).toBe("ssh-ed25519");
+    expect(blob.length).toBe(4 + 11 + 4 + 32);
+  });
+});
+
 describe("comparing evaluations across processes", () => {
   it("canonical JSON ignores key order and undefined, keeps array order", () => {
     expect(canonicalJson({ b: 1, a: { d: [2, 1], c: "x" }, u: undefined })).toBe('{"a":{"c":"x","d":[2,1]},"b":1}');
@@ -217,11 +616,28 @@ describe("comparing evaluations across processes", () => {
 });
 
 describe("options", () => {
-  it("defaults to the table, three runs, every part", () => {
+  it("defaults to the table, three runs, every part, every fleet size", () => {
     const o = parseArgs([]);
     expect(o.json).toBe(false);
+    expect(o.quick).toBe(false);
     expect(o.runs).toBe(3);
-    expect([...o.only].sort()).toEqual(["disk", "eval", "install", "smoke", "unchanged"]);
+    expect(o.sizes).toEqual(FLEET_SIZES);
+    expect([...o.only].sort()).toEqual(["changes", "disk", "eval", "install", "smoke", "state", "unchanged"]);
+  });
+
+  it("--quick: one run, small fleets, no install/smoke/disk; --runs and --only still apply", () => {
+    const q = parseArgs(["--quick", "--json"]);
+    expect(q).toMatchObject({ quick: true, json: true, runs: 1, sizes: QUICK_FLEET_SIZES });
+    expect([...q.only].sort()).toEqual(["changes", "eval", "state", "unchanged"]);
+    expect(Math.max(...QUICK_FLEET_SIZES)).toBeLessThan(Math.max(...FLEET_SIZES));
+    expect(parseArgs(["--quick", "--runs", "2"]).runs).toBe(2);
+    expect([...parseArgs(["--only=state", "--quick"]).only]).toEqual(["state"]);
+  });
+
+  it("the in-process diff runs on the largest fleet up to 100 hosts", () => {
+    expect(inProcessDiffHosts(FLEET_SIZES)).toBe(100);
+    expect(inProcessDiffHosts([1, 10])).toBe(10);
+    expect(inProcessDiffHosts([500, 1000])).toBe(500);
   });
 
   it("reads --json, --runs N, --runs=N and --only", () => {
@@ -231,7 +647,14 @@ describe("options", () => {
   });
 
   it("refuses bad values and unknown arguments", () => {
-    for (const bad of [["--runs", "0"], ["--runs", "x"], ["--runs"], ["--only", "eval,nope"], ["--fast"]]) {
+    for (const bad of [
+      ["--runs", "0"],
+      ["--runs", "x"],
+      ["--runs"],
+      ["--only", "eval,nope"],
+      ["--fast"],
+      ["--quick=1"],
+    ]) {
       expect(() => parseArgs(bad), bad.join(" ")).toThrow();
     }
   });

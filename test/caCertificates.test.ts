@@ -1,7 +1,7 @@
 /** `caCertificates`: PEM checked block by block with node:crypto, private keys refused, per-host override. */
 import { generateKeyPairSync } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
-import { formatErrors, parseSettings, resolveHost } from "../components/settings";
+import { formatErrors, parseSettings, resolveHost } from "../deployer/settings";
 import {
   caCertificatesProblems,
   caCertificatesWarnings,

@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadProject, readStackConfig } from "../cli/stackFile";
-import { renderKiloConfig, renderKiloConfigText } from "../components/kiloConfig";
-import { ENCRYPTED, parseSettings, resolveHost } from "../components/settings";
+import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
+import { ENCRYPTED, parseSettings, resolveHost } from "../deployer/settings";
 
 const ROOT = join(__dirname, "..");
 const TSX = join(ROOT, "node_modules", ".bin", "tsx");

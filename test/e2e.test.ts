@@ -1,6 +1,6 @@
 /**
- * The whole host, end to end (issue 5), on a temporary HOME: KiloHost's own scripts in order
- * (preflight, install, config, env, smoke) run the way local.Command runs them (`/bin/sh -c <script>`,
+ * The whole host, end to end (issue 5), on a temporary HOME: KiloHost's own step commands in order
+ * (tool, install, config, env, smoke) run the way local.Command runs them (`/bin/sh -c <command>`,
  * the key on the env step's stdin), against the stand-in pooler with the real kilo 7.7.7:
  * - everything passes;
  * - rotate the key (the stand-in now accepts only the new one), re-run env and smoke: passes, with the new key;
@@ -8,31 +8,24 @@
  * No step prints the key; only the env files hold it.
  *
  * The same flow runs twice, concurrently, each with its own stand-in: locally, and over the loopback sshd
- * (test/support/sshd.ts) as remote.Command runs it (`remoteCommandLine(script)` as the ssh command, the
- * user's login shell bash, the key on stdin).
+ * (test/support/sshd.ts) as remote.Command runs it (the command line as the ssh command, parsed by the
+ * user's login shell bash, the key on stdin), with the tool file copied over SFTP as CopyToRemote does.
  *
  * kilo is already in HOME's npm prefix (linked, or for the ssh user copied, from the test cache), so the
  * install step finds the pinned version and does not run npm: the npm path is the host-scripts tests'.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, type ExpectStatic, it } from "vitest";
-import {
-  configScript,
-  envScript,
-  type HostScript,
-  installScript,
-  parseInstallOutput,
-  preflightScript,
-  remoteCommandLine,
-  smokeScript,
-} from "../components/hostScripts";
-import { parseSmokeOutput } from "../components/hostScripts/smoke";
-import { parseSettings, resolveHost } from "../components/settings";
-import { type FakePooler, startFakePooler } from "./support/fakePooler";
-import { ensureKilo } from "./support/kilo";
+import { parseResult } from "../common/result";
+import { hostSpec } from "../deployer/hostSpec";
+import { hostStepCommands } from "../deployer/hostSteps";
+import { hostToolArtifact } from "../deployer/hostTool";
+import { parseSettings } from "../deployer/settings";
+import { type FakePooler, startFakePooler } from "../harness/fakePooler";
+import { ensureKilo } from "../harness/kilo";
 import { startSshd } from "./support/sshd";
 
 const OLD_KEY = "test-key-e2e-old-0b9d4f1e";
@@ -47,7 +40,10 @@ interface Run {
 
 /** Where a flow runs: its HOME, how it runs a script (stdin = the env step's key), how it cleans up. */
 interface Target {
+  kind: "local" | "ssh";
   home: string;
+  /** What the tool step leaves for CopyToRemote (SSH): the file copy. */
+  afterToolStep(): void;
   run(script: string, stdin?: string): Promise<Run>;
   /** Scratch directories of this target's user left in its temp dir. */
   leftovers(): string[];
@@ -79,8 +75,10 @@ function localTarget(): Target {
   mkdirSync(tmp);
   placeKilo(home, false);
   return {
+    kind: "local",
     home,
-    leftovers: () => readdirSync(tmp),
+    afterToolStep: () => {},
+    leftovers: () => [...readdirSync(tmp), ...(existsSync(join(home, ".cache/kilo-fleet")) ? ["~/.cache/kilo-fleet"] : [])],
     // As local.Command runs it: `/bin/sh -c`, stdin piped, a clean environment.
     run: (script, stdin = "") =>
       new Promise((resolve) => {
@@ -104,18 +102,23 @@ async function sshTarget(): Promise<Target> {
   cleanups.push(() => server.stop());
   placeKilo(server.home, true);
   execFileSync("chown", ["-R", `${server.uid}:${server.gid}`, join(server.home, ".local")]);
+  const tool = hostToolArtifact();
   return {
+    kind: "ssh",
     home: server.home,
-    // sshd gives the session no TMPDIR: the scripts use /tmp; count what this user left there.
-    leftovers: () =>
-      readdirSync("/tmp").filter((n) => {
+    afterToolStep: () => server.copyToRemote(tool.file, tool.pathInHome),
+    // sshd gives the session no TMPDIR: the tool uses /tmp; count what this user left there.
+    leftovers: () => [
+      ...readdirSync("/tmp").filter((n) => {
         try {
           return n.startsWith("kilo-fleet.") && statSync(join("/tmp", n)).uid === server.uid;
         } catch {
           return false;
         }
       }),
-    run: (script, stdin = "") => server.run(remoteCommandLine(script), stdin, { timeoutMs: 180_000 }),
+      ...(existsSync(join(server.home, ".cache/kilo-fleet")) ? ["~/.cache/kilo-fleet"] : []),
+    ],
+    run: (script, stdin = "") => server.run(script, stdin, { timeoutMs: 180_000 }),
   };
 }
 
@@ -130,7 +133,7 @@ function filesContaining(dir: string, text: string, base = dir): string[] {
   return out;
 }
 
-function steps(pooler: FakePooler): Record<"preflight" | "install" | "config" | "env" | "smoke", HostScript> {
+function steps(pooler: FakePooler, kind: "local" | "ssh") {
   const r = parseSettings({
     "kilo-fleet:poolerBaseUrl": pooler.url,
     "kilo-fleet:kiloVersion": "7.7.7",
@@ -138,20 +141,15 @@ function steps(pooler: FakePooler): Record<"preflight" | "install" | "config" | 
     "kilo-fleet:smokeCheck": JSON.stringify({ timeoutSeconds: 120 }),
   });
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
-  const host = resolveHost(r.settings, r.settings.hosts[0]);
-  return {
-    preflight: preflightScript(r.settings, host),
-    install: installScript(r.settings, host),
-    config: configScript(r.settings, host),
-    env: envScript(r.settings, host),
-    smoke: smokeScript(r.settings, host),
-  };
+  const s = hostStepCommands(HOST, hostSpec(r.settings, r.settings.hosts[0]), hostToolArtifact(), kind);
+  if (!s.smoke) throw new Error("no smoke step");
+  return { ...s, smoke: s.smoke };
 }
 
 async function deployRotateRefuse(target: Target, expect: ExpectStatic): Promise<void> {
   const pooler = await startFakePooler({ keys: OLD_KEY });
   cleanups.push(() => pooler.stop());
-  const s = steps(pooler);
+  const s = steps(pooler, target.kind);
   const { home } = target;
   const expectClean = (r: Run) => {
     for (const k of [OLD_KEY, NEW_KEY]) {
@@ -163,18 +161,19 @@ async function deployRotateRefuse(target: Target, expect: ExpectStatic): Promise
 
   // 1. The deploy, step by step.
   const out: Record<string, Run> = {};
-  for (const step of ["preflight", "install", "config", "env", "smoke"] as const) {
+  for (const step of ["tool", "install", "config", "env", "smoke"] as const) {
     const r = await target.run(s[step].create, step === "env" ? `${OLD_KEY}\n` : "");
     expectClean(r);
     expect(r.stderr, `${step} stderr`).toBe("");
     expect(r.code, `${step} exit`).toBe(0);
     out[step] = r;
+    if (step === "tool") target.afterToolStep();
   }
-  expect(out.preflight.stdout).toMatch(/^kilo-fleet: node \S+ at \S+, npm \S+ at \S+ on e2e-host\n$/);
-  expect(parseInstallOutput(out.install.stdout)).toEqual({ version: "7.7.7", bin: `${home}/.local/bin/kilo` });
-  expect(out.config.stdout).toMatch(/kilo\.jsonc created/);
+  expect(parseResult(out.tool.stdout, "tool")).toEqual({ step: "tool", path: `~/${hostToolArtifact().pathInHome}` });
+  expect(parseResult(out.install.stdout, "install")).toMatchObject({ kiloVersion: "7.7.7", bin: `${home}/.local/bin/kilo` });
+  expect(parseResult(out.config.stdout, "config")).toMatchObject({ status: "created" });
   expect(out.env.stdout).toMatch(/CODEX_POOLER_API_KEY written to/);
-  expect(parseSmokeOutput(out.smoke.stdout)).toMatchObject({ passed: true, kiloVersion: "7.7.7" });
+  expect(parseResult(out.smoke.stdout, "smoke")).toMatchObject({ pass: true, kiloVersion: "7.7.7" });
   expect(chats()).toEqual([
     [OLD_KEY, "tool_call"],
     [OLD_KEY, "text"],
@@ -189,7 +188,7 @@ async function deployRotateRefuse(target: Target, expect: ExpectStatic): Promise
   const smoke2 = await target.run(s.smoke.create);
   expectClean(smoke2);
   expect(smoke2.stderr).toBe("");
-  expect(parseSmokeOutput(smoke2.stdout)).toMatchObject({ passed: true, kiloVersion: "7.7.7" });
+  expect(parseResult(smoke2.stdout, "smoke")).toMatchObject({ pass: true, kiloVersion: "7.7.7" });
   expect(chats()).toEqual([
     [NEW_KEY, "tool_call"],
     [NEW_KEY, "text"],

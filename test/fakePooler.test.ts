@@ -5,7 +5,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { type FakePooler, startFakePooler } from "./support/fakePooler";
+import { type FakePooler, startFakePooler } from "../harness/fakePooler";
 
 const KEY = "test-key-fake-pooler-1";
 const WD = "/tmp/some dir/work";
@@ -127,8 +127,9 @@ describe("fake pooler", () => {
     }
     const args = JSON.parse(calls.map((c) => c.function.arguments).join(""));
     expect(args).toEqual({ filePath: `${WD}/kilo-ok.txt`, content: "kilo ok" });
-    expect(choices.map((c) => c.finish_reason).filter((f) => f !== null)).toEqual(["tool_calls"]);
-    expect(choices.at(-1)?.finish_reason).toBe("tool_calls");
+    // Like the real Codex Pooler: "stop", even after a tool call (kilo 7.7.7 still runs the tool and goes on).
+    expect(choices.map((c) => c.finish_reason).filter((f) => f !== null)).toEqual(["stop"]);
+    expect(choices.at(-1)?.finish_reason).toBe("stop");
     // Usage comes last, in a chunk without choices (stream_options.include_usage).
     const last = chunks.at(-1);
     expect(last?.choices).toEqual([]);
@@ -188,38 +189,42 @@ describe("fake pooler", () => {
       choices: { message: { tool_calls: { function: { arguments: string } }[] }; finish_reason: string }[];
     };
     expect(body.object).toBe("chat.completion");
-    expect(body.choices[0].finish_reason).toBe("tool_calls");
+    expect(body.choices[0].finish_reason).toBe("stop");
     expect(JSON.parse(body.choices[0].message.tool_calls[0].function.arguments)).toEqual({
       filePath: `${WD}/kilo-ok.txt`,
       content: "kilo ok",
     });
   });
 
-  it("refuses a wrong or missing key with 401 in OpenAI's error shape, echoing the presented key", async () => {
+  it("refuses an unknown or missing key with 401 api_key_missing, as the real pooler (no echo of the key)", async () => {
     pooler = await startFakePooler({ keys: KEY });
     const wrong = await post(pooler, smokeRequest(), "test-key-wrong-42");
     expect(wrong.status).toBe(401);
     expect(wrong.headers.get("content-type")).toBe("application/json");
-    expect(await wrong.json()).toEqual({
-      error: {
-        message: expect.stringContaining("test-key-wrong-42"),
-        type: "invalid_request_error",
-        param: null,
-        code: "invalid_api_key",
-      },
+    const wrongText = await wrong.text();
+    expect(JSON.parse(wrongText)).toEqual({
+      error: { message: "api key is required", type: "invalid_request_error", param: null, code: "api_key_missing" },
     });
+    expect(wrongText).not.toContain("test-key-wrong-42");
     const missing = await post(pooler, smokeRequest(), null);
     expect(missing.status).toBe(401);
-    expect(((await missing.json()) as { error: { message: string } }).error.message).toMatch(
-      /didn't provide an API key/,
-    );
+    expect(await missing.json()).toMatchObject({ error: { code: "api_key_missing", message: "api key is required" } });
     const models = await fetch(`${pooler.url}/models`);
     expect(models.status).toBe(401);
-    expect(pooler.requests.map((r) => [r.reply, r.authorized, r.key])).toEqual([
-      ["unauthorized", false, "test-key-wrong-42"],
-      ["unauthorized", false, undefined],
-      ["unauthorized", false, undefined],
+    expect(pooler.requests.map((r) => [r.reply, r.authorized, r.key, r.code])).toEqual([
+      ["unauthorized", false, "test-key-wrong-42", "api_key_missing"],
+      ["unauthorized", false, undefined, "api_key_missing"],
+      ["unauthorized", false, undefined, "api_key_missing"],
     ]);
+  });
+
+  it("echoKey: an unknown key's 401 echoes the key, like a careless gateway", async () => {
+    pooler = await startFakePooler({ keys: KEY, echoKey: true });
+    const wrong = await post(pooler, smokeRequest(), "test-key-wrong-43");
+    expect(wrong.status).toBe(401);
+    expect(await wrong.json()).toMatchObject({
+      error: { code: "api_key_missing", message: expect.stringContaining("test-key-wrong-43") },
+    });
   });
 
   it("setKeys rotates the accepted key", async () => {
@@ -247,8 +252,15 @@ describe("fake pooler", () => {
       ],
     });
     const bad = await post(pooler, { ...smokeRequest(), model: "gpt-9" });
-    expect(bad.status).toBe(404);
-    expect(await bad.json()).toMatchObject({ error: { code: "model_not_found", type: "invalid_request_error" } });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toEqual({
+      error: {
+        code: "invalid_model",
+        message: "model is not available for this pool",
+        param: "model",
+        type: "invalid_request_error",
+      },
+    });
   });
 
   it("answers 404 in OpenAI's shape for other URLs (the base URL itself included)", async () => {
@@ -259,11 +271,18 @@ describe("fake pooler", () => {
     expect(pooler.requests[0]).toMatchObject({ method: "GET", path: "/v1", reply: "not_found" });
   });
 
-  it("mode 401 refuses even the right key", async () => {
+  it("mode 401 refuses even the right key, OpenAI-style, echoing the presented key", async () => {
     pooler = await startFakePooler({ keys: KEY, mode: "401" });
     const res = await post(pooler, smokeRequest());
     expect(res.status).toBe(401);
-    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("invalid_api_key");
+    expect(await res.json()).toEqual({
+      error: {
+        code: "invalid_api_key",
+        message: expect.stringContaining(KEY),
+        param: null,
+        type: "invalid_request_error",
+      },
+    });
     pooler.setMode("ok");
     const ok = await post(pooler, smokeRequest());
     expect(ok.status).toBe(200);

@@ -5,9 +5,10 @@
  * replaces it (re-runs it too). So "the resources whose inputs differ" is exactly "the steps that run".
  */
 
-import { describe, expect, it } from "vitest";
-import { HOST_STEPS } from "../components/kiloHost";
-import { ROTATED_API_KEY, ROTATED_SSH_KEY } from "./fixtures/fakeSecrets";
+import { afterEach, describe, expect, it } from "vitest";
+import { hostToolArtifact, useHostToolArtifact, writeHostToolArtifact } from "../deployer/hostTool";
+import { HOST_STEPS } from "../deployer/kiloHost";
+import { ROTATED_API_KEY, ROTATED_SSH_KEY } from "../harness/fakeSecrets";
 import {
   diffEvaluations,
   type Evaluation,
@@ -17,7 +18,7 @@ import {
   TEST_HOST_KEY,
   TEST_HOSTS,
   unwrapSecrets,
-} from "./support/pulumiMocks";
+} from "../harness/pulumiMocks";
 
 const NEW_KEY = ROTATED_API_KEY;
 
@@ -38,6 +39,11 @@ function triggersOf(e: Evaluation, name: string): string[] {
   return (unwrapSecrets(e.byName(name).inputs.triggers) as unknown[]).map(String);
 }
 
+/** A host's children: the steps, plus the tool copy over SSH. */
+function children(h: { name: string; ssh?: unknown }): string[] {
+  return [...HOST_STEPS.map((s) => `${h.name}-${s}`), ...(h.ssh ? [`${h.name}-tool-copy`] : [])];
+}
+
 /** Asserts the changed set, and that no step but smoke is replaced (only smoke has triggers). */
 function expectChanged(before: Evaluation, after: Evaluation, expected: Record<string, string[] | "any">) {
   const diff = diffEvaluations(before, after);
@@ -47,12 +53,14 @@ function expectChanged(before: Evaluation, after: Evaluation, expected: Record<s
   for (const [name, keys] of Object.entries(diff.changed)) {
     const want = expected[name];
     if (want !== "any") expect(keys, name).toEqual(want);
-    if (!name.endsWith("-smoke"))
+    if (!name.endsWith("-smoke") && !name.endsWith("-tool"))
       expect(keys, `${name} must update in place, not be replaced`).not.toContain("triggers");
     // Every re-run smoke check is re-run by its triggers, whatever else changed.
     if (name.endsWith("-smoke")) expect(keys, name).toContain("triggers");
   }
 }
+
+afterEach(() => useHostToolArtifact(undefined));
 
 describe("re-runs, as diffs of two evaluations", () => {
   it("an identical re-run changes nothing at all: same resources, inputs, parents, dependencies, options", async () => {
@@ -132,7 +140,7 @@ describe("re-runs, as diffs of two evaluations", () => {
     });
     const sshHosts = TEST_HOSTS.filter((h) => h.ssh);
     const expected: Record<string, string[]> = {};
-    for (const h of sshHosts) for (const step of HOST_STEPS) expected[`${h.name}-${step}`] = ["connection"];
+    for (const h of sshHosts) for (const name of children(h)) expected[name] = ["connection"];
     expect(diffEvaluations(before, after)).toEqual({ added: [], removed: [], changed: expected });
   });
 
@@ -144,7 +152,7 @@ describe("re-runs, as diffs of two evaluations", () => {
     const diff = diffEvaluations(before, after);
     expect(diff.removed).toEqual([]);
     expect(diff.changed).toEqual({});
-    expect(diff.added).toEqual(["dave-mini", ...HOST_STEPS.map((s) => `dave-mini-${s}`)].sort());
+    expect(diff.added).toEqual(["dave-mini", ...children({ name: "dave-mini", ssh: true })].sort());
   });
 
   it("removing a host deletes only that host's resources", async () => {
@@ -153,7 +161,34 @@ describe("re-runs, as diffs of two evaluations", () => {
     const diff = diffEvaluations(before, after);
     expect(diff.added).toEqual([]);
     expect(diff.changed).toEqual({});
-    expect(diff.removed).toEqual(["bob-desktop", ...HOST_STEPS.map((s) => `bob-desktop-${s}`)].sort());
+    expect(diff.removed).toEqual(["bob-desktop", ...children({ name: "bob-desktop", ssh: true })].sort());
+  });
+
+  it("a kilo-fleet upgrade (a new host tool) replaces the tool step and updates the steps that name it", async () => {
+    const before = await run();
+    const current = hostToolArtifact();
+    const upgraded = writeHostToolArtifact(`${current.text}// a later kilo-fleet\n`);
+    useHostToolArtifact(upgraded);
+    const after = await run();
+    const expected: Record<string, string[]> = {};
+    for (const h of TEST_HOSTS) {
+      expected[`${h.name}-tool`] = ["create", "delete", "triggers"];
+      if (h.ssh) expected[`${h.name}-tool-copy`] = ["remotePath", "source"];
+      for (const step of ["install", "config", "env"]) expected[`${h.name}-${step}`] = ["create", "delete"];
+      expected[`${h.name}-smoke`] = ["create"];
+    }
+    const diff = diffEvaluations(before, after);
+    expect(diff).toEqual({ added: [], removed: [], changed: expected });
+    // Every stored command now names the new tool and no other: a destroy after the upgrade finds it
+    // (the old tool step's delete, which runs last, removes only the old file).
+    for (const r of programResources(after)) {
+      const text = JSON.stringify(unwrapSecrets(r.inputs));
+      expect(text, r.name).not.toContain(current.id);
+    }
+    for (const h of TEST_HOSTS) {
+      expect(String(after.byName(`${h.name}-config`).inputs.delete)).toContain(`tool-${upgraded.id}.cjs`);
+      expect(triggersOf(after, `${h.name}-tool`)).toEqual([`tool=${upgraded.id}`]);
+    }
   });
 
   it("disabling the smoke check removes only the smoke resources", async () => {
@@ -182,7 +217,8 @@ describe("a large fleet", () => {
     console.log(
       `[kilo-fleet] 1000-host fleet: ${programResources(e).length} resources evaluated under mocks in ${seconds.toFixed(1)} s`,
     );
-    expect(programResources(e)).toHaveLength(1000 * (1 + HOST_STEPS.length));
+    // 500 SSH hosts also copy the tool.
+    expect(programResources(e)).toHaveLength(1000 * (1 + HOST_STEPS.length) + 500);
     const exported = (e.stackOutputs as { hosts: Record<string, unknown> }).hosts;
     expect(Object.keys(exported)).toHaveLength(1000);
   });

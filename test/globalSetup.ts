@@ -1,5 +1,5 @@
 /** Runs once before the suite: installs the real kilo CLI into the test cache so every test finds it. */
-import { ensureKilo } from "./support/kilo";
+import { ensureKilo } from "../harness/kilo";
 
 export default function setup(): void {
   const started = Date.now();

@@ -1,5 +1,5 @@
 /**
- * The host tool's file hygiene, run for real (the bundled tool, as the scripts run it) on temporary HOMEs:
+ * The host tool's file hygiene, run for real (the shipped tool, as the steps run it) on temporary HOMEs:
  * the kilo.jsonc backup keeps the original's mode, the env files are never written through a symlink,
  * delete leaves no key behind even when the env file became a symlink, a config dir outside HOME is
  * warned about, and the CA certificates file (written, exported as NODE_EXTRA_CA_CERTS, removed).
@@ -21,15 +21,15 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { CA_ENV_VAR, caEnvVars, npmCaBundle } from "../components/host/caFile";
-import { ENV_FILE_HEADER } from "../components/host/envFile";
-import { hostToolSource } from "../components/hostScripts/tool";
-import { SHELL_RC_FILES } from "../components/settings";
+import { encodeStepArg, type StepArgs, type Subcommand } from "../common/stepArgs";
+import { hostToolArtifact } from "../deployer/hostTool";
+import { scriptEnv } from "../harness/hostHome";
 import { makePrivateCa } from "../harness/privateCa";
+import { CA_ENV_VAR, caEnvVars, npmCaBundle } from "../host/caFile";
+import { ENV_FILE_HEADER } from "../host/envFile";
 
 const root = mkdtempSync(join(tmpdir(), "kilo-fleet-hostfiles-"));
-const toolFile = join(root, "tool.cjs");
-writeFileSync(toolFile, hostToolSource());
+const toolFile = hostToolArtifact().file;
 const ca = makePrivateCa();
 afterAll(() => {
   ca.cleanup();
@@ -49,41 +49,27 @@ const paths = (h: string) => ({
   stateDir: join(h, ".local", "state", "kilo-fleet"),
 });
 
-function tool(args: string[], stdin = "") {
-  const r = spawnSync(process.execPath, [toolFile, ...args], { input: stdin, encoding: "utf8", timeout: 30_000 });
+/** The shipped tool's subcommand with its one JSON argument, run by node as the header would (HOME = h). */
+function tool<S extends Subcommand>(
+  h: string,
+  sub: S,
+  args: StepArgs[S],
+  stdin = "",
+  env: Record<string, string> = {},
+) {
+  const tmp = join(h, "..", "tmp");
+  mkdirSync(tmp, { recursive: true });
+  const r = spawnSync(process.execPath, [toolFile, sub, encodeStepArg(args)], {
+    input: stdin,
+    encoding: "utf8",
+    timeout: 30_000,
+    env: scriptEnv(h, tmp, { KILO_FLEET_TEST_SYSTEM_DIR: join(h, "no-etc-kilo"), ...env }),
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
-function envArgs(h: string, extra: string[] = [], shells = "sh") {
-  const p = paths(h);
-  return [
-    `home=${h}`,
-    `config-dir=${p.configDir}`,
-    `env-file=${p.envFile}`,
-    `fish-env-file=${p.fishEnvFile}`,
-    `bin-dir=${join(h, ".local", "bin")}`,
-    `state-dir=${p.stateDir}`,
-    `rc-files=${JSON.stringify(SHELL_RC_FILES)}`,
-    "var=CODEX_POOLER_API_KEY",
-    "pinned=1",
-    `shells=${shells}`,
-    ...extra,
-  ];
-}
-const envApply = (h: string, key: string, extra: string[] = [], shells = "sh") =>
-  tool(["env-apply", ...envArgs(h, extra, shells)], `${key}\n`);
-const envDelete = (h: string) => tool(["env-delete", ...envArgs(h)]);
-function configArgs(h: string) {
-  const dir = paths(h).configDir;
-  return [
-    `home=${h}`,
-    `config-file=${join(dir, "kilo.jsonc")}`,
-    `backup-file=${join(dir, "kilo.jsonc.kilo-fleet-backup")}`,
-    `state-dir=${paths(h).stateDir}`,
-    `system-dir=${join(h, "no-etc-kilo")}`,
-    `paths=${JSON.stringify([["model"]])}`,
-    `managed=${JSON.stringify({ model: "codex-pooler/gpt-5.5" })}`,
-  ];
-}
+const envApply = (h: string, key: string, extra: Partial<StepArgs["env-apply"]> = {}, shells = ["sh"]) =>
+  tool(h, "env-apply", { host: "t", var: "CODEX_POOLER_API_KEY", pinned: true, shells, ...extra }, `${key}\n`);
+const envDelete = (h: string) => tool(h, "env-delete", { host: "t" });
 
 describe("the kilo.jsonc backup keeps the original's mode", () => {
   it.each([0o600, 0o640, 0o644])("original %o", (mode) => {
@@ -92,7 +78,7 @@ describe("the kilo.jsonc backup keeps the original's mode", () => {
     mkdirSync(paths(h).configDir, { recursive: true });
     writeFileSync(file, '{ "share": "disabled" }\n');
     chmodSync(file, mode);
-    const r = tool(["config-apply", ...configArgs(h)]);
+    const r = tool(h, "config-apply", { host: "t", managed: { model: "codex-pooler/gpt-5.5" } });
     expect(r.code, r.stderr).toBe(0);
     const backup = `${file}.kilo-fleet-backup`;
     expect(readFileSync(backup, "utf8")).toBe('{ "share": "disabled" }\n');
@@ -123,7 +109,7 @@ describe("the env files are never written through a symlink", () => {
     const p = paths(h);
     mkdirSync(p.configDir, { recursive: true });
     symlinkSync(join(h, "nowhere"), p.fishEnvFile);
-    const r = envApply(h, "test-key-symlink-2", [], "sh,fish");
+    const r = envApply(h, "test-key-symlink-2", {}, ["sh", "fish"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`${p.fishEnvFile} is a symlink (to ${join(h, "nowhere")})`);
     expect(existsSync(join(h, "nowhere"))).toBe(false);
@@ -192,9 +178,7 @@ describe("the CA certificates file", () => {
   it("is written 0644 beside the env file, exported as NODE_EXTRA_CA_CERTS, and removed when unset or on delete", () => {
     const h = home();
     const p = paths(h);
-    const pemFile = join(h, "..", "ca-input.pem");
-    writeFileSync(pemFile, ca.caCert);
-    const r = envApply(h, "test-key-ca-1", [`ca-file=${pemFile}`], "sh,fish");
+    const r = envApply(h, "test-key-ca-1", { caCertificates: ca.caCert }, ["sh", "fish"]);
     expect(r.code, r.stderr).toBe(0);
     const caFile = join(p.configDir, "ca-certificates.pem");
     expect(readFileSync(caFile, "utf8")).toBe(ca.caCert);
@@ -210,7 +194,7 @@ describe("the CA certificates file", () => {
     expect(existsSync(caFile)).toBe(false);
     expect(readFileSync(p.envFile, "utf8")).not.toContain(CA_ENV_VAR);
 
-    expect(envApply(h, "test-key-ca-1", [`ca-file=${pemFile}`]).code).toBe(0);
+    expect(envApply(h, "test-key-ca-1", { caCertificates: ca.caCert }).code).toBe(0);
     expect(existsSync(caFile)).toBe(true);
     const d = envDelete(h);
     expect(d.code, d.stderr).toBe(0);
@@ -221,34 +205,73 @@ describe("the CA certificates file", () => {
   it("refuses a private key, and a symlink at the CA file's path, writing nothing", () => {
     const h = home();
     const p = paths(h);
-    const pemFile = join(h, "..", "ca-with-key.pem");
-    writeFileSync(pemFile, `${ca.caCert}${ca.serverKey}`);
-    const r = envApply(h, "test-key-ca-2", [`ca-file=${pemFile}`]);
+    const r = envApply(h, "test-key-ca-2", { caCertificates: `${ca.caCert}${ca.serverKey}` });
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("kilo-fleet: refusing to write the CA certificates: the text holds a PRIVATE KEY block\n");
     expect(existsSync(p.envFile)).toBe(false);
-    writeFileSync(pemFile, ca.caCert);
     mkdirSync(p.configDir, { recursive: true });
     symlinkSync(join(h, "elsewhere.pem"), join(p.configDir, "ca-certificates.pem"));
-    const s = envApply(h, "test-key-ca-2", [`ca-file=${pemFile}`]);
+    const s = envApply(h, "test-key-ca-2", { caCertificates: ca.caCert });
     expect(s.code).toBe(1);
     expect(s.stderr).toContain("refusing to write the CA certificates through a symlink");
     expect(existsSync(join(h, "elsewhere.pem"))).toBe(false);
   });
 
-  it("the tool's npm-ca-bundle writes node's roots plus the CA certificates, 0644; refuses a private key", () => {
-    const dir = mkdtempSync(join(root, "bundle-"));
-    const pem = join(dir, "ca.pem");
-    writeFileSync(pem, ca.caCert);
-    const out = join(dir, "npm-ca.pem");
-    const r = tool(["npm-ca-bundle", `home=${dir}`, `ca-file=${pem}`, `out=${out}`]);
+  it("the install subcommand: npm gets --cafile (node's roots plus the CA certificates) and, with a token on stdin, a temp 0600 npmrc as --userconfig, removed after; the token never in argv", () => {
+    const h = home();
+    const rec = join(h, "..", "npm-record");
+    mkdirSync(rec);
+    // A stand-in npm: records its argv, the files it was given and their modes, then "installs" kilo.
+    const fakeNpm = join(h, "..", "fake-npm");
+    writeFileSync(
+      fakeNpm,
+      `#!/bin/sh
+printf '%s\\n' "$@" > '${rec}/argv'
+prev=
+for a in "$@"; do
+  case $prev in
+  --cafile) cp "$a" '${rec}/cafile'; stat -c %a "$a" > '${rec}/cafile.mode' ;;
+  --userconfig) cp "$a" '${rec}/npmrc'; stat -c %a "$a" > '${rec}/npmrc.mode'; printf %s "$a" > '${rec}/npmrc.path' ;;
+  --prefix) prefix=$a ;;
+  esac
+  prev=$a
+done
+mkdir -p "$prefix/lib/node_modules/@kilocode/cli" "$prefix/bin"
+printf '{"version":"7.7.7"}' > "$prefix/lib/node_modules/@kilocode/cli/package.json"
+printf '#!/bin/sh\\n' > "$prefix/bin/kilo"; chmod 755 "$prefix/bin/kilo"
+`,
+      { mode: 0o755 },
+    );
+    const token = "npm_TESTTOKENabcdef123456";
+    const r = tool(
+      h,
+      "install",
+      {
+        host: "t",
+        version: "7.7.7",
+        registry: "https://npm.example.com/sub/",
+        tokenOnStdin: true,
+        caCertificates: ca.caCert,
+      },
+      `${token}\n`,
+      { KILO_FLEET_NPM: fakeNpm },
+    );
     expect(r.code, r.stderr).toBe(0);
-    expect(readFileSync(out, "utf8")).toBe(npmCaBundle(ca.caCert));
-    expect(statSync(out).mode & 0o777).toBe(0o644);
-    writeFileSync(pem, `${ca.caCert}${ca.serverKey}`);
-    const bad = tool(["npm-ca-bundle", `home=${dir}`, `ca-file=${pem}`, `out=${join(dir, "x.pem")}`]);
+    expect(readFileSync(join(rec, "cafile"), "utf8")).toBe(npmCaBundle(ca.caCert));
+    expect(readFileSync(join(rec, "cafile.mode"), "utf8").trim()).toBe("644");
+    expect(readFileSync(join(rec, "npmrc"), "utf8")).toBe(`//npm.example.com/sub/:_authToken=${token}\n`);
+    expect(readFileSync(join(rec, "npmrc.mode"), "utf8").trim()).toBe("600");
+    expect(existsSync(readFileSync(join(rec, "npmrc.path"), "utf8"))).toBe(false);
+    expect(readFileSync(join(rec, "argv"), "utf8")).not.toContain(token);
+    expect(r.stdout + r.stderr).not.toContain(token);
+    // A private key among the CA certificates: refused before npm runs.
+    rmSync(join(rec, "argv"));
+    const bad = tool(h, "install", { host: "t", version: "7.7.8", caCertificates: `${ca.caCert}${ca.serverKey}` }, "", {
+      KILO_FLEET_NPM: fakeNpm,
+    });
     expect(bad.code).toBe(1);
-    expect(existsSync(join(dir, "x.pem"))).toBe(false);
+    expect(bad.stderr).toContain("PRIVATE KEY");
+    expect(existsSync(join(rec, "argv"))).toBe(false);
   });
 
   it("npmCaBundle: the roots first, then the custom certificates; caEnvVars only with a file", () => {

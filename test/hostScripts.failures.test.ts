@@ -7,9 +7,10 @@ import { chmodSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync }
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { configScript, envScript, installScript, preflightScript, remoteCommandLine } from "../components/hostScripts";
+import { hostToolArtifact } from "../deployer/hostTool";
 import {
   buildSettings,
+  deployScripts,
   makeHome,
   runLocal,
   scriptEnv,
@@ -17,10 +18,13 @@ import {
   snapshotObject,
   USER_BASHRC,
   USER_KILO_JSONC,
-} from "./support/hostHome";
+} from "../harness/hostHome";
 import { type SshServer, startSshd } from "./support/sshd";
 
 const built = buildSettings();
+const scripts = deployScripts(built);
+/** A step that only needs the tool to start (no state: it changes nothing): proves a JavaScript runtime was found. */
+const probe = scripts.config.delete ?? "";
 const oneLine = (s: string) => expect(s.split("\n").filter(Boolean)).toHaveLength(1);
 const noTempLeft = (tmp: string) => expect(readdirSync(tmp).filter((n) => n.startsWith("kilo-fleet"))).toEqual([]);
 
@@ -42,12 +46,12 @@ describe("node and npm", () => {
     try {
       const env = scriptEnv(h.home, h.tmp, { PATH: toolsWithout(h.root, process.execPath) });
       const before = snapshotObject(snapshot(h.home));
-      for (const s of [preflightScript, installScript, configScript, envScript]) {
-        const r = runLocal(s(built.settings, built.host).create, env, "test-key-x\n");
+      for (const s of [scripts.install, scripts.config, scripts.env]) {
+        const r = runLocal(s.create, env, "test-key-x\n");
         expect(r.code).toBe(1);
         oneLine(r.stderr);
         expect(r.stderr).toMatch(
-          /^kilo-fleet: node >= 18 and npm are required on test-host: npm not found \(node \d+\.\d+\.\d+ is at \/\S+\/tools\/node, with no npm beside it or on PATH\)\n$/,
+          /^kilo-fleet: node >= 18 and npm are required on this host: npm not found \(node \d+\.\d+\.\d+ is at \/\S+\/tools\/node, with no npm beside it or on PATH\)\n$/,
         );
         expect(r.stdout).toBe("");
       }
@@ -62,24 +66,21 @@ describe("node and npm", () => {
     const h = makeHome();
     try {
       const tools = toolsWithout(h.root);
-      let r = runLocal(preflightScript(built.settings, built.host).create, scriptEnv(h.home, h.tmp, { PATH: tools }));
+      let r = runLocal(probe, scriptEnv(h.home, h.tmp, { PATH: tools }));
       expect(r.code).toBe(1);
       oneLine(r.stderr);
-      expect(r.stderr).toMatch(/^kilo-fleet: node >= 18 and npm are required on test-host: no node found on PATH \(/);
+      expect(r.stderr).toMatch(/^kilo-fleet: node >= 18 and npm are required on this host: no node found on PATH \(/);
       const old = join(h.root, "old");
       mkdirSync(old);
       writeFileSync(join(old, "node"), "#!/bin/sh\necho 16.20.2\n");
       writeFileSync(join(old, "npm"), "#!/bin/sh\necho 8.19.4\n");
       chmodSync(join(old, "node"), 0o755);
       chmodSync(join(old, "npm"), 0o755);
-      r = runLocal(
-        preflightScript(built.settings, built.host).create,
-        scriptEnv(h.home, h.tmp, { PATH: `${old}:${tools}` }),
-      );
+      r = runLocal(probe, scriptEnv(h.home, h.tmp, { PATH: `${old}:${tools}` }));
       expect(r.code).toBe(1);
       oneLine(r.stderr);
       expect(r.stderr).toBe(
-        `kilo-fleet: node >= 18 and npm are required on test-host: node 16.20.2 at ${old}/node is older than 18\n`,
+        `kilo-fleet: node >= 18 and npm are required on this host: node 16.20.2 at ${old}/node is older than 18\n`,
       );
     } finally {
       rmSync(h.root, { recursive: true, force: true });
@@ -94,14 +95,11 @@ describe("node and npm", () => {
       mkdirSync(join(h.home, ".local/bin"), { recursive: true });
       symlinkSync(process.execPath, join(h.home, ".local/bin/node"));
       symlinkSync(npm, join(h.home, ".local/bin/npm"));
-      let r = runLocal(preflightScript(built.settings, built.host).create, scriptEnv(h.home, h.tmp, { PATH: tools }));
+      // Only ~/.local/bin has a node: the tool runs, so the header found it there.
+      let r = runLocal(probe, scriptEnv(h.home, h.tmp, { PATH: tools }));
       expect(r.stderr).toBe("");
-      expect(r.stdout).toMatch(
-        new RegExp(
-          `^kilo-fleet: node \\S+ at ${h.home}/\\.local/bin/node, npm \\S+ at ${h.home}/\\.local/bin/npm on test-host\\n$`,
-        ),
-      );
-      rmSync(join(h.home, ".local"), { recursive: true });
+      expect(r.stdout).toContain('kilo-fleet-result {"step":"config-delete"');
+      rmSync(join(h.home, ".local/bin"), { recursive: true });
       for (const [v, real] of [
         ["v16.20.2", false],
         ["v20.9.0", true],
@@ -119,9 +117,10 @@ describe("node and npm", () => {
           chmodSync(join(d, "npm"), 0o755);
         }
       }
-      r = runLocal(preflightScript(built.settings, built.host).create, scriptEnv(h.home, h.tmp, { PATH: tools }));
+      // The fake nodes only print a version: the tool ran, so the header picked the real v20.9.0.
+      r = runLocal(probe, scriptEnv(h.home, h.tmp, { PATH: tools }));
       expect(r.stderr).toBe("");
-      expect(r.stdout).toContain(`at ${h.home}/.nvm/versions/node/v20.9.0/bin/node`);
+      expect(r.stdout).toContain('kilo-fleet-result {"step":"config-delete"');
     } finally {
       rmSync(h.root, { recursive: true, force: true });
     }
@@ -141,10 +140,7 @@ test("npm install failing (unreachable npmRegistry): one line with npm's reason,
   try {
     const before = snapshotObject(snapshot(h.home));
     // npm's own retries (2, with 10-60 s back-off) are the user's npm config; a test needs no minute-long wait.
-    const r = runLocal(
-      installScript(b.settings, b.host).create,
-      scriptEnv(h.home, h.tmp, { npm_config_fetch_retries: "0" }),
-    );
+    const r = runLocal(deployScripts(b).install.create, scriptEnv(h.home, h.tmp, { npm_config_fetch_retries: "0" }));
     expect(r.code).toBe(1);
     oneLine(r.stderr);
     expect(r.stderr).toMatch(
@@ -164,7 +160,7 @@ test("invalid JSONC in kilo.jsonc: one line with line and column, the file untou
   const h = makeHome({ files: { ".config/kilo/kilo.jsonc": broken } });
   try {
     const before = snapshotObject(snapshot(h.home));
-    const r = runLocal(configScript(built.settings, built.host).create, scriptEnv(h.home, h.tmp));
+    const r = runLocal(scripts.config.create, scriptEnv(h.home, h.tmp));
     expect(r.code).toBe(1);
     oneLine(r.stderr);
     expect(r.stderr).toMatch(
@@ -188,7 +184,7 @@ test("warns once per file and key when a file kilo applies over kilo.jsonc sets 
     },
   });
   try {
-    const r = runLocal(configScript(built.settings, built.host).create, scriptEnv(h.home, h.tmp));
+    const r = runLocal(scripts.config.create, scriptEnv(h.home, h.tmp));
     expect(r.code).toBe(0);
     const warnings = r.stderr.split("\n").filter(Boolean);
     expect(warnings).toEqual([
@@ -214,10 +210,15 @@ describe("an unwritable ~/.config (an ordinary user over SSH)", () => {
       const r = server.asUser(argv);
       expect(r.code, r.stderr).toBe(0);
     };
+    // The tool step and its copy first, as on a deployed host.
+    const ssh = deployScripts(built, "ssh");
+    expect((await server.run(ssh.tool.create)).code).toBe(0);
+    const tool = hostToolArtifact();
+    server.copyToRemote(tool.file, tool.pathInHome);
     as(["sh", "-c", `printf '%s' "$1" > .bashrc && mkdir -m 555 .config`, "sh", USER_BASHRC]);
     const before = snapshotObject(snapshot(server.home));
-    for (const s of [configScript, envScript]) {
-      const r = await server.run(remoteCommandLine(s(built.settings, built.host).create), "test-key-unwritable\n");
+    for (const s of [ssh.config, ssh.env]) {
+      const r = await server.run(s.create, "test-key-unwritable\n");
       expect(r.code, r.stderr).toBe(1);
       oneLine(r.stderr);
       expect(r.stderr).toBe(`kilo-fleet: cannot create ${server.home}/.config/kilo: permission denied\n`);
@@ -227,12 +228,12 @@ describe("an unwritable ~/.config (an ordinary user over SSH)", () => {
     as(["chmod", "755", ".config"]);
     as(["mkdir", "-m", "555", ".config/kilo"]);
     const ro = snapshotObject(snapshot(server.home));
-    const r = await server.run(remoteCommandLine(configScript(built.settings, built.host).create));
+    const r = await server.run(ssh.config.create);
     expect(r.code).toBe(1);
     oneLine(r.stderr);
     expect(r.stderr).toBe(`kilo-fleet: cannot write ${server.home}/.config/kilo: permission denied\n`);
     expect(snapshotObject(snapshot(server.home))).toEqual(ro);
-    const e = await server.run(remoteCommandLine(envScript(built.settings, built.host).create), "test-key-ro\n");
+    const e = await server.run(ssh.env.create, "test-key-ro\n");
     expect(e.code).toBe(1);
     expect(e.stderr).toBe(`kilo-fleet: cannot write ${server.home}/.config/kilo: permission denied\n`);
     expect(snapshotObject(snapshot(server.home))).toEqual(ro);

@@ -15,9 +15,10 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { afterAll, expect, test } from "vitest";
-import { envScript, installScript, parseInstallOutput } from "../components/hostScripts";
+import { parseResult } from "../common/result";
 import {
   buildSettings,
+  deployScripts,
   makeHome,
   runLocal,
   scriptEnv,
@@ -25,8 +26,8 @@ import {
   snapshot,
   snapshotObject,
   testKey,
-} from "./support/hostHome";
-import { TEST_KILO_VERSION } from "./support/kilo";
+} from "../harness/hostHome";
+import { TEST_KILO_VERSION } from "../harness/kilo";
 
 const h = makeHome({ files: { ".bashrc": "# mine\n" } });
 afterAll(() => rmSync(h.root, { recursive: true, force: true }));
@@ -45,8 +46,8 @@ function npmShim(): { bin: string; log: string } {
 }
 
 test("installs kilo 7.7.7 from the registry, skips the second time without npm, uninstalls on delete", () => {
-  const { settings, host } = buildSettings({ kiloVersion: TEST_KILO_VERSION });
-  const install = installScript(settings, host);
+  const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });
+  const install = deployScripts(built).install;
   const shim = npmShim();
   const env = scriptEnv(h.home, h.tmp, { PATH: `${shim.bin}:${process.env.PATH}` });
   const calls = () => readFileSync(shim.log, "utf8").split("\n").filter(Boolean);
@@ -57,14 +58,17 @@ test("installs kilo 7.7.7 from the registry, skips the second time without npm, 
   const firstMs = Date.now() - t;
   expect(first.stderr).toBe("");
   expect(first.code).toBe(0);
-  expect(first.stdout.trimEnd().split("\n").pop()).toBe(
-    `kilo-fleet: kilo ${TEST_KILO_VERSION} installed at ${h.home}/.local/bin/kilo`,
-  );
-  expect(parseInstallOutput(first.stdout)?.version).toBe(TEST_KILO_VERSION);
+  expect(parseResult(first.stdout, "install")).toEqual({
+    step: "install",
+    kiloVersion: TEST_KILO_VERSION,
+    bin: `${h.home}/.local/bin/kilo`,
+    method: "npm",
+    changed: true,
+  });
   expect(calls()).toHaveLength(1);
   expect(calls()[0]).toMatch(
     new RegExp(
-      `^install -g --prefix ${h.home}/\\.local --cache ${h.tmp}/kilo-fleet\\.\\w+/npm-cache .*@kilocode/cli@${TEST_KILO_VERSION}$`,
+      `^install -g --prefix ${h.home}/\\.local --ignore-scripts --cache ${h.tmp}/kilo-fleet\\.\\w+/npm-cache .*@kilocode/cli@${TEST_KILO_VERSION}$`,
     ),
   );
   const pkg = JSON.parse(readFileSync(join(h.home, ".local/lib/node_modules/@kilocode/cli/package.json"), "utf8"));
@@ -78,15 +82,17 @@ test("installs kilo 7.7.7 from the registry, skips the second time without npm, 
   const secondMs = Date.now() - t;
   expect(second.code).toBe(0);
   expect(second.stdout).toContain("npm not run");
-  expect(second.stdout.trimEnd().split("\n").pop()).toBe(
-    `kilo-fleet: kilo ${TEST_KILO_VERSION} installed at ${h.home}/.local/bin/kilo`,
-  );
+  expect(parseResult(second.stdout, "install")).toMatchObject({
+    kiloVersion: TEST_KILO_VERSION,
+    method: "npm",
+    changed: false,
+  });
   expect(calls()).toHaveLength(1); // npm was not invoked again
   expect(secondMs).toBeLessThan(3000);
   process.stdout.write(`[install] first ${firstMs} ms, second (skip) ${secondMs} ms\n`);
 
   // kilo from a fresh login shell (the env step's block puts ~/.local/bin on PATH).
-  const envStep = envScript(settings, host);
+  const envStep = deployScripts(built).env;
   expect(runLocal(envStep.create, env, testKey()).code).toBe(0);
   const login = shellOut(["sh", "-lc", "kilo --version"], scriptEnv(h.home, h.tmp, { PATH: "/usr/bin:/bin" }));
   expect(login.stdout.trim()).toBe(TEST_KILO_VERSION);
@@ -98,7 +104,8 @@ test("installs kilo 7.7.7 from the registry, skips the second time without npm, 
   expect(del.code).toBe(0);
   expect(del.stdout).toContain("uninstalled kilo");
   expect(calls()[1]).toMatch(/^uninstall -g --prefix .* @kilocode\/cli$/);
-  const foreign = (rel: string) => /^(\.cache|\.local\/share|\.local\/state\/kilo)(\/|$)/.test(rel);
+  const foreign = (rel: string) =>
+    /^(\.cache|\.local\/share\/kilo$|\.local\/share\/kilo\/|\.local\/state\/kilo)(\/|$)/.test(rel);
   const after = snapshotObject(snapshot(h.home, foreign));
   // kilo's postinstall and `kilo --version` make ~/.config/kilo, ~/.local/share/kilo, ~/.local/state/kilo and
   // ~/.cache/kilo (kilo's own, left alone): only those and their parents may remain.

@@ -1,8 +1,8 @@
 /**
- * The host scripts run for real on a temporary HOME that already holds a user's startup files and
- * kilo.jsonc: create, create again (same bytes), rotate, delete (byte-identical to the start, no key
- * anywhere), the key visible from fresh shells, kilo from a fresh login shell, and /proc never holding
- * the key while the env script runs.
+ * The host steps run for real on a temporary HOME that already holds a user's startup files and
+ * kilo.jsonc: the tool step, then create, create again (same bytes), rotate, delete (byte-identical to the
+ * start, the tool gone too, no key anywhere), the key visible from fresh shells, kilo from a fresh login
+ * shell, and /proc never holding the key while the env step runs.
  */
 import {
   chmodSync,
@@ -17,8 +17,9 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { BLOCK_END, BLOCK_START } from "../components/host/rcBlock";
-import { envScript, installScript, parseInstallOutput } from "../components/hostScripts";
+import { BLOCK_END, BLOCK_START } from "../host/rcBlock";
+import { parseResult } from "../common/result";
+import { hostToolArtifact } from "../deployer/hostTool";
 import {
   buildSettings,
   deployScripts,
@@ -36,13 +37,15 @@ import {
   USER_KILO_JSONC,
   USER_PROFILE,
   USER_ZSHRC,
-} from "./support/hostHome";
-import { TEST_KILO_VERSION } from "./support/kilo";
+} from "../harness/hostHome";
+import { TEST_KILO_VERSION } from "../harness/kilo";
 import { ensureAptPackages } from "./support/sshd";
 
 const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });
 const scripts = deployScripts(built);
 const foreign = isForeignFile;
+/** The deploy steps in order (the smoke check has its own tests). */
+const DEPLOY_STEPS = ["tool", "install", "config", "env"] as const;
 
 beforeAll(() => {
   ensureAptPackages([
@@ -54,6 +57,7 @@ beforeAll(() => {
 describe("host scripts on a local HOME with the user's own files", () => {
   const h = makeHome({
     kilo: true,
+    tool: false,
     files: {
       ".bashrc": USER_BASHRC,
       ".profile": USER_PROFILE,
@@ -69,8 +73,8 @@ describe("host scripts on a local HOME with the user's own files", () => {
 
   const createAll = (k: string) => {
     const out: Record<string, string> = {};
-    for (const [step, s] of Object.entries(scripts)) {
-      const r = runLocal(s.create, env, step === "env" ? `${k}\n` : "");
+    for (const step of DEPLOY_STEPS) {
+      const r = runLocal(scripts[step].create, env, step === "env" ? `${k}\n` : "");
       expect(r.stderr, `${step} stderr`).toBe("");
       expect(r.code, `${step}: ${r.stderr}`).toBe(0);
       expect(r.stdout).not.toContain(k);
@@ -83,12 +87,15 @@ describe("host scripts on a local HOME with the user's own files", () => {
   test("create writes the files, again leaves the same bytes, rotation rewrites only the env file, delete restores everything", () => {
     const before = snapshot(h.home, foreign);
     const out = createAll(key);
-    expect(out.preflight).toMatch(/^kilo-fleet: node \d+\.\d+\.\d+ at \/\S+\/node, npm \S+ at \/\S+ on test-host\n$/);
-    expect(parseInstallOutput(out.install)).toEqual({ version: TEST_KILO_VERSION, bin: `${h.home}/.local/bin/kilo` });
+    expect(readFileSync(join(h.home, hostToolArtifact().pathInHome), "utf8")).toBe(hostToolArtifact().text);
+    expect(parseResult(out.install, "install")).toEqual({
+      step: "install",
+      kiloVersion: TEST_KILO_VERSION,
+      bin: `${h.home}/.local/bin/kilo`,
+      method: "preexisting",
+      changed: false,
+    });
     expect(out.install).toContain("npm not run");
-    expect(out.install.trimEnd().split("\n").pop()).toBe(
-      `kilo-fleet: kilo ${TEST_KILO_VERSION} installed at ${h.home}/.local/bin/kilo`,
-    );
 
     // The files.
     const kiloDir = join(h.home, ".config/kilo");
@@ -156,13 +163,14 @@ describe("host scripts on a local HOME with the user's own files", () => {
     expect(shellOut(["bash", "-ic", 'echo "[$CODEX_POOLER_API_KEY]"'], s).stdout).toBe(`[${key2}]\n`);
 
     // Delete, in reverse order: the user's files are byte-identical to the start, no file holds a key.
-    for (const step of ["env", "config", "install"] as const) {
+    for (const step of ["env", "config", "install", "tool"] as const) {
       const d = runLocal(scripts[step].delete ?? "", env);
       expect(d.code, `${step} delete: ${d.stderr}`).toBe(0);
       expect(d.stderr).toBe("");
     }
     expect(snapshotObject(snapshot(h.home, foreign))).toEqual(snapshotObject(before));
     expect(existsSync(join(h.home, ".local/state/kilo-fleet"))).toBe(false);
+    expect(existsSync(join(h.home, ".local/share/kilo-fleet"))).toBe(false);
     expect(filesContaining(h.root, key)).toEqual([]);
     expect(filesContaining(h.root, key2)).toEqual([]);
     // Every script removed its temp dir (kilo itself keeps a "kilo" dir in TMPDIR).
@@ -200,7 +208,7 @@ describe("the env script and the key", () => {
               continue;
             }
             if (text.includes(key)) leaks.push(`${pid}/${what}`);
-            if (what === "cmdline" && text.includes("kilo-fleet-tool.cjs\0env-apply")) sawTool = true;
+            if (what === "cmdline" && text.includes(`tool-${hostToolArtifact().id}.cjs\0env-apply`)) sawTool = true;
           }
         }
       };
@@ -285,14 +293,11 @@ describe('kiloVersion "latest"', () => {
       );
       chmodSync(join(bin, "npm"), 0o755);
       const b = buildSettings({ kiloVersion: "latest" });
-      const r = runLocal(
-        installScript(b.settings, b.host).create,
-        scriptEnv(h.home, h.tmp, { PATH: `${bin}:/usr/bin:/bin` }),
-      );
+      const r = runLocal(deployScripts(b).install.create, scriptEnv(h.home, h.tmp, { PATH: `${bin}:/usr/bin:/bin` }));
       expect(r.stderr).toBe("");
       expect(r.code).toBe(0);
       expect(r.stdout).toContain("npm not run");
-      expect(parseInstallOutput(r.stdout)?.version).toBe(TEST_KILO_VERSION);
+      expect(parseResult(r.stdout, "install")?.kiloVersion).toBe(TEST_KILO_VERSION);
       const calls = readFileSync(log, "utf8").trim().split("\n");
       expect(calls).toHaveLength(1);
       expect(calls[0]).toMatch(/^view @kilocode\/cli@latest version --cache /);
@@ -345,7 +350,7 @@ describe("shells", () => {
       const key = testKey();
       const withShells = (shells: string[]) => {
         const b = buildSettings({}, { shells });
-        return envScript(b.settings, b.host);
+        return deployScripts(b).env;
       };
       expect(runLocal(withShells(["bash", "zsh", "fish"]).create, env, key).code).toBe(0);
       expect(existsSync(join(h.home, ".profile"))).toBe(false); // sh not listed
@@ -396,7 +401,7 @@ describe("shells", () => {
     const h = makeHome({ files: {} });
     try {
       const b = buildSettings({ kiloVersion: "latest" });
-      const r = runLocal(envScript(b.settings, b.host).create, scriptEnv(h.home, h.tmp), "test-key-latest\n");
+      const r = runLocal(deployScripts(b).env.create, scriptEnv(h.home, h.tmp), "test-key-latest\n");
       expect(r.code).toBe(0);
       expect(readFileSync(join(h.home, ".config/kilo/codex-pooler.env"), "utf8")).not.toContain(
         "KILO_DISABLE_AUTOUPDATE",

@@ -1,13 +1,17 @@
 /**
- * The host scripts over SSH, exactly as remote.Command runs them: a private sshd, a throwaway user with
- * a login shell of its own, each script wrapped by remoteCommandLine and sent as one command string with
- * stdin piped (no TTY, no environment passed). Same assertions as the local run, with a real registry
- * install, plus every login shell (bash, dash, zsh, fish) and /proc while the key goes over the wire.
+ * The host steps over SSH, exactly as remote.Command runs them: a private sshd, a throwaway user with
+ * a login shell of its own, each step's command sent as one command string with stdin piped (no TTY, no
+ * environment passed), parsed by the login shell; the tool file copied over SFTP as CopyToRemote does.
+ * Same assertions as the local run, with a real registry install, plus every login shell (bash, dash, zsh,
+ * fish) parsing the commands alike (a hostile JSON argument arrives byte for byte) and /proc while the key
+ * goes over the wire.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { parse as parseJsonc } from "jsonc-parser";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { parseInstallOutput, remoteCommandLine } from "../components/hostScripts";
+import { parseResult } from "../common/result";
+import { hostToolArtifact } from "../deployer/hostTool";
 import {
   buildSettings,
   deployScripts,
@@ -20,13 +24,14 @@ import {
   USER_KILO_JSONC,
   USER_PROFILE,
   USER_ZSHRC,
-} from "./support/hostHome";
-import { TEST_KILO_VERSION } from "./support/kilo";
+} from "../harness/hostHome";
+import { TEST_KILO_VERSION } from "../harness/kilo";
 import { ensureAptPackages, type SshServer, startSshd } from "./support/sshd";
 
 const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });
-const scripts = deployScripts(built);
+const scripts = deployScripts(built, "ssh");
 const foreign = isForeignFile;
+const tool = hostToolArtifact();
 
 let server: SshServer;
 beforeAll(async () => {
@@ -54,7 +59,16 @@ afterAll(async () => {
 });
 
 const run = async (script: string, stdin = "") => {
-  const r = await server.run(remoteCommandLine(script), stdin, { timeoutMs: 240_000 });
+  const r = await server.run(script, stdin, { timeoutMs: 240_000 });
+  return r;
+};
+
+/** The tool step, then the file copy that follows it (CopyToRemote). */
+const shipTool = async () => {
+  const r = await run(scripts.tool.create);
+  expect(r.stderr).toBe("");
+  expect(r.code).toBe(0);
+  server.copyToRemote(tool.file, tool.pathInHome);
   return r;
 };
 
@@ -64,8 +78,9 @@ describe("over SSH (login shell bash)", () => {
     const before = snapshotObject(snapshot(server.home, foreign));
     const createAll = async () => {
       const out: Record<string, string> = {};
-      for (const [step, s] of Object.entries(scripts)) {
-        const r = await run(s.create, step === "env" ? `${key}\n` : "");
+      out.tool = (await shipTool()).stdout;
+      for (const step of ["install", "config", "env"] as const) {
+        const r = await run(scripts[step].create, step === "env" ? `${key}\n` : "");
         expect(r.stderr, step).toBe("");
         expect(r.code, step).toBe(0);
         expect(r.stdout).not.toContain(key);
@@ -76,11 +91,15 @@ describe("over SSH (login shell bash)", () => {
     const t = Date.now();
     const out = await createAll();
     process.stdout.write(`[ssh] first create (real registry install) ${Date.now() - t} ms\n`);
-    expect(out.preflight).toMatch(/^kilo-fleet: node \S+ at \/\S+\/node, npm \S+ at \/\S+ on test-host\n$/);
+    expect(parseResult(out.tool, "tool")?.path).toBe(`~/${tool.pathInHome}`);
+    expect(readFileSync(join(server.home, tool.pathInHome), "utf8")).toBe(tool.text);
     expect(out.install).not.toContain("npm not run");
-    expect(parseInstallOutput(out.install)).toEqual({
-      version: TEST_KILO_VERSION,
+    expect(parseResult(out.install, "install")).toEqual({
+      step: "install",
+      kiloVersion: TEST_KILO_VERSION,
       bin: `${server.home}/.local/bin/kilo`,
+      method: "npm",
+      changed: true,
     });
 
     const envFile = join(server.home, ".config/kilo/codex-pooler.env");
@@ -108,7 +127,7 @@ describe("over SSH (login shell bash)", () => {
       `${server.home}/.local/bin/kilo\n${TEST_KILO_VERSION}\n`,
     );
 
-    for (const step of ["env", "config", "install"] as const) {
+    for (const step of ["env", "config", "install", "tool"] as const) {
       const r = await run(scripts[step].delete ?? "");
       expect(r.stderr, step).toBe("");
       expect(r.code, step).toBe(0);
@@ -122,7 +141,8 @@ describe("over SSH (login shell bash)", () => {
 
   test("the key is in no process's command line or environment while it goes over SSH to the env script", async () => {
     const key = testKey();
-    const child = server.spawn(remoteCommandLine(scripts.env.create));
+    await shipTool();
+    const child = server.spawn(scripts.env.create);
     let stderr = "";
     child.stderr?.on("data", (d) => {
       stderr += d;
@@ -145,7 +165,7 @@ describe("over SSH (login shell bash)", () => {
               continue;
             }
             if (text.includes(key)) leaks.push(`${pid}/${what}: ${text.slice(0, 80)}`);
-            if (what === "cmdline" && text.includes("kilo-fleet-tool.cjs\0env-apply")) sawTool = true;
+            if (what === "cmdline" && text.includes(`tool-${tool.id}.cjs\0env-apply`)) sawTool = true;
           }
         }
         await new Promise((r) => setTimeout(r, 10));
@@ -166,25 +186,37 @@ describe("over SSH (login shell bash)", () => {
     expect(leaks).toEqual([]);
     const d = await run(scripts.env.delete ?? "");
     expect(d.code).toBe(0);
+    expect((await run(scripts.tool.delete ?? "")).code).toBe(0);
   }, 60_000);
 });
 
-describe("every login shell runs the scripts as sh", () => {
+describe("every login shell parses the step commands alike", () => {
+  // Every character the JSON argument's encoding must get past a login shell: quotes, backslashes, %,
+  // an encoded-looking %27, $, backticks, globs, non-ASCII.
+  const hostile = `it's a \\ back "slash" $HOME %27 %% \`id\` $(id) *?[a] é ✓`;
+  const withHostile = deployScripts(buildSettings({ kiloSettings: { share: "disabled", hostile } }), "ssh");
   for (const shell of ["/bin/dash", "/usr/bin/zsh", "/usr/bin/fish", "/bin/bash"]) {
-    test(`login shell ${shell}: preflight, env (key on stdin), env delete`, async () => {
+    test(`login shell ${shell}: tool step, config (hostile JSON argument), env (key on stdin), deletes`, async () => {
       server.setShell(shell);
       try {
         const key = testKey();
-        const p = await run(scripts.preflight.create);
-        expect(p.stderr).toBe("");
-        expect(p.code).toBe(0);
+        await shipTool();
+        const c = await run(withHostile.config.create);
+        expect(c.stderr).toBe("");
+        expect(c.code).toBe(0);
+        const text = readFileSync(join(server.home, ".config/kilo/kilo.jsonc"), "utf8");
+        expect((parseJsonc(text) as { hostile?: string }).hostile).toBe(hostile);
         const e = await run(scripts.env.create, key);
         expect(e.stderr).toBe("");
         expect(e.code).toBe(0);
         expect(readFileSync(join(server.home, ".config/kilo/codex-pooler.env"), "utf8")).toContain(`'${key}'`);
-        const d = await run(scripts.env.delete ?? "");
-        expect(d.code).toBe(0);
+        for (const d of [scripts.env.delete, withHostile.config.delete, scripts.tool.delete]) {
+          const r = await run(d ?? "");
+          expect(r.stderr).toBe("");
+          expect(r.code).toBe(0);
+        }
         expect(filesContaining(server.home, key)).toEqual([]);
+        expect(readFileSync(join(server.home, ".config/kilo/kilo.jsonc"), "utf8")).toBe(USER_KILO_JSONC);
       } finally {
         server.setShell("/bin/bash");
       }

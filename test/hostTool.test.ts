@@ -1,15 +1,12 @@
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 /**
  * Pure parts of the host tool: the rc block (replaced in place, never duplicated, exact removal), the
  * env files, the key's validation, and the bundle embedded in the scripts (deterministic, portable).
  */
 import { describe, expect, test } from "vitest";
-import {
-  ENV_FILE_HEADER,
-  envVars,
-  parseKeyFromStdin,
-  renderFishEnvFile,
-  renderShEnvFile,
-} from "../components/host/envFile";
+import { hostToolArtifact, toolBundle, toolHeader } from "../deployer/hostTool";
+import { ENV_FILE_HEADER, envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "../host/envFile";
 import {
   BLOCK_END,
   BLOCK_START,
@@ -18,8 +15,7 @@ import {
   removeRcBlock,
   renderRcBlock,
   upsertRcBlock,
-} from "../components/host/rcBlock";
-import { hostToolSource, TOOL_HEREDOC_END } from "../components/hostScripts/tool";
+} from "../host/rcBlock";
 
 const block = renderRcBlock("sh", `"$HOME"'/.config/kilo/codex-pooler.env'`, `"$HOME"'/.local/bin'`);
 
@@ -78,15 +74,40 @@ describe("env files and the key", () => {
   });
 });
 
-describe("the bundled host tool", () => {
-  test("is deterministic, ASCII, small, free of this machine's paths, and cannot end its heredoc early", () => {
-    const a = hostToolSource();
-    expect(hostToolSource()).toBe(a);
-    expect(a).toMatch(/^[\x09\x0a\x20-\x7e]*$/);
-    expect(a.length).toBeLessThan(40_000);
-    expect(a).not.toContain(process.cwd());
-    expect(a).not.toContain("/work/");
-    expect(a.split("\n")).not.toContain(TOOL_HEREDOC_END);
-    expect(a).not.toContain("zod"); // the settings schema stays on the Pulumi side
+describe("the host tool artifact", () => {
+  test("is deterministic, ASCII, small, free of this machine's paths, and a valid sh and CommonJS file at once", () => {
+    const a = hostToolArtifact();
+    expect(toolHeader() + toolBundle()).toBe(a.text);
+    expect(a.id).toBe(a.sha256.slice(0, 16));
+    expect(a.file.endsWith(`/tool-${a.id}.cjs`)).toBe(true);
+    expect(readFileSync(a.file, "utf8")).toBe(a.text);
+    expect(a.pathInHome).toBe(`.local/share/kilo-fleet/tool-${a.id}.cjs`);
+    expect(a.text).toMatch(/^[\x09\x0a\x20-\x7e]*$/);
+    expect(a.text.length).toBeLessThan(80_000);
+    expect(a.text).not.toContain(process.cwd());
+    expect(a.text).not.toContain("/work/");
+    expect(a.text).not.toContain("zod"); // the settings schema stays on the Pulumi side
+    // The header is a comment to JavaScript, and nothing in it ends the comment early.
+    const header = toolHeader().split("\n");
+    expect(header[0]).toBe('":" /*');
+    expect(header.slice(1, -2).join("\n")).not.toContain("*/");
+    // Both parsers accept it: sh -n the header (sh never reads past it: it execs or exits), node --check the whole.
+    expect(spawnSync("sh", ["-n"], { input: toolHeader() }).status).toBe(0);
+    expect(spawnSync(process.execPath, ["--check", a.file], { encoding: "utf8" }).status).toBe(0);
+  });
+
+  test("run with an unknown subcommand or a bad argument, it says so in one line and exits 1", () => {
+    const a = hostToolArtifact();
+    for (const [args, message] of [
+      [["nope"], /^kilo-fleet: usage: sh <tool> <install\|/],
+      [["config-apply", "{not json"], /^kilo-fleet: config-apply: the argument is not valid JSON\n$/],
+      [["config-apply", "[1]"], /^kilo-fleet: config-apply: the argument must be a JSON object\n$/],
+      [["config-apply", "{}", "extra"], /^kilo-fleet: config-apply: takes one JSON argument, got 2\n$/],
+    ] as const) {
+      const r = spawnSync("/bin/sh", [a.file, ...args], { encoding: "utf8" });
+      expect(r.status, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(message);
+      expect(r.stdout).toBe("");
+    }
   });
 });

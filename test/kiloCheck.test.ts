@@ -7,10 +7,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../components/kiloConfig";
-import { mergeKiloConfig } from "../components/kiloConfigMerge";
-import { formatErrors, parseSettings, resolveHost } from "../components/settings";
-import { ensureKilo, type KiloInstall } from "./support/kilo";
+import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
+import { mergeKiloConfig } from "../common/kiloConfigMerge";
+import { formatErrors, parseSettings, resolveHost } from "../deployer/settings";
+import { ensureKilo, type KiloInstall } from "../harness/kilo";
 
 let kilo: KiloInstall;
 const scratch: string[] = [];

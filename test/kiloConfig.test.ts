@@ -1,8 +1,8 @@
 import { parse as parseJsonc } from "jsonc-parser";
 import { describe, expect, it } from "vitest";
-import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../components/kiloConfig";
-import { HEADER_PREFIX } from "../components/kiloConfigMerge";
-import { formatErrors, parseSettings, resolveHost, type Settings } from "../components/settings";
+import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
+import { HEADER_PREFIX } from "../common/kiloConfigMerge";
+import { formatErrors, parseSettings, resolveHost, type Settings } from "../deployer/settings";
 
 /** The seed's example kilo.jsonc (shared/codex-pooler-kilo.md, point 3), written out by hand, in its key order. */
 const SEED_EXAMPLE = {

@@ -1,14 +1,14 @@
 import { parse as parseJsonc } from "jsonc-parser";
 import { describe, expect, it } from "vitest";
-import { type KiloConfig, managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../components/kiloConfig";
+import { type KiloConfig, managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import {
   HEADER_PREFIX,
   type KeyPath,
   KiloConfigParseError,
   mergeKiloConfig,
   stripKiloConfig,
-} from "../components/kiloConfigMerge";
-import { parseSettings, resolveHost } from "../components/settings";
+} from "../common/kiloConfigMerge";
+import { parseSettings, resolveHost } from "../deployer/settings";
 
 function managedConfig(extra: Record<string, unknown> = {}): KiloConfig {
   const raw: Record<string, unknown> = { "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" };

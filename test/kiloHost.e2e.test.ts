@@ -1,14 +1,15 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { HOST_STEPS } from "../components/kiloHost";
-import { type Deployed, deployingMock, LocalCommandRunner } from "./support/deployingMock";
-import { type FakePooler, startFakePooler } from "./support/fakePooler";
-import { type Entry, snapshot, snapshotObject } from "./support/hostHome";
-import { TEST_KILO_VERSION } from "./support/kilo";
-import { type Evaluation, evaluateIndex, findString, stackConfig } from "./support/pulumiMocks";
+import { hostToolArtifact, useHostToolArtifact, writeHostToolArtifact } from "../deployer/hostTool";
+import { HOST_STEPS } from "../deployer/kiloHost";
+import { type Deployed, deployingMock, LocalCommandRunner } from "../harness/deployingMock";
+import { type FakePooler, startFakePooler } from "../harness/fakePooler";
+import { type Entry, snapshot, snapshotObject } from "../harness/hostHome";
+import { TEST_KILO_VERSION } from "../harness/kilo";
+import { type Evaluation, evaluateIndex, findString, stackConfig } from "../harness/pulumiMocks";
 
 const OLD_KEY = "test-key-e2e-mocks-old-5c1f9a7e";
 const NEW_KEY = "test-key-e2e-mocks-new-d84b2e60";
@@ -41,7 +42,11 @@ function deploy(key: string, previous?: Deployed) {
     hosts: [{ name: HOST, local: true, shells: ["bash", "sh"] }],
     smokeCheck: { enabled: true, timeoutSeconds: 120 },
   });
-  return evaluateIndex(stack, { newResource: mock.newResource }).then((e) => ({ e, states: mock.states }));
+  return evaluateIndex(stack, { newResource: mock.newResource }).then(async (e) => {
+    // The engine deletes what it replaced create-before-delete (the old tool step) last.
+    if (!e.error) await mock.finish();
+    return { e, states: mock.states };
+  });
 }
 
 function hostExports(e: Evaluation): Record<string, unknown> {
@@ -50,6 +55,7 @@ function hostExports(e: Evaluation): Record<string, unknown> {
 
 let first: Awaited<ReturnType<typeof deploy>>;
 let second: Awaited<ReturnType<typeof deploy>>;
+let third: Awaited<ReturnType<typeof deploy>>;
 
 beforeAll(async () => {
   pooler = await startFakePooler({ keys: OLD_KEY });
@@ -67,12 +73,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  useHostToolArtifact(undefined);
   await pooler?.stop();
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
 describe("index.ts provisions a local host for real under mocks", () => {
-  it("runs preflight, install (npm), config, env and smoke in order, and exports what they report", {
+  it("runs tool, install (npm), config, env and smoke in order, and exports what they report", {
     timeout: 600_000,
   }, async () => {
     first = await deploy(OLD_KEY);
@@ -83,8 +90,11 @@ describe("index.ts provisions a local host for real under mocks", () => {
       kiloVersion: TEST_KILO_VERSION,
       configPath: join(home, ".config/kilo/kilo.jsonc"),
       envFilePath: "~/.config/kilo/codex-pooler.env",
-      smoke: { enabled: true, pass: true, kiloVersion: TEST_KILO_VERSION, seconds: expect.any(Number) },
+      smoke: { enabled: true, pass: true, level: "kilo-run", kiloVersion: TEST_KILO_VERSION, seconds: expect.any(Number) },
+      kiloConfig: expect.objectContaining({ model: "codex-pooler/gpt-5.5" }),
     });
+    // The tool is in place, once, at its content-addressed path.
+    expect(readFileSync(join(home, hostToolArtifact().pathInHome), "utf8")).toBe(hostToolArtifact().text);
     // What is on the machine now.
     expect(readFileSync(join(home, ".local/lib/node_modules/@kilocode/cli/package.json"), "utf8")).toContain(
       `"version": "${TEST_KILO_VERSION}"`,
@@ -132,18 +142,47 @@ describe("index.ts provisions a local host for real under mocks", () => {
     expect(hostExports(second.e).smoke).toMatchObject({ enabled: true, pass: true });
   });
 
-  it("destroying (every delete, in reverse order, with its stored inputs) leaves HOME exactly as it was", {
+  it("a kilo-fleet upgrade (a new tool) ships the new tool, re-runs the steps that name it, then removes the old tool", {
     timeout: 600_000,
   }, async () => {
-    const deployed = second?.states ?? first?.states;
-    expect(deployed, "a deployment must have run").toBeDefined();
+    expect(second?.e.error, "the rotation must have passed").toBeUndefined();
+    const oldTool = hostToolArtifact();
+    const newTool = writeHostToolArtifact(`${oldTool.text}// a later kilo-fleet\n`);
+    useHostToolArtifact(newTool);
+    const ran = runner.executed.length;
+    third = await deploy(NEW_KEY, second.states);
+    if (third.e.error) throw third.e.error;
+    // Create before delete: the new tool first, the steps that name it in place, the old tool's delete last.
+    expect(runner.executed.slice(ran).map((x) => `${x.name}:${x.op}`)).toEqual([
+      `${HOST}-tool:create`,
+      `${HOST}-install:update`,
+      `${HOST}-config:update`,
+      `${HOST}-env:update`,
+      `${HOST}-smoke:update`,
+      `${HOST}-tool:delete`,
+    ]);
+    expect(existsSync(join(home, newTool.pathInHome))).toBe(true);
+    expect(existsSync(join(home, oldTool.pathInHome))).toBe(false);
+    expect(hostExports(third.e).smoke).toMatchObject({ enabled: true, pass: true });
+  });
+
+  it("destroying after the upgrade (every delete, in reverse order, with its stored inputs) finds the tool each delete names and leaves HOME exactly as it was", {
+    timeout: 600_000,
+  }, async () => {
+    const deployed = third?.states;
+    expect(deployed, "the upgrade must have run").toBeDefined();
     const ran = runner.executed.length;
     if (deployed)
       await runner.destroy(
         deployed,
         HOST_STEPS.map((s) => `${HOST}-${s}`),
       );
-    expect(runner.executed.slice(ran).map((x) => x.name)).toEqual([...HOST_STEPS].reverse().map((s) => `${HOST}-${s}`));
+    const destroyed = runner.executed.slice(ran);
+    expect(destroyed.map((x) => x.name)).toEqual([...HOST_STEPS].reverse().map((s) => `${HOST}-${s}`));
+    // Each delete ran the tool and printed its result (a missing tool would fail it).
+    for (const x of destroyed.filter((d) => d.name !== `${HOST}-smoke` && d.name !== `${HOST}-tool`)) {
+      expect(x.stdout, x.name).toMatch(/kilo-fleet-result \{"step":"(install|config|env)-delete"/);
+    }
     const after = snapshotObject(snapshot(home));
     const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])]
       .filter((p) => !isDeepStrictEqual(before[p], after[p]))

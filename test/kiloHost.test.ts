@@ -1,24 +1,17 @@
 /**
  * KiloHost and the program (index.ts) under Pulumi mocks: the resource graph per host, secrecy of the
  * API key, the stack's exports, warnings, bad config, and KiloHost as a library. Runs against the real
- * host-script builders.
+ * step-command builders and the real host tool artifact.
  */
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { deployFleet } from "../components/fleet";
-import * as hostScripts from "../components/hostScripts";
-import {
-  HOST_STEPS,
-  KILO_HOST_TYPE,
-  KiloHost,
-  keyFingerprint,
-  parseConfigPath,
-  parseEnvFilePath,
-  parseInstalledVersion,
-  parseSmokeResult,
-} from "../components/kiloHost";
-import { parseSettings, resolveHost, type Settings } from "../components/settings";
+import { deployFleet } from "../deployer/fleet";
+import { hostSpec } from "../deployer/hostSpec";
+import { hostStepCommands } from "../deployer/hostSteps";
+import { hostToolArtifact } from "../deployer/hostTool";
+import { HOST_STEPS, KILO_HOST_TYPE, KiloHost, keyFingerprint } from "../deployer/kiloHost";
+import { parseSettings } from "../deployer/settings";
 import {
   type Evaluation,
   evaluate,
@@ -34,7 +27,7 @@ import {
   TEST_HOSTS,
   TEST_SSH_KEY,
   unwrapSecrets,
-} from "./support/pulumiMocks";
+} from "../harness/pulumiMocks";
 
 afterEach(() => {
   vi.unstubAllEnvs();
@@ -42,7 +35,7 @@ afterEach(() => {
 
 const COMMAND_TYPE = { local: "command:local:Command", ssh: "command:remote:Command" } as const;
 
-/** The settings and resolved host the builders should see for `name` in `stackConfig(overrides)`. */
+/** The spec and the step commands the builders give `name` in `stackConfig(overrides)`. */
 function expectedScripts(name: string, overrides: Record<string, unknown> = {}) {
   const { config } = stackConfig(overrides);
   delete config["kilo-fleet:codexPoolerApiKey"];
@@ -51,27 +44,15 @@ function expectedScripts(name: string, overrides: Record<string, unknown> = {}) 
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
   const entry = parsed.settings.hosts.find((h) => h.name === name);
   if (!entry) throw new Error(`no host ${name}`);
-  const host = resolveHost(parsed.settings, entry);
-  // What KiloHost parses for itself: the host's overrides at fleet level, the entry with only its identity.
-  const ownEntry = {
-    name: entry.name,
-    ...(entry.ssh ? { ssh: entry.ssh } : { local: true as const }),
-    ...(entry.shells ? { shells: entry.shells } : {}),
-  };
-  const settings: Settings = {
-    ...parsed.settings,
-    kiloVersion: host.kiloVersion,
-    model: host.model,
-    hosts: [ownEntry],
-  };
-  return {
-    host,
-    preflight: hostScripts.preflightScript(settings, host),
-    install: hostScripts.installScript(settings, host),
-    config: hostScripts.configScript(settings, host),
-    env: hostScripts.envScript(settings, host),
-    smoke: hostScripts.smokeScript(settings, host),
-  };
+  const spec = hostSpec(parsed.settings, entry);
+  return { spec, ...hostStepCommands(name, spec, hostToolArtifact(), entry.ssh ? "ssh" : "local") };
+}
+
+/** A host's children in dependency order: the steps, with the tool copy after the tool step over SSH. */
+function childNames(h: { name: string; ssh?: unknown }): string[] {
+  return HOST_STEPS.flatMap((s) =>
+    s === "tool" && h.ssh ? [`${h.name}-tool`, `${h.name}-tool-copy`] : [`${h.name}-${s}`],
+  );
 }
 
 function inputsOf(r: RecordedResource): Record<string, unknown> {
@@ -96,19 +77,19 @@ describe("the resource graph", () => {
     // Everything else is a child of a KiloHost.
     const componentUrns = new Set(components.map((c) => c.urn));
     const others = programResources(e).filter((r) => r.type !== KILO_HOST_TYPE);
-    expect(others).toHaveLength(TEST_HOSTS.length * HOST_STEPS.length);
+    expect(others.map((r) => r.name).sort()).toEqual(TEST_HOSTS.flatMap(childNames).sort());
     for (const r of others) expect(componentUrns.has(r.parent)).toBe(true);
   });
 
   for (const h of TEST_HOSTS) {
     const kind = h.ssh ? "ssh" : "local";
-    it(`${h.name} (${kind}): five ${COMMAND_TYPE[kind]} children in order, each depending on the one before`, async () => {
+    it(`${h.name} (${kind}): its ${COMMAND_TYPE[kind]} children in order, each depending on the one before`, async () => {
       const e = await getRun();
       const component = e.byName(h.name);
       let previous: RecordedResource | undefined;
-      for (const step of HOST_STEPS) {
-        const r = e.byName(`${h.name}-${step}`);
-        expect(r.type).toBe(COMMAND_TYPE[kind]);
+      for (const name of childNames(h)) {
+        const r = e.byName(name);
+        expect(r.type).toBe(name.endsWith("-tool-copy") ? "command:remote:CopyToRemote" : COMMAND_TYPE[kind]);
         expect(r.custom).toBe(true);
         expect(r.parent).toBe(component.urn);
         expect(r.dependencies).toEqual(previous ? [previous.urn] : []);
@@ -116,18 +97,20 @@ describe("the resource graph", () => {
         if (previous) expect(e.resources.indexOf(r)).toBeGreaterThan(e.resources.indexOf(previous));
         previous = r;
       }
+      // The component plus at most five Commands (SSH hosts also copy the tool file).
+      expect(childNames(h).filter((n) => !n.endsWith("-tool-copy")).length).toBeLessThanOrEqual(5);
     });
 
-    it(`${h.name}: runs exactly the builders' scripts, ${kind === "ssh" ? "through remoteCommandLine" : "with /bin/sh -c"}`, async () => {
+    it(`${h.name}: runs exactly the builders' commands, ${kind === "ssh" ? "on the login shell" : "with /bin/sh -c"}`, async () => {
       const e = await getRun();
       const expected = expectedScripts(h.name);
-      const wrap = kind === "ssh" ? hostScripts.remoteCommandLine : (s: string) => s;
       for (const step of HOST_STEPS) {
         const inputs = inputsOf(e.byName(`${h.name}-${step}`));
         const script = expected[step];
-        expect(inputs.create).toBe(wrap(script.create));
-        expect(inputs.update).toBe(script.update === undefined ? undefined : wrap(script.update));
-        expect(inputs.delete).toBe(script.delete === undefined ? undefined : wrap(script.delete));
+        if (!script) throw new Error(`no ${step} commands`);
+        expect(inputs.create).toBe(script.create);
+        expect(inputs.update).toBeUndefined();
+        expect(inputs.delete).toBe(script.delete);
         if (kind === "local") {
           expect(inputs.interpreter).toEqual(["/bin/sh", "-c"]);
           expect(inputs.connection).toBeUndefined();
@@ -136,6 +119,20 @@ describe("the resource graph", () => {
           // Remote hosts refuse unknown environment variables: none are sent.
           expect(inputs.environment).toBeUndefined();
         }
+        // Every step but the tool step is one short line: the tool, a subcommand, one JSON argument.
+        if (step !== "tool") {
+          expect(String(inputs.create)).toMatch(
+            /^\/bin\/sh "\$HOME\/\.local\/share\/kilo-fleet\/tool-[0-9a-f]{16}\.cjs" [a-z-]+ '[^'\\]*'$/,
+          );
+          expect(String(inputs.create).length, `${h.name}-${step}`).toBeLessThan(2048);
+        }
+      }
+      if (kind === "ssh") {
+        const copy = inputsOf(e.byName(`${h.name}-tool-copy`));
+        const tool = hostToolArtifact();
+        expect(copy.remotePath).toBe(tool.pathInHome);
+        expect(copy.source).toMatchObject({ path: tool.file });
+        expect(JSON.stringify(copy)).not.toContain(tool.text.slice(200, 260));
       }
     });
   }
@@ -171,13 +168,15 @@ describe("the resource graph", () => {
         const r = e.byName(`${h.name}-${step}`);
         const inputs = inputsOf(r);
         expect(inputs.addPreviousOutputInEnv, r.name).toBe(false);
-        // Every step writes or removes files: a replacement must delete the old before creating the new.
-        expect(r.deleteBeforeReplace, r.name).toBe(true);
+        // Every step writes or removes files: a replacement must delete the old before creating the new;
+        // the tool step is replaced create-before-delete (its old delete runs last: see kiloHost.ts).
+        expect(r.deleteBeforeReplace, r.name).toBe(step !== "tool");
         const sensitive = step === "env" || step === "smoke";
         expect(inputs.logging, r.name).toBe(sensitive ? "none" : undefined);
         if (sensitive) expect(r.additionalSecretOutputs, r.name).toEqual(expect.arrayContaining(["stdout", "stderr"]));
-        // Only the smoke check has triggers (a trigger change replaces; the other steps update in place).
-        expect(inputs.triggers === undefined, r.name).toBe(step !== "smoke");
+        // Only the tool step and the smoke check have triggers (a trigger change replaces; the others update).
+        expect(inputs.triggers === undefined, r.name).toBe(step !== "smoke" && step !== "tool");
+        if (step === "tool") expect(inputs.triggers).toEqual([`tool=${hostToolArtifact().id}`]);
       }
     }
   });
@@ -222,7 +221,7 @@ describe("secrecy of the API key", () => {
       expect(fp).toMatch(/^key=hmac-sha256:[0-9a-f]{64}$/);
       fingerprints.add(fp);
       // Everything else in the triggers is plain, and none of it derives from the key.
-      for (const t of triggers.filter((t) => !isSecretValue(t))) expect(String(t)).toMatch(/^(kilo|config|prompt)=/);
+      for (const t of triggers.filter((t) => !isSecretValue(t))) expect(String(t)).toMatch(/^(kilo|config)=/);
     }
     expect(fingerprints.size).toBe(TEST_HOSTS.length);
   });
@@ -251,9 +250,12 @@ describe("stack exports", () => {
       kiloVersion: "7.7.7",
       configPath: "/home/dev/.config/kilo/kilo.jsonc",
       envFilePath: "~/.config/kilo/codex-pooler.env",
-      smoke: { enabled: true, pass: true, kiloVersion: "7.7.7", seconds: 12.3 },
+      smoke: { enabled: true, pass: true, level: "kilo-run", kiloVersion: "7.7.7", seconds: 12.3 },
+      kiloConfig: expectedScripts("alice-laptop").kiloConfig,
     });
     expect(hosts["bob-desktop"]).toMatchObject({ kind: "ssh", kiloVersion: "7.7.7" });
+    // The managed keys are plain JSON in the exports (no secret, not the key): a preview shows their change.
+    expect((hosts["alice-laptop"] as { kiloConfig: { model: string } }).kiloConfig.model).toBe("codex-pooler/gpt-5.5");
   });
 
   it("reports a disabled smoke check as such, and has no smoke resource then", async () => {
@@ -263,35 +265,15 @@ describe("stack exports", () => {
     const hosts = (e.stackOutputs as { hosts: Record<string, { smoke: unknown }> }).hosts;
     for (const h of TEST_HOSTS) expect(hosts[h.name].smoke).toEqual({ enabled: false });
   });
-
-  it("parses the steps' report lines", () => {
-    expect(
-      parseInstalledVersion(
-        "kilo-fleet: kilo 7.7.6 is already installed at /h/.local; npm not run\nkilo-fleet: kilo 7.7.6 installed at /h/.local/bin/kilo",
-      ),
-    ).toBe("7.7.6");
-    expect(parseInstalledVersion("npm warn something")).toBeUndefined();
-    expect(
-      parseConfigPath("kilo-fleet: /h/.config/kilo/kilo.jsonc already up to date (kilo-fleet manages: model)"),
-    ).toBe("/h/.config/kilo/kilo.jsonc");
-    expect(
-      parseEnvFilePath("kilo-fleet: MY_KEY written to ~/.config/kilo/codex-pooler.env (mode 0600); shell blocks: bash"),
-    ).toBe("~/.config/kilo/codex-pooler.env");
-    expect(parseSmokeResult("x\nkilo-fleet: smoke ok kilo=7.7.7 seconds=15.2\n")).toEqual({
-      pass: true,
-      kiloVersion: "7.7.7",
-      seconds: 15.2,
-    });
-    expect(parseSmokeResult("kilo-fleet: smoke ok kilo=7.7.7")).toBeUndefined();
-  });
 });
 
 describe("warnings", () => {
-  it("warns once about each SSH host that accepts any host key (insecureIgnoreHostKey)", async () => {
+  it("warns once, on that host, about each SSH host that accepts any host key (insecureIgnoreHostKey)", async () => {
     const e = await evaluateIndex(stackConfig());
     const hostKeyWarnings = e.warnings.filter((w) => /hostKey|HostKey/.test(w));
-    expect(hostKeyWarnings).toHaveLength(1);
-    expect(hostKeyWarnings[0]).toContain("kilo-fleet:hosts[2].ssh.insecureIgnoreHostKey");
+    expect(hostKeyWarnings).toEqual([
+      expect.stringMatching(/^carol-box: ssh\.insecureIgnoreHostKey: the server's host key is not checked/),
+    ]);
   });
 
   it("warns when a secret is stored in plain text in the stack file", async () => {
@@ -367,19 +349,13 @@ describe("KiloHost as a library", () => {
       "kilo-fleet:hosts": [{ name: "dev-box", local: true }],
     });
     if (!defaults.ok) throw new Error("defaults do not parse");
-    expect(host?.settings).toEqual(defaults.settings);
-    expect(host?.host).toEqual({
-      name: "dev-box",
-      kind: "local",
-      kiloVersion: "7.7.7",
-      model: "gpt-5.5",
-      shells: undefined,
-    });
+    expect(host?.spec).toEqual(hostSpec(defaults.settings, defaults.settings.hosts[0]));
+    expect(host?.spec).toMatchObject({ kiloVersion: "7.7.7", model: "gpt-5.5", providerId: "codex-pooler" });
     expect(e.byName("dev-box").type).toBe(KILO_HOST_TYPE);
     expect(programResources(e)).toHaveLength(1 + HOST_STEPS.length);
   });
 
-  it("gets from deployFleet exactly the fleet's settings with the host's overrides applied", async () => {
+  it("gets from deployFleet one resolved spec per host: the fleet's settings with the host's overrides", async () => {
     const overrides = {
       providerId: "my-pool",
       apiKeyEnvVar: "MY_POOL_KEY",
@@ -405,36 +381,70 @@ describe("KiloHost as a library", () => {
       fleet = deployFleet(config, fleetSecrets);
     });
     expect(e.error).toBeUndefined();
-    for (const name of ["a", "b"]) {
-      const expected = expectedScripts(name, overrides);
-      const kiloHost = fleet?.hosts[name];
-      expect(kiloHost?.host).toEqual(expected.host);
-      const { hosts: _h, ...settings } = (kiloHost?.settings ?? {}) as Settings;
-      const { hosts: _f, ...fleetSettings } = (fleet?.settings ?? {}) as Settings;
-      expect(settings).toEqual({
-        ...fleetSettings,
-        kiloVersion: expected.host.kiloVersion,
-        model: expected.host.model,
-      });
-    }
+    expect(fleet?.hosts.a.spec).toEqual(expectedScripts("a", overrides).spec);
+    expect(fleet?.hosts.a.spec).toMatchObject({
+      kiloVersion: "7.7.7",
+      model: "gpt-5.4-mini",
+      shells: ["bash", "fish"],
+    });
+    expect(fleet?.hosts.b.spec).toEqual(expectedScripts("b", overrides).spec);
+    expect(fleet?.hosts.b.spec).toMatchObject({
+      kiloVersion: "7.7.6",
+      model: "gpt-5.5",
+      npmRegistry: "https://npm.example.com/",
+    });
+    expect(fleet?.hosts.b.spec.ssh).toEqual({
+      host: "b.lan",
+      user: "b",
+      port: 2200,
+      hostKey: TEST_HOST_KEY,
+      connectTimeoutSeconds: 10,
+      connectAttempts: 3,
+    });
   });
 
-  it("warns, on the resource, that an SSH host's key is not checked (unless logWarnings is false)", async () => {
+  it("warns, on the resource, that an SSH host's key is not checked", async () => {
     const ssh = { host: "h.lan", user: "u", insecureIgnoreHostKey: true };
     const e = await evaluate(() => {
       new KiloHost("x", { poolerBaseUrl: "https://p.example.com/v1", apiKey: "k", ssh, sshPrivateKey: "key" });
       new KiloHost("y", {
         poolerBaseUrl: "https://p.example.com/v1",
         apiKey: "k",
-        ssh,
+        ssh: { host: "h.lan", user: "u", hostKey: TEST_HOST_KEY },
         sshPrivateKey: "key",
-        logWarnings: false,
       });
     });
     expect(e.error).toBeUndefined();
     expect(e.warnings).toEqual([
-      expect.stringMatching(/^KiloHost "x": ssh\.insecureIgnoreHostKey: the server's host key is not checked/),
+      expect.stringMatching(/^x: ssh\.insecureIgnoreHostKey: the server's host key is not checked/),
     ]);
+  });
+
+  it("takes SSH connection fields from other resources (Outputs), validating the plain ones", async () => {
+    const e = await evaluate(() => {
+      new KiloHost("vm", {
+        poolerBaseUrl: "https://p.example.com/v1",
+        apiKey: "k",
+        ssh: { host: pulumi.output("203.0.113.7"), user: "ubuntu", hostKey: pulumi.output(TEST_HOST_KEY) },
+        sshPrivateKey: "key",
+      });
+    });
+    expect(e.error).toBeUndefined();
+    expect(inputsOf(e.byName("vm-install")).connection).toMatchObject({
+      host: "203.0.113.7",
+      user: "ubuntu",
+      port: 22,
+      hostKey: TEST_HOST_KEY,
+    });
+    const bad = await evaluate(() => {
+      new KiloHost("vm", {
+        poolerBaseUrl: "https://p.example.com/v1",
+        apiKey: "k",
+        ssh: { host: pulumi.output("203.0.113.7"), user: "bad user" },
+        sshPrivateKey: "key",
+      });
+    });
+    expect((bad.error as Error).message).toContain("ssh.user: must not contain whitespace");
   });
 
   it("reports invalid arguments in the library's own terms", async () => {

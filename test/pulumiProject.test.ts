@@ -3,8 +3,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { REQUIRED, schemaDefaults } from "../components/configReference";
-import { settingsSchema } from "../components/settings";
+import { REQUIRED, schemaDefaults } from "../deployer/configReference";
+import { settingsSchema } from "../deployer/settings";
 
 const project = parse(readFileSync(join(__dirname, "..", "Pulumi.yaml"), "utf8")) as {
   name: string;

@@ -7,8 +7,8 @@ import {
   REFERENCE_END,
   REFERENCE_START,
   spliceConfigReference,
-} from "../components/configReference";
-import { settingsSchema } from "../components/settings";
+} from "../deployer/configReference";
+import { settingsSchema } from "../deployer/settings";
 import { renderedReadme } from "../scripts/render-docs";
 
 const README = readFileSync(join(__dirname, "..", "README.md"), "utf8");

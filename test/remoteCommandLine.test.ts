@@ -8,9 +8,9 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { configScript, envScript, installScript, preflightScript, remoteCommandLine } from "../components/hostScripts";
-import { MAX_SCRIPT_BYTES } from "../components/hostScripts/prelude";
-import { buildSettings } from "./support/hostHome";
+import { toolStepCommands } from "../deployer/hostSteps";
+import { hostToolArtifact } from "../deployer/hostTool";
+import { MAX_SCRIPT_BYTES, remoteCommandLine } from "../deployer/remoteCommandLine";
 import { ensureAptPackages } from "./support/sshd";
 
 const LOGIN_SHELLS = ["bash", "dash", "zsh", "fish"];
@@ -94,18 +94,15 @@ describe("remoteCommandLine", () => {
     expect(() => remoteCommandLine("a\0b")).toThrow(/NUL/);
   });
 
-  test("every real host script fits in one argument with room to spare, and decodes to itself", () => {
-    const { settings, host } = buildSettings();
-    const all = [preflightScript, installScript, configScript, envScript].flatMap((f) => {
-      const s = f(settings, host);
-      return [s.create, s.update, s.delete].filter((x): x is string => x !== undefined);
-    });
-    expect(all.length).toBe(7);
-    for (const s of all) {
-      const line = remoteCommandLine(s);
-      expect(Buffer.byteLength(line)).toBeLessThan(MAX_SCRIPT_BYTES / 2);
+  test("the SSH tool step's commands (the one step sent this way) are small and decode to the local scripts", () => {
+    const id = hostToolArtifact().id;
+    const ssh = toolStepCommands(id, { kind: "ssh" });
+    for (const line of [ssh.create, ssh.delete ?? ""]) {
+      expect(Buffer.byteLength(line)).toBeLessThan(2048);
       const b64 = /kf_b64=([A-Za-z0-9+/=]+);/.exec(line)?.[1] ?? "";
-      expect(Buffer.from(b64, "base64").toString("utf8")).toBe(s);
+      const script = Buffer.from(b64, "base64").toString("utf8");
+      expect(script).toContain(`tool-${id}.cjs`);
+      expect(remoteCommandLine(script)).toBe(line);
     }
   });
 });

@@ -7,7 +7,7 @@ import {
   resolveHost,
   SEED_MODEL,
   type Settings,
-} from "../components/settings";
+} from "../deployer/settings";
 
 const BASE = "http://localhost:4000/v1";
 
@@ -50,7 +50,8 @@ describe("defaults", () => {
       models: { "gpt-5.5": SEED_MODEL },
       compactionThresholdPercent: 75,
       kiloSettings: {},
-      smokeCheck: { enabled: true, timeoutSeconds: 180 },
+      smokeCheck: { enabled: true, timeoutSeconds: 180, level: "kilo-run" },
+      ssh: { connectTimeoutSeconds: 10, connectAttempts: 3 },
       hosts: [{ name: "local", local: true }],
     });
   });
@@ -62,7 +63,11 @@ describe("defaults", () => {
   });
 
   it("fills smokeCheck fields missing from a partial object", () => {
-    expect(settingsOf({ smokeCheck: { enabled: false } }).smokeCheck).toEqual({ enabled: false, timeoutSeconds: 180 });
+    expect(settingsOf({ smokeCheck: { enabled: false } }).smokeCheck).toEqual({
+      enabled: false,
+      timeoutSeconds: 180,
+      level: "kilo-run",
+    });
   });
 
   it("ignores keys of other namespaces", () => {

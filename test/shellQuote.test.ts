@@ -7,9 +7,10 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { fishWord } from "../components/host/rcBlock";
-import { remoteCommandLine } from "../components/hostScripts";
-import { shQuote } from "../components/shellQuote";
+import { shQuote } from "../common/shellQuote";
+import { decodeStepArg, encodeStepArg } from "../common/stepArgs";
+import { remoteCommandLine } from "../deployer/remoteCommandLine";
+import { fishWord } from "../host/rcBlock";
 import { ensureAptPackages } from "./support/sshd";
 
 const dir = mkdtempSync(join(tmpdir(), "kilo-fleet-quote-"));
@@ -138,6 +139,20 @@ describe("shQuote: hostile strings reach the shell byte for byte", () => {
         const parts = r.stdout.split("\0");
         parts.pop();
         expect(parts, login).toEqual(batch);
+      }
+    }
+    expect(existsSync(canary)).toBe(false);
+  });
+
+  test("step arguments (encodeStepArg, one single-quoted word) reach every login shell byte for byte", () => {
+    ensureAptPackages([{ pkg: "zsh", bin: "/usr/bin/zsh" }]);
+    for (const login of ["sh", "bash", "dash", "zsh", "fish"]) {
+      for (const batch of batches(1000).slice(0, 2)) {
+        const word = encodeStepArg({ values: batch });
+        expect(word).not.toMatch(/['\\\n]/);
+        const r = spawnSync(login, ["-c", `printf '%s' '${word}'`], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+        expect(r.status, `${login}: ${r.stderr}`).toBe(0);
+        expect(decodeStepArg(r.stdout), login).toEqual({ values: batch });
       }
     }
     expect(existsSync(canary)).toBe(false);

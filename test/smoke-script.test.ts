@@ -1,70 +1,70 @@
 /**
- * The smoke script's logic, fast: the real script under dash, with a scripted stand-in for the kilo
- * binary that prints canned `--format json` events (the shapes measured from kilo 7.7.7, see
- * test/smoke.test.ts for the real thing). Covers every cause line, the exact seed command and
- * environment kilo gets, redaction, quoting of hostile values, the deadline and the cleanup.
+ * The smoke check's logic, fast: the host tool's `smoke` subcommand (host/smoke.ts), run as the smoke
+ * step's command on a HOME deployed by the tool's own steps, with a scripted stand-in for the kilo binary
+ * that prints canned `--format json` events (the shapes measured from kilo 7.7.7; test/smoke.test.ts
+ * runs the real thing) and the stand-in pooler for the pool checks. Covers every cause line, the pool
+ * checks and `smokeCheck.level`, the exact seed command, the environment and config kilo gets, redaction,
+ * quoting of hostile values, the deadline and the cleanup.
  */
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseSmokeOutput, SMOKE_PROMPT, smokeScript } from "../components/hostScripts/smoke";
-import { parseSettings, resolveHost, type Settings } from "../components/settings";
-import { shQuote } from "../components/shellQuote";
-import { type FakePooler, startFakePooler } from "./support/fakePooler";
+import { MIN_PREFIX_CHARS } from "../common/redact";
+import { parseResult } from "../common/result";
+import { shQuote } from "../common/shellQuote";
+import { type FakePooler, startFakePooler } from "../harness/fakePooler";
+import { buildSettings, deployScripts } from "../harness/hostHome";
+import { deploySmokeHost } from "../harness/smokeCost";
+import { SMOKE_PERMISSION, SMOKE_PROMPT, smokeConfigCopy } from "../host/smoke";
 import { runScript } from "./support/runScript";
 
 const KEY = "test-key-smoke-script-7f3a9c";
+const DISABLED_KEY = "test-key-smoke-script-disabled-1b";
+const EXPIRED_KEY = "test-key-smoke-script-expired-2c";
+const NARROW_KEY = "test-key-smoke-script-narrow-3d";
+const HOSTILE_MODEL = `it's $(touch pwned) "q" \`x\` \\ ;|&`;
 const roots: string[] = [];
 let pooler: FakePooler;
 
 beforeAll(async () => {
-  // Only the pre-check's GET of the base URL reaches it: the kilo here is a script.
-  pooler = await startFakePooler({ keys: KEY });
+  // Only the pool checks reach it: the kilo here is a script.
+  pooler = await startFakePooler({
+    keys: KEY,
+    models: [{ id: "gpt-5.5", contextLength: 258_400 }, { id: "gpt-5.4-mini" }, { id: HOSTILE_MODEL }],
+    apiKeys: {
+      [DISABLED_KEY]: { status: "disabled" },
+      [EXPIRED_KEY]: { status: "expired" },
+      [NARROW_KEY]: { models: ["gpt-5.4-mini"] },
+    },
+  });
 });
 afterAll(async () => {
   await pooler.stop();
   for (const r of roots) rmSync(r, { recursive: true, force: true });
 });
 
-function settingsFor(extra: Record<string, unknown> = {}): Settings {
-  const raw: Record<string, unknown> = { "kilo-fleet:poolerBaseUrl": pooler.url };
-  for (const [k, v] of Object.entries(extra)) raw[`kilo-fleet:${k}`] = v;
-  const r = parseSettings(raw);
-  if (!r.ok) throw new Error(JSON.stringify(r.errors));
-  return r.settings;
-}
-
-/** Fake kilo: `--version` prints 7.7.7; `run` records its argv/env/cwd, then runs `$HOME/scenario.sh` in --dir. */
-const FAKE_KILO = `#!/bin/sh
+/** Fake kilo: `--version` prints 7.7.7; `run` records its argv/env/config/cwd in $REC, then runs $REC/scenario.sh in --dir. */
+function fakeKilo(rec: string): string {
+  return `#!/bin/sh
+REC=${shQuote(rec)}
 if [ "$1" = "--version" ]; then echo 7.7.7; exit 0; fi
 dir=; prev=
 for a in "$@"; do [ "$prev" = "--dir" ] && dir=$a; prev=$a; done
-printf '%s\\n' "$@" > "$HOME/kilo-args"
-env > "$HOME/kilo-env"
-cat "$XDG_CONFIG_HOME/kilo/kilo.jsonc" > "$HOME/kilo-config-seen"
+printf '%s\\n' "$@" > "$REC/kilo-args"
+env > "$REC/kilo-env"
+cat "$XDG_CONFIG_HOME/kilo/kilo.jsonc" > "$REC/kilo-config-seen"
 cd "$dir" || exit 9
-pwd -P > "$HOME/kilo-cwd"
-. "$HOME/scenario.sh"
+pwd -P > "$REC/kilo-cwd"
+. "$REC/scenario.sh"
 `;
+}
 
 const ev = (o: unknown) => `printf '%s\\n' ${shQuote(JSON.stringify(o))}\n`;
 const text = (t: string) => ev({ type: "text", part: { type: "text", text: t } });
-const writeTool = (status = "completed", error?: string) =>
-  ev({
-    type: "tool_use",
-    part: { type: "tool", tool: "write", state: { status, input: { filePath: "x", content: "kilo ok" }, error } },
-  });
+const toolUse = (tool: string, status = "completed", error?: string) =>
+  ev({ type: "tool_use", part: { type: "tool", tool, state: { status, input: {}, error } } });
+const writeTool = (status = "completed", error?: string) => toolUse("write", status, error);
 const apiError = (data: Record<string, unknown>, name = "APIError") => ev({ type: "error", error: { name, data } });
 const GOOD = `printf 'kilo ok' > kilo-ok.txt\n${writeTool()}${text("kilo ok")}`;
 
@@ -74,69 +74,99 @@ interface Run {
   stderr: string;
   ms: number;
   home: string;
-  tmp: string;
+  rec: string;
 }
 
 interface Case {
   scenario?: string;
-  settings?: Settings;
+  /** `kilo-fleet:` settings besides poolerBaseUrl. */
+  extra?: Record<string, unknown>;
+  hostExtra?: Record<string, unknown>;
+  key?: string;
+  /** Replaces the env file the env step wrote; null removes it. */
   envFile?: string | null;
   kilo?: boolean;
-  /** The deployed kilo.jsonc; null for none. */
-  kiloConfig?: string | null;
+  /** Remove the deployed kilo.jsonc before the check. */
+  noConfig?: boolean;
+  env?: Record<string, string | undefined>;
 }
-
-const USER_KILO_CONFIG = '// the deployed config\n{ "model": "codex-pooler/gpt-5.5" }\n';
 
 async function runSmoke(c: Case = {}): Promise<Run> {
-  const root = mkdtempSync(join(tmpdir(), "kilo-fleet-smoke-script-"));
-  roots.push(root);
-  const home = join(root, "home");
-  const tmp = join(root, "tmp");
-  mkdirSync(join(home, ".config", "kilo"), { recursive: true });
-  mkdirSync(join(home, ".local", "bin"), { recursive: true });
-  mkdirSync(tmp);
+  const host = await deploySmokeHost({
+    key: c.key ?? KEY,
+    extra: { poolerBaseUrl: pooler.url, ...c.extra },
+    hostExtra: c.hostExtra ?? {},
+    env: { PATH: process.env.PATH, ...c.env },
+  });
+  roots.push(host.root);
+  const rec = join(host.root, "rec");
+  mkdirSync(rec);
+  // The deployed kilo is the fake (the test cache's real one is linked in: replace the link).
+  const bin = join(host.home, ".local", "bin", "kilo");
+  rmSync(bin);
   if (c.kilo !== false) {
-    writeFileSync(join(home, ".local", "bin", "kilo"), FAKE_KILO);
-    chmodSync(join(home, ".local", "bin", "kilo"), 0o755);
+    writeFileSync(bin, fakeKilo(rec));
+    chmodSync(bin, 0o755);
   }
-  const envFile =
-    c.envFile === undefined
-      ? `export CODEX_POOLER_API_KEY=${shQuote(KEY)}\nexport KILO_DISABLE_AUTOUPDATE=1\n`
-      : c.envFile;
-  if (envFile !== null) writeFileSync(join(home, ".config", "kilo", "codex-pooler.env"), envFile, { mode: 0o600 });
-  const kiloConfig = c.kiloConfig === undefined ? USER_KILO_CONFIG : c.kiloConfig;
-  if (kiloConfig !== null) writeFileSync(join(home, ".config", "kilo", "kilo.jsonc"), kiloConfig);
-  writeFileSync(join(home, "scenario.sh"), c.scenario ?? GOOD);
-  const settings = c.settings ?? settingsFor();
-  const script = smokeScript(settings, resolveHost(settings, settings.hosts[0])).create;
-  const env = { HOME: home, PATH: process.env.PATH ?? "/usr/bin:/bin", TMPDIR: tmp };
-  const { code, stdout, stderr, ms } = await runScript(script, env, { cwd: root });
-  return { code, stdout, stderr, ms, home, tmp };
+  const envFile = join(host.home, ".config", "kilo", "codex-pooler.env");
+  if (c.envFile === null) rmSync(envFile);
+  else if (c.envFile !== undefined) writeFileSync(envFile, c.envFile, { mode: 0o600 });
+  if (c.noConfig) rmSync(join(host.home, ".config", "kilo", "kilo.jsonc"));
+  writeFileSync(join(rec, "scenario.sh"), c.scenario ?? GOOD);
+  const { code, stdout, stderr, ms } = await runScript(host.smoke, host.env, { cwd: host.root });
+  return { code, stdout, stderr, ms, home: host.home, rec };
 }
 
-/** Asserts a failure: exit 1, nothing on stdout, exactly one stderr line, the key nowhere; returns the line. */
-function failureLine(r: Run): string {
+/** Nothing of the check is left: no scratch directory, not even the cache directories it made. */
+function expectNoScratch(r: Run) {
+  expect(existsSync(join(r.home, ".cache"))).toBe(false);
+}
+
+/** Asserts a failure: exit 1, nothing on stdout, exactly one short stderr line, the key nowhere; the cause. */
+function failureLine(r: Run, key = KEY): string {
   expect(r.code).toBe(1);
   expect(r.stdout).toBe("");
   const lines = r.stderr.split("\n");
   expect(lines).toHaveLength(2);
   expect(lines[1]).toBe("");
-  expect(r.stderr).not.toContain(KEY);
-  expect(lines[0]).toMatch(/^smoke check failed on local: /);
-  return lines[0].slice("smoke check failed on local: ".length);
+  expect(r.stderr).not.toContain(key.slice(0, MIN_PREFIX_CHARS + 2));
+  expect(lines[0].length).toBeLessThanOrEqual(700);
+  expect(lines[0]).toMatch(/^smoke check failed on test-host: /);
+  expectNoScratch(r);
+  return lines[0].slice("smoke check failed on test-host: ".length);
 }
 
-describe.concurrent("smoke script (stand-in kilo)", () => {
-  it("passes, runs exactly the seed command with the check's environment, and leaves nothing behind", async () => {
-    const r = await runSmoke();
-    expect(r.stderr).toBe("");
+const ran = (r: Run) => existsSync(join(r.rec, "kilo-args"));
+const KEY_SETTING = "kilo-fleet:codexPoolerApiKey (or kilo-fleet:apiKeys.test-host)";
+
+describe.concurrent("smoke check (stand-in kilo)", () => {
+  it("passes, runs exactly the seed command with an allowlisted environment and the check's permission, leaves nothing", async () => {
+    const secrets = {
+      PULUMI_ACCESS_TOKEN: "pul-test-token-not-for-kilo",
+      AWS_SECRET_ACCESS_KEY: "aws-test-secret-not-for-kilo",
+      SSH_AUTH_SOCK: "/tmp/test-agent.sock",
+      KILO_CONFIG_CONTENT: '{"permission":{"bash":"allow"}}',
+      LC_ALL: "C.UTF-8",
+      HTTPS_PROXY: undefined,
+      https_proxy: undefined,
+      HTTP_PROXY: undefined,
+      http_proxy: undefined,
+      ALL_PROXY: undefined,
+      all_proxy: undefined,
+    };
+    const r = await runSmoke({ env: secrets });
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^kilo-fleet: smoke ok kilo=7\.7\.7 seconds=\d+\.\d\n$/);
-    expect(parseSmokeOutput(r.stdout)).toMatchObject({ passed: true, kiloVersion: "7.7.7" });
-    const cwd = readFileSync(join(r.home, "kilo-cwd"), "utf8").trim();
-    expect(cwd.startsWith(r.tmp)).toBe(true);
-    const args = readFileSync(join(r.home, "kilo-args"), "utf8").split("\n").slice(0, -1);
+    const result = parseResult(r.stdout, "smoke");
+    expect(result).toMatchObject({ step: "smoke", pass: true, level: "kilo-run", kiloVersion: "7.7.7" });
+    expect(result?.poolModels).toEqual(["gpt-5.5", "gpt-5.4-mini", HOSTILE_MODEL]);
+    // The seed's gpt-5.5 says limit.context 272000; this pool reports 258400: a warning, on stderr and in the result.
+    expect(result?.warnings).toEqual([
+      "model gpt-5.5: limit.context 272000 exceeds the pool's context_length 258400 — set kilo-fleet:models.gpt-5.5.limit.context to at most 258400",
+    ]);
+    expect(r.stderr).toBe(`kilo-fleet: warning: ${result?.warnings?.[0]}\n`);
+    const cwd = readFileSync(join(r.rec, "kilo-cwd"), "utf8").trim();
+    expect(cwd).toMatch(new RegExp(`^${r.home}/\\.cache/kilo-fleet/smoke-[^/]+/work$`));
+    const args = readFileSync(join(r.rec, "kilo-args"), "utf8").split("\n").slice(0, -1);
     expect(args).toEqual([
       "run",
       "--model",
@@ -146,21 +176,61 @@ describe.concurrent("smoke script (stand-in kilo)", () => {
       "--format",
       "json",
       "--dir",
-      expect.stringMatching(/kilo-fleet\.[^/]+\/work$/),
+      cwd,
       SMOKE_PROMPT,
     ]);
-    const env = readFileSync(join(r.home, "kilo-env"), "utf8").split("\n");
-    for (const v of ["KILO_DISABLE_MODELS_FETCH=1", "KILO_TELEMETRY_LEVEL=off", "KILO_SESSION_RETRY_LIMIT=1"]) {
-      expect(env).toContain(v);
+    const env = new Map(
+      readFileSync(join(r.rec, "kilo-env"), "utf8")
+        .split("\n")
+        .filter((l) => l.includes("="))
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    );
+    const scratch = cwd.slice(0, -"/work".length);
+    expect(Object.fromEntries(env)).toMatchObject({
+      CODEX_POOLER_API_KEY: KEY,
+      KILO_DISABLE_AUTOUPDATE: "1",
+      KILO_DISABLE_PROJECT_CONFIG: "1",
+      KILO_DISABLE_CLAUDE_CODE: "1",
+      KILO_DISABLE_MODELS_FETCH: "1",
+      KILO_TELEMETRY_LEVEL: "off",
+      KILO_SESSION_RETRY_LIMIT: "1",
+      KILO_PERMISSION: JSON.stringify(SMOKE_PERMISSION),
+      HOME: `${scratch}/home`,
+      XDG_CONFIG_HOME: `${scratch}/config`,
+      XDG_CACHE_HOME: `${scratch}/cache`,
+      XDG_DATA_HOME: `${scratch}/data`,
+      XDG_STATE_HOME: `${scratch}/state`,
+      TMPDIR: `${scratch}/tmp`,
+      LC_ALL: "C.UTF-8",
+      PATH: process.env.PATH,
+    });
+    // Nothing else of the deploy's environment: only the allowlist and the check's own.
+    const allowed =
+      /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|TZ|LC_\w+|(HTTPS?|NO|ALL)_PROXY|(https?|no|all)_proxy|NODE_EXTRA_CA_CERTS|SSL_CERT_(FILE|DIR)|XDG_(CONFIG|CACHE|DATA|STATE)_HOME|TMPDIR|KILO_[A-Z_]+|CODEX_POOLER_API_KEY|PWD|SHLVL|_|OLDPWD)$/;
+    expect([...env.keys()].filter((k) => !allowed.test(k))).toEqual([]);
+    for (const k of ["PULUMI_ACCESS_TOKEN", "AWS_SECRET_ACCESS_KEY", "SSH_AUTH_SOCK", "KILO_CONFIG_CONTENT"]) {
+      expect(env.has(k)).toBe(false);
     }
-    expect(env).toContain(`CODEX_POOLER_API_KEY=${KEY}`);
-    expect(env).toContainEqual(expect.stringMatching(/^XDG_DATA_HOME=.*kilo-fleet\.[^/]+\/data$/));
-    expect(env).toContainEqual(expect.stringMatching(/^XDG_STATE_HOME=.*kilo-fleet\.[^/]+\/state$/));
-    expect(env).toContainEqual(expect.stringMatching(/^TMPDIR=.*kilo-fleet\.[^/]+\/tmp$/));
-    expect(env).toContainEqual(expect.stringMatching(/^XDG_CACHE_HOME=.*kilo-fleet\.[^/]+\/cache$/));
-    expect(env).toContainEqual(expect.stringMatching(/^XDG_CONFIG_HOME=.*kilo-fleet\.[^/]+\/config$/));
-    expect(readFileSync(join(r.home, "kilo-config-seen"), "utf8")).toBe(USER_KILO_CONFIG);
-    expect(readdirSync(r.tmp)).toEqual([]);
+    // kilo reads the deployed config with the check's permission and no MCP servers.
+    const deployed = readFileSync(join(r.home, ".config", "kilo", "kilo.jsonc"), "utf8");
+    const seen = JSON.parse(readFileSync(join(r.rec, "kilo-config-seen"), "utf8"));
+    expect(readFileSync(join(r.rec, "kilo-config-seen"), "utf8")).toBe(smokeConfigCopy(deployed));
+    expect(seen.permission).toEqual(SMOKE_PERMISSION);
+    expect(seen.provider["codex-pooler"].options.baseURL).toBe(pooler.url);
+    expect(seen.model).toBe("codex-pooler/gpt-5.5");
+    expectNoScratch(r);
+  });
+
+  it("the config copy: permission replaced by the check's, mcp dropped, the rest kept", () => {
+    const copy = JSON.parse(
+      smokeConfigCopy(`// mine
+{ "permission": { "*": "allow", "bash": "allow" }, "mcp": { "x": { "type": "local", "command": ["x"] } }, "share": "disabled", }
+`),
+    );
+    expect(copy).toEqual({ share: "disabled", permission: SMOKE_PERMISSION });
+    // Everything is denied but the file-writing tools, and kilo's "*" comes first so the named rules win.
+    expect(Object.keys(SMOKE_PERMISSION)[0]).toBe("*");
+    expect(Object.entries(SMOKE_PERMISSION).filter(([, v]) => v !== "deny")).toEqual([["edit", "allow"]]);
   });
 
   it("kilo reads a copy of the deployed config: its first-run rewrite never reaches the user's kilo.jsonc", async () => {
@@ -170,50 +240,89 @@ touch "$XDG_CONFIG_HOME/kilo/.bash-permission-migrated"
 ${GOOD}`,
     });
     expect(r.code).toBe(0);
-    expect(readFileSync(join(r.home, ".config", "kilo", "kilo.jsonc"), "utf8")).toBe(USER_KILO_CONFIG);
-    expect(readdirSync(join(r.home, ".config", "kilo")).sort()).toEqual(["codex-pooler.env", "kilo.jsonc"]);
+    const dir = join(r.home, ".config", "kilo");
+    expect(readFileSync(join(dir, "kilo.jsonc"), "utf8")).not.toContain('"bash"');
+    expect(readdirSync(dir).sort()).toEqual(["codex-pooler.env", "kilo.jsonc"]);
   });
 
   it("a missing kilo.jsonc: names the config step", async () => {
-    const r = await runSmoke({ kiloConfig: null });
+    const r = await runSmoke({ noConfig: true });
     expect(failureLine(r)).toMatch(/kilo\.jsonc is missing \(the config step writes it\)$/);
   });
 
   it("accepts one trailing newline in kilo-ok.txt and surrounding whitespace in the reply", async () => {
     const r = await runSmoke({ scenario: `printf 'kilo ok\\n' > kilo-ok.txt\n${writeTool()}${text("\nkilo ok\n")}` });
     expect(r.code).toBe(0);
-    expect(parseSmokeOutput(r.stdout)?.kiloVersion).toBe("7.7.7");
+    expect(parseResult(r.stdout, "smoke")?.kiloVersion).toBe("7.7.7");
   });
 
-  it("401: names the cause and never prints the key the server echoed", async () => {
-    const echoed = `Incorrect API key provided: ${KEY}.`;
-    const r = await runSmoke({
-      scenario: `${apiError({ message: echoed, statusCode: 401, responseBody: echoed })}echo "Error: ${echoed}" >&2\nexit 1\n`,
-    });
-    expect(failureLine(r)).toBe("the pooler refused the API key (HTTP 401) — rotate codexPoolerApiKey");
-    expect(readdirSync(r.tmp)).toEqual([]);
-  });
-
-  it("500 and other HTTP errors: the status and the server's message, redacted", async () => {
-    const r = await runSmoke({
-      scenario: `${apiError({ message: `boom for ${KEY}`, statusCode: 500 })}exit 1\n`,
-    });
-    expect(failureLine(r)).toBe('the pooler answered HTTP 500: "boom for [redacted]"');
-  });
-
-  it("kilo cannot connect: the pooler is unreachable, with the base URL", async () => {
-    const msg = "Cannot connect to API: Unable to connect. Is the computer able to access the url?";
-    const r = await runSmoke({ scenario: `${apiError({ message: msg, isRetryable: true })}exit 1\n` });
-    expect(failureLine(r)).toBe(
-      `the pooler at ${pooler.url} is unreachable or dropped the connection (kilo: "${msg}")`,
+  it("errors kilo reports map by the pool's code, never by its scrubbed message", async () => {
+    const scrubbed = (status: number, code: string) =>
+      apiError({
+        message: "upstream request failed",
+        statusCode: status,
+        responseBody: JSON.stringify({ error: { message: "upstream request failed", type: "server_error", code } }),
+      });
+    const [quota, notAllowed, backend, limited, missing] = await Promise.all([
+      runSmoke({ scenario: `${scrubbed(503, "quota_exhausted")}exit 1\n` }),
+      runSmoke({ scenario: `${scrubbed(403, "model_not_allowed")}exit 1\n` }),
+      runSmoke({ scenario: `${scrubbed(503, "no_eligible_backend")}exit 1\n` }),
+      runSmoke({ scenario: `${scrubbed(429, "upstream_rate_limited")}exit 1\n` }),
+      runSmoke({
+        scenario: `${apiError({
+          message: "api key is required",
+          statusCode: 401,
+          responseBody: JSON.stringify({ error: { message: "api key is required", code: "api_key_missing" } }),
+        })}exit 1\n`,
+      }),
+    ]);
+    expect(failureLine(quota)).toBe(
+      "kilo's request failed: the pool's upstream quota is exhausted until its reset time (quota_exhausted) — retry after the reset, or add upstream capacity to the pool",
+    );
+    expect(failureLine(notAllowed)).toMatch(
+      /^kilo's request failed: this API key may not use the requested model \(model_not_allowed\)/,
+    );
+    expect(failureLine(backend)).toMatch(
+      /^kilo's request failed: the pool has no healthy upstream account .*\(no_eligible_backend\)/,
+    );
+    expect(failureLine(limited)).toMatch(
+      /^kilo's request failed: the pool is rate limiting requests \(upstream_rate_limited\)/,
+    );
+    expect(failureLine(missing)).toBe(
+      `kilo's request failed: the pool does not know this API key (api_key_missing) — set ${KEY_SETTING} to a valid Pool API key`,
     );
   });
 
-  it("a stream the pooler dropped (kilo: 'Connection reset by server')", async () => {
-    const r = await runSmoke({
-      scenario: `${apiError({ message: "Connection reset by server", isRetryable: true })}exit 1\n`,
-    });
-    expect(failureLine(r)).toBe(
+  it("server text is sanitized: the key in every encoding, escapes and control characters gone, one short line", async () => {
+    const b64 = Buffer.from(`user:${KEY}`).toString("base64");
+    const echoed = `boom ${KEY} ${encodeURIComponent(KEY)} ${b64} ${JSON.stringify(KEY).slice(1, 11)}\u001b[31m red\u0007 ${"x".repeat(2000)}`;
+    const [http500, stderrOnly, badFile] = await Promise.all([
+      runSmoke({ scenario: `${apiError({ message: echoed, statusCode: 500 })}exit 1\n` }),
+      runSmoke({
+        scenario: `echo "starting" >&2\nprintf '%s\\n' ${shQuote(`\u001b[91mError:\u001b[0m bad ${KEY}`)} >&2\nexit 3\n`,
+      }),
+      runSmoke({ scenario: `printf '%s' ${shQuote(`${KEY}!`)} > kilo-ok.txt\n${writeTool()}${text("kilo ok")}` }),
+    ]);
+    const line = failureLine(http500);
+    expect(line).toMatch(
+      /^kilo's request failed: the pool answered HTTP 500: "boom \[REDACTED\] \[REDACTED\] \[REDACTED\] \[REDACTED\] red x+…"$/,
+    );
+    expect(line.length).toBeLessThan(300);
+    expect(line).not.toContain(b64.slice(4, 16));
+    expect(failureLine(stderrOnly)).toBe('kilo exited with status 3: "Error: bad [REDACTED]"');
+    expect(failureLine(badFile)).toBe('kilo-ok.txt holds "[REDACTED]!" instead of "kilo ok"');
+  });
+
+  it("kilo cannot connect, or the stream dropped: names the base URL", async () => {
+    const msg = "Cannot connect to API: Unable to connect. Is the computer able to access the url?";
+    const [connect, reset] = await Promise.all([
+      runSmoke({ scenario: `${apiError({ message: msg, isRetryable: true })}exit 1\n` }),
+      runSmoke({ scenario: `${apiError({ message: "Connection reset by server", isRetryable: true })}exit 1\n` }),
+    ]);
+    expect(failureLine(connect)).toBe(
+      `the pooler at ${pooler.url} is unreachable or dropped the connection (kilo: "${msg}")`,
+    );
+    expect(failureLine(reset)).toBe(
       `the pooler at ${pooler.url} is unreachable or dropped the connection (kilo: "Connection reset by server")`,
     );
   });
@@ -233,19 +342,31 @@ ${GOOD}`,
     );
   });
 
-  it("exit 0 proves nothing: no tool call is a failure", async () => {
-    const r = await runSmoke({ scenario: `${text("kilo ok")}exit 0\n` });
-    expect(failureLine(r)).toBe("kilo never called its write tool, so kilo-ok.txt was not created");
+  it("a tool other than write: refused and named, and a bash that ran anyway is called out", async () => {
+    const [refused, ranAnyway] = await Promise.all([
+      runSmoke({
+        scenario: `${toolUse("bash", "error", "The user has specified a rule which prevents you from using this specific tool call.")}${GOOD}`,
+      }),
+      runSmoke({ scenario: `${toolUse("bash")}${GOOD}` }),
+    ]);
+    expect(failureLine(refused)).toBe(
+      `the model called "bash", which the smoke check refuses (it allows only the write tool, in its scratch directory) — is the pooler at ${pooler.url} the one you deployed?`,
+    );
+    expect(failureLine(ranAnyway)).toBe(
+      'the model called "bash" and kilo ran it although the smoke check allows only the write tool — check kilo\'s permission handling and the pooler',
+    );
   });
 
-  it("a failed write tool, a missing file, a wrong file, a wrong or missing reply", async () => {
-    const [failed, missing, wrong, reply, noReply] = await Promise.all([
+  it("exit 0 proves nothing: no tool call, a failed write, a missing or wrong file, a wrong or missing reply", async () => {
+    const [noTool, failed, missing, wrong, reply, noReply] = await Promise.all([
+      runSmoke({ scenario: `${text("kilo ok")}exit 0\n` }),
       runSmoke({ scenario: `${writeTool("error", "permission denied")}${text("kilo ok")}` }),
       runSmoke({ scenario: `${writeTool()}${text("kilo ok")}` }),
       runSmoke({ scenario: `printf 'kilo ok!\\n\\n' > kilo-ok.txt\n${writeTool()}${text("kilo ok")}` }),
       runSmoke({ scenario: `printf 'kilo ok' > kilo-ok.txt\n${writeTool()}${text("Done! kilo ok")}` }),
       runSmoke({ scenario: `printf 'kilo ok' > kilo-ok.txt\n${writeTool()}` }),
     ]);
+    expect(failureLine(noTool)).toBe("kilo never called its write tool, so kilo-ok.txt was not created");
     expect(failureLine(failed)).toBe('kilo\'s write tool failed: "permission denied"');
     expect(failureLine(missing)).toBe("kilo-ok.txt is missing after kilo's write tool ran");
     expect(failureLine(wrong)).toBe('kilo-ok.txt holds "kilo ok!\\n\\n" instead of "kilo ok"');
@@ -253,14 +374,8 @@ ${GOOD}`,
     expect(failureLine(noReply)).toBe('kilo gave no final reply (expected "kilo ok")');
   });
 
-  it("a non-zero exit without events: the status and kilo's last stderr line, redacted", async () => {
-    const r = await runSmoke({
-      scenario: `echo "starting" >&2\necho "\\033[91mError:\\033[0m bad thing ${KEY}" >&2\nexit 3\n`,
-    });
-    expect(failureLine(r)).toBe('kilo exited with status 3: "Error: bad thing [redacted]"');
-  });
-
-  it("an empty, unset or unexported key is refused before kilo runs (kilo would send no Authorization)", async () => {
+  it("an empty, unset or unexported key is refused before anything reaches the pool or kilo runs", async () => {
+    const before = pooler.requests.length;
     const [empty, unset, unexported] = await Promise.all([
       runSmoke({ envFile: "export CODEX_POOLER_API_KEY=''\nexport KILO_DISABLE_AUTOUPDATE=1\n" }),
       runSmoke({ envFile: "export KILO_DISABLE_AUTOUPDATE=1\n" }),
@@ -268,18 +383,20 @@ ${GOOD}`,
     ]);
     for (const r of [empty, unset, unexported]) {
       expect(failureLine(r)).toMatch(
-        /^CODEX_POOLER_API_KEY is empty or not exported after sourcing .*\/\.config\/kilo\/codex-pooler\.env: kilo would send no API key — set kilo-fleet:codexPoolerApiKey and deploy again$/,
+        /^CODEX_POOLER_API_KEY is empty or not exported after sourcing .*\/\.config\/kilo\/codex-pooler\.env: kilo would send no API key — set kilo-fleet:codexPoolerApiKey \(or kilo-fleet:apiKeys\.test-host\) and deploy again$/,
       );
-      expect(existsSync(join(r.home, "kilo-args"))).toBe(false);
-      expect(readdirSync(r.tmp)).toEqual([]);
+      expect(ran(r)).toBe(false);
     }
+    expect(pooler.requests.slice(before).filter((q) => q.key === undefined && q.path === "/v1/models")).toEqual([]);
   });
 
   it("uses the configured key variable", async () => {
-    const settings = settingsFor({ apiKeyEnvVar: "MY_POOL_KEY" });
-    const ok = await runSmoke({ settings, envFile: `export MY_POOL_KEY=${shQuote(KEY)}\n` });
-    expect(ok.code).toBe(0);
-    const missing = await runSmoke({ settings });
+    const good = await runSmoke({ extra: { apiKeyEnvVar: "MY_POOL_KEY" } });
+    expect(good.code).toBe(0);
+    const missing = await runSmoke({
+      extra: { apiKeyEnvVar: "MY_POOL_KEY" },
+      envFile: `export CODEX_POOLER_API_KEY=${shQuote(KEY)}\n`,
+    });
     expect(failureLine(missing)).toMatch(/^MY_POOL_KEY is empty or not exported/);
   });
 
@@ -291,40 +408,94 @@ ${GOOD}`,
     expect(failureLine(noKilo)).toMatch(/^kilo is not installed at .*\/\.local\/bin\/kilo$/);
   });
 
-  it("an unreachable pooler is reported before kilo runs, with the base URL", async () => {
+  it("the pool checks fail fast with the pool's reason, before kilo runs", async () => {
     const port = await freePort();
-    const settings = settingsFor({ poolerBaseUrl: `http://127.0.0.1:${port}/v1` });
-    const r = await runSmoke({ settings });
-    expect(failureLine(r)).toBe(`the pooler is unreachable at http://127.0.0.1:${port}/v1 (ECONNREFUSED)`);
-    expect(existsSync(join(r.home, "kilo-args"))).toBe(false);
+    const [down, unknown, disabled, expired, narrow] = await Promise.all([
+      runSmoke({ extra: { poolerBaseUrl: `http://127.0.0.1:${port}/v1` } }),
+      runSmoke({ key: "test-key-smoke-script-unknown-4e" }),
+      runSmoke({ key: DISABLED_KEY }),
+      runSmoke({ key: EXPIRED_KEY }),
+      runSmoke({ key: NARROW_KEY }),
+    ]);
+    expect(failureLine(down)).toBe(`the pooler is unreachable at http://127.0.0.1:${port}/v1 (ECONNREFUSED)`);
+    expect(failureLine(unknown, "test-key-smoke-script-unknown-4e")).toBe(
+      `the pool does not know this API key (api_key_missing) — set ${KEY_SETTING} to a valid Pool API key`,
+    );
+    expect(failureLine(disabled, DISABLED_KEY)).toMatch(
+      /^the pool has disabled this API key \(api_key_disabled: paused or revoked\)/,
+    );
+    expect(failureLine(expired, EXPIRED_KEY)).toMatch(
+      /^this API key has expired \(api_key_expired\) — issue a new Pool API key and set kilo-fleet:codexPoolerApiKey \(or kilo-fleet:apiKeys\.test-host\)/,
+    );
+    expect(failureLine(narrow, NARROW_KEY)).toBe(
+      "this API key may not use gpt-5.5 (model_not_allowed: the pool lacks it or the key's policy excludes it) — it may use: gpt-5.4-mini; fix kilo-fleet:models, or the key's models in the pool",
+    );
+    for (const r of [down, unknown, disabled, expired, narrow]) expect(ran(r)).toBe(false);
   });
 
   it("hostile model ids reach kilo as the same bytes", async () => {
-    const model = `it's $(touch pwned) "q" \`x\` \\ ;|&`;
-    const settings = settingsFor({
-      model,
-      models: JSON.stringify({ [model]: { limit: { context: 1000, output: 100 } } }),
+    const r = await runSmoke({
+      extra: { model: HOSTILE_MODEL, models: { [HOSTILE_MODEL]: { limit: { context: 1000, output: 100 } } } },
     });
-    const r = await runSmoke({ settings });
+    expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    const args = readFileSync(join(r.home, "kilo-args"), "utf8").split("\n");
-    expect(args[2]).toBe(`codex-pooler/${model}`);
+    const args = readFileSync(join(r.rec, "kilo-args"), "utf8").split("\n");
+    expect(args[2]).toBe(`codex-pooler/${HOSTILE_MODEL}`);
     expect(existsSync(join(r.home, "pwned"))).toBe(false);
-    expect(readdirSync(r.home)).not.toContain("pwned");
+    expect(existsSync(join(r.rec, "..", "pwned"))).toBe(false);
+  });
+
+  it('smokeCheck.level "pool": the pool checks only, kilo never runs; fleet-wide or per host', async () => {
+    const [fleet, perHost, canary] = await Promise.all([
+      runSmoke({ extra: { smokeCheck: { level: "pool" } } }),
+      runSmoke({ hostExtra: { smokeCheck: { level: "pool" } } }),
+      runSmoke({ extra: { smokeCheck: { level: "pool" } }, hostExtra: { smokeCheck: { level: "kilo-run" } } }),
+    ]);
+    for (const r of [fleet, perHost]) {
+      expect(r.code).toBe(0);
+      expect(parseResult(r.stdout, "smoke")).toMatchObject({
+        level: "pool",
+        kiloVersion: "7.7.7",
+        poolModels: ["gpt-5.5", "gpt-5.4-mini", HOSTILE_MODEL],
+      });
+      expect(r.stdout).toMatch(/^kilo-fleet: the pool checks passed on test-host: kilo 7\.7\.7, \d+(\.\d)? s$/m);
+      expect(ran(r)).toBe(false);
+      expectNoScratch(r);
+    }
+    expect(canary.code).toBe(0);
+    expect(parseResult(canary.stdout, "smoke")?.level).toBe("kilo-run");
+    expect(ran(canary)).toBe(true);
+    // The step's argument carries the level and the models' limits, compactly.
+    const smoke = deployScripts(buildSettings({ smokeCheck: { level: "pool" } })).smoke?.create ?? "";
+    expect(smoke).toContain('"level":"pool"');
+    expect(smoke).toContain('"models":{"gpt-5.5":{"context":272000,"input":');
+  });
+
+  it('behind a proxy: level "kilo-run" leaves the pool checks to kilo with a warning; "pool" fails saying why', async () => {
+    const proxy = { HTTPS_PROXY: "http://127.0.0.1:9/" };
+    const [run, pool] = await Promise.all([
+      runSmoke({ env: proxy }),
+      runSmoke({ env: proxy, extra: { smokeCheck: { level: "pool" } } }),
+    ]);
+    expect(run.code).toBe(0);
+    expect(parseResult(run.stdout, "smoke")?.warnings).toEqual([
+      "the pool checks were skipped: HTTPS_PROXY is set and they do not go through proxies (kilo does)",
+    ]);
+    expect(failureLine(pool)).toBe(
+      'HTTPS_PROXY is set and the pool checks do not go through proxies, so kilo-fleet:smokeCheck.level "pool" cannot check anything here — use "kilo-run" for this host',
+    );
   });
 
   it("stops kilo and everything it started at the deadline, within timeout + 5 s", async ({ expect }) => {
-    const settings = settingsFor({ smokeCheck: JSON.stringify({ timeoutSeconds: 10 }) });
     const r = await runSmoke({
-      settings,
-      scenario: `sleep 300 &\necho $! > "$HOME/bg-pid"\n${writeTool()}sleep 300\n`,
+      extra: { smokeCheck: { timeoutSeconds: 10 } },
+      scenario: `sleep 300 &\necho $! > "$REC/bg-pid"\n${writeTool()}sleep 300\n`,
     });
     expect(failureLine(r)).toBe("timed out after 10 s (kilo-fleet:smokeCheck.timeoutSeconds)");
     expect(r.ms).toBeGreaterThanOrEqual(10_000);
     expect(r.ms).toBeLessThan(15_000);
-    const bg = Number(readFileSync(join(r.home, "bg-pid"), "utf8"));
+    const bg = Number(readFileSync(join(r.rec, "bg-pid"), "utf8"));
     await expect.poll(() => alive(bg), { timeout: 3000 }).toBe(false);
-    expect(readdirSync(r.tmp)).toEqual([]);
   });
 });
 

@@ -12,7 +12,7 @@
  *
  * It logs one line per request and never prints a key.
  */
-import { FAKE_POOLER_MODES, type FakePoolerMode, startFakePooler } from "../test/support/fakePooler";
+import { FAKE_POOLER_MODES, type FakePoolerMode, startFakePooler } from "../harness/fakePooler";
 
 function fail(message: string): never {
   process.stderr.write(`pooler:dev: ${message}\n`);

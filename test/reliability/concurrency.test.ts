@@ -12,11 +12,11 @@ import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { parse as parseJsonc } from "jsonc-parser";
 import { afterAll, describe, expect, it } from "vitest";
-import { envVars, renderFishEnvFile, renderShEnvFile } from "../../components/host/envFile";
-import { BLOCK_END, BLOCK_START, removeRcBlock } from "../../components/host/rcBlock";
-import { configScript, envScript } from "../../components/hostScripts";
-import { managedKeyPaths, renderKiloConfig } from "../../components/kiloConfig";
-import { valueAt } from "../../components/kiloConfigMerge";
+import { envVars, renderFishEnvFile, renderShEnvFile } from "../../host/envFile";
+import { BLOCK_END, BLOCK_START, removeRcBlock } from "../../host/rcBlock";
+import { configScript, envScript } from "../../deployer/hostScripts";
+import { managedKeyPaths, renderKiloConfig } from "../../deployer/kiloConfig";
+import { valueAt } from "../../common/kiloConfigMerge";
 import {
   buildSettings,
   makeHome,
@@ -26,7 +26,7 @@ import {
   USER_KILO_JSONC,
   USER_PROFILE,
   USER_ZSHRC,
-} from "../support/hostHome";
+} from "../../harness/hostHome";
 import { isLitter, prng, runScript, snapshotDiff, suiteSeed } from "./support";
 
 const ROUNDS = 16;

@@ -1,13 +1,13 @@
 /**
  * Crash injection, deterministic (issue 6): the host tool SIGKILLs itself after its Nth filesystem step
- * (`KILO_FLEET_TEST_CRASH_AT`, see components/host/fsUtil.ts `crashPoint`), for every N of every scenario
+ * (`KILO_FLEET_TEST_CRASH_AT`, see host/fsUtil.ts `crashPoint`), for every N of every scenario
  * (config and env writes, first deploy, redeploy with rotation, destroy), so every mkdir/open/write/
  * rename/unlink/chmod boundary is hit. After each crash every file is the old or the new one (never
  * partial, never missing if it existed); the key is only in the env files; a re-run converges to exactly
  * what an uninterrupted run leaves, with no temp file or lock left behind.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { filesContaining, snapshot } from "../support/hostHome";
+import { filesContaining, snapshot } from "../../harness/hostHome";
 import { buildLab, KEY_A, KEY_B, type Lab } from "./crashScenarios";
 import { crashProblems, runScript, snapshotDiff } from "./support";
 

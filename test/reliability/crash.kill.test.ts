@@ -6,7 +6,7 @@
  * in TMPDIR; a re-run converges to exactly what an uninterrupted run leaves.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { filesContaining, snapshot } from "../support/hostHome";
+import { filesContaining, snapshot } from "../../harness/hostHome";
 import { buildLab, KEY_A, KEY_B, type Lab } from "./crashScenarios";
 import { crashProblems, median, prng, runScript, snapshotDiff, suiteSeed } from "./support";
 

@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { configScript, envScript } from "../../components/hostScripts";
+import { configScript, envScript } from "../../deployer/hostScripts";
 import {
   buildSettings,
   type Entry,
@@ -21,7 +21,7 @@ import {
   USER_KILO_JSONC,
   USER_PROFILE,
   USER_ZSHRC,
-} from "../support/hostHome";
+} from "../../harness/hostHome";
 
 export const KEY_A = "test-key-crash-old-4d1c9e";
 export const KEY_B = "test-key-crash-new-b7a203";

@@ -15,12 +15,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { HOST_STEPS } from "../../components/kiloHost";
-import { type Deployed, deployingMock, LocalCommandRunner } from "../support/deployingMock";
-import { type FakePooler, startFakePooler } from "../support/fakePooler";
-import { linkCachedKilo, USER_BASHRC, USER_KILO_JSONC, USER_PROFILE } from "../support/hostHome";
-import { ensureKilo, TEST_KILO_VERSION } from "../support/kilo";
-import { type Evaluation, evaluateIndex, findString, stackConfig } from "../support/pulumiMocks";
+import { HOST_STEPS } from "../../deployer/kiloHost";
+import { type Deployed, deployingMock, LocalCommandRunner } from "../../harness/deployingMock";
+import { type FakePooler, startFakePooler } from "../../harness/fakePooler";
+import { linkCachedKilo, USER_BASHRC, USER_KILO_JSONC, USER_PROFILE } from "../../harness/hostHome";
+import { ensureKilo, TEST_KILO_VERSION } from "../../harness/kilo";
+import { type Evaluation, evaluateIndex, findString, stackConfig } from "../../harness/pulumiMocks";
 
 const OLD_KEY = "test-key-sweep-old-2f8e61c4";
 const NEW_KEY = "test-key-sweep-new-9a0d37b5";

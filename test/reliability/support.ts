@@ -4,7 +4,7 @@
  * process group after a delay), and file-state comparisons.
  */
 import { isDeepStrictEqual } from "node:util";
-import type { Entry } from "../support/hostHome";
+import type { Entry } from "../../harness/hostHome";
 
 /** mulberry32: small, fast, good enough to pick crash points and delays reproducibly. */
 export function prng(seed: number): () => number {

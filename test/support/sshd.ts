@@ -62,6 +62,8 @@ export interface SshServer {
   run(commandLine: string, stdin?: string | Buffer, opts?: { timeoutMs?: number }): Promise<RunResult>;
   spawn(commandLine: string): ChildProcess;
   setShell(shell: string): void;
+  /** Writes a local file to the user's HOME over SFTP, as remote.CopyToRemote does. */
+  copyToRemote(localFile: string, remotePath: string): void;
   asUser(argv: string[], opts?: { input?: string }): RunResult;
   stop(): Promise<void>;
 }
@@ -198,6 +200,8 @@ export async function startSshd(options: { shell?: string; npmrc?: string } = {}
         "PrintLastLog no",
         "X11Forwarding no",
         "LogLevel ERROR",
+        // remote.CopyToRemote writes files over SFTP.
+        "Subsystem sftp internal-sftp",
         "",
       ].join("\n"),
     );
@@ -256,6 +260,12 @@ export async function startSshd(options: { shell?: string; npmrc?: string } = {}
       commandLine,
     ];
     const spawnSsh = (commandLine: string) => spawn("ssh", sshArgs(commandLine), { stdio: ["pipe", "pipe", "pipe"] });
+    // The same options for sftp (its port flag is -P); the last two ssh arguments become the destination.
+    const sftpArgs = () => {
+      const a = sshArgs("").slice(0, -2);
+      a.splice(a.indexOf("-p"), 2, "-P", String(port));
+      return [...a.filter((x) => x !== "-T"), "-b", "-", `${user}@127.0.0.1`];
+    };
     return {
       port,
       user,
@@ -285,6 +295,12 @@ export async function startSshd(options: { shell?: string; npmrc?: string } = {}
           child.stdin?.on("error", () => {});
           child.stdin?.end(stdin ?? "");
         });
+      },
+      copyToRemote(localFile: string, remotePath: string) {
+        // As remote.CopyToRemote does: one SFTP put; a relative path is relative to the login directory,
+        // and the parent directory must exist.
+        const r = spawnSync("sftp", sftpArgs(), { input: `put ${localFile} ${remotePath}\n`, encoding: "utf8" });
+        if (r.status !== 0) throw new Error(`sftp put ${remotePath} failed: ${r.stderr || r.stdout}`);
       },
       setShell(newShell: string) {
         sh("usermod", ["-s", newShell, user], "usermod -s");

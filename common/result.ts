@@ -1,0 +1,102 @@
+/**
+ * The one result protocol between the host tool and the deployer: every step's last stdout line is
+ *
+ *   kilo-fleet-result {"step":"config",...}
+ *
+ * written by `formatResult` on the host and read by `parseResult` on the deployer (the component's outputs
+ * come from it). Lines before it are for people (Pulumi's log); nothing parses them. A result never holds
+ * a secret: the env step's stdout stays secret anyway, and only the fields below leave it.
+ */
+
+export const RESULT_PREFIX = "kilo-fleet-result ";
+
+/** The tool step (shipping the host tool itself). */
+export interface ToolResult {
+  step: "tool";
+  /** Where the tool is on the host. */
+  path: string;
+}
+
+export interface InstallResult {
+  step: "install";
+  /** The kilo version now installed. */
+  kiloVersion: string;
+  /** The kilo executable. */
+  bin: string;
+  /** How kilo got there: `npm`, `package`, or `preexisting` (a kilo at the pin that kilo-fleet found). */
+  method: "npm" | "package" | "preexisting";
+  /** Whether this run changed anything. */
+  changed: boolean;
+}
+
+export interface ConfigResult {
+  step: "config";
+  /** kilo.jsonc on the host. */
+  configPath: string;
+  status: "created" | "updated" | "unchanged";
+  /** Files kilo applies over kilo.jsonc that set a managed key (also printed as warnings). */
+  overriddenBy: string[];
+}
+
+export interface EnvResult {
+  step: "env";
+  /** The 0600 env file holding the key (the path, never the key). */
+  envFilePath: string;
+  /** The startup files that have the managed block. */
+  rcFiles: string[];
+  /** Whether the env file changed (a rotation changes it). */
+  changed: boolean;
+}
+
+export interface SmokeResult {
+  step: "smoke";
+  /** Always true: a failing smoke check fails the step instead. */
+  pass: true;
+  /** `kilo-run` (the seed's tool-using `kilo run`) or `pool` (the pool checks only). */
+  level: "kilo-run" | "pool";
+  /** The kilo version the check ran (`kilo-run`), or the installed one. */
+  kiloVersion: string;
+  /** How long the check took. */
+  seconds: number;
+  /** Models the pool lets this key use. */
+  poolModels?: string[];
+  /** Settings the pool says are too large (e.g. a `limit.context` over the pool's `context_length`). */
+  warnings?: string[];
+}
+
+/** What a delete did, for the log (deletes have no outputs). */
+export interface DeleteResult {
+  step: "install-delete" | "config-delete" | "env-delete";
+  /** One short phrase, e.g. "restored from backup". */
+  outcome: string;
+}
+
+export type StepResult = ToolResult | InstallResult | ConfigResult | EnvResult | SmokeResult | DeleteResult;
+export type StepName = StepResult["step"];
+
+/** The result line (no newline). JSON keeps it one line: JSON.stringify escapes every control character. */
+export function formatResult(result: StepResult): string {
+  return RESULT_PREFIX + JSON.stringify(result);
+}
+
+/**
+ * The result of `step` from a step's stdout: its last line that starts with the prefix. Undefined when
+ * there is none, it is not JSON, or it is another step's.
+ */
+export function parseResult<S extends StepName>(stdout: string, step: S): Extract<StepResult, { step: S }> | undefined {
+  const lines = stdout.split("\n");
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i].replace(/\r$/, "");
+    if (!line.startsWith(RESULT_PREFIX)) continue;
+    try {
+      const value = JSON.parse(line.slice(RESULT_PREFIX.length)) as { step?: unknown };
+      if (value !== null && typeof value === "object" && value.step === step) {
+        return value as Extract<StepResult, { step: S }>;
+      }
+    } catch {
+      // Not a result line after all.
+    }
+    return undefined;
+  }
+  return undefined;
+}

@@ -1,0 +1,180 @@
+/**
+ * The commands of a host's steps: pure functions, a step's own settings in, short command text out.
+ *
+ * Every step but the first is one line naming the shipped tool, a subcommand and one JSON argument:
+ *
+ *   /bin/sh "$HOME/.local/share/kilo-fleet/tool-<id>.cjs" config-apply '{"host":"alice-laptop","managed":{…}}'
+ *
+ * The same line works as a local.Command script (`/bin/sh -c`) and as a remote.Command command, which the
+ * user's login shell parses: sh, bash, dash, zsh and fish all read a double-quoted `$HOME/…` and a
+ * single-quoted word without `'` or `\` alike, and `encodeStepArg` guarantees the JSON word has neither.
+ *
+ * The first step, `tool`, puts the tool in place: locally it copies the build's file (temp + rename); on an
+ * SSH host it makes the directory, and a `CopyToRemote` of the file follows it. Its delete removes its own
+ * file only, and the directories it made once no other tool version is left in them.
+ */
+import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
+import { RESULT_PREFIX } from "../common/result";
+import { shQuote } from "../common/shellQuote";
+import { encodeStepArg, type StepArgs, type Subcommand } from "../common/stepArgs";
+import type { HostSpec } from "./hostSpec";
+import type { HostToolArtifact } from "./hostTool";
+import { type KiloConfig, renderKiloConfig } from "./kiloConfig";
+import { remoteCommandLine } from "./remoteCommandLine";
+
+/** One step's commands. `update` is always `create` (every command is idempotent). */
+export interface StepCommands {
+  create: string;
+  delete?: string;
+}
+
+/** The tool's path on the host as one shell word (double quotes: every login shell expands $HOME in them). */
+export function toolWord(id: string): string {
+  return `"$HOME/${TOOL_DIR_IN_HOME}/${toolFileName(id)}"`;
+}
+
+/** `/bin/sh <tool> <sub> '<json>'`. */
+export function toolCommand<S extends Subcommand>(id: string, sub: S, args: StepArgs[S]): string {
+  const word = encodeStepArg(args);
+  if (/['\\]/.test(word)) throw new Error("kilo-fleet: an encoded step argument holds a quote or backslash");
+  return `/bin/sh ${toolWord(id)} ${sub} '${word}'`;
+}
+
+/**
+ * The tool step. `source`: the build's file on this machine, for a local host (an SSH host gets the file
+ * by CopyToRemote after this step's create). The directories it makes are listed in `created-dirs` beside
+ * the tool, deepest first, so the last delete removes exactly those (when empty).
+ */
+export function toolStepCommands(
+  id: string,
+  target: { kind: "local"; source: string } | { kind: "ssh" },
+  reconcile?: string,
+): StepCommands {
+  const dir = `"$HOME/${TOOL_DIR_IN_HOME}"`;
+  const file = toolFileName(id);
+  const makeDirs = [
+    "set -eu",
+    `d=${dir}`,
+    'if [ ! -d "$d" ]; then',
+    "  kf_new=",
+    `  for kf_p in "$HOME/.local" "$HOME/.local/share" "$d"; do`,
+    '    if [ ! -d "$kf_p" ]; then mkdir "$kf_p"; kf_new="$kf_p',
+    '$kf_new"; fi',
+    "  done",
+    '  printf %s "$kf_new" >"$d/created-dirs"',
+    "fi",
+  ];
+  const copy =
+    target.kind === "local"
+      ? [
+          `kf_src=${shQuote(target.source)}`,
+          `kf_t="$d/${file}"`,
+          'if ! cmp -s "$kf_src" "$kf_t" 2>/dev/null; then',
+          '  cp "$kf_src" "$kf_t.tmp.$$" && mv -f "$kf_t.tmp.$$" "$kf_t"',
+          "fi",
+        ]
+      : [];
+  const create = [
+    // kilo-fleet:reconcile (JSON-quoted, one line, never run): a new value re-runs this step in place.
+    ...(reconcile !== undefined ? [`# reconcile ${JSON.stringify(reconcile)}`] : []),
+    ...makeDirs,
+    ...copy,
+    `printf '%s{"step":"tool","path":"~/${TOOL_DIR_IN_HOME}/${file}"}\\n' '${RESULT_PREFIX}'`,
+  ].join("\n");
+  const del = [
+    `d=${dir}`,
+    `rm -f "$d/${file}"`,
+    // Another version's tool still there (an upgrade in progress): it owns the directory now.
+    'for kf_f in "$d"/tool-*.cjs; do [ -e "$kf_f" ] && exit 0; done',
+    'if [ -f "$d/created-dirs" ]; then',
+    '  kf_new=$(cat "$d/created-dirs")',
+    '  rm -f "$d/created-dirs"',
+    '  printf \'%s\\n\' "$kf_new" | while IFS= read -r kf_p; do [ -z "$kf_p" ] || rmdir "$kf_p" 2>/dev/null || :; done',
+    "fi",
+    "exit 0",
+  ].join("\n");
+  const wrap = target.kind === "ssh" ? remoteCommandLine : (s: string) => s;
+  return { create: wrap(`${create}\n`), delete: wrap(`${del}\n`) };
+}
+
+/** A step that runs a tool subcommand on create and another on delete (deletes take only the host name). */
+export function toolStep<S extends Subcommand>(
+  id: string,
+  sub: S,
+  args: StepArgs[S],
+  deleteSub?: "install-delete" | "config-delete" | "env-delete",
+): StepCommands {
+  const create = toolCommand(id, sub, args);
+  return deleteSub ? { create, delete: toolCommand(id, deleteSub, { host: args.host }) } : { create };
+}
+
+/** Every step's commands for one host, and the kilo.jsonc keys its config step manages. */
+export function hostStepCommands(
+  name: string,
+  spec: HostSpec,
+  tool: Pick<HostToolArtifact, "id" | "file">,
+  kind: "local" | "ssh",
+  opts: { npmToken?: boolean } = {},
+): {
+  kiloConfig: KiloConfig;
+  tool: StepCommands;
+  install: StepCommands;
+  config: StepCommands;
+  env: StepCommands;
+  smoke?: StepCommands;
+} {
+  const kiloConfig = renderKiloConfig(spec, spec);
+  // kilo-fleet:reconcile: last in every step's argument (and a comment line of the tool step), so a new
+  // value changes every command and @pulumi/command re-runs each one in place.
+  const r = spec.reconcile !== undefined ? { reconcile: spec.reconcile } : {};
+  return {
+    kiloConfig,
+    tool: toolStepCommands(tool.id, kind === "ssh" ? { kind } : { kind, source: tool.file }, spec.reconcile),
+    install: toolStep(
+      tool.id,
+      "install",
+      {
+        host: name,
+        version: spec.kiloVersion,
+        ...(spec.npmRegistry !== undefined ? { registry: spec.npmRegistry } : {}),
+        ...(opts.npmToken ? { tokenOnStdin: true as const } : {}),
+        ...(spec.caCertificates !== undefined ? { caCertificates: spec.caCertificates } : {}),
+        ...r,
+      },
+      "install-delete",
+    ),
+    config: toolStep(tool.id, "config-apply", { host: name, managed: kiloConfig, ...r }, "config-delete"),
+    env: toolStep(
+      tool.id,
+      "env-apply",
+      {
+        host: name,
+        var: spec.apiKeyEnvVar,
+        pinned: spec.kiloVersion !== "latest",
+        shells: spec.shells ? [...new Set(spec.shells)] : "default",
+        ...(spec.caCertificates !== undefined ? { caCertificates: spec.caCertificates } : {}),
+        ...r,
+      },
+      "env-delete",
+    ),
+    ...(spec.smokeCheck.enabled
+      ? {
+          smoke: toolStep(tool.id, "smoke", {
+            host: name,
+            baseUrl: spec.poolerBaseUrl,
+            var: spec.apiKeyEnvVar,
+            model: `${spec.providerId}/${spec.model}`,
+            timeoutSeconds: spec.smokeCheck.timeoutSeconds,
+            level: spec.smokeCheck.level,
+            models: Object.fromEntries(
+              Object.entries(spec.models).map(([id, m]) => [
+                id,
+                { context: m.limit.context, ...(m.limit.input !== undefined ? { input: m.limit.input } : {}) },
+              ]),
+            ),
+            ...r,
+          }),
+        }
+      : {}),
+  };
+}

@@ -1,0 +1,362 @@
+/**
+ * `KiloHost`: one developer machine (this one, or one reached over SSH) with the Kilo Code CLI
+ * installed, configured for a Codex Pooler, and the Pool API key in the user's shell environment.
+ *
+ * Usable on its own from any Pulumi program (it does not need index.ts or a `kilo-fleet:` config):
+ *
+ * ```ts
+ * import * as pulumi from "@pulumi/pulumi";
+ * import { KiloHost } from "kilo-fleet/deployer/kiloHost";
+ * const cfg = new pulumi.Config();
+ * const laptop = new KiloHost("alice-laptop", {
+ *   poolerBaseUrl: "https://pooler.example.com/v1",
+ *   apiKey: cfg.requireSecret("codexPoolerApiKey"),
+ *   ssh: { host: instance.publicIp, user: "alice", hostKey: "ssh-ed25519 AAAA..." },
+ *   sshPrivateKey: cfg.requireSecret("sshPrivateKey"),
+ * });
+ * export const kiloVersion = laptop.kiloVersion;
+ * ```
+ *
+ * Children, in order, each depending on the one before, all `{ parent: this }`:
+ * `<name>-tool` → (`<name>-tool-copy`, SSH only) → `-install` → `-config` → `-env` → `-smoke` (the last only
+ * when the smoke check is enabled). Local hosts get `command:local:Command`s run by `/bin/sh -c`; SSH hosts
+ * `command:remote:Command`s, and a `command:remote:CopyToRemote` for the tool.
+ *
+ * The host tool (deployer/hostTool.ts) is shipped once per host by the tool step to a path named by its
+ * hash; every other step is one short line running it (deployer/hostSteps.ts) with that step's own
+ * settings as its argument. How the inputs are laid out, given `@pulumi/command` 1.2.1 (a change to
+ * `triggers` replaces the resource; a change to any other input re-runs `update`, or `create` when there
+ * is none; `delete` runs with the old stored inputs):
+ *
+ * - Every step's inputs are its own settings and the tool's id, nothing else that varies, so a setting
+ *   reaches only the steps that use it: `kiloVersion` → install; model/provider settings → config; the
+ *   API key → env (its `stdin`, in no other input). Nothing is random or time-based; every object is built
+ *   in a fixed key order, so evaluating the same config twice gives identical inputs.
+ * - A new kilo-fleet (a new tool id) replaces the tool step, create before delete: the new tool is in place,
+ *   the steps that name it are updated (idempotent: same bytes on the host), and only then does the old tool
+ *   step's delete remove the old file. So every stored delete names a tool that exists, and a destroy after
+ *   an upgrade finds it (test/fleet.diff.test.ts, test/kiloHost.e2e.test.ts).
+ * - install, config and env have no `triggers`: a change is an in-place `update`. They set
+ *   `deleteBeforeReplace`, so that if a replacement ever happens (`pulumi up --replace`), the old step's
+ *   delete cannot undo the new step's files.
+ * - The smoke check must re-run when *other* steps' inputs change. Its `triggers` are `kilo=<version>`,
+ *   `config=sha256:<hash of the rendered kilo.jsonc>` and `key=hmac-sha256:<HMAC of a fixed per-stack,
+ *   per-host label keyed with the API key>`, the last one a secret. Why an HMAC, as a secret: the key itself
+ *   would put a second copy of it into the state; a plain `sha256(key)` would be the same in every stack and
+ *   every tool that hashes keys, so it could be matched against leaked hashes elsewhere. Keyed *by* the API
+ *   key over a label naming project, stack and host, it reveals nothing without the key and is deterministic.
+ * - SSH hosts: the connection is an input of every remote step, so changing it (e.g. rotating the SSH key)
+ *   re-runs every step of that host (idempotent). Without `sshPrivateKey` the provider uses the agent at
+ *   `SSH_AUTH_SOCK` (the socket path is not an input: it changes with every login).
+ * - The API key travels only as the env command's `stdin` (each host's own key: `kilo-fleet:apiKeys`, else
+ *   the fleet key), an npm token only as the install command's `stdin`. The env and smoke commands (and the
+ *   install, with a token) log nothing (`logging: "none"`) and keep `stdout`/`stderr` secret; only the
+ *   parsed result fields leave them.
+ * - `reconcile` (any text) is in every step's argument, and a comment line of the tool step, and in no
+ *   `triggers`: a new value re-runs every step of the host as an in-place `update`, nothing deleted first.
+ * - SSH dials: `perDialTimeout` is `connectTimeoutSeconds`, `dialErrorLimit` is `connectAttempts - 1` (the
+ *   provider gives up once `dials > dialErrorLimit`), so an offline host fails in seconds, not minutes.
+ */
+import { createHash, createHmac } from "node:crypto";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { DISPLAY_PATHS } from "../common/hostPaths";
+import { type InstallResult, parseResult, type SmokeResult, type StepName } from "../common/result";
+import { type HostSpec, type HostSpecSsh, parseHostArgs, specWarnings } from "./hostSpec";
+import { hostStepCommands, type StepCommands } from "./hostSteps";
+import { hostToolArtifact } from "./hostTool";
+import type { KiloConfig } from "./kiloConfig";
+import type { ModelSettings, ShellName } from "./settings";
+
+export const KILO_HOST_TYPE = "kilo-fleet:index:KiloHost";
+
+/** The steps of a host, in order; each is a child named `<host>-<step>` (plus `<host>-tool-copy` over SSH). */
+export const HOST_STEPS = ["tool", "install", "config", "env", "smoke"] as const;
+export type HostStep = (typeof HOST_STEPS)[number];
+
+/** How to reach an SSH host. Each field may be an Output of another resource (e.g. an instance's `publicIp`). */
+export interface KiloHostSshArgs {
+  /** Host name or address to connect to. Required. */
+  host: pulumi.Input<string>;
+  /** The remote user whose HOME gets kilo. Required. */
+  user: pulumi.Input<string>;
+  /** SSH port. Default: 22. */
+  port?: pulumi.Input<number>;
+  /**
+   * The server's public host key, one `ssh-ed25519 AAAA...` line (from `ssh-keyscan`, or
+   * `npm run kilo-fleet -- hostkeys`). Pins the server's identity: the provider refuses any other key
+   * before a command runs. Required unless `insecureIgnoreHostKey` is true; no default.
+   */
+  hostKey?: pulumi.Input<string>;
+  /**
+   * Accept whatever host key the server offers (anyone who can answer for `host` then receives the API
+   * key); a warning is logged. Only allowed without `hostKey`. Default: false (a `hostKey` is required).
+   */
+  insecureIgnoreHostKey?: boolean;
+  /** Seconds one SSH dial may take before it counts as failed (1-600). Default: 10. */
+  connectTimeoutSeconds?: number;
+  /** Dials before the host's step fails, e.g. for an offline laptop (1-20). Default: 3. */
+  connectAttempts?: number;
+}
+
+/** The smoke check's settings. */
+export interface KiloHostSmokeCheckArgs {
+  /** Run the post-deploy smoke check (a real `kilo run` against the pooler). Default: true. */
+  enabled?: boolean;
+  /** How long the smoke check may take, in seconds (10-3600). Default: 180. */
+  timeoutSeconds?: number;
+  /**
+   * `kilo-run`: the pool checks (key, URL, models; no tokens), then the seed's tool-using `kilo run`
+   * (~30 KB to the pool). `pool`: the pool checks only — for all but a few canary hosts of a large fleet.
+   * Default: "kilo-run".
+   */
+  level?: "kilo-run" | "pool";
+}
+
+/**
+ * The arguments of a `KiloHost`. Only `poolerBaseUrl` and `apiKey` are required. They are validated by the
+ * same field schemas as a stack's `kilo-fleet:` settings (deployer/settings.ts), which hold every default:
+ * the same rules, the same messages, keyed by the argument (`ssh.port: must be 1-65535`).
+ *
+ * Settings are plain values because they are rendered into the steps' commands when the component is
+ * constructed; the secrets and the SSH connection may be `Input`s.
+ */
+export interface KiloHostArgs {
+  /**
+   * The pooler's OpenAI-compatible `/v1` *base* URL, e.g. `https://pooler.example.com/v1` (kilo appends
+   * `/chat/completions` itself). Required; no default.
+   */
+  poolerBaseUrl: string;
+  /**
+   * The Pool API key. Required; no default. Pass a secret (`config.requireSecret(...)`): it reaches the
+   * host only as the env command's stdin and is written to the 0600 env file, never to kilo.jsonc.
+   */
+  apiKey: pulumi.Input<string>;
+  /** Reach the host over SSH. Default: not set, meaning the machine running Pulumi (a local host). */
+  ssh?: KiloHostSshArgs;
+  /**
+   * The SSH private key (PEM/OpenSSH text) for `ssh`. Pass a secret. Default: not set, meaning the SSH
+   * agent at `SSH_AUTH_SOCK` of the process running Pulumi; with neither, construction fails.
+   */
+  sshPrivateKey?: pulumi.Input<string>;
+  /** The kilo provider id (`provider.<id>` in kilo.jsonc, `<id>/<model>` on the command line). Default: "codex-pooler". */
+  providerId?: string;
+  /** The environment variable holding the key; kilo.jsonc says `{env:<name>}`. Default: "CODEX_POOLER_API_KEY". */
+  apiKeyEnvVar?: string;
+  /** The exact `@kilocode/cli` version to install, or "latest" (unpinned: warned about). Default: "7.7.7". */
+  kiloVersion?: string;
+  /** The default model id; must be a key of `models`. Default: "gpt-5.5". */
+  model?: string;
+  /** The models the pool serves, as kilo model entries. Default: the Codex Pooler docs' `gpt-5.5` entry. */
+  models?: Record<string, ModelSettings>;
+  /** `compaction.threshold_percent` (1-100), or null to leave compaction out. Default: 75. */
+  compactionThresholdPercent?: number | null;
+  /** kilo's `permission` object, e.g. `{ bash: "allow" }`. Default: not set (kilo's own defaults). */
+  permission?: Record<string, unknown>;
+  /** Extra kilo.jsonc keys (not the ones kilo-fleet manages), e.g. `{ share: "disabled" }`. Default: {}. */
+  kiloSettings?: Record<string, unknown>;
+  /** The post-deploy smoke check. Default: `{ enabled: true, timeoutSeconds: 180 }`. */
+  smokeCheck?: KiloHostSmokeCheckArgs;
+  /** npm registry URL to install kilo from. Default: not set (npm's configured registry). */
+  npmRegistry?: string;
+  /** Shells whose startup files get the env block. Default: not set (those whose rc file exists, plus sh). */
+  shells?: ShellName[];
+  /**
+   * The npm registry's auth token (for `npmRegistry`). Pass a secret: it reaches the host only as the install
+   * command's stdin, written to a temporary 0600 npmrc for that install and removed after. Default: not set.
+   */
+  npmToken?: pulumi.Input<string>;
+  /**
+   * PEM text of CA certificates the host must trust (a private pooler or registry): npm's install gets
+   * them with `--cafile` (plus node's roots), kilo through `NODE_EXTRA_CA_CERTS`. Default: not set.
+   */
+  caCertificates?: string;
+  /**
+   * Any text. Changing it re-runs every step of this host in place (`update`; nothing is deleted first),
+   * e.g. a date after `kilo-fleet doctor` found drift. Default: not set.
+   */
+  reconcile?: string;
+}
+
+/** What a passing smoke check reported (a failing one fails the deploy instead). */
+export type SmokeOutput = Pick<SmokeResult, "pass" | "level" | "kiloVersion" | "seconds" | "warnings">;
+
+type Step = command.local.Command | command.remote.Command;
+
+export const sha256Hex = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex");
+
+/**
+ * The smoke trigger's stand-in for the key: HMAC-SHA256 keyed with the API key over a label naming
+ * project, stack and host (see the module comment for why).
+ */
+export function keyFingerprint(apiKey: string, label: string): string {
+  return `key=hmac-sha256:${createHmac("sha256", apiKey).update(`kilo-fleet smoke trigger v1\n${label}`, "utf8").digest("hex")}`;
+}
+
+/** A step's result from its stdout; a step that printed none fails the deploy, naming the step. */
+function resultOf<S extends StepName>(name: string, step: S, stdout: string | undefined) {
+  const r = parseResult(stdout ?? "", step);
+  if (r === undefined) throw new Error(`KiloHost "${name}": the ${step} step printed no kilo-fleet-result line`);
+  return r;
+}
+
+export class KiloHost extends pulumi.ComponentResource {
+  /** This host's resolved settings (no secrets). */
+  readonly spec: HostSpec;
+  /** The managed kilo.jsonc keys, as rendered for this host (plain JSON, no secret). */
+  readonly kiloConfig: KiloConfig;
+  /** The steps. `toolCopy` exists for SSH hosts; `smoke` is undefined when the smoke check is disabled. */
+  readonly steps: {
+    tool: Step;
+    toolCopy?: command.remote.CopyToRemote;
+    install: Step;
+    config: Step;
+    env: Step;
+    smoke?: Step;
+  };
+  /** The kilo version the install step reports. */
+  readonly kiloVersion: pulumi.Output<string>;
+  /** Where kilo.jsonc is on the host. */
+  readonly configPath: pulumi.Output<string>;
+  /** Where the 0600 env file with the key is on the host (`~` is the host user's HOME). */
+  readonly envFilePath: pulumi.Output<string>;
+  /** The smoke check's result; undefined when the smoke check is disabled. Not secret. */
+  readonly smoke: pulumi.Output<SmokeOutput | undefined>;
+
+  constructor(name: string, args: KiloHostArgs, opts?: pulumi.ComponentResourceOptions) {
+    // Validate before registering anything: invalid arguments leave no half-made host behind.
+    const parsed = parseHostArgs(args as unknown as Record<string, unknown>);
+    if (!parsed.ok) {
+      throw new pulumi.RunError(
+        `KiloHost "${name}": invalid arguments:\n${parsed.errors.map((e) => `  ${e.key}: ${e.message}`).join("\n")}`,
+      );
+    }
+    const spec = parsed.spec;
+    const connection = spec.ssh ? sshConnection(name, spec.ssh, args.sshPrivateKey) : undefined;
+    const tool = hostToolArtifact();
+    // Every command before any child: a builder error leaves no half-registered host.
+    const npmToken = args.npmToken;
+    const commands = hostStepCommands(name, spec, tool, connection ? "ssh" : "local", {
+      npmToken: npmToken !== undefined,
+    });
+    super(KILO_HOST_TYPE, name, {}, opts);
+    this.spec = spec;
+    this.kiloConfig = commands.kiloConfig;
+    for (const w of specWarnings(spec)) void pulumi.log.warn(`${name}: ${w}`, this);
+
+    const step = (
+      role: HostStep,
+      cmds: StepCommands,
+      dependsOn: pulumi.Resource | undefined,
+      extra: { stdin?: pulumi.Input<string>; triggers?: pulumi.Input<unknown>[]; sensitive?: boolean } = {},
+    ): Step => {
+      const resourceOptions: pulumi.CustomResourceOptions = {
+        parent: this,
+        ...(dependsOn ? { dependsOn: [dependsOn] } : {}),
+        // The tool step is replaced create-before-delete (see the module comment); the others delete first.
+        deleteBeforeReplace: role !== "tool",
+        ...(extra.sensitive ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
+      };
+      const inputs = {
+        create: cmds.create,
+        ...(cmds.delete !== undefined ? { delete: cmds.delete } : {}),
+        ...(extra.stdin !== undefined ? { stdin: extra.stdin } : {}),
+        ...(extra.triggers !== undefined ? { triggers: extra.triggers } : {}),
+        ...(extra.sensitive ? { logging: "none" as const } : {}),
+        addPreviousOutputInEnv: false,
+      };
+      const childName = `${name}-${role}`;
+      return connection
+        ? new command.remote.Command(childName, { connection, ...inputs }, resourceOptions)
+        : new command.local.Command(childName, { interpreter: ["/bin/sh", "-c"], ...inputs }, resourceOptions);
+    };
+
+    const toolStepResource = step("tool", commands.tool, undefined, { triggers: [`tool=${tool.id}`] });
+    const toolCopy = connection
+      ? new command.remote.CopyToRemote(
+          `${name}-tool-copy`,
+          { connection, source: new pulumi.asset.FileAsset(tool.file), remotePath: tool.pathInHome },
+          { parent: this, dependsOn: [toolStepResource] },
+        )
+      : undefined;
+    // With an npm token, the install handles a secret: it is the step's stdin only, and the step logs nothing.
+    const install = step(
+      "install",
+      commands.install,
+      toolCopy ?? toolStepResource,
+      npmToken !== undefined ? { stdin: pulumi.secret(npmToken), sensitive: true } : {},
+    );
+    const config = step("config", commands.config, install);
+    const env = step("env", commands.env, config, { stdin: pulumi.secret(args.apiKey), sensitive: true });
+    let smoke: Step | undefined;
+    if (commands.smoke) {
+      const label = `${pulumi.getProject()}/${pulumi.getStack()}/${name}`;
+      const triggers: pulumi.Input<unknown>[] = [
+        `kilo=${spec.kiloVersion}`,
+        `config=sha256:${sha256Hex(JSON.stringify(commands.kiloConfig))}`,
+        pulumi.secret(pulumi.output(args.apiKey).apply((key) => keyFingerprint(key, label))),
+      ];
+      smoke = step("smoke", commands.smoke, env, { triggers, sensitive: true });
+    }
+    this.steps = { tool: toolStepResource, toolCopy, install, config, env, smoke };
+
+    // Secret when the install got an npm token (its output is kept secret then); the version is not.
+    this.kiloVersion = pulumi.unsecret(
+      install.stdout.apply((out) => (resultOf(name, "install", out) as InstallResult).kiloVersion),
+    );
+    this.configPath = config.stdout.apply(
+      (out) => parseResult(out ?? "", "config")?.configPath ?? DISPLAY_PATHS.configFile,
+    );
+    // The env and smoke stdout are secret (the steps handle the key); only the parsed fields leave them.
+    this.envFilePath = pulumi.unsecret(
+      env.stdout.apply((out) => parseResult(out ?? "", "env")?.envFilePath ?? DISPLAY_PATHS.envFile),
+    );
+    this.smoke = smoke
+      ? pulumi.unsecret(
+          smoke.stdout.apply((out) => {
+            const r = parseResult(out ?? "", "smoke");
+            return r
+              ? {
+                  pass: r.pass,
+                  level: r.level,
+                  kiloVersion: r.kiloVersion,
+                  seconds: r.seconds,
+                  ...(r.warnings?.length ? { warnings: r.warnings } : {}),
+                }
+              : undefined;
+          }),
+        )
+      : pulumi.output(undefined);
+
+    this.registerOutputs({
+      kiloVersion: this.kiloVersion,
+      configPath: this.configPath,
+      envFilePath: this.envFilePath,
+      smoke: this.smoke,
+      kiloConfig: this.kiloConfig,
+    });
+  }
+}
+
+/** The SSH connection of a host: the spec's fields, plus the private key (secret) or the agent. */
+function sshConnection(
+  name: string,
+  ssh: HostSpecSsh,
+  privateKey: pulumi.Input<string> | undefined,
+): command.types.input.remote.ConnectionArgs {
+  if (privateKey === undefined && !process.env.SSH_AUTH_SOCK) {
+    throw new pulumi.RunError(
+      `KiloHost "${name}": cannot reach the host over SSH: no sshPrivateKey was given and no SSH agent is running (SSH_AUTH_SOCK is not set)`,
+    );
+  }
+  return {
+    host: ssh.host,
+    port: ssh.port,
+    user: ssh.user,
+    ...(ssh.hostKey !== undefined ? { hostKey: ssh.hostKey } : {}),
+    // pulumi-command 1.2.1 dials until `dials > dialErrorLimit`: N attempts is a limit of N-1.
+    perDialTimeout: ssh.connectTimeoutSeconds,
+    dialErrorLimit: ssh.connectAttempts - 1,
+    ...(privateKey !== undefined ? { privateKey: pulumi.secret(privateKey) } : {}),
+  };
+}

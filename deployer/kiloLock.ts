@@ -1,0 +1,333 @@
+/**
+ * The kilo lock file, like Terraform's `.terraform.lock.hcl`: for every pinned kilo version the stacks use,
+ * each platform package's tarball URL and `sha512` integrity, as the registry's metadata gave them when
+ * `npm run kilo-fleet -- lock` ran. Committed beside the stacks (`stacks/kilo-fleet.lock.json`); the host's
+ * package install (host/kilo-package.sh) refuses a tarball whose sha512 differs.
+ *
+ *   { "version": 1, "kilo": { "7.7.7": { "linux-x64": { "package": "@kilocode/cli-linux-x64",
+ *       "tarball": "https://…/cli-linux-x64-7.7.7.tgz", "integrity": "sha512-…" }, … } } }
+ *
+ * Keys are sorted and the text is `JSON.stringify(…, null, 2)` plus a newline: the same lock gives the same
+ * bytes. Everything here is pure except `readLockFile`/`writeLockFile` (the file) and `fetchLockEntries`
+ * (the registry).
+ */
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+export const LOCK_FILE_NAME = "kilo-fleet.lock.json";
+export const DEFAULT_REGISTRY = "https://registry.npmjs.org/";
+/** The wrapper package whose optionalDependencies name the platform packages. */
+export const KILO_WRAPPER_PACKAGE = "@kilocode/cli";
+/** The command that (re)writes the lock, for error messages. */
+export const LOCK_COMMAND = "npm run kilo-fleet -- lock";
+
+export interface LockEntry {
+  /** The platform package, e.g. `@kilocode/cli-linux-x64`. */
+  package: string;
+  tarball: string;
+  /** `sha512-<base64>` (npm's dist.integrity). */
+  integrity: string;
+}
+
+/** Platform suffix (`linux-x64`, as host/kilo-package.sh's `platform` prints it) → its package. */
+export type LockPlatforms = Record<string, LockEntry>;
+
+export interface KiloLock {
+  version: 1;
+  /** kilo version → platforms. */
+  kilo: Record<string, LockPlatforms>;
+}
+
+export class LockError extends Error {}
+
+/** The lock file of a project whose stack files live in `stackConfigDir`. */
+export function lockFilePath(stackConfigDir: string): string {
+  return join(stackConfigDir, LOCK_FILE_NAME);
+}
+
+export function emptyLock(): KiloLock {
+  return { version: 1, kilo: {} };
+}
+
+const PLATFORM = /^[a-z0-9]+(-[a-z0-9]+)+$/;
+const VERSION = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
+const INTEGRITY = /^sha512-[A-Za-z0-9+/]{86}==$/;
+const URL_NO_SPACE = /^https?:\/\/\S+$/;
+
+/** Checks one entry; returns the reason it is unusable, or undefined. */
+function entryProblem(platform: string, e: unknown): string | undefined {
+  if (!PLATFORM.test(platform)) return `"${platform}" is not a platform name`;
+  if (e === null || typeof e !== "object" || Array.isArray(e)) return "must be an object";
+  const entry = e as Record<string, unknown>;
+  const extra = Object.keys(entry).filter((k) => !["package", "tarball", "integrity"].includes(k));
+  if (extra.length > 0) return `unknown key "${extra[0]}"`;
+  if (entry.package !== `${KILO_WRAPPER_PACKAGE}-${platform}`)
+    return `package must be "${KILO_WRAPPER_PACKAGE}-${platform}"`;
+  if (typeof entry.tarball !== "string" || !URL_NO_SPACE.test(entry.tarball))
+    return "tarball must be an http(s) URL without spaces";
+  if (typeof entry.integrity !== "string" || !INTEGRITY.test(entry.integrity))
+    return "integrity must be sha512-<88 base64 characters>";
+  return undefined;
+}
+
+/** Parses lock file text; throws LockError naming what is wrong (`kilo["7.7.7"]["linux-x64"]: …`). */
+export function parseLock(text: string): KiloLock {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new LockError(`not JSON (${(e as Error).message})`);
+  }
+  if (data === null || typeof data !== "object" || Array.isArray(data)) throw new LockError("must be a JSON object");
+  const d = data as Record<string, unknown>;
+  if (d.version !== 1) throw new LockError(`"version" must be 1 (this kilo-fleet reads lock format 1)`);
+  const extra = Object.keys(d).filter((k) => k !== "version" && k !== "kilo");
+  if (extra.length > 0) throw new LockError(`unknown key "${extra[0]}"`);
+  const kilo = d.kilo;
+  if (kilo === null || typeof kilo !== "object" || Array.isArray(kilo)) throw new LockError(`"kilo" must be an object`);
+  const out: KiloLock = emptyLock();
+  for (const [version, platforms] of Object.entries(kilo as Record<string, unknown>)) {
+    if (!VERSION.test(version)) throw new LockError(`kilo["${version}"]: not an exact kilo version`);
+    if (platforms === null || typeof platforms !== "object" || Array.isArray(platforms)) {
+      throw new LockError(`kilo["${version}"]: must be an object of platforms`);
+    }
+    const entries = Object.entries(platforms as Record<string, unknown>);
+    if (entries.length === 0) throw new LockError(`kilo["${version}"]: no platforms`);
+    out.kilo[version] = {};
+    for (const [platform, entry] of entries) {
+      const problem = entryProblem(platform, entry);
+      if (problem) throw new LockError(`kilo["${version}"]["${platform}"]: ${problem}`);
+      const e = entry as LockEntry;
+      out.kilo[version][platform] = { package: e.package, tarball: e.tarball, integrity: e.integrity };
+    }
+  }
+  return out;
+}
+
+function sortKeys<T>(o: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(
+    Object.keys(o)
+      .sort()
+      .map((k) => [k, o[k]]),
+  );
+}
+
+/** The lock's file text: sorted keys, two-space JSON, trailing newline (stable bytes). */
+export function serializeLock(lock: KiloLock): string {
+  const kilo = sortKeys(
+    Object.fromEntries(
+      Object.entries(lock.kilo).map(([v, platforms]) => [
+        v,
+        sortKeys(
+          Object.fromEntries(
+            Object.entries(platforms).map(([p, e]) => [
+              p,
+              { package: e.package, tarball: e.tarball, integrity: e.integrity },
+            ]),
+          ),
+        ),
+      ]),
+    ),
+  );
+  return `${JSON.stringify({ version: 1, kilo }, null, 2)}\n`;
+}
+
+/** The lock at `path`; undefined when there is no such file. Throws LockError (with the path) when unusable. */
+export function readLockFile(path: string): KiloLock | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new LockError(`${path}: ${(e as Error).message}`);
+  }
+  try {
+    return parseLock(text);
+  } catch (e) {
+    throw new LockError(`${path}: ${(e as Error).message}; fix it or delete it and run: ${LOCK_COMMAND}`);
+  }
+}
+
+/** Writes the lock atomically (temp file + rename). */
+export function writeLockFile(path: string, lock: KiloLock): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    writeFileSync(tmp, serializeLock(lock));
+    renameSync(tmp, path);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
+
+/** The lock with `version`'s platforms set to `entries` (a new object; the input is not changed). */
+export function withVersion(lock: KiloLock, version: string, entries: LockPlatforms): KiloLock {
+  return { version: 1, kilo: { ...lock.kilo, [version]: { ...entries } } };
+}
+
+/** The lock with only the versions in `keep`. */
+export function onlyVersions(lock: KiloLock, keep: Iterable<string>): KiloLock {
+  const wanted = new Set(keep);
+  return { version: 1, kilo: Object.fromEntries(Object.entries(lock.kilo).filter(([v]) => wanted.has(v))) };
+}
+
+/**
+ * The `<lock-lines>` argument of host/kilo-package.sh's install: one `<platform> <tarball> <integrity>` line
+ * per platform of `version`, sorted by platform. Throws LockError when the version is not locked.
+ */
+export function lockLinesFor(lock: KiloLock, version: string): string {
+  const platforms = lock.kilo[version];
+  if (!platforms || Object.keys(platforms).length === 0) {
+    throw new LockError(`kilo ${version} is not in the lock file; run: ${LOCK_COMMAND}`);
+  }
+  return Object.keys(platforms)
+    .sort()
+    .map((p) => `${p} ${platforms[p].tarball} ${platforms[p].integrity}\n`)
+    .join("");
+}
+
+/** A pinned kilo version and the config key that pins it (`kilo-fleet:hosts[1].kiloVersion`). */
+export interface PinnedVersion {
+  key: string;
+  version: string;
+}
+
+/**
+ * The problems of pinned versions against the lock (`lock` undefined: no lock file at `lockPath`), one per
+ * pinning key, as `{key, message}`. `latest` is never a problem here (the settings warn about it).
+ */
+export function lockProblems(
+  lock: KiloLock | undefined,
+  pinned: readonly PinnedVersion[],
+  lockPath: string,
+): { key: string; message: string }[] {
+  const out: { key: string; message: string }[] = [];
+  for (const { key, version } of pinned) {
+    if (version === "latest") continue;
+    if (lock?.kilo[version] && Object.keys(lock.kilo[version]).length > 0) continue;
+    out.push({
+      key,
+      message: lock
+        ? `kilo ${version} is not in the lock file ${lockPath}; run: ${LOCK_COMMAND}`
+        : `kilo ${version} is pinned but there is no lock file ${lockPath}; run: ${LOCK_COMMAND}`,
+    });
+  }
+  return out;
+}
+
+/** The kilo versions settings pin: the fleet's `kiloVersion` and every host's own. */
+export function pinnedVersions(settings: {
+  kiloVersion: string;
+  hosts: readonly { kiloVersion?: string }[];
+}): PinnedVersion[] {
+  const out: PinnedVersion[] = [{ key: "kilo-fleet:kiloVersion", version: settings.kiloVersion }];
+  settings.hosts.forEach((h, i) => {
+    if (h.kiloVersion !== undefined) out.push({ key: `kilo-fleet:hosts[${i}].kiloVersion`, version: h.kiloVersion });
+  });
+  return out;
+}
+
+/** A registry document's URL: `<registry>/<name with / as %2f>/<version>`. */
+export function registryDocUrl(registry: string, name: string, version: string): string {
+  const base = registry.endsWith("/") ? registry : `${registry}/`;
+  return `${base}${name.replace("/", "%2f")}/${encodeURIComponent(version)}`;
+}
+
+/** Platforms the host-side package install can use (Windows packages exist but no POSIX sh runs there). */
+export function isPosixPlatform(platform: string): boolean {
+  return /^(linux|darwin)-/.test(platform);
+}
+
+type Fetch = (url: string) => Promise<{ ok: boolean; status: number; json(): Promise<unknown> }>;
+
+/** Thrown for a 404: the registry has no such package version. */
+class NotInRegistry extends LockError {}
+
+async function getJson(url: string, fetchImpl: Fetch): Promise<Record<string, unknown>> {
+  let res: Awaited<ReturnType<Fetch>>;
+  try {
+    res = await fetchImpl(url);
+  } catch (e) {
+    const cause = (e as { cause?: { message?: string } }).cause?.message;
+    throw new LockError(`cannot read ${url}: ${(e as Error).message}${cause ? ` (${cause})` : ""}`);
+  }
+  if (res.status === 404) throw new NotInRegistry(`${url}: not in the registry (HTTP 404)`);
+  if (!res.ok) throw new LockError(`cannot read ${url}: HTTP ${res.status}`);
+  const body = await res.json();
+  if (body === null || typeof body !== "object") throw new LockError(`${url}: not a registry document`);
+  return body as Record<string, unknown>;
+}
+
+export interface FetchedEntries {
+  entries: LockPlatforms;
+  /** Platform packages the wrapper names that the registry does not have (404), sorted. */
+  missing: string[];
+}
+
+/**
+ * Reads the registry's metadata for kilo `version`: the wrapper's optionalDependencies name the platform
+ * packages (Linux and macOS ones are kept); each one's `dist.tarball` and `dist.integrity` become an entry.
+ * A platform package the registry does not have (404: never published, or a partial mirror) is left out and
+ * listed in `missing` (a host of that platform is then refused with the lock command to run). Throws
+ * LockError when the registry cannot be read, its metadata is not usable, or it has no platform package.
+ */
+export async function fetchLockEntries(
+  version: string,
+  registry: string = DEFAULT_REGISTRY,
+  fetchImpl: Fetch = (url) => fetch(url, { headers: { accept: "application/json" } }),
+): Promise<FetchedEntries> {
+  if (!VERSION.test(version)) throw new LockError(`"${version}" is not an exact kilo version`);
+  const wrapper = await getJson(registryDocUrl(registry, KILO_WRAPPER_PACKAGE, version), fetchImpl);
+  const deps = (wrapper.optionalDependencies ?? {}) as Record<string, unknown>;
+  const prefix = `${KILO_WRAPPER_PACKAGE}-`;
+  const platforms = Object.keys(deps)
+    .filter((name) => name.startsWith(prefix) && isPosixPlatform(name.slice(prefix.length)))
+    .sort();
+  if (platforms.length === 0) {
+    throw new LockError(`${KILO_WRAPPER_PACKAGE}@${version} names no Linux or macOS platform package`);
+  }
+  const entries: LockPlatforms = {};
+  const missing: string[] = [];
+  await Promise.all(
+    platforms.map(async (name) => {
+      const platform = name.slice(prefix.length);
+      const pinned = String(deps[name]);
+      if (pinned !== version) throw new LockError(`${KILO_WRAPPER_PACKAGE}@${version} wants ${name}@${pinned}`);
+      let doc: Record<string, unknown>;
+      try {
+        doc = await getJson(registryDocUrl(registry, name, version), fetchImpl);
+      } catch (e) {
+        if (!(e instanceof NotInRegistry)) throw e;
+        missing.push(platform);
+        return;
+      }
+      const dist = (doc.dist ?? {}) as Record<string, unknown>;
+      const entry = { package: name, tarball: dist.tarball, integrity: dist.integrity };
+      const problem = entryProblem(platform, entry);
+      if (problem) throw new LockError(`${name}@${version} in ${registry}: ${problem}`);
+      entries[platform] = entry as LockEntry;
+    }),
+  );
+  if (Object.keys(entries).length === 0) {
+    throw new LockError(
+      `the registry ${registry} has none of the platform packages of ${KILO_WRAPPER_PACKAGE}@${version}`,
+    );
+  }
+  return { entries: sortKeys(entries), missing: missing.sort() };
+}
+
+/**
+ * Entries for the lock, checked against what it already holds: an npm version is immutable, so a locked
+ * platform whose integrity changed at the registry is refused (LockError), not silently re-locked.
+ */
+export function mergeChecked(lock: KiloLock, version: string, fetched: LockPlatforms): KiloLock {
+  const old = lock.kilo[version] ?? {};
+  for (const [p, e] of Object.entries(old)) {
+    const now = fetched[p];
+    if (now && now.integrity !== e.integrity) {
+      throw new LockError(
+        `${e.package}@${version}: the registry now gives ${now.integrity}, the lock file has ${e.integrity}; a published version should never change: find out why before you delete that entry and lock again`,
+      );
+    }
+  }
+  return withVersion(lock, version, fetched);
+}

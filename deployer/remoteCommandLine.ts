@@ -1,0 +1,29 @@
+/**
+ * remote.Command hands its command string to the remote user's login shell (bash, zsh, fish, dash...).
+ * `remoteCommandLine` wraps a script so that every such shell passes it to /bin/sh unchanged:
+ *
+ *   exec /bin/sh -c 'kf_b64=<base64>; kf_s=$(printf %s "$kf_b64" | base64 -d 2>/dev/null) || ... ; eval "$kf_s"'
+ *
+ * Inside the single quotes there are only [A-Za-z0-9+/=], letters, `$(){}|;_%"-` and spaces: no
+ * backslash (fish treats `\\` and `\'` in single quotes specially), no `!` (csh history), no newline.
+ * Decoding: `base64 -d` (GNU, BusyBox, macOS 13+), then `base64 -D` (older macOS), then
+ * `openssl base64 -d -A`. stdin is untouched, so it still reaches the script.
+ */
+/** The largest script text a single argument can carry (Linux MAX_ARG_STRLEN is 128 KiB with the NUL). */
+export const MAX_SCRIPT_BYTES = 128 * 1024 - 1;
+
+export function remoteCommandLine(script: string): string {
+  if (script.includes("\0")) throw new Error("kilo-fleet: a host script cannot contain a NUL byte");
+  const b64 = Buffer.from(script, "utf8").toString("base64");
+  const inner =
+    `kf_b64=${b64}; ` +
+    'kf_s=$(printf %s "$kf_b64" | base64 -d 2>/dev/null) || kf_s=$(printf %s "$kf_b64" | base64 -D 2>/dev/null) || kf_s=$(printf %s "$kf_b64" | openssl base64 -d -A) || { echo "kilo-fleet: cannot decode the script: no base64 or openssl on this host" >&2; exit 1; }; ' +
+    'unset kf_b64; eval "$kf_s"';
+  const line = `exec /bin/sh -c '${inner}'`;
+  if (Buffer.byteLength(line) > MAX_SCRIPT_BYTES) {
+    throw new Error(
+      `kilo-fleet: the remote command line is ${Buffer.byteLength(line)} bytes, over the ${MAX_SCRIPT_BYTES}-byte argument limit`,
+    );
+  }
+  return line;
+}

@@ -1,0 +1,699 @@
+/**
+ * Typed stack settings for the whole `kilo-fleet:` config namespace.
+ *
+ * One zod schema, one parse function: the Pulumi program (`index.ts`) and the offline CLI both call
+ * `parseSettings`, so a stack that passes `npm run kilo-fleet -- validate` is the stack `pulumi up` sees.
+ * Every error names the full key path (`kilo-fleet:hosts[1].ssh.port: must be 1-65535`) and all errors
+ * are reported at once.
+ */
+import { z } from "zod";
+import { shQuote } from "../common/shellQuote";
+import { SHELL_RC_FILES, type ShellName } from "../common/shells";
+import { caCertificatesProblems, caCertificatesWarnings } from "./caCertificates";
+import { checkNpmRegistryUrl, npmRegistryWarning } from "./npmRegistry";
+import { checkPoolerBaseUrl } from "./poolerUrl";
+
+export { SHELL_RC_FILES, type ShellName };
+
+export const CONFIG_NAMESPACE = "kilo-fleet";
+
+/** The seed's model entry (codex-pooler-kilo docs): the default of `models`. */
+export const SEED_MODEL = {
+  name: "GPT-5.5 via Codex Pooler",
+  tool_call: true,
+  reasoning: true,
+  temperature: false,
+  attachment: true,
+  modalities: { input: ["text", "image"], output: ["text"] },
+  limit: { context: 272000, input: 228000, output: 64000 },
+} as const;
+
+/** Top-level kilo.jsonc keys kilo-fleet owns; `kiloSettings` may not set them. */
+export const MANAGED_TOP_LEVEL_KEYS = [
+  "$schema",
+  "model",
+  "enabled_providers",
+  "provider",
+  "compaction",
+  "autoupdate",
+  "permission",
+] as const;
+
+const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
+const noControlChars = (s: string) => !CONTROL_CHARS.test(s);
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v);
+
+const kiloVersion = z.string().refine((v) => v === "latest" || SEMVER.test(v), {
+  message: 'must be an exact version such as "7.7.7", or "latest"',
+});
+
+const modelId = z
+  .string()
+  .min(1, { message: "must not be empty" })
+  .refine(noControlChars, { message: "must not contain control characters or newlines" });
+
+/** Keys of a free-form object written into kilo.jsonc must be printable: they also land in its header comment. */
+function refuseUnprintableKeys(o: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  for (const k of Object.keys(o)) {
+    if (k === "" || !noControlChars(k)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [k],
+        message: "keys must be non-empty, without control characters or newlines",
+      });
+    }
+  }
+}
+
+const positiveInt = z
+  .number({ error: "must be a positive integer" })
+  .int({ message: "must be a positive integer" })
+  .positive({ message: "must be a positive integer" });
+
+/** `limit.input`/`limit.output` above `limit.context`; tolerates invalid input (it also runs on raw config). */
+function limitIssues(limit: unknown): { path: (string | number)[]; message: string }[] {
+  if (!isPlainObject(limit) || typeof limit.context !== "number") return [];
+  const context = limit.context;
+  return (["input", "output"] as const)
+    .filter((k) => typeof limit[k] === "number" && (limit[k] as number) > context)
+    .map((k) => ({ path: ["limit", k], message: `must not exceed limit.context (${context})` }));
+}
+
+const modality = z.enum(["text", "audio", "image", "video", "pdf"]);
+
+const modelSchema = z
+  .strictObject({
+    name: z.string().refine(noControlChars, { message: "must not contain control characters" }).optional(),
+    tool_call: z.boolean().optional(),
+    reasoning: z.boolean().optional(),
+    temperature: z.boolean().optional(),
+    attachment: z.boolean().optional(),
+    modalities: z
+      .strictObject({ input: z.array(modality).optional(), output: z.array(modality).optional() })
+      .optional(),
+    limit: z.strictObject({
+      context: positiveInt,
+      input: positiveInt.optional(),
+      output: positiveInt,
+    }),
+  })
+  .superRefine(
+    (m, ctx) => {
+      for (const issue of limitIssues(m.limit)) ctx.addIssue({ code: "custom", ...issue });
+    },
+    // Report this together with every other error instead of only once the rest of the model is valid.
+    { when: (payload) => isPlainObject(payload.value) },
+  );
+export type ModelSettings = z.infer<typeof modelSchema>;
+
+const shellName = z.enum(Object.keys(SHELL_RC_FILES) as [ShellName, ...ShellName[]], {
+  error: `must be one of ${Object.keys(SHELL_RC_FILES).join(", ")}`,
+});
+
+const hostName = z
+  .string()
+  .regex(/^[a-z0-9-]+$/, { message: "must match [a-z0-9-]+ (lower-case letters, digits, '-')" });
+
+const sshTarget = z
+  .string()
+  .min(1, { message: "is required" })
+  .refine((s) => noControlChars(s) && !/\s/.test(s), { message: "must not contain whitespace or control characters" });
+
+/** PEM text with one or more CA certificates (deployer/caCertificates.ts); never a private key. */
+const caCertificates = z.string({ error: "must be PEM text (one or more certificates)" }).superRefine((s, ctx) => {
+  for (const message of caCertificatesProblems(s)) ctx.addIssue({ code: "custom", message });
+});
+
+/** How much the smoke check does: `kilo-run` (the pool checks, then the seed's `kilo run`) or `pool` (the pool checks only). */
+export const smokeCheckLevel = z.enum(["kilo-run", "pool"], { error: 'must be "kilo-run" or "pool"' });
+
+/**
+ * Any text; changing it re-runs every step of the hosts it covers, in place (`update`, nothing deleted
+ * first): the way to put back what someone changed by hand (`doctor`, then `pulumi config set reconcile
+ * "$(date +%F)"`, then `pulumi up`).
+ */
+const reconcile = z
+  .string({ error: "must be a string (e.g. a date)" })
+  .max(200, { message: "must be at most 200 characters" })
+  .refine(noControlChars, { message: "must be one line without control characters" });
+
+const connectTimeoutSeconds = z
+  .number({ error: "must be an integer 1-600" })
+  .int({ message: "must be an integer 1-600" })
+  .min(1, { message: "must be an integer 1-600" })
+  .max(600, { message: "must be an integer 1-600" });
+const connectAttempts = z
+  .number({ error: "must be an integer 1-20" })
+  .int({ message: "must be an integer 1-20" })
+  .min(1, { message: "must be an integer 1-20" })
+  .max(20, { message: "must be an integer 1-20" });
+/** The SSH dial's defaults: an offline host fails after about attempts x timeout seconds, not minutes. */
+export const SSH_CONNECT_DEFAULTS = { connectTimeoutSeconds: 10, connectAttempts: 3 } as const;
+
+export const hostOverrides = {
+  /** Overrides `reconcile` for this host. */
+  reconcile: reconcile.optional(),
+  /** Overrides `caCertificates` for this host. */
+  caCertificates: caCertificates.optional(),
+  /** Overrides `kiloVersion` for this host. */
+  kiloVersion: kiloVersion.optional(),
+  /** Overrides `model` for this host (must be a key of `models`). */
+  model: modelId.optional(),
+  /** Shells whose startup files get the managed block; default: those whose rc file exists, plus sh. */
+  shells: z.array(shellName).min(1, { message: "must list at least one shell" }).optional(),
+  /** Overrides `smokeCheck.level` for this host (e.g. the full `kilo-run` on a few canary hosts only). */
+  smokeCheck: z.strictObject({ level: smokeCheckLevel.optional() }).optional(),
+};
+
+export const sshConnection = z.strictObject({
+  host: sshTarget,
+  user: sshTarget,
+  port: z
+    .number({ error: "must be 1-65535" })
+    .int({ message: "must be 1-65535" })
+    .min(1, { message: "must be 1-65535" })
+    .max(65535, { message: "must be 1-65535" })
+    .optional(),
+  hostKey: z
+    .string()
+    .regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, {
+      message: 'must be one public key line such as "ssh-ed25519 AAAA..." (see ssh-keyscan)',
+    })
+    .optional(),
+  /** Accept any host key (no pinning): only with this set may `hostKey` be absent. */
+  insecureIgnoreHostKey: z.boolean({ error: "must be true or false" }).optional(),
+  /** Seconds one SSH dial may take; overrides `ssh.connectTimeoutSeconds`. */
+  connectTimeoutSeconds: connectTimeoutSeconds.optional(),
+  /** How many times to dial before the host's step fails; overrides `ssh.connectAttempts`. */
+  connectAttempts: connectAttempts.optional(),
+});
+
+// One object with both shapes' keys, so errors inside `ssh` keep their own paths; exactly one kind.
+const hostSchema = z
+  .strictObject({
+    name: hostName,
+    local: z.literal(true, { error: "must be true" }).optional(),
+    ssh: sshConnection.optional(),
+    ...hostOverrides,
+  })
+  .superRefine(
+    (h, ctx) => {
+      if (h.local && h.ssh)
+        ctx.addIssue({ code: "custom", message: "must be either local: true or ssh: {...}, not both" });
+      if (!h.local && !h.ssh) ctx.addIssue({ code: "custom", message: 'needs "local: true" or "ssh: {host, user}"' });
+    },
+    // Also when e.g. the name is invalid: every error at once.
+    { when: (payload) => isPlainObject(payload.value) },
+  );
+export type HostSettings = z.infer<typeof hostSchema>;
+
+/** A secret value: a string at run time, or a `{secure: ...}` blob when read from a stack file. */
+const secretValue = z.union([
+  z.string().min(1, { message: "must not be empty" }),
+  z.strictObject({ secure: z.string() }).transform(() => ENCRYPTED),
+]);
+
+/**
+ * A one-line secret that `Settings` never holds: validated (messages never quote it), then replaced by
+ * the placeholder, so the plaintext cannot reach the settings even if the program passes it in.
+ */
+const redactedSecret = z
+  .union(
+    [
+      z
+        .string()
+        .min(1, { message: "must not be empty" })
+        .refine(noControlChars, { message: "must be one line without control characters" }),
+      z.strictObject({ secure: z.string() }),
+    ],
+    { error: "must be a secret string (pulumi config set --secret ...)" },
+  )
+  .transform((): typeof ENCRYPTED => ENCRYPTED);
+/** Stands in for a secret that is present but encrypted (stack files are never decrypted offline). */
+export const ENCRYPTED = "[encrypted]";
+
+/** The schema of every key in the `kilo-fleet:` namespace, with defaults. */
+export const settingsSchema = z.strictObject({
+  poolerBaseUrl: z.string({ error: "is required (the pooler's /v1 base URL)" }).superRefine((s, ctx) => {
+    const problem = checkPoolerBaseUrl(s);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  }),
+  codexPoolerApiKey: secretValue.optional(),
+  apiKeys: z
+    .record(z.string(), redactedSecret, {
+      error:
+        "must be an object from host name to that host's secret key (pulumi config set --secret --path 'apiKeys.<host>' <key>)",
+    })
+    .optional(),
+  providerId: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9\-_.]*$/, { message: "must match [a-z0-9][a-z0-9-_.]* (no '/')" })
+    .default("codex-pooler"),
+  apiKeyEnvVar: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: "must be a shell variable name ([A-Za-z_][A-Za-z0-9_]*)" })
+    .default("CODEX_POOLER_API_KEY"),
+  kiloVersion: kiloVersion.default("7.7.7"),
+  model: modelId.default("gpt-5.5"),
+  models: z
+    .record(modelId, modelSchema)
+    .refine((m) => Object.keys(m).length > 0, { message: "must define at least one model" })
+    // Defaults are functions so every parse gets its own copy (a shared object would leak mutations).
+    .default(() => ({ "gpt-5.5": structuredClone(SEED_MODEL) as unknown as ModelSettings })),
+  compactionThresholdPercent: z
+    .number({ error: "must be an integer 1-100, or null to omit compaction" })
+    .int({ message: "must be an integer 1-100, or null to omit compaction" })
+    .min(1, { message: "must be an integer 1-100, or null to omit compaction" })
+    .max(100, { message: "must be an integer 1-100, or null to omit compaction" })
+    .nullable()
+    .default(75),
+  permission: z
+    .record(z.string(), z.unknown(), {
+      error: 'must be an object such as {"bash": "allow"}; a bare string like "ask" is not a valid shape',
+    })
+    .superRefine(refuseUnprintableKeys)
+    .optional(),
+  kiloSettings: z
+    .record(z.string(), z.unknown(), {
+      error: 'must be an object of extra kilo.jsonc keys, e.g. {"share": "disabled"}',
+    })
+    .superRefine(refuseUnprintableKeys)
+    .superRefine((o, ctx) => {
+      for (const k of Object.keys(o)) {
+        if ((MANAGED_TOP_LEVEL_KEYS as readonly string[]).includes(k)) {
+          ctx.addIssue({
+            code: "custom",
+            path: [k],
+            message: `is managed by kilo-fleet; set it through its own config key instead (${managedKeyHint(k)})`,
+          });
+        }
+      }
+    })
+    .default(() => ({})),
+  smokeCheck: z
+    .strictObject({
+      enabled: z.boolean({ error: "must be true or false" }).default(true),
+      timeoutSeconds: z
+        .number({ error: "must be an integer 10-3600" })
+        .int({ message: "must be an integer 10-3600" })
+        .min(10, { message: "must be an integer 10-3600" })
+        .max(3600, { message: "must be an integer 10-3600" })
+        .default(180),
+      level: smokeCheckLevel.default("kilo-run"),
+    })
+    .default(() => ({ enabled: true, timeoutSeconds: 180, level: "kilo-run" as const })),
+  npmRegistry: z
+    .string()
+    .superRefine((s, ctx) => {
+      const problem = checkNpmRegistryUrl(s);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    })
+    .optional(),
+  npmToken: redactedSecret.optional(),
+  caCertificates: caCertificates.optional(),
+  reconcile: reconcile.optional(),
+  ssh: z
+    .strictObject({
+      connectTimeoutSeconds: connectTimeoutSeconds.default(SSH_CONNECT_DEFAULTS.connectTimeoutSeconds),
+      connectAttempts: connectAttempts.default(SSH_CONNECT_DEFAULTS.connectAttempts),
+    })
+    .default(() => ({ ...SSH_CONNECT_DEFAULTS })),
+  hosts: z
+    .array(hostSchema)
+    .min(1, { message: "must list at least one host" })
+    .default(() => [{ name: "local", local: true as const }]),
+  sshPrivateKey: secretValue.optional(),
+});
+
+/**
+ * Rules across keys (model ↔ models, unique host names). Checked on the raw input, not in the schema,
+ * so they are reported together with every other error instead of only once the rest is valid.
+ */
+function crossKeyErrors(input: Record<string, unknown>): SettingsError[] {
+  const errors: SettingsError[] = [];
+  const models = input.models;
+  const defined =
+    models !== null && typeof models === "object" && !Array.isArray(models) ? Object.keys(models) : ["gpt-5.5"];
+  const checkModel = (m: unknown, path: (string | number)[]) => {
+    if (typeof m === "string" && defined.length > 0 && !defined.includes(m)) {
+      errors.push({
+        key: formatKeyPath(path),
+        message: `"${m}" is not a key of models (defined: ${defined.join(", ")})`,
+      });
+    }
+  };
+  checkModel(input.model ?? "gpt-5.5", ["model"]);
+  // zod skips object refinements after some field errors (e.g. a non-integer limit): check limits here too.
+  if (isPlainObject(models)) {
+    for (const [id, m] of Object.entries(models)) {
+      if (!isPlainObject(m)) continue;
+      for (const issue of limitIssues(m.limit)) {
+        errors.push({ key: formatKeyPath(["models", id, ...issue.path]), message: issue.message });
+      }
+    }
+  }
+  if (Array.isArray(input.hosts)) {
+    const seen = new Map<string, number>();
+    input.hosts.forEach((h: unknown, i) => {
+      if (h === null || typeof h !== "object") return;
+      const host = h as Record<string, unknown>;
+      checkModel(host.model, ["hosts", i, "model"]);
+      errors.push(...hostKeyErrors(host.ssh, i));
+      if (typeof host.name !== "string") return;
+      const first = seen.get(host.name);
+      if (first !== undefined) {
+        errors.push({
+          key: formatKeyPath(["hosts", i, "name"]),
+          message: `duplicate host name "${host.name}" (also hosts[${first}])`,
+        });
+      } else seen.set(host.name, i);
+    });
+  }
+  return errors;
+}
+
+export type Settings = z.output<typeof settingsSchema>;
+/** The settings of one host: fleet settings with that host's overrides applied. */
+export interface ResolvedHost {
+  name: string;
+  kind: "local" | "ssh";
+  /** `hostKey` is set unless `insecureIgnoreHostKey` is true (the schema refuses anything else). */
+  ssh?: { host: string; user: string; port: number; hostKey?: string; insecureIgnoreHostKey: boolean };
+  kiloVersion: string;
+  model: string;
+  /** Explicit shells, or undefined for "those whose rc file exists, plus sh". */
+  shells?: ShellName[];
+  /** PEM text the host must trust (the host's own, else the fleet's), or undefined. */
+  caCertificates?: string;
+}
+
+function managedKeyHint(k: string): string {
+  switch (k) {
+    case "model":
+      return "kilo-fleet:model";
+    case "provider":
+    case "enabled_providers":
+      return "kilo-fleet:providerId, poolerBaseUrl, models";
+    case "compaction":
+      return "kilo-fleet:compactionThresholdPercent";
+    case "autoupdate":
+      return "kilo-fleet:kiloVersion";
+    case "permission":
+      return "kilo-fleet:permission";
+    default:
+      return "it is always set";
+  }
+}
+
+export interface SettingsError {
+  /** Full key path, e.g. `kilo-fleet:hosts[1].ssh.port`. */
+  key: string;
+  message: string;
+}
+
+export type ParseResult =
+  | { ok: true; settings: Settings; warnings: string[] }
+  | { ok: false; errors: SettingsError[]; warnings: string[] };
+
+/** Formats a config path the way `pulumi config set --path` spells it. */
+export function formatKeyPath(path: readonly PropertyKey[]): string {
+  let out = CONFIG_NAMESPACE;
+  path.forEach((p, i) => {
+    if (typeof p === "number") out += `[${p}]`;
+    else if (i === 0) out += `:${String(p)}`;
+    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(String(p))) out += `.${String(p)}`;
+    else out += `[${JSON.stringify(String(p))}]`;
+  });
+  return out;
+}
+
+/** Levenshtein distance, for "did you mean" hints on unknown keys. */
+function editDistance(a: string, b: string): number {
+  const d: number[] = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0];
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = d[j];
+      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return d[b.length];
+}
+
+/** The known key `key` was probably meant to be: close by edit distance, or one it abbreviates. */
+export function didYouMean(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Number.POSITIVE_INFINITY;
+  for (const k of known) {
+    const dist = editDistance(key.toLowerCase(), k.toLowerCase());
+    if (dist < bestD) {
+      bestD = dist;
+      best = k;
+    }
+  }
+  if (best !== undefined && bestD <= Math.max(2, Math.floor(key.length / 3))) return best;
+  // A shortened key (`timeout` for `timeoutSeconds`) is far by edit distance but plainly meant.
+  const lower = key.toLowerCase();
+  return lower.length >= 4 ? known.find((k) => k.toLowerCase().startsWith(lower)) : undefined;
+}
+
+/** The keys a strict object at `path` accepts, for "did you mean" hints. */
+function knownKeysAt(path: readonly PropertyKey[]): string[] {
+  const p = path.filter((x) => typeof x !== "number").map(String);
+  const top = Object.keys(settingsSchema.shape);
+  if (p.length === 0) return top;
+  if (p[0] === "hosts" && p.length === 1) return ["name", "local", "ssh", ...Object.keys(hostOverrides)];
+  if (p[0] === "hosts" && p[1] === "ssh") {
+    return ["host", "user", "port", "hostKey", "insecureIgnoreHostKey", "connectTimeoutSeconds", "connectAttempts"];
+  }
+  if (p[0] === "ssh") return ["connectTimeoutSeconds", "connectAttempts"];
+  if (p[0] === "smokeCheck") return ["enabled", "timeoutSeconds", "level"];
+  if (p[0] === "hosts" && p[1] === "smokeCheck") return ["level"];
+  if (p[0] === "models" && p.length === 2) return Object.keys(SEED_MODEL);
+  if (p[0] === "models" && p[2] === "limit") return ["context", "input", "output"];
+  if (p[0] === "models" && p[2] === "modalities") return ["input", "output"];
+  return [];
+}
+
+/** Keys whose values are not strings: Pulumi hands these to the program as JSON text. */
+const STRUCTURED_KEYS = new Set([
+  "models",
+  "compactionThresholdPercent",
+  "permission",
+  "kiloSettings",
+  "smokeCheck",
+  "hosts",
+  "apiKeys",
+  "ssh",
+]);
+
+/**
+ * `__proto__` keys (possible in JSON text from `pulumi config`) would be dropped silently by the schema and
+ * by any plain-object copy: refuse them, naming where they are.
+ */
+function prototypeKeyErrors(value: unknown, path: (string | number)[] = []): SettingsError[] {
+  if (value === null || typeof value !== "object") return [];
+  const errors: SettingsError[] = [];
+  if (!Array.isArray(value) && Object.hasOwn(value, "__proto__")) {
+    errors.push({ key: formatKeyPath([...path, "__proto__"]), message: "is not allowed as a key" });
+  }
+  for (const [k, v] of Object.entries(value)) {
+    errors.push(...prototypeKeyErrors(v, [...path, Array.isArray(value) ? Number(k) : k]));
+  }
+  return errors;
+}
+
+/**
+ * Parses the raw `kilo-fleet:` config. `raw` maps full keys (`kilo-fleet:model`) to values: strings as
+ * the Pulumi runtime gives them (structured values as JSON text), or structured values as read from a
+ * stack YAML file. Keys of other namespaces are ignored.
+ */
+export function parseSettings(raw: Record<string, unknown>): ParseResult {
+  const input: Record<string, unknown> = {};
+  const errors: SettingsError[] = [];
+  const warnings: string[] = [];
+  for (const [fullKey, value] of Object.entries(raw)) {
+    const [ns, ...rest] = fullKey.split(":");
+    if (ns !== CONFIG_NAMESPACE || rest.length === 0) continue;
+    const key = rest.join(":");
+    let v = value;
+    if (STRUCTURED_KEYS.has(key) && typeof v === "string") {
+      try {
+        v = JSON.parse(v);
+      } catch {
+        // Not JSON: leave the plain string for the schema, whose message says what shape is wanted.
+      }
+    }
+    // Pulumi hands a YAML `null` to the program as "": for the one nullable key that means null.
+    if (key === "compactionThresholdPercent" && v === "") v = null;
+    input[key] = v;
+  }
+
+  errors.push(...prototypeKeyErrors(input));
+  const result = settingsSchema.safeParse(input, { error: typeErrorMessage });
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      if (issue.code === "unrecognized_keys") {
+        const known = knownKeysAt(issue.path);
+        for (const k of issue.keys) {
+          const hint = didYouMean(k, known);
+          errors.push({
+            key: formatKeyPath([...issue.path, k]),
+            message: `unknown key${hint ? ` (did you mean ${hint}?)` : ""}`,
+          });
+        }
+      } else {
+        errors.push({ key: formatKeyPath(issue.path), message: issue.message });
+      }
+    }
+  }
+  errors.push(...crossKeyErrors(input));
+  if (errors.length > 0) return { ok: false, errors: dedupe(errors), warnings };
+
+  const settings = (result as { data: Settings }).data;
+  const versions = [settings.kiloVersion, ...settings.hosts.map((h) => h.kiloVersion)];
+  if (versions.includes("latest")) {
+    warnings.push(
+      `${CONFIG_NAMESPACE}:kiloVersion: "latest" means the fleet is no longer pinned: hosts drift as Kilo releases, and kilo may update itself`,
+    );
+  }
+  const pooler = new URL(settings.poolerBaseUrl);
+  if (pooler.protocol === "http:" && !isLoopbackHost(pooler.hostname)) {
+    warnings.push(
+      `${CONFIG_NAMESPACE}:poolerBaseUrl: plain http to ${pooler.hostname}: the API key crosses the network unencrypted (use https for a deployed pooler)`,
+    );
+  }
+  settings.hosts.forEach((h, i) => {
+    if (h.ssh?.insecureIgnoreHostKey === true) {
+      warnings.push(
+        `${formatKeyPath(["hosts", i, "ssh", "insecureIgnoreHostKey"])}: the server's host key is not checked, so anyone who can answer for ${h.ssh.host} receives the API key; pin it instead (${keyscanLine(h.ssh.host, h.ssh.port ?? 22)})`,
+      );
+    }
+  });
+  if (settings.npmRegistry !== undefined) {
+    const w = npmRegistryWarning(settings.npmRegistry, formatKeyPath(["npmRegistry"]));
+    if (w) warnings.push(w);
+  }
+  const caSettings: [string, string | undefined][] = [
+    [formatKeyPath(["caCertificates"]), settings.caCertificates],
+    ...settings.hosts.map((h, i): [string, string | undefined] => [
+      formatKeyPath(["hosts", i, "caCertificates"]),
+      h.caCertificates,
+    ]),
+  ];
+  for (const [key, pem] of caSettings) {
+    if (pem !== undefined) for (const w of caCertificatesWarnings(pem)) warnings.push(`${key}: ${w}`);
+  }
+  return { ok: true, settings, warnings };
+}
+
+/** The `ssh-keyscan` command line that fetches a server's ed25519 host key. */
+export function keyscanLine(host: string, port: number): string {
+  const h = /^[A-Za-z0-9._:@[\]-]+$/.test(host) && !host.startsWith("-") ? host : shQuote(host);
+  return `ssh-keyscan -p ${port} -t ed25519 ${h}`;
+}
+
+/**
+ * An SSH host must pin its server's host key, or say `insecureIgnoreHostKey: true` (checked on the raw
+ * input, so it is reported with every other error).
+ */
+function hostKeyErrors(ssh: unknown, i: number): SettingsError[] {
+  if (!isPlainObject(ssh)) return [];
+  const insecure = ssh.insecureIgnoreHostKey === true;
+  if (ssh.hostKey !== undefined && insecure) {
+    return [
+      {
+        key: formatKeyPath(["hosts", i, "ssh", "insecureIgnoreHostKey"]),
+        message: "must not be true when hostKey is set (the pinned key would be ignored); remove one of them",
+      },
+    ];
+  }
+  if (ssh.hostKey !== undefined || insecure) return [];
+  // A host the schema refuses (whitespace, control characters) is not repeated here.
+  const host =
+    typeof ssh.host === "string" && ssh.host !== "" && noControlChars(ssh.host) && !/\s/.test(ssh.host)
+      ? ssh.host
+      : "<host>";
+  const port = typeof ssh.port === "number" ? ssh.port : 22;
+  return [
+    {
+      key: formatKeyPath(["hosts", i, "ssh", "hostKey"]),
+      message: `is required: pin the server's host key, or anyone who can answer for ${host} receives the API key. Get it with \`${keyscanLine(host, port)}\` (or \`npm run kilo-fleet -- hostkeys --stack NAME\`), compare its fingerprint out of band, then: pulumi config set --path 'hosts[${i}].ssh.hostKey' '<type> <base64>'. To accept any host key instead, set hosts[${i}].ssh.insecureIgnoreHostKey: true`,
+    },
+  ];
+}
+
+export function isLoopbackHost(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+/** Messages for wrong types that name what is wanted and what was given, never the value (it may be secret). */
+function typeErrorMessage(iss: { code?: string; input?: unknown; expected?: string }): string | undefined {
+  if (iss.code !== "invalid_type") return undefined;
+  if (iss.input === undefined) return "is required";
+  const wanted: Record<string, string> = {
+    string: "a string",
+    number: "a number",
+    int: "an integer",
+    boolean: "true or false",
+    array: "a list",
+    object: "an object",
+    record: "an object",
+  };
+  const given =
+    iss.input === null
+      ? "null"
+      : Array.isArray(iss.input)
+        ? "a list"
+        : typeof iss.input === "object"
+          ? "an object"
+          : `a ${typeof iss.input}`;
+  return `must be ${wanted[iss.expected ?? ""] ?? iss.expected}, not ${given}`;
+}
+
+function dedupe(errors: SettingsError[]): SettingsError[] {
+  const seen = new Set<string>();
+  return errors.filter((e) => {
+    const k = `${e.key}\0${e.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+/** Formats errors one per line, `key: message`. */
+export function formatErrors(errors: readonly SettingsError[]): string {
+  return errors.map((e) => `${e.key}: ${e.message}`).join("\n");
+}
+
+/** Applies a host's overrides to the fleet settings. */
+export function resolveHost(settings: Settings, host: HostSettings): ResolvedHost {
+  const base = {
+    name: host.name,
+    kiloVersion: host.kiloVersion ?? settings.kiloVersion,
+    model: host.model ?? settings.model,
+    shells: host.shells,
+    ...(host.caCertificates !== undefined || settings.caCertificates !== undefined
+      ? { caCertificates: host.caCertificates ?? settings.caCertificates }
+      : {}),
+  };
+  if (host.ssh) {
+    return {
+      ...base,
+      kind: "ssh",
+      ssh: {
+        host: host.ssh.host,
+        user: host.ssh.user,
+        port: host.ssh.port ?? 22,
+        hostKey: host.ssh.hostKey,
+        insecureIgnoreHostKey: host.ssh.insecureIgnoreHostKey === true,
+      },
+    };
+  }
+  return { ...base, kind: "local" };
+}

@@ -1,0 +1,35 @@
+/** The env files' text and the key's validation: pure (unit-tested, bundled into the host tool). */
+import { shQuote } from "../common/shellQuote";
+import { fishWord } from "./rcBlock";
+
+export const ENV_FILE_HEADER =
+  "# kilo-fleet: the Codex Pooler API key for kilo. Written by kilo-fleet (Pulumi); do not edit, it is rewritten on every deploy.";
+
+/**
+ * The key as it arrives on stdin: exactly the key, optionally followed by one newline. Errors never
+ * contain the key.
+ */
+export function parseKeyFromStdin(input: string): string {
+  const key = input.endsWith("\n") ? input.slice(0, -1) : input;
+  if (key === "") throw new Error("no API key on stdin (the env step reads the key from stdin only)");
+  if (/[\u0000-\u001f\u007f]/.test(key)) {
+    throw new Error("the API key on stdin must be one line without control characters (nothing was written)");
+  }
+  return key;
+}
+
+/** The variables the env files export, in order. */
+export function envVars(apiKeyEnvVar: string, key: string, pinned: boolean): [string, string][] {
+  const vars: [string, string][] = [[apiKeyEnvVar, key]];
+  // Kilo's self-update runs `npm install -g @kilocode/cli@latest` without the prefix: keep a pinned host pinned.
+  if (pinned) vars.push(["KILO_DISABLE_AUTOUPDATE", "1"]);
+  return vars;
+}
+
+export function renderShEnvFile(vars: [string, string][]): string {
+  return [ENV_FILE_HEADER, ...vars.map(([k, v]) => `export ${k}=${shQuote(v)}`), ""].join("\n");
+}
+
+export function renderFishEnvFile(vars: [string, string][]): string {
+  return [ENV_FILE_HEADER, ...vars.map(([k, v]) => `set -gx ${k} ${fishWord(v)}`), ""].join("\n");
+}

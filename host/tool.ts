@@ -1,0 +1,141 @@
+/**
+ * kilo-fleet's host tool: everything a step does on a host. Bundled by esbuild into one CommonJS file
+ * behind a POSIX sh header (header.sh: finds node), shipped once per host to
+ * `~/.local/share/kilo-fleet/tool-<sha256 prefix>.cjs`, and run by every step as
+ *
+ *   /bin/sh <tool> <subcommand> '<json>'
+ *
+ * (common/stepArgs.ts: one JSON argument of the step's own settings). Every subcommand prints lines for
+ * people, then one `kilo-fleet-result {json}` line (common/result.ts); a failure is one `kilo-fleet: …`
+ * line on stderr (the smoke check's: `smoke check failed on <host>: …`) and exit 1. Nothing here prints
+ * the key. Every subcommand but the smoke check runs holding the HOME's lock (lock.ts), so two deploys of
+ * one host never interleave their read-modify-writes; the smoke check only reads what they wrote.
+ */
+import * as os from "node:os";
+import * as path from "node:path";
+import { type HostLayout, hostLayout } from "../common/hostPaths";
+import { managedKeyPaths } from "../common/kiloConfigMerge";
+import { formatResult, type StepResult } from "../common/result";
+import { SHELL_RC_FILES } from "../common/shells";
+import { decodeStepArg, type StepArgs, SUBCOMMANDS, type Subcommand } from "../common/stepArgs";
+import { configApply, configDelete } from "./configFile";
+import { cleanupDirs, HostError } from "./fsUtil";
+import { installApply, installDelete } from "./install";
+import { withHostLock } from "./lock";
+import { envApply, envDelete } from "./shellEnv";
+import { runSmokeCheck } from "./smoke";
+
+/** What a subcommand printed: lines for people (warnings go to stderr), then its result. */
+export interface StepOutput {
+  lines: string[];
+  result: StepResult;
+}
+
+function configPaths(layout: HostLayout) {
+  return {
+    home: layout.home,
+    configFile: layout.configFile,
+    backupFile: layout.backupFile,
+    stateDir: layout.stateDir,
+    systemDir: process.env.KILO_FLEET_TEST_SYSTEM_DIR || "/etc/kilo",
+  };
+}
+
+function envPaths(layout: HostLayout) {
+  return {
+    home: layout.home,
+    configDir: layout.configDir,
+    envFile: layout.envFile,
+    fishEnvFile: layout.fishEnvFile,
+    binDir: layout.binDir,
+    stateDir: layout.stateDir,
+    rcFiles: SHELL_RC_FILES,
+  };
+}
+
+/** The locked subcommands: file work on HOME. */
+function runLocked<S extends Exclude<Subcommand, "smoke">>(sub: S, args: StepArgs[S], layout: HostLayout): StepOutput {
+  switch (sub) {
+    case "install":
+      return installApply(layout, args as StepArgs["install"]);
+    case "install-delete": {
+      const out = installDelete(layout);
+      cleanupDirs(layout.stateDir);
+      return out;
+    }
+    case "config-apply": {
+      const managed = (args as StepArgs["config-apply"]).managed;
+      return configApply(configPaths(layout), managed, managedKeyPaths(managed));
+    }
+    case "config-delete": {
+      const out = configDelete(configPaths(layout));
+      cleanupDirs(layout.stateDir);
+      return out;
+    }
+    case "env-apply": {
+      const a = args as StepArgs["env-apply"];
+      return envApply(envPaths(layout), {
+        apiKeyEnvVar: a.var,
+        pinned: a.pinned,
+        shells: a.shells === "default" ? "default" : a.shells.join(","),
+        ...(a.caCertificates !== undefined ? { caCertificates: a.caCertificates } : {}),
+      });
+    }
+    case "env-delete": {
+      const out = envDelete(envPaths(layout));
+      cleanupDirs(layout.stateDir);
+      return out;
+    }
+    default:
+      throw new HostError(`unknown subcommand ${sub}`);
+  }
+}
+
+/** The subcommand and its decoded argument; one line naming what is wrong otherwise. */
+function parseArgv(argv: string[]): { sub: Subcommand; args: Record<string, unknown> } {
+  const [sub, text, ...extra] = argv;
+  if (!(SUBCOMMANDS as readonly string[]).includes(sub ?? "")) {
+    throw new HostError(`usage: sh <tool> <${SUBCOMMANDS.join("|")}> '<json>' (got ${JSON.stringify(sub ?? "")})`);
+  }
+  if (extra.length > 0) throw new HostError(`${sub}: takes one JSON argument, got ${argv.length - 1}`);
+  let args: unknown;
+  try {
+    args = decodeStepArg(text ?? "{}");
+  } catch {
+    throw new HostError(`${sub}: the argument is not valid JSON`);
+  }
+  if (args === null || typeof args !== "object" || Array.isArray(args)) {
+    throw new HostError(`${sub}: the argument must be a JSON object`);
+  }
+  return { sub: sub as Subcommand, args: args as Record<string, unknown> };
+}
+
+function print(out: StepOutput): void {
+  for (const line of out.lines) {
+    (line.startsWith("kilo-fleet: warning:") ? process.stderr : process.stdout).write(`${line}\n`);
+  }
+  process.stdout.write(`${formatResult(out.result)}\n`);
+}
+
+function failLine(e: unknown): string {
+  const message = e instanceof HostError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`;
+  return `kilo-fleet: ${message.replace(/\s*\n\s*/g, " ")}\n`;
+}
+
+async function main(): Promise<void> {
+  const { sub, args } = parseArgv(process.argv.slice(2));
+  const home = path.resolve(process.env.HOME || os.homedir());
+  const layout = hostLayout(process.env, home);
+  if (sub === "smoke") {
+    // Its own failure lines (`smoke check failed on <host>: …`) and exit code.
+    print(await runSmokeCheck(layout, args as unknown as StepArgs["smoke"]));
+    return;
+  }
+  // One run at a time per HOME (two stacks sharing a host): see lock.ts.
+  print(withHostLock(home, () => runLocked(sub, args as never, layout)));
+}
+
+main().catch((e) => {
+  process.stderr.write(failLine(e));
+  process.exit(1);
+});

@@ -1,0 +1,68 @@
+/**
+ * `smokeCheck.level` (issue 10, item 6): `kilo-run` by default, `pool` fleet-wide or per host
+ * (`hosts[i].smokeCheck.level` wins), refused when misspelt, and carried into the smoke step's argument.
+ */
+import { describe, expect, it } from "vitest";
+import { decodeStepArg } from "../common/stepArgs";
+import { hostSpec } from "../deployer/hostSpec";
+import { parseSettings } from "../deployer/settings";
+import { buildSettings, deployScripts } from "../harness/hostHome";
+
+function parse(extra: Record<string, unknown>) {
+  return parseSettings({
+    "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1",
+    ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [`kilo-fleet:${k}`, v])),
+  });
+}
+
+/** The smoke step's decoded JSON argument. */
+function smokeArg(extra: Record<string, unknown> = {}, hostExtra: Record<string, unknown> = {}) {
+  const create = deployScripts(buildSettings(extra, hostExtra)).smoke?.create ?? "";
+  const word = /smoke '([^']*)'$/.exec(create)?.[1];
+  return decodeStepArg(word ?? "") as Record<string, unknown>;
+}
+
+describe("smokeCheck.level", () => {
+  it("defaults to kilo-run; pool fleet-wide; a host's own level wins either way", () => {
+    expect(smokeArg().level).toBe("kilo-run");
+    expect(smokeArg({ smokeCheck: { level: "pool" } }).level).toBe("pool");
+    expect(smokeArg({}, { smokeCheck: { level: "pool" } }).level).toBe("pool");
+    expect(smokeArg({ smokeCheck: { level: "pool" } }, { smokeCheck: { level: "kilo-run" } }).level).toBe("kilo-run");
+    // JSON text, as `pulumi config set --path` hands it over, with two hosts: one canary.
+    const r = parse({
+      smokeCheck: JSON.stringify({ level: "pool", timeoutSeconds: 60 }),
+      hosts: JSON.stringify([
+        { name: "canary", local: true, smokeCheck: { level: "kilo-run" } },
+        { name: "rest", local: true },
+      ]),
+    });
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.settings.hosts.map((h) => hostSpec(r.settings, h).smokeCheck)).toEqual([
+      { enabled: true, timeoutSeconds: 60, level: "kilo-run" },
+      { enabled: true, timeoutSeconds: 60, level: "pool" },
+    ]);
+  });
+
+  it("refuses other values and unknown per-host keys, with a hint", () => {
+    const bad = parse({ smokeCheck: { level: "full" } });
+    expect(bad.ok).toBe(false);
+    if (!bad.ok)
+      expect(bad.errors).toContainEqual({
+        key: "kilo-fleet:smokeCheck.level",
+        message: 'must be "kilo-run" or "pool"',
+      });
+    const host = parse({ hosts: [{ name: "a", local: true, smokeCheck: { levle: "pool" } }] });
+    expect(host.ok).toBe(false);
+    if (!host.ok) expect(host.errors.map((e) => e.message).join("\n")).toMatch(/unknown key \(did you mean level\?\)/);
+  });
+
+  it("the smoke step gets the models' context and input limits, compactly", () => {
+    const arg = smokeArg({
+      models: { a: { limit: { context: 1000, output: 10 } }, b: { limit: { context: 2000, input: 1500, output: 10 } } },
+      model: "a",
+    });
+    expect(arg.models).toEqual({ a: { context: 1000 }, b: { context: 2000, input: 1500 } });
+    expect(arg.model).toBe("codex-pooler/a");
+  });
+});
