@@ -76,7 +76,7 @@ export function checkFleetConfig(
       : [],
   );
   const perHost = Object.keys(secrets.apiKeys ?? {});
-  const keys = apiKeyErrors(names, perHost, secrets.codexPoolerApiKey !== undefined);
+  const keys = apiKeyErrors(names, secrets.apiKeys ?? {}, secrets.codexPoolerApiKey !== undefined);
   errors.push(...keys.entries);
   if (perHost.length === 0 && secrets.codexPoolerApiKey === undefined) {
     errors.push({

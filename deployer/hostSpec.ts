@@ -132,7 +132,7 @@ export type HostArgsResult = { ok: true; spec: HostSpec } | { ok: false; errors:
  * are Outputs or Promises are checked when they are plain values and passed through as they are otherwise.
  */
 export function parseHostArgs(args: Record<string, unknown>): HostArgsResult {
-  const { apiKey: _apiKey, sshPrivateKey: _sshKey, ...settings } = args;
+  const { apiKey: _apiKey, sshPrivateKey: _sshKey, npmToken: _npmToken, ...settings } = args;
   const input: Record<string, unknown> = { ...settings };
   const deferred: Record<string, unknown> = {};
   if (settings.ssh !== null && typeof settings.ssh === "object" && !Array.isArray(settings.ssh)) {

@@ -350,7 +350,12 @@ export function stackConfig(overrides: Record<string, unknown> = {}): {
     if (v === undefined) continue;
     config[`kilo-fleet:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
   }
-  const secretKeys = ["kilo-fleet:codexPoolerApiKey", "kilo-fleet:sshPrivateKey"].filter((k) => k in config);
+  const secretKeys = [
+    "kilo-fleet:codexPoolerApiKey",
+    "kilo-fleet:sshPrivateKey",
+    "kilo-fleet:npmToken",
+    "kilo-fleet:apiKeys",
+  ].filter((k) => k in config);
   return { config, secretKeys };
 }
 
