@@ -7,11 +7,16 @@ import type { HostEntry } from "../harness/pulumiMocks";
 
 export type HostKind = "local" | "ssh";
 
+/** A well-formed, pinned host key for the benchmark's SSH hosts (nothing connects to them). */
+const BENCH_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICnSXF8HvguLsFJEryZPITxsJ1lUtKXEQPVMway9ThIy";
+
 /** N hosts, half SSH and half local (the shape of the tests' 1000-host fleet). */
 export function fleetHosts(n: number): HostEntry[] {
   return Array.from({ length: n }, (_, i) => {
     const name = `dev-${String(i).padStart(4, "0")}`;
-    return i % 2 === 0 ? { name, ssh: { host: `10.1.${i >> 8}.${i & 255}`, user: "dev" } } : { name, local: true };
+    return i % 2 === 0
+      ? { name, ssh: { host: `10.1.${i >> 8}.${i & 255}`, user: "dev", hostKey: BENCH_HOST_KEY } }
+      : { name, local: true };
   });
 }
 

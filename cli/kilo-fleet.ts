@@ -4,6 +4,7 @@
  *
  *   npm run kilo-fleet -- validate [--stack NAME | --file PATH ...] [--lock PATH]
  *   npm run kilo-fleet -- render (--stack NAME | --file PATH) [--host NAME]
+ *   npm run kilo-fleet -- hostkeys (--stack NAME | --file PATH) [--json]
  *   npm run kilo-fleet -- models --base-url URL [--key-env VAR] [--json] [--timeout SECONDS]
  *   npm run kilo-fleet -- lock [--stack NAME | --file PATH ...] [--registry URL] [--lock PATH]
  *   npm run kilo-fleet -- doctor (--stack NAME | --file PATH) [--host NAME ...] [--json] [--key-env VAR] ...
@@ -16,14 +17,29 @@
  * theirs and keeps the rest. The registry: --registry, else the one npmRegistry the stacks set, else npmjs.
  * `validate` refuses a pinned version missing from the lock (`latest` is allowed, with a warning).
  *
- * `models` is the one command that goes online: it asks a pool's `/v1/models` (no tokens spent) with
- * the key from an environment variable, and prints the `kilo-fleet:models` settings for it.
+ * `models` and `hostkeys` are the commands that go online. `models` asks a pool's `/v1/models` (no tokens spent) with
+ * the key from an environment variable, and prints the `kilo-fleet:models` settings for it. `hostkeys` runs
+ * `ssh-keyscan` against each SSH host of the stack and prints the `hostKey` line to pin, with each key's
+ * fingerprint to compare out of band.
  *
- * Exit codes: 0 fine, 1 a stack is invalid or unreadable (or the pool check failed), 2 the command line
+ * Exit codes: 0 fine, 1 a stack is invalid or unreadable (or the pool check failed; hostkeys: a host did not
+ * answer, or its pinned key is not among those it offered), 2 the command line
  * is wrong.
  */
 import { existsSync, readdirSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
+import { API_KEYS_KEY, apiKeyErrors, FLEET_KEY } from "../deployer/apiKeys";
+import {
+  hostKeyLine,
+  keyTypeName,
+  mapLimit,
+  pinCommand,
+  pinnedKeyMatches,
+  preferredHostKey,
+  type ScanResult,
+  scanHostKeys,
+  sshKeyFingerprint,
+} from "../deployer/hostKeys";
 import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import {
   DEFAULT_REGISTRY,
@@ -41,7 +57,14 @@ import {
   writeLockFile,
 } from "../deployer/kiloLock";
 import { checkPoolerBaseUrl } from "../deployer/poolerUrl";
-import { formatErrors, parseSettings, resolveHost, type Settings, type SettingsError } from "../deployer/settings";
+import {
+  CONFIG_NAMESPACE,
+  formatErrors,
+  parseSettings,
+  resolveHost,
+  type Settings,
+  type SettingsError,
+} from "../deployer/settings";
 import { checkPool } from "../host/poolCheck";
 import { DOCTOR_USAGE, doctor } from "./doctor";
 import { kiloModelsFromPool, renderModelsJson, renderModelsYaml } from "./poolModels";
@@ -49,10 +72,15 @@ import { loadProject, type Project, readStackConfig, StackFileError } from "./st
 
 const USAGE = `usage: kilo-fleet validate [--stack NAME | --file PATH ...]
        kilo-fleet render (--stack NAME | --file PATH) [--host NAME]
+       kilo-fleet hostkeys (--stack NAME | --file PATH) [--json]
        kilo-fleet models --base-url URL [--key-env VAR] [--json] [--timeout SECONDS]
        kilo-fleet lock [--stack NAME | --file PATH ...] [--registry URL]
        ${DOCTOR_USAGE}
        (validate and lock: --lock PATH for a lock file other than stacks/${LOCK_FILE_NAME})`;
+
+/** `hostkeys`: seconds per host, and how many hosts are scanned at once. */
+const KEYSCAN_TIMEOUT_SECONDS = 5;
+const KEYSCAN_PARALLEL = 4;
 
 /** The project this CLI belongs to: the directory above cli/. */
 const PROJECT_DIR = resolve(__dirname, "..");
@@ -63,6 +91,9 @@ interface Args {
   command: string;
   files: string[];
   host?: string;
+  /** The stack name given with --stack (hostkeys puts it in the commands it prints). */
+  stack?: string;
+  json?: boolean;
   registry?: string;
   lock?: string;
 }
@@ -70,12 +101,20 @@ interface Args {
 function parseArgs(argv: string[], project: Project): Args {
   const [command, ...rest] = argv;
   if (command === undefined) throw new UsageError("no command given");
-  if (!["validate", "render", "lock"].includes(command)) throw new UsageError(`unknown command "${command}"`);
+  if (!["validate", "render", "hostkeys", "lock"].includes(command))
+    throw new UsageError(`unknown command "${command}"`);
   const files: string[] = [];
   let host: string | undefined;
+  let stack: string | undefined;
+  let json = false;
   let registry: string | undefined;
   let lock: string | undefined;
   for (let i = 0; i < rest.length; i++) {
+    if (rest[i] === "--json") {
+      if (command !== "hostkeys") throw new UsageError("--json is only for hostkeys");
+      json = true;
+      continue;
+    }
     const [flag, inline] = rest[i].startsWith("--") ? rest[i].split(/=(.*)/s, 2) : [rest[i], undefined];
     if (!["--stack", "--file", "--host", "--registry", "--lock"].includes(flag)) {
       throw new UsageError(`unknown argument "${rest[i]}"`);
@@ -87,7 +126,7 @@ function parseArgs(argv: string[], project: Project): Args {
       if (!/^https?:\/\/\S+$/.test(value)) throw new UsageError(`--registry must be an http(s) URL`);
       registry = value;
     } else if (flag === "--lock") {
-      if (command === "render") throw new UsageError("--lock is only for validate and lock");
+      if (command !== "validate" && command !== "lock") throw new UsageError("--lock is only for validate and lock");
       lock = resolve(value);
     } else if (flag === "--host") {
       if (command !== "render") throw new UsageError("--host is only for render");
@@ -97,13 +136,16 @@ function parseArgs(argv: string[], project: Project): Args {
       const path = join(project.stackConfigDir, `Pulumi.${value}.yaml`);
       if (!existsSync(path)) throw new UsageError(`no stack "${value}" (no ${display(path)})`);
       files.push(path);
+      stack = value;
     } else {
       if (!existsSync(value)) throw new UsageError(`no such file: ${value}`);
       files.push(resolve(value));
     }
   }
-  if (command === "render" && files.length !== 1) throw new UsageError("render needs exactly one --stack or --file");
-  return { command, files, host, registry, lock };
+  if ((command === "render" || command === "hostkeys") && files.length !== 1) {
+    throw new UsageError(`${command} needs exactly one --stack or --file`);
+  }
+  return { command, files, host, stack, json, registry, lock };
 }
 
 function display(path: string): string {
@@ -143,9 +185,35 @@ function load(path: string, project: Project): Loaded {
       warnings.push(`${key}: not set; pulumi up needs it first: pulumi config set --secret ${name} …`);
     }
   }
-  const errors: SettingsError[] = [...stack.errors, ...(result.ok ? [] : result.errors)];
+  // Per-host keys (deployer/apiKeys.ts): entries naming no host are errors; a host without any key is a
+  // warning here (a stack is often checked before its secrets are set) and an error at pulumi up.
+  const keys = apiKeyErrors(
+    hostNames(stack.raw),
+    stack.raw[`${CONFIG_NAMESPACE}:${API_KEYS_KEY}`],
+    `${CONFIG_NAMESPACE}:${FLEET_KEY}` in stack.raw,
+  );
+  for (const m of keys.missing) warnings.push(`${m.key}: ${m.message} (pulumi up refuses the stack until then)`);
+  const errors: SettingsError[] = [...stack.errors, ...(result.ok ? [] : result.errors), ...keys.entries];
   if (errors.length > 0 || !result.ok) return { ok: false, errors: formatErrors(errors).split("\n"), warnings };
   return { ok: true, settings: result.settings, warnings };
+}
+
+/** The raw `hosts` value (JSON text, or the default), decoded; undefined when it is not JSON. */
+function rawHosts(raw: Record<string, string>): unknown {
+  const text = raw[`${CONFIG_NAMESPACE}:hosts`];
+  if (text === undefined) return [{ name: "local", local: true }];
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The host names of a stack, read from its raw config (so they are known even when other keys are invalid). */
+function hostNames(raw: Record<string, string>): string[] {
+  const hosts = rawHosts(raw);
+  if (!Array.isArray(hosts)) return [];
+  return hosts.flatMap((h) => (h !== null && typeof h === "object" && typeof h.name === "string" ? [h.name] : []));
 }
 
 /** The lock file (or its problem, as an error line for every stack). */
@@ -209,6 +277,96 @@ function render(path: string, hostName: string | undefined, project: Project): n
   if (!host) throw new UsageError(`no host "${hostName}" in ${display(path)} (hosts: ${names})`);
   process.stdout.write(renderKiloConfigText(renderKiloConfig(settings, resolveHost(settings, host))));
   return 0;
+}
+
+interface HostKeysReport {
+  name: string;
+  index: number;
+  host: string;
+  port: number;
+  /** `absent`, or whether the pinned `hostKey` is among the keys the server offered. */
+  pinned: "absent" | "matches" | "differs" | "unknown";
+  keys: { type: string; hostKey: string; fingerprint: string }[];
+  /** The command pinning the preferred key, when the scan found one. */
+  command?: string;
+  /** Why the scan failed, when it did. */
+  error?: string;
+}
+
+/** `hostkeys`: scan each SSH host of the stack, print what to pin and the fingerprints to compare. */
+async function hostkeys(path: string, stackName: string | undefined, json: boolean, project: Project): Promise<number> {
+  let raw: Record<string, string>;
+  try {
+    raw = readStackConfig(path, project).raw;
+  } catch (e) {
+    if (e instanceof StackFileError || (e as NodeJS.ErrnoException).code !== undefined) {
+      process.stderr.write(`${(e as Error).message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+  const hosts = rawHosts(raw);
+  if (!Array.isArray(hosts)) {
+    process.stderr.write(`${display(path)}: ${CONFIG_NAMESPACE}:hosts is not a list; run validate\n`);
+    return 1;
+  }
+  const targets = hosts.flatMap((h: unknown, index) => {
+    const r = h as { name?: unknown; ssh?: { host?: unknown; port?: unknown; hostKey?: unknown } } | null;
+    if (r === null || typeof r !== "object" || r.ssh === null || typeof r.ssh !== "object") return [];
+    if (typeof r.ssh.host !== "string") return [];
+    return [
+      {
+        index,
+        name: typeof r.name === "string" ? r.name : `hosts[${index}]`,
+        host: r.ssh.host,
+        port: typeof r.ssh.port === "number" ? r.ssh.port : 22,
+        pinnedKey: typeof r.ssh.hostKey === "string" ? r.ssh.hostKey : undefined,
+      },
+    ];
+  });
+  if (targets.length === 0) {
+    if (json) process.stdout.write("[]\n");
+    else process.stdout.write(`${display(path)}: no SSH hosts\n`);
+    return 0;
+  }
+  const scans: ScanResult[] = await mapLimit(targets, KEYSCAN_PARALLEL, (t) =>
+    scanHostKeys(t, { timeoutSeconds: KEYSCAN_TIMEOUT_SECONDS }),
+  );
+  const reports: HostKeysReport[] = targets.map((t, i) => {
+    const scan = scans[i];
+    const base = { name: t.name, index: t.index, host: t.host, port: t.port };
+    if (!scan.ok) return { ...base, pinned: t.pinnedKey ? "unknown" : "absent", keys: [], error: scan.reason };
+    const best = preferredHostKey(scan.keys);
+    return {
+      ...base,
+      pinned: t.pinnedKey === undefined ? "absent" : pinnedKeyMatches(t.pinnedKey, scan.keys) ? "matches" : "differs",
+      keys: scan.keys.map((k) => ({ type: k.type, hostKey: hostKeyLine(k), fingerprint: sshKeyFingerprint(k) })),
+      ...(best ? { command: pinCommand(t.index, best, stackName) } : {}),
+    };
+  });
+  if (json) process.stdout.write(`${JSON.stringify(reports, null, 2)}\n`);
+  else {
+    for (const r of reports) {
+      const where = `${r.name} (hosts[${r.index}], ${r.host}:${r.port})`;
+      if (r.error !== undefined) {
+        process.stdout.write(`${where}: unreachable: ${r.error}\n`);
+        continue;
+      }
+      process.stdout.write(`${where}:\n`);
+      for (const k of r.keys) process.stdout.write(`  ${keyTypeName(k.type).padEnd(8)} ${k.fingerprint}\n`);
+      if (r.pinned === "matches") process.stdout.write("  pinned hostKey: matches a key the server offered\n");
+      if (r.pinned === "differs") {
+        process.stdout.write(
+          "  pinned hostKey: DIFFERS from every key the server offered (a re-installed server, or someone else answering): find out which before changing it\n",
+        );
+      }
+      if (r.command !== undefined) process.stdout.write(`  ${r.command}\n`);
+    }
+    process.stderr.write(
+      "Compare each fingerprint with the server's own before pinning it (on the server: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), over a channel an attacker on this network cannot answer.\n",
+    );
+  }
+  return reports.some((r) => r.error !== undefined || r.pinned === "differs") ? 1 : 0;
 }
 
 interface ModelsArgs {
@@ -380,6 +538,7 @@ async function main(argv: string[]): Promise<number> {
     const args = parseArgs(argv, project);
     const lockPath = args.lock ?? lockFilePath(project.stackConfigDir);
     if (args.command === "lock") return await lock(args.files, project, lockPath, args.registry);
+    if (args.command === "hostkeys") return await hostkeys(args.files[0], args.stack, args.json === true, project);
     return args.command === "validate"
       ? validate(args.files, project, lockPath)
       : render(args.files[0], args.host, project);

@@ -10,7 +10,9 @@ import { isMap, isScalar, type Node, parseDocument } from "yaml";
 import { ENCRYPTED, type SettingsError } from "../deployer/settings";
 
 /** Keys whose values must be `secure:` in a stack file (Pulumi.yaml declares the API key `secret: true`). */
-export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey"] as const;
+export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken"] as const;
+/** Keys holding an object whose every value must be `secure:` (`pulumi config set --secret --path 'apiKeys.<host>'`). */
+export const SECRET_MAP_KEYS = ["apiKeys"] as const;
 
 /** What the CLI needs of Pulumi.yaml. */
 export interface Project {
@@ -121,11 +123,34 @@ export function readStackConfig(path: string, project: Project): StackConfig {
     setKeys.add(key);
     const value = pair.value;
     const plain = (value as Node | null)?.toJSON?.() ?? null;
+    const [ns, name] = [key.slice(0, key.indexOf(":")), key.slice(key.indexOf(":") + 1)];
+    const secretMap = ns === project.name && (SECRET_MAP_KEYS as readonly string[]).includes(name);
     if (isSecure(plain)) {
+      if (secretMap) {
+        errors.push({
+          key,
+          message: `is encrypted as one value, so which hosts it covers cannot be checked; set one entry per host instead: pulumi config set --secret --path '${name}.<host>' <key>`,
+        });
+      }
       raw[key] = ENCRYPTED;
       continue;
     }
-    const [ns, name] = [key.slice(0, key.indexOf(":")), key.slice(key.indexOf(":") + 1)];
+    if (secretMap && isRecord(plain)) {
+      // Names are structure (checked against hosts); every value must be encrypted, and none is kept.
+      const masked: Record<string, unknown> = {};
+      for (const [entry, v] of Object.entries(plain)) {
+        if (!isSecure(v) && typeof v === "string") {
+          const path = /^[A-Za-z0-9_-]+$/.test(entry) ? `${name}.${entry}` : `${name}[${JSON.stringify(entry)}]`;
+          errors.push({
+            key: `${project.name}:${path}`,
+            message: `is stored in plain text in the stack file; set it with: pulumi config set --secret --path '${path}' …`,
+          });
+          masked[entry] = ENCRYPTED;
+        } else masked[entry] = isSecure(v) ? ENCRYPTED : v;
+      }
+      raw[key] = JSON.stringify(masked);
+      continue;
+    }
     if (ns === project.name && (SECRET_KEYS as readonly string[]).includes(name)) {
       errors.push({
         key,

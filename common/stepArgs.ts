@@ -15,6 +15,12 @@ export interface InstallArgs {
   version: string;
   /** npm registry URL; absent: npm's configured one. */
   registry?: string;
+  /** The registry's auth token arrives on stdin (`kilo-fleet:npmToken`): a temp 0600 npmrc for this install only. */
+  tokenOnStdin?: true;
+  /** PEM text of `kilo-fleet:caCertificates`: npm's `--cafile` gets node's roots plus these. */
+  caCertificates?: string;
+  /** `kilo-fleet:reconcile`: ignored by the tool; in the argument so a change re-runs the step in place. */
+  reconcile?: string;
 }
 
 /**
@@ -62,6 +68,8 @@ export function encodeInstallPackageArg(args: InstallPackageArgs): string {
 export interface ConfigArgs {
   host: string;
   managed: Record<string, unknown>;
+  /** `kilo-fleet:reconcile`: ignored by the tool; in the argument so a change re-runs the step in place. */
+  reconcile?: string;
 }
 
 /** The env step: the key (on stdin) into the env file, and the managed block into each shell's rc file. */
@@ -73,6 +81,10 @@ export interface EnvArgs {
   pinned: boolean;
   /** Shell names, or "default" (those whose rc file exists, plus sh). */
   shells: string[] | "default";
+  /** PEM text of `kilo-fleet:caCertificates` (public; only when set): the CA file and NODE_EXTRA_CA_CERTS. */
+  caCertificates?: string;
+  /** `kilo-fleet:reconcile`: ignored by the tool; in the argument so a change re-runs the step in place. */
+  reconcile?: string;
 }
 
 /** The smoke check. */
@@ -89,6 +101,8 @@ export interface SmokeArgs {
   level: "kilo-run" | "pool";
   /** The ids of `kilo-fleet:models` (what the key must be allowed to use) → their context/input limits. */
   models: Record<string, { context?: number; input?: number }>;
+  /** `kilo-fleet:reconcile`: ignored by the tool; in the argument so a change re-runs the step in place. */
+  reconcile?: string;
 }
 
 /**

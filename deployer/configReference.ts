@@ -21,8 +21,12 @@ export const KEY_DOCS: Record<keyof typeof settingsSchema.shape, KeyDoc> = {
   },
   codexPoolerApiKey: {
     type: "secret string",
-    defaultText: "required for `pulumi up`, not for validate/render",
-    rule: "set with `pulumi config set --secret`; never printed; reaches hosts only as `$apiKeyEnvVar`",
+    defaultText: "required for `pulumi up` unless every host has an `apiKeys` entry",
+    rule: "the fleet key, for every host without its own in `apiKeys`; set with `pulumi config set --secret`; never printed; reaches hosts only as `$apiKeyEnvVar`",
+  },
+  apiKeys: {
+    type: "secret map of host name → key",
+    rule: "one Pool API key per host (`pulumi config set --secret --path 'apiKeys.<host>' <key>`); every entry must name a host of `hosts`; each value one line",
   },
   providerId: { type: "string", rule: "`[a-z0-9][a-z0-9-_.]*`, no `/`" },
   apiKeyEnvVar: { type: "string", rule: "a shell variable name `[A-Za-z_][A-Za-z0-9_]*`" },
@@ -52,10 +56,29 @@ export const KEY_DOCS: Record<keyof typeof settingsSchema.shape, KeyDoc> = {
     type: "`{method}`",
     rule: "`method` `package` (kilo's platform package, downloaded by sh with curl or wget and checked against `stacks/kilo-fleet.lock.json`: no node needed on the host) or `npm` (`npm install -g`: node ≥ 18 and npm on the host), also per host",
   },
-  npmRegistry: { type: "URL", rule: "http(s) registry mirror for the kilo install (both methods)" },
+  npmRegistry: {
+    type: "URL",
+    rule: "http(s) registry mirror for the kilo install (both methods); no credentials, query or fragment in it (use `npmToken`); plain http to a non-loopback host is warned about",
+  },
+  npmToken: {
+    type: "secret string",
+    rule: "the registry's auth token (one line), for `npmRegistry`; set with `pulumi config set --secret npmToken`; never printed",
+  },
+  caCertificates: {
+    type: "PEM text",
+    rule: "one or more CA certificates (each checked as X.509; a private key is refused) the hosts trust: npm's install (`--cafile`) and kilo (`NODE_EXTRA_CA_CERTS`); `hosts[i].caCertificates` overrides it per host",
+  },
+  reconcile: {
+    type: "string",
+    rule: "any one line (e.g. a date); changing it re-runs every step of every host in place (nothing deleted first); `hosts[i].reconcile` overrides it per host",
+  },
+  ssh: {
+    type: "`{connectTimeoutSeconds, connectAttempts}`",
+    rule: "for every SSH host (`hosts[i].ssh` overrides each): seconds per dial 1–600 and dials 1–20 before the host's step fails",
+  },
   hosts: {
-    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?}}`, plus optional `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`, `install: {method}`",
-    rule: `non-empty; names unique \`[a-z0-9-]+\`; ssh needs host and user; port 1–65535; hostKey one \`ssh-keyscan\` line; shells from ${Object.keys(
+    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?, insecureIgnoreHostKey?, connectTimeoutSeconds?, connectAttempts?}}`, plus optional `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`, `install: {method}`, `caCertificates`, `reconcile`",
+    rule: `non-empty; names unique \`[a-z0-9-]+\`; ssh needs host and user; port 1–65535; hostKey one \`ssh-keyscan\` line, required unless \`insecureIgnoreHostKey: true\` (warned; get keys with \`npm run kilo-fleet -- hostkeys\`); shells from ${Object.keys(
       SHELL_RC_FILES,
     )
       .map((s) => `\`${s}\``)

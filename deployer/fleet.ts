@@ -3,6 +3,7 @@
  * `index.ts` is only `deployFleet(...readStackConfig())`; tests call these functions directly.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { API_KEYS_KEY, apiKeyErrors, apiKeyHostNames, keyForHost, perHostApiKeys, setApiKeyCommand } from "./apiKeys";
 import { hostSpec } from "./hostSpec";
 import type { KiloConfig } from "./kiloConfig";
 import { KiloHost, type SmokeOutput } from "./kiloHost";
@@ -10,11 +11,16 @@ import { type KiloLock, LockError, lockProblems, pinnedVersions, readLockFile, s
 import { CONFIG_NAMESPACE, formatKeyPath, parseSettings, type Settings, type SettingsError } from "./settings";
 
 /** The config keys that hold secrets; they are read with `Config.getSecret`, never as plain config. */
-export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey"] as const;
+export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken"] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 
-/** The secret settings, as secret Outputs (or any Input). */
-export type FleetSecrets = Partial<Record<SecretKey, pulumi.Input<string>>>;
+/**
+ * The secret settings, as secret Outputs (or any Input). `apiKeys`: each host's own Pool API key by host
+ * name (`kilo-fleet:apiKeys`, one secret Output per host), used instead of the fleet key for that host.
+ */
+export type FleetSecrets = Partial<Record<SecretKey, pulumi.Input<string>>> & {
+  apiKeys?: Readonly<Record<string, pulumi.Input<string>>>;
+};
 
 /** What the stack exports per host: no secrets. */
 export interface HostExports {
@@ -80,16 +86,27 @@ export function checkFleetConfig(
 ): FleetCheck {
   const raw: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(rawConfig)) {
-    if (!(SECRET_KEYS as readonly string[]).some((s) => k === `${CONFIG_NAMESPACE}:${s}`)) raw[k] = v;
+    const secret = [...SECRET_KEYS, API_KEYS_KEY].some((s) => k === `${CONFIG_NAMESPACE}:${s}`);
+    if (!secret) raw[k] = v;
   }
   const parsed = parseSettings(raw);
   const errors: SettingsError[] = parsed.ok ? [] : [...parsed.errors];
-  if (secrets.codexPoolerApiKey === undefined) {
+  // Per-host keys: entries naming no host, and hosts left with no key (neither their own nor the fleet's).
+  const rawHosts = parseHostsForCheck(raw);
+  const names = (Array.isArray(rawHosts) ? rawHosts : [{ name: "local" }]).flatMap((h: unknown) =>
+    h !== null && typeof h === "object" && typeof (h as { name?: unknown }).name === "string"
+      ? [(h as { name: string }).name]
+      : [],
+  );
+  const perHost = Object.keys(secrets.apiKeys ?? {});
+  const keys = apiKeyErrors(names, secrets.apiKeys ?? {}, secrets.codexPoolerApiKey !== undefined);
+  errors.push(...keys.entries);
+  if (perHost.length === 0 && secrets.codexPoolerApiKey === undefined) {
     errors.push({
       key: formatKeyPath(["codexPoolerApiKey"]),
-      message: "is required (the Pool API key): pulumi config set --secret codexPoolerApiKey <key>",
+      message: `is required (the Pool API key): pulumi config set --secret codexPoolerApiKey <key>, or one key per host: ${setApiKeyCommand("<host>")}`,
     });
-  }
+  } else errors.push(...keys.missing);
   if (secrets.sshPrivateKey === undefined && !env.SSH_AUTH_SOCK) {
     const rawHosts = parseHostsForCheck(raw);
     (Array.isArray(rawHosts) ? rawHosts : []).forEach((h, i) => {
@@ -141,7 +158,6 @@ export function deployFleet(
   const check = checkFleetConfig(rawConfig, secrets, process.env, lockPath);
   if (!check.ok) throw configError(check.errors);
   const { settings, lock } = check;
-  const apiKey = secrets.codexPoolerApiKey as pulumi.Input<string>;
 
   const hosts: Record<string, KiloHost> = {};
   const outputs: Record<string, HostExports> = {};
@@ -152,7 +168,9 @@ export function deployFleet(
       {
         ...spec,
         ...(lock !== undefined ? { kiloLock: lock } : {}),
-        apiKey,
+        // This host's own key (kilo-fleet:apiKeys), else the fleet key: checkFleetConfig made sure of one.
+        apiKey: keyForHost(h.name, secrets) as pulumi.Input<string>,
+        ...(secrets.npmToken !== undefined ? { npmToken: secrets.npmToken } : {}),
         ...(spec.ssh !== undefined && secrets.sshPrivateKey !== undefined
           ? { sshPrivateKey: secrets.sshPrivateKey }
           : {}),
@@ -186,9 +204,16 @@ export function readStackConfig(): { rawConfig: Record<string, unknown>; secrets
   const config = new pulumi.Config(CONFIG_NAMESPACE);
   const rawConfig: Record<string, unknown> = {};
   const secrets: FleetSecrets = {};
+  // kilo-fleet:apiKeys: the names are structure (in the runtime's config text, values encrypted there);
+  // each host gets its own secret Output, so one host's key is an input of that host's steps only.
+  const apiKeysText = all[`${CONFIG_NAMESPACE}:${API_KEYS_KEY}`];
+  if (apiKeysText !== undefined) {
+    secrets.apiKeys = perHostApiKeys(apiKeyHostNames(apiKeysText), config.requireSecretObject(API_KEYS_KEY), pulumi);
+  }
   // Not in the typings (marked internal) but exported by the runtime: which keys the engine holds as secrets.
   const isConfigSecret = (pulumi.runtime as unknown as { isConfigSecret?: (k: string) => boolean }).isConfigSecret;
   for (const [k, v] of Object.entries(all)) {
+    if (k === `${CONFIG_NAMESPACE}:${API_KEYS_KEY}`) continue;
     const secretKey = SECRET_KEYS.find((s) => k === `${CONFIG_NAMESPACE}:${s}`);
     if (secretKey === undefined) {
       rawConfig[k] = v;

@@ -14,6 +14,7 @@ import {
   type Settings,
   type SettingsError,
   type ShellName,
+  SSH_CONNECT_DEFAULTS,
   settingsSchema,
   sshConnection,
 } from "./settings";
@@ -24,6 +25,12 @@ export interface HostSpecSsh {
   user: pulumi.Input<string>;
   port: pulumi.Input<number>;
   hostKey?: pulumi.Input<string>;
+  /** Accept any host key: true only when `hostKey` is absent (a spec without either is refused). */
+  insecureIgnoreHostKey?: boolean;
+  /** Seconds one dial may take (the connection's `perDialTimeout`). */
+  connectTimeoutSeconds: number;
+  /** Dials before the step fails (the connection's `dialErrorLimit` is this minus one). */
+  connectAttempts: number;
 }
 
 /** One host, resolved: no defaults left to apply, no secrets. */
@@ -41,6 +48,10 @@ export interface HostSpec {
   /** `package`: kilo's platform package, installed by sh (no node on the host); `npm`: npm install. */
   install: { method: "package" | "npm" };
   npmRegistry?: string;
+  /** PEM text of the CA certificates the host trusts (npm's install and kilo), or absent. */
+  caCertificates?: string;
+  /** Any text; part of every step's inputs, so changing it re-runs every step of the host in place. */
+  reconcile?: string;
   /** Explicit shells, or undefined for "those whose rc file exists, plus sh". */
   shells?: ShellName[];
   /** Absent: the machine running Pulumi. */
@@ -49,6 +60,8 @@ export interface HostSpec {
 
 /** The spec of `host` in a stack's settings. */
 export function hostSpec(settings: Settings, host: HostSettings): HostSpec {
+  const caCertificates = host.caCertificates ?? settings.caCertificates;
+  const reconcile = host.reconcile ?? settings.reconcile;
   return {
     poolerBaseUrl: settings.poolerBaseUrl,
     providerId: settings.providerId,
@@ -62,6 +75,8 @@ export function hostSpec(settings: Settings, host: HostSettings): HostSpec {
     smokeCheck: { ...settings.smokeCheck, ...(host.smokeCheck?.level ? { level: host.smokeCheck.level } : {}) },
     install: { method: host.install?.method ?? settings.install.method },
     ...(settings.npmRegistry !== undefined ? { npmRegistry: settings.npmRegistry } : {}),
+    ...(caCertificates !== undefined ? { caCertificates } : {}),
+    ...(reconcile !== undefined ? { reconcile } : {}),
     ...(host.shells !== undefined ? { shells: host.shells } : {}),
     ...(host.ssh !== undefined
       ? {
@@ -70,6 +85,9 @@ export function hostSpec(settings: Settings, host: HostSettings): HostSpec {
             user: host.ssh.user,
             port: host.ssh.port ?? 22,
             ...(host.ssh.hostKey !== undefined ? { hostKey: host.ssh.hostKey } : {}),
+            ...(host.ssh.insecureIgnoreHostKey === true ? { insecureIgnoreHostKey: true } : {}),
+            connectTimeoutSeconds: host.ssh.connectTimeoutSeconds ?? settings.ssh.connectTimeoutSeconds,
+            connectAttempts: host.ssh.connectAttempts ?? settings.ssh.connectAttempts,
           },
         }
       : {}),
@@ -91,6 +109,8 @@ const hostArgsSchema = z.strictObject({
   smokeCheck: s.smokeCheck,
   install: s.install,
   npmRegistry: s.npmRegistry,
+  caCertificates: s.caCertificates,
+  reconcile: s.reconcile,
   shells: hostOverrides.shells,
   ssh: sshConnection.optional(),
 });
@@ -117,7 +137,7 @@ export type HostArgsResult = { ok: true; spec: HostSpec } | { ok: false; errors:
  * otherwise.
  */
 export function parseHostArgs(args: Record<string, unknown>): HostArgsResult {
-  const { apiKey: _apiKey, sshPrivateKey: _sshKey, kiloLock: _lock, ...settings } = args;
+  const { apiKey: _apiKey, sshPrivateKey: _sshKey, npmToken: _npmToken, kiloLock: _lock, ...settings } = args;
   const input: Record<string, unknown> = { ...settings };
   const deferred: Record<string, unknown> = {};
   if (settings.ssh !== null && typeof settings.ssh === "object" && !Array.isArray(settings.ssh)) {
@@ -145,6 +165,23 @@ export function parseHostArgs(args: Record<string, unknown>): HostArgsResult {
       message: `"${result.data.model}" is not a key of models (defined: ${Object.keys(result.data.models).join(", ")})`,
     });
   }
+  // The stack's rule, for KiloHost as a library too: an SSH host pins its server's key, or says it does not.
+  if (result.success && result.data.ssh) {
+    const pinned = result.data.ssh.hostKey !== undefined || "hostKey" in deferred;
+    const insecure = result.data.ssh.insecureIgnoreHostKey === true;
+    if (pinned && insecure) {
+      errors.push({
+        key: "ssh.insecureIgnoreHostKey",
+        message: "must not be true when hostKey is set (the pinned key would be ignored); remove one of them",
+      });
+    } else if (!pinned && !insecure) {
+      errors.push({
+        key: "ssh.hostKey",
+        message:
+          "is required: pin the server's host key (one `ssh-keyscan` line, e.g. from `npm run kilo-fleet -- hostkeys`), or anyone who can answer for the host receives the API key; to accept any host key instead, set ssh.insecureIgnoreHostKey: true",
+      });
+    }
+  }
   if (!result.success || errors.length > 0) return { ok: false, errors };
   const d = result.data;
   const spec: HostSpec = {
@@ -160,6 +197,8 @@ export function parseHostArgs(args: Record<string, unknown>): HostArgsResult {
     smokeCheck: d.smokeCheck,
     install: d.install,
     ...(d.npmRegistry !== undefined ? { npmRegistry: d.npmRegistry } : {}),
+    ...(d.caCertificates !== undefined ? { caCertificates: d.caCertificates } : {}),
+    ...(d.reconcile !== undefined ? { reconcile: d.reconcile } : {}),
     ...(d.shells !== undefined ? { shells: d.shells } : {}),
   };
   if (d.ssh) {
@@ -169,6 +208,9 @@ export function parseHostArgs(args: Record<string, unknown>): HostArgsResult {
       user: ssh.user as pulumi.Input<string>,
       port: (ssh.port ?? 22) as pulumi.Input<number>,
       ...(ssh.hostKey !== undefined ? { hostKey: ssh.hostKey as pulumi.Input<string> } : {}),
+      ...(d.ssh.insecureIgnoreHostKey === true ? { insecureIgnoreHostKey: true } : {}),
+      connectTimeoutSeconds: d.ssh.connectTimeoutSeconds ?? SSH_CONNECT_DEFAULTS.connectTimeoutSeconds,
+      connectAttempts: d.ssh.connectAttempts ?? SSH_CONNECT_DEFAULTS.connectAttempts,
     };
   }
   return { ok: true, spec };
@@ -190,8 +232,11 @@ export function specWarnings(spec: HostSpec): string[] {
       `poolerBaseUrl: plain http to ${pooler.hostname}: the API key crosses the network unencrypted (use https for a deployed pooler)`,
     );
   }
-  if (spec.ssh && spec.ssh.hostKey === undefined) {
-    warnings.push("ssh.hostKey: not set, so the server's host key is not pinned (get it with ssh-keyscan)");
+  if (spec.ssh?.insecureIgnoreHostKey === true) {
+    const where = typeof spec.ssh.host === "string" ? spec.ssh.host : "the host";
+    warnings.push(
+      `ssh.insecureIgnoreHostKey: the server's host key is not checked, so anyone who can answer for ${where} receives the API key; pin it instead (ssh.hostKey, from \`npm run kilo-fleet -- hostkeys\` or ssh-keyscan)`,
+    );
   }
   return warnings;
 }

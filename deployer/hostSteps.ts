@@ -49,6 +49,7 @@ export function toolCommand<S extends Subcommand>(id: string, sub: S, args: Step
 export function toolStepCommands(
   id: string,
   target: { kind: "local"; source: string } | { kind: "ssh" },
+  reconcile?: string,
 ): StepCommands {
   const dir = `"$HOME/${TOOL_DIR_IN_HOME}"`;
   const file = toolFileName(id);
@@ -75,6 +76,8 @@ export function toolStepCommands(
         ]
       : [];
   const create = [
+    // kilo-fleet:reconcile (JSON-quoted, one line, never run): a new value re-runs this step in place.
+    ...(reconcile !== undefined ? [`# reconcile ${JSON.stringify(reconcile)}`] : []),
     ...makeDirs,
     ...copy,
     `printf '%s{"step":"tool","path":"~/${TOOL_DIR_IN_HOME}/${file}"}\\n' '${RESULT_PREFIX}'`,
@@ -115,6 +118,7 @@ export function packageInstallStep(
   id: string,
   spec: Pick<HostSpec, "kiloVersion" | "npmRegistry">,
   lock: KiloLock | undefined,
+  reconcile?: string,
 ): StepCommands {
   const word = encodeInstallPackageArg({
     version: spec.kiloVersion,
@@ -122,8 +126,10 @@ export function packageInstallStep(
     integrity: lockedIntegrity(lock, spec.kiloVersion),
   });
   if (/['\\]/.test(word)) throw new Error("kilo-fleet: the install-package argument holds a quote or backslash");
+  // kilo-fleet:reconcile rides as a trailing comment (every login shell ignores it): a new value re-runs the step.
+  const note = reconcile !== undefined ? ` # reconcile ${encodeStepArg(reconcile)}` : "";
   return {
-    create: `/bin/sh ${toolWord(id)} install-package '${word}'`,
+    create: `/bin/sh ${toolWord(id)} install-package '${word}'${note}`,
     delete: `/bin/sh ${toolWord(id)} install-package-delete`,
   };
 }
@@ -137,7 +143,7 @@ export function hostStepCommands(
   spec: HostSpec,
   tool: Pick<HostToolArtifact, "id" | "file">,
   kind: "local" | "ssh",
-  lock: KiloLock | undefined = spec.install.method === "package" ? shippedLock() : undefined,
+  opts: { npmToken?: boolean; lock?: KiloLock } = {},
 ): {
   kiloConfig: KiloConfig;
   tool: StepCommands;
@@ -147,12 +153,15 @@ export function hostStepCommands(
   smoke?: StepCommands;
 } {
   const kiloConfig = renderKiloConfig(spec, spec);
+  // kilo-fleet:reconcile: last in every step's argument (and a comment line of the tool step), so a new
+  // value changes every command and @pulumi/command re-runs each one in place.
+  const r = spec.reconcile !== undefined ? { reconcile: spec.reconcile } : {};
   return {
     kiloConfig,
-    tool: toolStepCommands(tool.id, kind === "ssh" ? { kind } : { kind, source: tool.file }),
+    tool: toolStepCommands(tool.id, kind === "ssh" ? { kind } : { kind, source: tool.file }, spec.reconcile),
     install:
       spec.install.method === "package"
-        ? packageInstallStep(tool.id, spec, lock)
+        ? packageInstallStep(tool.id, spec, opts.lock ?? shippedLock(), spec.reconcile)
         : toolStep(
             tool.id,
             "install",
@@ -160,10 +169,13 @@ export function hostStepCommands(
               host: name,
               version: spec.kiloVersion,
               ...(spec.npmRegistry !== undefined ? { registry: spec.npmRegistry } : {}),
+              ...(opts.npmToken ? { tokenOnStdin: true as const } : {}),
+              ...(spec.caCertificates !== undefined ? { caCertificates: spec.caCertificates } : {}),
+              ...r,
             },
             "install-delete",
           ),
-    config: toolStep(tool.id, "config-apply", { host: name, managed: kiloConfig }, "config-delete"),
+    config: toolStep(tool.id, "config-apply", { host: name, managed: kiloConfig, ...r }, "config-delete"),
     env: toolStep(
       tool.id,
       "env-apply",
@@ -172,6 +184,8 @@ export function hostStepCommands(
         var: spec.apiKeyEnvVar,
         pinned: spec.kiloVersion !== "latest",
         shells: spec.shells ? [...new Set(spec.shells)] : "default",
+        ...(spec.caCertificates !== undefined ? { caCertificates: spec.caCertificates } : {}),
+        ...r,
       },
       "env-delete",
     ),
@@ -190,6 +204,7 @@ export function hostStepCommands(
                 { context: m.limit.context, ...(m.limit.input !== undefined ? { input: m.limit.input } : {}) },
               ]),
             ),
+            ...r,
           }),
         }
       : {}),

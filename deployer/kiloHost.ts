@@ -49,8 +49,14 @@
  * - SSH hosts: the connection is an input of every remote step, so changing it (e.g. rotating the SSH key)
  *   re-runs every step of that host (idempotent). Without `sshPrivateKey` the provider uses the agent at
  *   `SSH_AUTH_SOCK` (the socket path is not an input: it changes with every login).
- * - The API key travels only as the env command's `stdin`. The env and smoke commands log nothing
- *   (`logging: "none"`) and keep `stdout`/`stderr` secret; only the parsed result fields leave them.
+ * - The API key travels only as the env command's `stdin` (each host's own key: `kilo-fleet:apiKeys`, else
+ *   the fleet key), an npm token only as the install command's `stdin`. The env and smoke commands (and the
+ *   install, with a token) log nothing (`logging: "none"`) and keep `stdout`/`stderr` secret; only the
+ *   parsed result fields leave them.
+ * - `reconcile` (any text) is in every step's argument, and a comment line of the tool step, and in no
+ *   `triggers`: a new value re-runs every step of the host as an in-place `update`, nothing deleted first.
+ * - SSH dials: `perDialTimeout` is `connectTimeoutSeconds`, `dialErrorLimit` is `connectAttempts - 1` (the
+ *   provider gives up once `dials > dialErrorLimit`), so an offline host fails in seconds, not minutes.
  */
 import { createHash, createHmac } from "node:crypto";
 import * as command from "@pulumi/command";
@@ -79,10 +85,20 @@ export interface KiloHostSshArgs {
   /** SSH port. Default: 22. */
   port?: pulumi.Input<number>;
   /**
-   * The server's public host key, one `ssh-ed25519 AAAA...` line (from `ssh-keyscan`). Pins the
-   * server's identity. Default: not pinned (any host key is accepted, and a warning is logged).
+   * The server's public host key, one `ssh-ed25519 AAAA...` line (from `ssh-keyscan`, or
+   * `npm run kilo-fleet -- hostkeys`). Pins the server's identity: the provider refuses any other key
+   * before a command runs. Required unless `insecureIgnoreHostKey` is true; no default.
    */
   hostKey?: pulumi.Input<string>;
+  /**
+   * Accept whatever host key the server offers (anyone who can answer for `host` then receives the API
+   * key); a warning is logged. Only allowed without `hostKey`. Default: false (a `hostKey` is required).
+   */
+  insecureIgnoreHostKey?: boolean;
+  /** Seconds one SSH dial may take before it counts as failed (1-600). Default: 10. */
+  connectTimeoutSeconds?: number;
+  /** Dials before the host's step fails, e.g. for an offline laptop (1-20). Default: 3. */
+  connectAttempts?: number;
 }
 
 /** The smoke check's settings. */
@@ -164,6 +180,21 @@ export interface KiloHostArgs {
   npmRegistry?: string;
   /** Shells whose startup files get the env block. Default: not set (those whose rc file exists, plus sh). */
   shells?: ShellName[];
+  /**
+   * The npm registry's auth token (for `npmRegistry`). Pass a secret: it reaches the host only as the install
+   * command's stdin, written to a temporary 0600 npmrc for that install and removed after. Default: not set.
+   */
+  npmToken?: pulumi.Input<string>;
+  /**
+   * PEM text of CA certificates the host must trust (a private pooler or registry): npm's install gets
+   * them with `--cafile` (plus node's roots), kilo through `NODE_EXTRA_CA_CERTS`. Default: not set.
+   */
+  caCertificates?: string;
+  /**
+   * Any text. Changing it re-runs every step of this host in place (`update`; nothing is deleted first),
+   * e.g. a date after `kilo-fleet doctor` found drift. Default: not set.
+   */
+  reconcile?: string;
 }
 
 /** What a passing smoke check reported (a failing one fails the deploy instead). */
@@ -234,7 +265,12 @@ export class KiloHost extends pulumi.ComponentResource {
     const connection = spec.ssh ? sshConnection(name, spec.ssh, args.sshPrivateKey) : undefined;
     const tool = hostToolArtifact();
     // Every command before any child: a builder error leaves no half-registered host.
-    const commands = hostStepCommands(name, spec, tool, connection ? "ssh" : "local", lock);
+    // The registry token is npm's (install.method npm); the package method's download sends none.
+    const npmToken = spec.install.method === "npm" ? args.npmToken : undefined;
+    const commands = hostStepCommands(name, spec, tool, connection ? "ssh" : "local", {
+      npmToken: npmToken !== undefined,
+      ...(lock !== undefined ? { lock } : {}),
+    });
     super(KILO_HOST_TYPE, name, {}, opts);
     this.spec = spec;
     this.kiloConfig = commands.kiloConfig;
@@ -275,7 +311,13 @@ export class KiloHost extends pulumi.ComponentResource {
           { parent: this, dependsOn: [toolStepResource] },
         )
       : undefined;
-    const install = step("install", commands.install, toolCopy ?? toolStepResource);
+    // With an npm token, the install handles a secret: it is the step's stdin only, and the step logs nothing.
+    const install = step(
+      "install",
+      commands.install,
+      toolCopy ?? toolStepResource,
+      npmToken !== undefined ? { stdin: pulumi.secret(npmToken), sensitive: true } : {},
+    );
     const config = step("config", commands.config, install);
     const env = step("env", commands.env, config, { stdin: pulumi.secret(args.apiKey), sensitive: true });
     let smoke: Step | undefined;
@@ -291,7 +333,10 @@ export class KiloHost extends pulumi.ComponentResource {
     }
     this.steps = { tool: toolStepResource, toolCopy, install, config, env, smoke };
 
-    this.kiloVersion = install.stdout.apply((out) => (resultOf(name, "install", out) as InstallResult).kiloVersion);
+    // Secret when the install got an npm token (its output is kept secret then); the version is not.
+    this.kiloVersion = pulumi.unsecret(
+      install.stdout.apply((out) => (resultOf(name, "install", out) as InstallResult).kiloVersion),
+    );
     this.configPath = config.stdout.apply(
       (out) => parseResult(out ?? "", "config")?.configPath ?? DISPLAY_PATHS.configFile,
     );
@@ -342,6 +387,9 @@ function sshConnection(
     port: ssh.port,
     user: ssh.user,
     ...(ssh.hostKey !== undefined ? { hostKey: ssh.hostKey } : {}),
+    // pulumi-command 1.2.1 dials until `dials > dialErrorLimit`: N attempts is a limit of N-1.
+    perDialTimeout: ssh.connectTimeoutSeconds,
+    dialErrorLimit: ssh.connectAttempts - 1,
     ...(privateKey !== undefined ? { privateKey: pulumi.secret(privateKey) } : {}),
   };
 }

@@ -7,7 +7,10 @@
  * are reported at once.
  */
 import { z } from "zod";
+import { shQuote } from "../common/shellQuote";
 import { SHELL_RC_FILES, type ShellName } from "../common/shells";
+import { caCertificatesProblems, caCertificatesWarnings } from "./caCertificates";
+import { checkNpmRegistryUrl, npmRegistryWarning } from "./npmRegistry";
 import { checkPoolerBaseUrl } from "./poolerUrl";
 
 export { SHELL_RC_FILES, type ShellName };
@@ -119,13 +122,44 @@ const sshTarget = z
   .min(1, { message: "is required" })
   .refine((s) => noControlChars(s) && !/\s/.test(s), { message: "must not contain whitespace or control characters" });
 
+/** PEM text with one or more CA certificates (deployer/caCertificates.ts); never a private key. */
+const caCertificates = z.string({ error: "must be PEM text (one or more certificates)" }).superRefine((s, ctx) => {
+  for (const message of caCertificatesProblems(s)) ctx.addIssue({ code: "custom", message });
+});
+
 /** How much the smoke check does: `kilo-run` (the pool checks, then the seed's `kilo run`) or `pool` (the pool checks only). */
 export const smokeCheckLevel = z.enum(["kilo-run", "pool"], { error: 'must be "kilo-run" or "pool"' });
 
 /** How kilo gets onto a host: `package` (its platform package, by sh; no node needed) or `npm`. */
 export const installMethod = z.enum(["package", "npm"], { error: 'must be "package" or "npm"' });
+/**
+ * Any text; changing it re-runs every step of the hosts it covers, in place (`update`, nothing deleted
+ * first): the way to put back what someone changed by hand (`doctor`, then `pulumi config set reconcile
+ * "$(date +%F)"`, then `pulumi up`).
+ */
+const reconcile = z
+  .string({ error: "must be a string (e.g. a date)" })
+  .max(200, { message: "must be at most 200 characters" })
+  .refine(noControlChars, { message: "must be one line without control characters" });
+
+const connectTimeoutSeconds = z
+  .number({ error: "must be an integer 1-600" })
+  .int({ message: "must be an integer 1-600" })
+  .min(1, { message: "must be an integer 1-600" })
+  .max(600, { message: "must be an integer 1-600" });
+const connectAttempts = z
+  .number({ error: "must be an integer 1-20" })
+  .int({ message: "must be an integer 1-20" })
+  .min(1, { message: "must be an integer 1-20" })
+  .max(20, { message: "must be an integer 1-20" });
+/** The SSH dial's defaults: an offline host fails after about attempts x timeout seconds, not minutes. */
+export const SSH_CONNECT_DEFAULTS = { connectTimeoutSeconds: 10, connectAttempts: 3 } as const;
 
 export const hostOverrides = {
+  /** Overrides `reconcile` for this host. */
+  reconcile: reconcile.optional(),
+  /** Overrides `caCertificates` for this host. */
+  caCertificates: caCertificates.optional(),
   /** Overrides `kiloVersion` for this host. */
   kiloVersion: kiloVersion.optional(),
   /** Overrides `install.method` for this host (e.g. `npm` on a host whose platform kilo ships no package for). */
@@ -153,6 +187,12 @@ export const sshConnection = z.strictObject({
       message: 'must be one public key line such as "ssh-ed25519 AAAA..." (see ssh-keyscan)',
     })
     .optional(),
+  /** Accept any host key (no pinning): only with this set may `hostKey` be absent. */
+  insecureIgnoreHostKey: z.boolean({ error: "must be true or false" }).optional(),
+  /** Seconds one SSH dial may take; overrides `ssh.connectTimeoutSeconds`. */
+  connectTimeoutSeconds: connectTimeoutSeconds.optional(),
+  /** How many times to dial before the host's step fails; overrides `ssh.connectAttempts`. */
+  connectAttempts: connectAttempts.optional(),
 });
 
 // One object with both shapes' keys, so errors inside `ssh` keep their own paths; exactly one kind.
@@ -174,23 +214,28 @@ const hostSchema = z
   );
 export type HostSettings = z.infer<typeof hostSchema>;
 
-const httpUrl = z.string().refine(
-  (s) => {
-    try {
-      const u = new URL(s);
-      return (u.protocol === "http:" || u.protocol === "https:") && noControlChars(s);
-    } catch {
-      return false;
-    }
-  },
-  { message: "must be an http(s) URL" },
-);
-
 /** A secret value: a string at run time, or a `{secure: ...}` blob when read from a stack file. */
 const secretValue = z.union([
   z.string().min(1, { message: "must not be empty" }),
   z.strictObject({ secure: z.string() }).transform(() => ENCRYPTED),
 ]);
+
+/**
+ * A one-line secret that `Settings` never holds: validated (messages never quote it), then replaced by
+ * the placeholder, so the plaintext cannot reach the settings even if the program passes it in.
+ */
+const redactedSecret = z
+  .union(
+    [
+      z
+        .string()
+        .min(1, { message: "must not be empty" })
+        .refine(noControlChars, { message: "must be one line without control characters" }),
+      z.strictObject({ secure: z.string() }),
+    ],
+    { error: "must be a secret string (pulumi config set --secret ...)" },
+  )
+  .transform((): typeof ENCRYPTED => ENCRYPTED);
 /** Stands in for a secret that is present but encrypted (stack files are never decrypted offline). */
 export const ENCRYPTED = "[encrypted]";
 
@@ -201,6 +246,12 @@ export const settingsSchema = z.strictObject({
     if (problem) ctx.addIssue({ code: "custom", message: problem });
   }),
   codexPoolerApiKey: secretValue.optional(),
+  apiKeys: z
+    .record(z.string(), redactedSecret, {
+      error:
+        "must be an object from host name to that host's secret key (pulumi config set --secret --path 'apiKeys.<host>' <key>)",
+    })
+    .optional(),
   providerId: z
     .string()
     .regex(/^[a-z0-9][a-z0-9\-_.]*$/, { message: "must match [a-z0-9][a-z0-9-_.]* (no '/')" })
@@ -259,7 +310,22 @@ export const settingsSchema = z.strictObject({
     })
     .default(() => ({ enabled: true, timeoutSeconds: 180, level: "kilo-run" as const })),
   install: z.strictObject({ method: installMethod.default("package") }).default(() => ({ method: "package" as const })),
-  npmRegistry: httpUrl.optional(),
+  npmRegistry: z
+    .string()
+    .superRefine((s, ctx) => {
+      const problem = checkNpmRegistryUrl(s);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    })
+    .optional(),
+  npmToken: redactedSecret.optional(),
+  caCertificates: caCertificates.optional(),
+  reconcile: reconcile.optional(),
+  ssh: z
+    .strictObject({
+      connectTimeoutSeconds: connectTimeoutSeconds.default(SSH_CONNECT_DEFAULTS.connectTimeoutSeconds),
+      connectAttempts: connectAttempts.default(SSH_CONNECT_DEFAULTS.connectAttempts),
+    })
+    .default(() => ({ ...SSH_CONNECT_DEFAULTS })),
   hosts: z
     .array(hostSchema)
     .min(1, { message: "must list at least one host" })
@@ -300,6 +366,7 @@ function crossKeyErrors(input: Record<string, unknown>): SettingsError[] {
       if (h === null || typeof h !== "object") return;
       const host = h as Record<string, unknown>;
       checkModel(host.model, ["hosts", i, "model"]);
+      errors.push(...hostKeyErrors(host.ssh, i));
       if (typeof host.name !== "string") return;
       const first = seen.get(host.name);
       if (first !== undefined) {
@@ -318,11 +385,14 @@ export type Settings = z.output<typeof settingsSchema>;
 export interface ResolvedHost {
   name: string;
   kind: "local" | "ssh";
-  ssh?: { host: string; user: string; port: number; hostKey?: string };
+  /** `hostKey` is set unless `insecureIgnoreHostKey` is true (the schema refuses anything else). */
+  ssh?: { host: string; user: string; port: number; hostKey?: string; insecureIgnoreHostKey: boolean };
   kiloVersion: string;
   model: string;
   /** Explicit shells, or undefined for "those whose rc file exists, plus sh". */
   shells?: ShellName[];
+  /** PEM text the host must trust (the host's own, else the fleet's), or undefined. */
+  caCertificates?: string;
 }
 
 function managedKeyHint(k: string): string {
@@ -403,7 +473,10 @@ function knownKeysAt(path: readonly PropertyKey[]): string[] {
   const top = Object.keys(settingsSchema.shape);
   if (p.length === 0) return top;
   if (p[0] === "hosts" && p.length === 1) return ["name", "local", "ssh", ...Object.keys(hostOverrides)];
-  if (p[0] === "hosts" && p[1] === "ssh") return ["host", "user", "port", "hostKey"];
+  if (p[0] === "hosts" && p[1] === "ssh") {
+    return ["host", "user", "port", "hostKey", "insecureIgnoreHostKey", "connectTimeoutSeconds", "connectAttempts"];
+  }
+  if (p[0] === "ssh") return ["connectTimeoutSeconds", "connectAttempts"];
   if (p[0] === "smokeCheck") return ["enabled", "timeoutSeconds", "level"];
   if (p[0] === "hosts" && p[1] === "smokeCheck") return ["level"];
   if (p[0] === "install" || (p[0] === "hosts" && p[1] === "install")) return ["method"];
@@ -422,6 +495,8 @@ const STRUCTURED_KEYS = new Set([
   "smokeCheck",
   "install",
   "hosts",
+  "apiKeys",
+  "ssh",
 ]);
 
 /**
@@ -501,13 +576,63 @@ export function parseSettings(raw: Record<string, unknown>): ParseResult {
     );
   }
   settings.hosts.forEach((h, i) => {
-    if (h.ssh && h.ssh.hostKey === undefined) {
+    if (h.ssh?.insecureIgnoreHostKey === true) {
       warnings.push(
-        `${formatKeyPath(["hosts", i, "ssh", "hostKey"])}: not set, so the server's host key is not pinned (get it with ssh-keyscan)`,
+        `${formatKeyPath(["hosts", i, "ssh", "insecureIgnoreHostKey"])}: the server's host key is not checked, so anyone who can answer for ${h.ssh.host} receives the API key; pin it instead (${keyscanLine(h.ssh.host, h.ssh.port ?? 22)})`,
       );
     }
   });
+  if (settings.npmRegistry !== undefined) {
+    const w = npmRegistryWarning(settings.npmRegistry, formatKeyPath(["npmRegistry"]));
+    if (w) warnings.push(w);
+  }
+  const caSettings: [string, string | undefined][] = [
+    [formatKeyPath(["caCertificates"]), settings.caCertificates],
+    ...settings.hosts.map((h, i): [string, string | undefined] => [
+      formatKeyPath(["hosts", i, "caCertificates"]),
+      h.caCertificates,
+    ]),
+  ];
+  for (const [key, pem] of caSettings) {
+    if (pem !== undefined) for (const w of caCertificatesWarnings(pem)) warnings.push(`${key}: ${w}`);
+  }
   return { ok: true, settings, warnings };
+}
+
+/** The `ssh-keyscan` command line that fetches a server's ed25519 host key. */
+export function keyscanLine(host: string, port: number): string {
+  const h = /^[A-Za-z0-9._:@[\]-]+$/.test(host) && !host.startsWith("-") ? host : shQuote(host);
+  return `ssh-keyscan -p ${port} -t ed25519 ${h}`;
+}
+
+/**
+ * An SSH host must pin its server's host key, or say `insecureIgnoreHostKey: true` (checked on the raw
+ * input, so it is reported with every other error).
+ */
+function hostKeyErrors(ssh: unknown, i: number): SettingsError[] {
+  if (!isPlainObject(ssh)) return [];
+  const insecure = ssh.insecureIgnoreHostKey === true;
+  if (ssh.hostKey !== undefined && insecure) {
+    return [
+      {
+        key: formatKeyPath(["hosts", i, "ssh", "insecureIgnoreHostKey"]),
+        message: "must not be true when hostKey is set (the pinned key would be ignored); remove one of them",
+      },
+    ];
+  }
+  if (ssh.hostKey !== undefined || insecure) return [];
+  // A host the schema refuses (whitespace, control characters) is not repeated here.
+  const host =
+    typeof ssh.host === "string" && ssh.host !== "" && noControlChars(ssh.host) && !/\s/.test(ssh.host)
+      ? ssh.host
+      : "<host>";
+  const port = typeof ssh.port === "number" ? ssh.port : 22;
+  return [
+    {
+      key: formatKeyPath(["hosts", i, "ssh", "hostKey"]),
+      message: `is required: pin the server's host key, or anyone who can answer for ${host} receives the API key. Get it with \`${keyscanLine(host, port)}\` (or \`npm run kilo-fleet -- hostkeys --stack NAME\`), compare its fingerprint out of band, then: pulumi config set --path 'hosts[${i}].ssh.hostKey' '<type> <base64>'. To accept any host key instead, set hosts[${i}].ssh.insecureIgnoreHostKey: true`,
+    },
+  ];
 }
 
 export function isLoopbackHost(hostname: string): boolean {
@@ -560,12 +685,21 @@ export function resolveHost(settings: Settings, host: HostSettings): ResolvedHos
     kiloVersion: host.kiloVersion ?? settings.kiloVersion,
     model: host.model ?? settings.model,
     shells: host.shells,
+    ...(host.caCertificates !== undefined || settings.caCertificates !== undefined
+      ? { caCertificates: host.caCertificates ?? settings.caCertificates }
+      : {}),
   };
   if (host.ssh) {
     return {
       ...base,
       kind: "ssh",
-      ssh: { host: host.ssh.host, user: host.ssh.user, port: host.ssh.port ?? 22, hostKey: host.ssh.hostKey },
+      ssh: {
+        host: host.ssh.host,
+        user: host.ssh.user,
+        port: host.ssh.port ?? 22,
+        hostKey: host.ssh.hostKey,
+        insecureIgnoreHostKey: host.ssh.insecureIgnoreHostKey === true,
+      },
     };
   }
   return { ...base, kind: "local" };

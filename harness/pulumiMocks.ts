@@ -314,17 +314,20 @@ export const TEST_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJtestHostKeyF
 export interface HostEntry {
   name: string;
   local?: true;
-  ssh?: { host: string; user: string; port?: number; hostKey?: string };
+  ssh?: { host: string; user: string; port?: number; hostKey?: string; insecureIgnoreHostKey?: boolean };
   kiloVersion?: string;
   model?: string;
   shells?: string[];
 }
 
-/** The three-host fleet most tests use: one local host, one pinned SSH host, one unpinned on port 2222. */
+/**
+ * The three-host fleet most tests use: one local host, one pinned SSH host, one on port 2222 that
+ * accepts any host key (`insecureIgnoreHostKey`, the only way to leave a host unpinned).
+ */
 export const TEST_HOSTS: HostEntry[] = [
   { name: "alice-laptop", local: true },
   { name: "bob-desktop", ssh: { host: "10.0.0.5", user: "bob", hostKey: TEST_HOST_KEY } },
-  { name: "carol-box", ssh: { host: "carol.lan", user: "carol", port: 2222 } },
+  { name: "carol-box", ssh: { host: "carol.lan", user: "carol", port: 2222, insecureIgnoreHostKey: true } },
 ];
 
 /**
@@ -347,7 +350,12 @@ export function stackConfig(overrides: Record<string, unknown> = {}): {
     if (v === undefined) continue;
     config[`kilo-fleet:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
   }
-  const secretKeys = ["kilo-fleet:codexPoolerApiKey", "kilo-fleet:sshPrivateKey"].filter((k) => k in config);
+  const secretKeys = [
+    "kilo-fleet:codexPoolerApiKey",
+    "kilo-fleet:sshPrivateKey",
+    "kilo-fleet:npmToken",
+    "kilo-fleet:apiKeys",
+  ].filter((k) => k in config);
   return { config, secretKeys };
 }
 

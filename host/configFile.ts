@@ -92,6 +92,18 @@ export function overrideWarnings(p: ConfigPaths, paths: readonly KeyPath[]): { f
   return lines;
 }
 
+/**
+ * The backup's mode: the original's (a hand-made kilo.jsonc may hold literal keys, so a 0600 file stays
+ * 0600), or 0600 when it cannot be read.
+ */
+export function backupMode(configFile: string): number {
+  try {
+    return fs.statSync(configFile).mode & 0o777;
+  } catch {
+    return 0o600;
+  }
+}
+
 export function configApply(
   p: ConfigPaths,
   managed: Record<string, unknown>,
@@ -110,7 +122,7 @@ export function configApply(
   // restoring it).
   if (existing !== undefined && !createdFile && !backup) {
     const onDisk = readIfExists(p.backupFile);
-    if (onDisk === undefined) writeFileAtomic(p.backupFile, existing);
+    if (onDisk === undefined) writeFileAtomic(p.backupFile, existing, backupMode(p.configFile));
     if (onDisk === undefined || onDisk === existing) backup = true;
   }
   // Record the union of old and new paths (and the backup) before kilo.jsonc changes: a crash before the

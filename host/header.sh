@@ -111,6 +111,13 @@ kf_find_node() {
   done
   [ -n "$kf_found" ]
 }
+# The CA certificates kilo-fleet wrote (kilo-fleet:caCertificates): node reads NODE_EXTRA_CA_CERTS only at
+# start, so the tool's own https checks (the smoke check's pool checks) trust them too.
+kf_ca="${XDG_CONFIG_HOME:-$HOME/.config}/kilo/ca-certificates.pem"
+if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f "$kf_ca" ]; then
+  NODE_EXTRA_CA_CERTS=$kf_ca
+  export NODE_EXTRA_CA_CERTS
+fi
 kf_node_dir=
 kf_npm=
 if kf_find_node; then

@@ -9,6 +9,11 @@
  * `latest`: asks the registry (`npm view @kilocode/cli@latest version`, one metadata request) and skips
  * when that version is installed; when the registry cannot be asked, it installs.
  *
+ * `caCertificates`: npm's `--cafile` REPLACES its trusted roots, so it gets a bundle of node's roots plus
+ * these (written to the temp dir). `tokenOnStdin`: the registry's token is read from stdin (never argv or
+ * the environment) into a temp 0600 npmrc given as `--userconfig` to this install only; the temp dir,
+ * token and all, is removed after.
+ *
  * The delete uninstalls only a kilo that kilo-fleet installed (the state file says `installed`), never one
  * it found there (`preexisting`).
  */
@@ -19,7 +24,9 @@ import * as path from "node:path";
 import type { HostLayout } from "../common/hostPaths";
 import type { DeleteResult, InstallResult } from "../common/result";
 import type { InstallArgs } from "../common/stepArgs";
+import { checkCaPem, npmCaBundle } from "./caFile";
 import { HostError, mkdirsRecorded, readIfExists, recordDirs, removeFile, writeFileAtomic } from "./fsUtil";
+import { readStdin } from "./shellEnv";
 
 export const KILO_PACKAGE = "@kilocode/cli";
 
@@ -66,18 +73,50 @@ function npmPath(): string {
  * Runs `npm <command...> --cache <cache> <npm's quiet flags> [--registry R] <target>` (the package last, as
  * a person types it); returns its exit status and combined log.
  */
+/** npm's options for one install: the throw-away cache, and the CA bundle and npmrc when set. */
+interface NpmOpts {
+  cache: string;
+  cafile?: string;
+  userconfig?: string;
+}
+
+function npmFlags(o: NpmOpts): string[] {
+  return [
+    "--cache",
+    o.cache,
+    ...(o.cafile ? ["--cafile", o.cafile] : []),
+    ...(o.userconfig ? ["--userconfig", o.userconfig] : []),
+  ];
+}
+
+/** The npmrc line authenticating `registry` (npmjs when absent) with `token`. */
+export function npmrcAuthLine(registry: string | undefined, token: string): string {
+  const u = new URL(registry ?? "https://registry.npmjs.org/");
+  const p = u.pathname.endsWith("/") ? u.pathname : `${u.pathname}/`;
+  return `//${u.host}${p}:_authToken=${token}`;
+}
+
+/** The token from stdin: one line, one optional trailing newline (it is never quoted in a message). */
+function readToken(): string {
+  const text = readStdin();
+  const t = text.endsWith("\n") ? text.slice(0, -1) : text;
+  if (t === "" || /[\u0000-\u001f\u007f]/.test(t)) {
+    throw new HostError("the npm token on stdin must be one non-empty line (kilo-fleet:npmToken)");
+  }
+  return t;
+}
+
 function npm(
   command: string[],
   target: string,
   registry: string | undefined,
-  cache: string,
+  o: NpmOpts,
 ): { ok: boolean; log: string } {
   const r = spawnSync(
     npmPath(),
     [
       ...command,
-      "--cache",
-      cache,
+      ...npmFlags(o),
       "--no-audit",
       "--no-fund",
       "--no-update-notifier",
@@ -115,11 +154,21 @@ export function installApply(layout: HostLayout, args: InstallArgs): { lines: st
   const spec = `${KILO_PACKAGE}@${version}`;
   return withTempDir((tmp) => {
     const cache = path.join(tmp, "npm-cache");
+    const o: NpmOpts = { cache };
+    if (args.caCertificates !== undefined) {
+      checkCaPem(args.caCertificates);
+      o.cafile = path.join(tmp, "ca-bundle.pem");
+      writeFileAtomic(o.cafile, npmCaBundle(args.caCertificates), 0o644);
+    }
+    if (args.tokenOnStdin) {
+      o.userconfig = path.join(tmp, "npmrc");
+      fs.writeFileSync(o.userconfig, `${npmrcAuthLine(registry, readToken())}\n`, { mode: 0o600, flag: "wx" });
+    }
     let want: string | undefined = version;
     if (version === "latest") {
       const r = spawnSync(
         npmPath(),
-        ["view", `${KILO_PACKAGE}@latest`, "version", "--cache", cache, "--no-update-notifier"].concat(
+        ["view", `${KILO_PACKAGE}@latest`, "version", ...npmFlags(o), "--no-update-notifier"].concat(
           registry ? ["--registry", registry] : [],
         ),
         { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
@@ -151,7 +200,7 @@ export function installApply(layout: HostLayout, args: InstallArgs): { lines: st
       path.join(prefix, "lib", "node_modules", "@kilocode"),
       path.join(prefix, "bin"),
     ].filter((d) => !fs.existsSync(d));
-    const r = npm(["install", "-g", "--prefix", prefix, "--ignore-scripts"], spec, registry, cache);
+    const r = npm(["install", "-g", "--prefix", prefix, "--ignore-scripts"], spec, registry, o);
     if (!r.ok) {
       for (const d of [...newDirs].reverse()) {
         try {
@@ -181,12 +230,9 @@ export function installDelete(layout: HostLayout): { lines: string[]; result: De
   if (state === "installed") {
     if (fs.existsSync(path.join(layout.npmPrefix, "lib", "node_modules", KILO_PACKAGE))) {
       withTempDir((tmp) => {
-        const r = npm(
-          ["uninstall", "-g", "--prefix", layout.npmPrefix],
-          KILO_PACKAGE,
-          undefined,
-          path.join(tmp, "npm-cache"),
-        );
+        const r = npm(["uninstall", "-g", "--prefix", layout.npmPrefix], KILO_PACKAGE, undefined, {
+          cache: path.join(tmp, "npm-cache"),
+        });
         if (!r.ok) throw new HostError(`npm uninstall ${KILO_PACKAGE} failed (${npmErrorSummary(r.log)})`);
       });
     }

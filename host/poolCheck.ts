@@ -223,7 +223,7 @@ function fetchFailure(e: unknown, base: string, timeoutMs: number): { code: Pool
   if (upper && /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY/i.test(upper)) {
     return {
       code: "unreachable",
-      reason: `the pooler at ${base} failed the TLS check (${upper}) — fix its certificate, or trust its CA (NODE_EXTRA_CA_CERTS)`,
+      reason: `TLS: the pooler at ${base} failed the certificate check (${upper}) — fix its certificate, or trust its CA with kilo-fleet:caCertificates`,
     };
   }
   return { code: "unreachable", reason: `the pooler is unreachable at ${base}${upper ? ` (${upper})` : ""}` };

@@ -5,7 +5,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { DeleteResult, EnvResult } from "../common/result";
-import { envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "./envFile";
+import { applyCaFile, type CaState, caEnvVars, checkCaPem, deleteCaFile, refuseSymlink } from "./caFile";
+import { ENV_FILE_HEADER, envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "./envFile";
 import {
   crashPoint,
   ensureWritableDir,
@@ -23,7 +24,7 @@ import { homeWord, type RcInsertion, removeRcBlock, renderRcBlock, upsertRcBlock
 /** Shell name → startup file relative to HOME (settings.ts SHELL_RC_FILES, passed in by the script). */
 export type RcFiles = Record<string, string>;
 
-export interface ShellState {
+export interface ShellState extends CaState {
   /** rc file (absolute, as configured under HOME) → how the block went in. */
   rc: Record<string, RcInsertion>;
   /** The config dir's mode before kilo-fleet tightened it to 0700 (restored on delete). */
@@ -66,14 +67,82 @@ function tilde(p: EnvPaths, file: string): string {
   return file.startsWith(`${p.home}/`) ? `~${file.slice(p.home.length)}` : file;
 }
 
+/**
+ * Whether `file` is an env file kilo-fleet wrote (a regular file starting with its header): such a file
+ * holds a key, wherever a symlink made it land.
+ */
+function isKiloFleetEnvFile(file: string): boolean {
+  let fd: number | undefined;
+  try {
+    if (!fs.lstatSync(file).isFile()) return false;
+    fd = fs.openSync(file, "r");
+    const buf = Buffer.alloc(ENV_FILE_HEADER.length);
+    const n = fs.readSync(fd, buf, 0, buf.length, 0);
+    return buf.subarray(0, n).toString("utf8") === ENV_FILE_HEADER;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/**
+ * Removes an env file. A symlink there (kilo-fleet refuses to write through one, but one may have been
+ * put there since, or by a version that wrote through it) is unlinked, and the file it points to is
+ * removed too when it is a kilo-fleet env file, since that one holds a key; anything else it points to is
+ * not kilo-fleet's and is left alone. Returns the paths removed.
+ */
+export function removeEnvFile(file: string): string[] {
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(file);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  if (st.isSymbolicLink()) {
+    let target: string | undefined;
+    try {
+      target = fs.realpathSync(file);
+    } catch {
+      // dangling: only the link is there
+    }
+    if (target !== undefined && isKiloFleetEnvFile(target) && removeFile(target)) removed.push(target);
+  }
+  if (removeFile(file)) removed.push(file);
+  return removed;
+}
+
+/**
+ * The warning when kilo's config dir resolves outside HOME (a symlink into a dotfiles repository, or an
+ * XDG_CONFIG_HOME elsewhere): the env file holding the key lands there.
+ */
+export function configDirWarning(p: EnvPaths): string | undefined {
+  let real: string;
+  let home: string;
+  try {
+    real = fs.realpathSync(p.configDir);
+    home = fs.realpathSync(p.home);
+  } catch {
+    return undefined;
+  }
+  if (real === home || real.startsWith(`${home}${path.sep}`)) return undefined;
+  return `kilo-fleet: warning: ${p.configDir} resolves to ${real}, outside ${p.home}: the env file holding the API key is written there (if that is a dotfiles repository, keep ${path.basename(p.envFile)} out of version control)`;
+}
+
 export function envApply(
   p: EnvPaths,
-  opts: { apiKeyEnvVar: string; pinned: boolean; shells: string },
+  opts: { apiKeyEnvVar: string; pinned: boolean; shells: string; caCertificates?: string },
 ): { lines: string[]; result: EnvResult } {
   // Validate everything before touching a file.
   const key = wrap(() => parseKeyFromStdin(readStdin()));
   const shells = resolveShells(p, opts.shells);
   const state: ShellState = readJson<ShellState>(stateFile(p)) ?? { rc: {} };
+  // Never write the key through a symlink: it would land wherever the link points (and delete would
+  // remove only the link).
+  refuseSymlink(p.envFile, "the API key");
+  if (shells.includes("fish")) refuseSymlink(p.fishEnvFile, "the API key");
+  if (opts.caCertificates !== undefined) checkCaPem(opts.caCertificates);
 
   // The config dir: 0700 (the env file holds a secret). Remember a looser mode to restore it on delete.
   ensureWritableDir(p.stateDir, p.configDir, 0o700);
@@ -85,12 +154,14 @@ export function envApply(
     crashPoint();
   }
 
-  const vars = envVars(opts.apiKeyEnvVar, key, opts.pinned);
+  const warning = configDirWarning(p);
+  const caFile = applyCaFile(p.configDir, state, stateFile(p), opts.caCertificates);
+  const vars = [...envVars(opts.apiKeyEnvVar, key, opts.pinned), ...caEnvVars(caFile)];
   const envText = renderShEnvFile(vars);
   const envChanged = readIfExists(p.envFile) !== envText;
   writeFileAtomic(p.envFile, envText, 0o600);
   if (shells.includes("fish")) writeFileAtomic(p.fishEnvFile, renderFishEnvFile(vars), 0o600);
-  else removeFile(p.fishEnvFile);
+  else removeEnvFile(p.fishEnvFile);
 
   const report: string[] = [];
   for (const shell of Object.keys(p.rcFiles)) {
@@ -136,7 +207,8 @@ export function envApply(
   writeJson(stateFile(p), state);
   return {
     lines: [
-      `kilo-fleet: ${opts.apiKeyEnvVar} written to ${tilde(p, p.envFile)} (mode 0600); shell blocks: ${report.join(", ")}`,
+      ...(warning ? [warning] : []),
+      `kilo-fleet: ${opts.apiKeyEnvVar} written to ${tilde(p, p.envFile)} (mode 0600)${caFile ? `; CA certificates in ${tilde(p, caFile)}` : ""}; shell blocks: ${report.join(", ")}`,
     ],
     result: {
       step: "env",
@@ -148,7 +220,7 @@ export function envApply(
 }
 
 /** All of stdin (the key): read here, never from argv or the environment. */
-function readStdin(): string {
+export function readStdin(): string {
   const chunks: Buffer[] = [];
   const buf = Buffer.alloc(65536);
   for (;;) {
@@ -183,7 +255,9 @@ export function envDelete(p: EnvPaths): { lines: string[]; result: DeleteResult 
     else writeFileAtomic(file, after);
     report.push(tilde(p, file));
   }
-  const removed = [p.envFile, p.fishEnvFile].filter((f) => removeFile(f)).map((f) => tilde(p, f));
+  const removed = [p.envFile, p.fishEnvFile].flatMap((f) => removeEnvFile(f)).map((f) => tilde(p, f));
+  const ca = deleteCaFile(state);
+  if (ca !== undefined) removed.push(tilde(p, ca));
   if (state.configDirMode !== undefined && fs.existsSync(p.configDir)) {
     fs.chmodSync(p.configDir, state.configDirMode);
     crashPoint();

@@ -83,6 +83,7 @@ function runLocked<S extends Exclude<Subcommand, "smoke" | "check">>(
         apiKeyEnvVar: a.var,
         pinned: a.pinned,
         shells: a.shells === "default" ? "default" : a.shells.join(","),
+        ...(a.caCertificates !== undefined ? { caCertificates: a.caCertificates } : {}),
       });
     }
     case "env-delete": {

@@ -41,7 +41,7 @@ const BROKEN = `config:
     - name: a
       local: true
     - name: b
-      ssh: {host: b.example.com, user: dev, port: 70000}
+      ssh: {host: b.example.com, user: dev, port: 70000, hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICpwKafbufgN/DFRTNy7UXTcX9APmrEuh7+tZoozMi4I"}
 `;
 
 describe("validate", () => {
@@ -131,6 +131,71 @@ describe("validate", () => {
   });
 });
 
+describe("validate: per-host API keys", () => {
+  const SECURE = `{secure: "${FAKE_CIPHERTEXT}"}`;
+  const fleet = (keys: string, fleetKey = false) =>
+    stackFile(`config:
+  kilo-fleet:poolerBaseUrl: http://localhost:4000/v1
+${fleetKey ? `  kilo-fleet:codexPoolerApiKey: ${SECURE}\n` : ""}  kilo-fleet:hosts:
+    - {name: alice-laptop, local: true}
+    - {name: bob-desktop, ssh: {host: 10.0.0.5, user: bob, insecureIgnoreHostKey: true}}
+${keys}`);
+
+  it("every host with its own key: valid without codexPoolerApiKey, and nothing secret printed", () => {
+    const r = cli(
+      "validate",
+      "--file",
+      fleet(`  kilo-fleet:apiKeys:\n    alice-laptop: ${SECURE}\n    bob-desktop: ${SECURE}\n`),
+    );
+    expect(r.stderr).not.toMatch(/has no API key/);
+    expect(r.code).toBe(0);
+    expect(r.stdout + r.stderr).not.toContain("fakeCiphertext");
+  });
+
+  it("names each host with no key, and both ways to give it one (a warning: secrets come later)", () => {
+    const r = cli("validate", "--file", fleet(`  kilo-fleet:apiKeys:\n    alice-laptop: ${SECURE}\n`));
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(
+      `warning: kilo-fleet:apiKeys.bob-desktop: host "bob-desktop" has no API key: give it its own (pulumi config set --secret --path 'apiKeys.bob-desktop' <key>) or set a fleet key for every host without one (pulumi config set --secret codexPoolerApiKey <key>)`,
+    );
+    expect(r.stderr).not.toContain('host "alice-laptop" has no API key');
+    const withFleet = cli("validate", "--file", fleet(`  kilo-fleet:apiKeys:\n    alice-laptop: ${SECURE}\n`, true));
+    expect(withFleet.stderr).not.toMatch(/has no API key/);
+  });
+
+  it("an entry naming no host is an error, with did-you-mean", () => {
+    const r = cli(
+      "validate",
+      "--file",
+      fleet(`  kilo-fleet:apiKeys:\n    alice-laptpo: ${SECURE}\n    zed: ${SECURE}\n`, true),
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      "kilo-fleet:apiKeys.alice-laptpo: names no host in kilo-fleet:hosts (did you mean alice-laptop?); hosts: alice-laptop, bob-desktop",
+    );
+    expect(r.stderr).toMatch(/kilo-fleet:apiKeys\.zed: names no host in kilo-fleet:hosts; hosts: /);
+  });
+
+  it("refuses a plaintext entry without printing it, and an apiKeys encrypted as one value", () => {
+    const r = cli("validate", "--file", fleet("  kilo-fleet:apiKeys:\n    alice-laptop: test-key-plain-oops\n", true));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      "kilo-fleet:apiKeys.alice-laptop: is stored in plain text in the stack file; set it with: pulumi config set --secret --path 'apiKeys.alice-laptop' …",
+    );
+    expect(r.stdout + r.stderr).not.toContain("test-key-plain-oops");
+    const whole = cli("validate", "--file", fleet(`  kilo-fleet:apiKeys: ${SECURE}\n`, true));
+    expect(whole.code).toBe(1);
+    expect(whole.stderr).toContain("kilo-fleet:apiKeys: is encrypted as one value");
+  });
+
+  it("refuses a plaintext npmToken without printing it", () => {
+    const r = cli("validate", "--file", fleet("  kilo-fleet:npmToken: test-token-plain-oops\n", true));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("kilo-fleet:npmToken: is stored in plain text in the stack file");
+    expect(r.stdout + r.stderr).not.toContain("test-token-plain-oops");
+  });
+});
+
 describe("render", () => {
   it("prints the kilo.jsonc the dev host would get: the seed example", () => {
     const r = cli("render", "--stack", "dev");
@@ -169,6 +234,9 @@ describe("usage errors exit 2 with the usage line", () => {
     [["render", "--stack", "dev", "--stack", "prod"], "render needs exactly one --stack or --file"],
     [["render", "--stack", "prod"], "pick one with --host (build-01"],
     [["render", "--stack", "prod", "--host", "nope"], 'no host "nope"'],
+    [["hostkeys"], "hostkeys needs exactly one --stack or --file"],
+    [["hostkeys", "--stack", "dev", "--stack", "prod"], "hostkeys needs exactly one --stack or --file"],
+    [["validate", "--json"], "--json is only for hostkeys"],
   ])("%j", (args, message) => {
     const r = cli(...args);
     expect(r.code).toBe(2);

@@ -19,6 +19,7 @@ import {
   evaluateIndex,
   programResources,
   stackConfig,
+  TEST_HOST_KEY,
   TEST_HOSTS,
   unwrapSecrets,
 } from "../harness/pulumiMocks";
@@ -200,7 +201,9 @@ describe("re-runs, as diffs of two evaluations", () => {
 
   it("adding a host creates only that host's resources", async () => {
     const before = await run();
-    const after = await run({ hosts: [...TEST_HOSTS, { name: "dave-mini", ssh: { host: "dave.lan", user: "dave" } }] });
+    const after = await run({
+      hosts: [...TEST_HOSTS, { name: "dave-mini", ssh: { host: "dave.lan", user: "dave", hostKey: TEST_HOST_KEY } }],
+    });
     const diff = diffEvaluations(before, after);
     expect(diff.removed).toEqual([]);
     expect(diff.changed).toEqual({});
@@ -253,11 +256,121 @@ describe("re-runs, as diffs of two evaluations", () => {
   });
 });
 
+describe("per-host keys, reconcile, SSH dials, npm token (issues 11 and 13)", () => {
+  const BOB_KEY = "test-key-pool-bob-1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d";
+  const BOB_KEY_2 = "test-key-pool-bob-rotated-6d5c4b3a2f1e0d9c8b7a6f5e4d3c";
+
+  it("changing one host's own key (apiKeys) re-runs only that host's env (stdin) and smoke (key trigger)", async () => {
+    const before = await run({ apiKeys: { "bob-desktop": BOB_KEY } });
+    const after = await run({ apiKeys: { "bob-desktop": BOB_KEY_2 } });
+    expectChanged(before, after, { "bob-desktop-env": ["stdin"], "bob-desktop-smoke": ["triggers"] });
+    expect(unwrapSecrets(after.byName("bob-desktop-env").inputs.stdin)).toBe(BOB_KEY_2);
+    expect(unwrapSecrets(after.byName("alice-laptop-env").inputs.stdin)).not.toBe(BOB_KEY_2);
+    // Moving a host from the fleet key to its own: again that host only.
+    const fleetOnly = await run();
+    expectChanged(fleetOnly, before, { "bob-desktop-env": ["stdin"], "bob-desktop-smoke": ["triggers"] });
+  });
+
+  it("every host with its own key needs no fleet key; a host left with neither stops the deploy, naming it", async () => {
+    const all = Object.fromEntries(TEST_HOSTS.map((h, i) => [h.name, `${BOB_KEY}${i}`]));
+    const e = await evaluateIndex(stackConfig({ codexPoolerApiKey: undefined, apiKeys: all }));
+    expect(e.error).toBeUndefined();
+    for (const [i, h] of TEST_HOSTS.entries()) {
+      expect(unwrapSecrets(e.byName(`${h.name}-env`).inputs.stdin)).toBe(`${BOB_KEY}${i}`);
+    }
+    const { "carol-box": _c, ...partial } = all;
+    const bad = await evaluateIndex(stackConfig({ codexPoolerApiKey: undefined, apiKeys: partial }));
+    expect(String((bad.error as Error).message)).toContain(
+      `kilo-fleet:apiKeys.carol-box: host "carol-box" has no API key`,
+    );
+    expect(bad.resources.filter((r) => r.custom)).toEqual([]);
+  });
+
+  /** Every step of `hosts` changes its create command only; no triggers change anywhere (in-place updates). */
+  function expectReconciled(before: Evaluation, after: Evaluation, hosts: string[]) {
+    const diff = diffEvaluations(before, after);
+    expect(diff.added).toEqual([]);
+    expect(diff.removed).toEqual([]);
+    const expected = Object.fromEntries(hosts.flatMap((h) => HOST_STEPS.map((s) => [`${h}-${s}`, ["create"]])));
+    expect(diff.changed).toEqual(expected);
+  }
+
+  it("kilo-fleet:reconcile re-runs every step of every host in place (create changes, no triggers, nothing replaced)", async () => {
+    const before = await run();
+    const after = await run({ reconcile: "2026-11-26" });
+    expectReconciled(
+      before,
+      after,
+      TEST_HOSTS.map((h) => h.name),
+    );
+    expect(after.byName("alice-laptop-tool").inputs.create).toContain('# reconcile "2026-11-26"');
+    expect(after.byName("bob-desktop-config").inputs.create).toContain(`,"reconcile":"2026-11-26"}'`);
+    // A second new value re-runs them again; the same value twice re-runs nothing.
+    expectReconciled(
+      after,
+      await run({ reconcile: "2026-11-27" }),
+      TEST_HOSTS.map((h) => h.name),
+    );
+    expect(diffEvaluations(after, await run({ reconcile: "2026-11-26" })).changed).toEqual({});
+  });
+
+  it("hosts[i].reconcile re-runs exactly that host's steps, and wins over the fleet value", async () => {
+    const hosts = TEST_HOSTS.map((h) => ({ ...h }));
+    const before = await run({ hosts, reconcile: "a" });
+    hosts[2] = { ...hosts[2], reconcile: "carol-2026-11-26" } as (typeof hosts)[number];
+    const after = await run({ hosts, reconcile: "a" });
+    expectReconciled(before, after, ["carol-box"]);
+    // The fleet value changing now leaves carol alone (her own value wins).
+    expectReconciled(after, await run({ hosts, reconcile: "b" }), ["alice-laptop", "bob-desktop"]);
+  });
+
+  it("SSH dials: connectTimeoutSeconds -> perDialTimeout, connectAttempts N -> dialErrorLimit N-1 (defaults 10 and 3); per host wins", async () => {
+    const conn = (e: Evaluation, name: string) =>
+      unwrapSecrets(e.byName(name).inputs.connection) as Record<string, unknown>;
+    const d = await run();
+    for (const step of ["tool", "tool-copy", "install", "config", "env", "smoke"]) {
+      expect(conn(d, `bob-desktop-${step}`)).toMatchObject({ perDialTimeout: 10, dialErrorLimit: 2 });
+    }
+    expect(d.byName("alice-laptop-install").inputs.connection).toBeUndefined();
+    const hosts = TEST_HOSTS.map((h) => ({ ...h }));
+    hosts[2] = { ...hosts[2], ssh: { ...hosts[2].ssh, connectAttempts: 5 } } as (typeof hosts)[number];
+    const e = await run({ hosts, ssh: { connectTimeoutSeconds: 4, connectAttempts: 1 } });
+    expect(conn(e, "bob-desktop-install")).toMatchObject({ perDialTimeout: 4, dialErrorLimit: 0 });
+    expect(conn(e, "carol-box-install")).toMatchObject({ perDialTimeout: 4, dialErrorLimit: 4 });
+    expect(conn(e, "bob-desktop-install")).toMatchObject({ host: "10.0.0.5", hostKey: TEST_HOST_KEY });
+  });
+
+  it("npmToken reaches each (npm) install step only as its stdin; the install then logs nothing and keeps its output secret", async () => {
+    const token = "npm_test_token_0a1b2c3d4e5f";
+    const before = await run({ install: { method: "npm" } });
+    const after = await run({ install: { method: "npm" }, npmRegistry: "https://npm.example.com/", npmToken: token });
+    const diff = diffEvaluations(before, after);
+    expect(Object.keys(diff.changed).sort()).toEqual(TEST_HOSTS.map((h) => `${h.name}-install`).sort());
+    for (const h of TEST_HOSTS) {
+      const r = after.byName(`${h.name}-install`);
+      expect(unwrapSecrets(r.inputs.stdin)).toBe(token);
+      expect(r.inputs.logging).toBe("none");
+      expect(r.additionalSecretOutputs).toEqual(expect.arrayContaining(["stdout", "stderr"]));
+      expect(JSON.stringify(r.inputs.create)).not.toContain(token);
+    }
+    // The package method sends no token: its install step gets none.
+    const pkg = await run({ npmRegistry: "https://npm.example.com/", npmToken: token });
+    for (const h of TEST_HOSTS) expect(pkg.byName(`${h.name}-install`).inputs.stdin).toBeUndefined();
+    const hits = programResources(after).flatMap((r) =>
+      JSON.stringify(unwrapSecrets(r.inputs)).includes(token) ? [r.name] : [],
+    );
+    expect(hits.sort()).toEqual(TEST_HOSTS.map((h) => `${h.name}-install`).sort());
+  });
+});
+
 describe("a large fleet", () => {
   it("evaluates 1000 hosts", { timeout: 600_000 }, async () => {
     const hosts = Array.from({ length: 1000 }, (_, i) =>
       i % 2 === 0
-        ? { name: `dev-${String(i).padStart(4, "0")}`, ssh: { host: `10.1.${i >> 8}.${i & 255}`, user: "dev" } }
+        ? {
+            name: `dev-${String(i).padStart(4, "0")}`,
+            ssh: { host: `10.1.${i >> 8}.${i & 255}`, user: "dev", hostKey: TEST_HOST_KEY },
+          }
         : { name: `dev-${String(i).padStart(4, "0")}`, local: true as const },
     );
     const started = performance.now();

@@ -49,7 +49,10 @@ function expectedScripts(name: string, overrides: Record<string, unknown> = {}, 
   const entry = parsed.settings.hosts.find((h) => h.name === name);
   if (!entry) throw new Error(`no host ${name}`);
   const spec = hostSpec(parsed.settings, entry);
-  return { spec, ...hostStepCommands(name, spec, hostToolArtifact(), entry.ssh ? "ssh" : "local", lock) };
+  return {
+    spec,
+    ...hostStepCommands(name, spec, hostToolArtifact(), entry.ssh ? "ssh" : "local", lock ? { lock } : {}),
+  };
 }
 
 /** The shipped lock plus a 7.7.6 entry (a stand-in integrity: nothing downloads it under mocks). */
@@ -295,10 +298,12 @@ describe("stack exports", () => {
 });
 
 describe("warnings", () => {
-  it("warns once, on that host, about each SSH host whose host key is not pinned", async () => {
+  it("warns once, on that host, about each SSH host that accepts any host key (insecureIgnoreHostKey)", async () => {
     const e = await evaluateIndex(stackConfig());
-    const hostKeyWarnings = e.warnings.filter((w) => w.includes("hostKey"));
-    expect(hostKeyWarnings).toEqual([expect.stringMatching(/^carol-box: ssh\.hostKey: not set/)]);
+    const hostKeyWarnings = e.warnings.filter((w) => /hostKey|HostKey/.test(w));
+    expect(hostKeyWarnings).toEqual([
+      expect.stringMatching(/^carol-box: ssh\.insecureIgnoreHostKey: the server's host key is not checked/),
+    ]);
   });
 
   it("warns when a secret is stored in plain text in the stack file", async () => {
@@ -322,7 +327,7 @@ describe("bad config", () => {
         hosts: [
           { name: "ok-host", local: true },
           { name: "Bad Name", local: true },
-          { name: "ssh-host", ssh: { host: "h", user: "u", port: 70000 } },
+          { name: "ssh-host", ssh: { host: "h", user: "u", port: 70000, hostKey: TEST_HOST_KEY } },
         ],
         smokeCheck: { timeoutSeconds: 5 },
       }),
@@ -432,22 +437,31 @@ describe("KiloHost as a library", () => {
       model: "gpt-5.5",
       npmRegistry: "https://npm.example.com/",
     });
-    expect(fleet?.hosts.b.spec.ssh).toEqual({ host: "b.lan", user: "b", port: 2200, hostKey: TEST_HOST_KEY });
+    expect(fleet?.hosts.b.spec.ssh).toEqual({
+      host: "b.lan",
+      user: "b",
+      port: 2200,
+      hostKey: TEST_HOST_KEY,
+      connectTimeoutSeconds: 10,
+      connectAttempts: 3,
+    });
   });
 
-  it("warns, on the resource, that an SSH host's key is not pinned", async () => {
-    const ssh = { host: "h.lan", user: "u" };
+  it("warns, on the resource, that an SSH host's key is not checked", async () => {
+    const ssh = { host: "h.lan", user: "u", insecureIgnoreHostKey: true };
     const e = await evaluate(() => {
       new KiloHost("x", { poolerBaseUrl: "https://p.example.com/v1", apiKey: "k", ssh, sshPrivateKey: "key" });
       new KiloHost("y", {
         poolerBaseUrl: "https://p.example.com/v1",
         apiKey: "k",
-        ssh: { ...ssh, hostKey: TEST_HOST_KEY },
+        ssh: { host: "h.lan", user: "u", hostKey: TEST_HOST_KEY },
         sshPrivateKey: "key",
       });
     });
     expect(e.error).toBeUndefined();
-    expect(e.warnings).toEqual([expect.stringMatching(/^x: ssh\.hostKey: not set/)]);
+    expect(e.warnings).toEqual([
+      expect.stringMatching(/^x: ssh\.insecureIgnoreHostKey: the server's host key is not checked/),
+    ]);
   });
 
   it("takes SSH connection fields from other resources (Outputs), validating the plain ones", async () => {

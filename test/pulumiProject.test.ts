@@ -25,11 +25,11 @@ describe("Pulumi.yaml", () => {
     }
   });
 
-  it("declares a default for every key it declares, equal to the schema's, except the two required ones", () => {
+  it("declares a default for every key it declares, equal to the schema's, except the required poolerBaseUrl", () => {
     const declared = Object.entries(project.config);
     expect(declared.length).toBeGreaterThan(2);
     for (const [key, decl] of declared) {
-      if (key === "poolerBaseUrl" || key === "codexPoolerApiKey") {
+      if (key === "poolerBaseUrl") {
         expect(decl.default).toBeUndefined();
         continue;
       }
@@ -37,8 +37,12 @@ describe("Pulumi.yaml", () => {
     }
   });
 
-  it("declares the API key secret, without a default (Pulumi forbids one)", () => {
-    expect(project.config.codexPoolerApiKey).toEqual(expect.objectContaining({ type: "string", secret: true }));
+  it("does not declare the API keys: codexPoolerApiKey is optional when every host has an apiKeys entry", () => {
+    // A declared key without a default is required for every stack (Pulumi refuses `up` without it).
+    for (const key of ["codexPoolerApiKey", "apiKeys", "npmToken", "sshPrivateKey"]) {
+      expect(project.config[key], key).toBeUndefined();
+    }
     expect(defaults.poolerBaseUrl).toBe(REQUIRED);
+    expect(defaults.codexPoolerApiKey).toBeUndefined();
   });
 });

@@ -30,7 +30,13 @@ function settingsOf(extra: Record<string, unknown> = {}): Settings {
   return r.settings;
 }
 
-const sshHost = (name: string, ssh: Record<string, unknown> = {}) => ({ name, ssh: { host: "h", user: "u", ...ssh } });
+/** A well-formed ed25519 host key line (the blob of a throwaway key). */
+const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICpwKafbufgN/DFRTNy7UXTcX9APmrEuh7+tZoozMi4I";
+/** An SSH host entry, its host key pinned unless `ssh` says otherwise. */
+const sshHost = (name: string, ssh: Record<string, unknown> = {}) => ({
+  name,
+  ssh: { host: "h", user: "u", hostKey: HOST_KEY, ...ssh },
+});
 
 describe("defaults", () => {
   it("fills every default when only poolerBaseUrl is set", () => {
@@ -46,6 +52,7 @@ describe("defaults", () => {
       kiloSettings: {},
       smokeCheck: { enabled: true, timeoutSeconds: 180, level: "kilo-run" },
       install: { method: "package" },
+      ssh: { connectTimeoutSeconds: 10, connectAttempts: 3 },
       hosts: [{ name: "local", local: true }],
     });
   });
@@ -170,7 +177,7 @@ describe("simple keys", () => {
     ["kiloVersion", "^7.7.7", /must be an exact version/],
     ["kiloVersion", "v7.7.7", /must be an exact version/],
     ["npmRegistry", "registry.example.com", /must be an http\(s\) URL/],
-    ["npmRegistry", "ftp://registry.example.com", /must be an http\(s\) URL/],
+    ["npmRegistry", "ftp://registry.example.com", /must use http or https, not ftp/],
   ])("%s: refuses %j", (key, value, reason) => {
     const lines = errorLines({ [key]: value });
     expect(lines).toHaveLength(1);
@@ -355,10 +362,10 @@ describe("hosts", () => {
     [[{ local: true }], "kilo-fleet:hosts[0].name: is required"],
     [[{ name: "a" }], 'kilo-fleet:hosts[0]: needs "local: true" or "ssh: {host, user}"'],
     [[{ ...sshHost("a"), local: true }], "kilo-fleet:hosts[0]: must be either local: true or ssh: {...}, not both"],
-    [[{ name: "a", ssh: { host: "h" } }], "kilo-fleet:hosts[0].ssh.user: is required"],
-    [[{ name: "a", ssh: { user: "u" } }], "kilo-fleet:hosts[0].ssh.host: is required"],
+    [[{ name: "a", ssh: { host: "h", hostKey: HOST_KEY } }], "kilo-fleet:hosts[0].ssh.user: is required"],
+    [[{ name: "a", ssh: { user: "u", hostKey: HOST_KEY } }], "kilo-fleet:hosts[0].ssh.host: is required"],
     [
-      [{ name: "a", ssh: { host: "h x", user: "u" } }],
+      [{ name: "a", ssh: { host: "h x", user: "u", hostKey: HOST_KEY } }],
       "kilo-fleet:hosts[0].ssh.host: must not contain whitespace or control characters",
     ],
     [[{ name: "a", local: true }, sshHost("b", { port: 0 })], "kilo-fleet:hosts[1].ssh.port: must be 1-65535"],
@@ -399,19 +406,60 @@ describe("hosts", () => {
     expect(errorLines({ hosts: [{ name: "BAD" }] })).toHaveLength(2);
   });
 
-  it("accepts an ssh host with a pinned host key, and warns when the key is not pinned", () => {
+  it("accepts an ssh host with a pinned host key without a warning", () => {
+    const r = parseSettings(raw({ hosts: [sshHost("pinned", { port: 2222, hostKey: `${HOST_KEY} comment` })] }));
+    expect(r.ok).toBe(true);
+    expect(r.warnings).toEqual([]);
+  });
+
+  it("refuses an ssh host without hostKey, naming the key, the ssh-keyscan line and the hostkeys command", () => {
+    const lines = errorLines({
+      hosts: [
+        { name: "a", local: true },
+        sshHost("b"),
+        { name: "c", ssh: { host: "build-02.internal.example.com", user: "dev", port: 2222 } },
+      ],
+    });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^kilo-fleet:hosts\[2\]\.ssh\.hostKey: is required: /);
+    expect(lines[0]).toContain("`ssh-keyscan -p 2222 -t ed25519 build-02.internal.example.com`");
+    expect(lines[0]).toContain("`npm run kilo-fleet -- hostkeys --stack NAME`");
+    expect(lines[0]).toContain("pulumi config set --path 'hosts[2].ssh.hostKey' '<type> <base64>'");
+    expect(lines[0]).toContain("hosts[2].ssh.insecureIgnoreHostKey: true");
+  });
+
+  it("reports a missing hostKey together with the host's other errors", () => {
+    expect(
+      errorLines({ hosts: [{ name: "a", ssh: { host: "h", user: "u", port: 0 } }] }).map((l) => l.split(": ")[0]),
+    ).toEqual(["kilo-fleet:hosts[0].ssh.port", "kilo-fleet:hosts[0].ssh.hostKey"]);
+  });
+
+  it("insecureIgnoreHostKey: true accepts an unpinned host, with a warning naming the key and the fix", () => {
     const r = parseSettings(
-      raw({
-        hosts: [
-          sshHost("pinned", { port: 2222, hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFake comment" }),
-          sshHost("unpinned"),
-        ],
-      }),
+      raw({ hosts: [{ name: "a", ssh: { host: "10.0.0.9", user: "u", insecureIgnoreHostKey: true } }] }),
     );
     expect(r.ok).toBe(true);
     expect(r.warnings).toEqual([
-      "kilo-fleet:hosts[1].ssh.hostKey: not set, so the server's host key is not pinned (get it with ssh-keyscan)",
+      "kilo-fleet:hosts[0].ssh.insecureIgnoreHostKey: the server's host key is not checked, so anyone who can answer for 10.0.0.9 receives the API key; pin it instead (ssh-keyscan -p 22 -t ed25519 10.0.0.9)",
     ]);
+    if (r.ok) expect(resolveHost(r.settings, r.settings.hosts[0]).ssh?.insecureIgnoreHostKey).toBe(true);
+  });
+
+  it("insecureIgnoreHostKey: false is no exemption, and true together with a hostKey is refused", () => {
+    expect(errorLines({ hosts: [{ name: "a", ssh: { host: "h", user: "u", insecureIgnoreHostKey: false } }] })).toEqual(
+      [expect.stringMatching(/^kilo-fleet:hosts\[0\]\.ssh\.hostKey: is required/)],
+    );
+    expect(errorLines({ hosts: [sshHost("a", { insecureIgnoreHostKey: true })] })).toEqual([
+      "kilo-fleet:hosts[0].ssh.insecureIgnoreHostKey: must not be true when hostKey is set (the pinned key would be ignored); remove one of them",
+    ]);
+    expect(errorLines({ hosts: [sshHost("a", { insecureIgnoreHostKey: "yes" })] })).toContain(
+      "kilo-fleet:hosts[0].ssh.insecureIgnoreHostKey: must be true or false",
+    );
+  });
+
+  it("quotes a host the shell would misread in the ssh-keyscan line", () => {
+    const lines = errorLines({ hosts: [{ name: "a", ssh: { host: "-oProxyCommand=x", user: "u" } }] });
+    expect(lines[0]).toContain("`ssh-keyscan -p 22 -t ed25519 '-oProxyCommand=x'`");
   });
 });
 
@@ -510,7 +558,7 @@ describe("formatKeyPath and resolveHost", () => {
     expect(resolveHost(s, s.hosts[0])).toEqual({
       name: "box",
       kind: "ssh",
-      ssh: { host: "h", user: "u", port: 22, hostKey: undefined },
+      ssh: { host: "h", user: "u", port: 22, hostKey: HOST_KEY, insecureIgnoreHostKey: false },
       kiloVersion: "7.7.7",
       model: "gpt-5.5",
       shells: undefined,
@@ -554,5 +602,60 @@ describe("values that would not survive the trip to a host", () => {
     expect(errorLines({ permission: '{"bash": "allow", "__proto__": {}}' })).toEqual([
       "kilo-fleet:permission.__proto__: is not allowed as a key",
     ]);
+  });
+});
+
+describe("apiKeys, npmToken: secrets the settings never hold", () => {
+  it("apiKeys: an object of host name to key; every value becomes the placeholder", () => {
+    for (const form of [
+      { a: "test-key-1", b: { secure: "v1:abc" } },
+      JSON.stringify({ a: "test-key-1", b: ENCRYPTED }),
+    ]) {
+      const s = settingsOf({ apiKeys: form, hosts: [{ name: "a", local: true }, sshHost("b")] });
+      expect(s.apiKeys).toEqual({ a: ENCRYPTED, b: ENCRYPTED });
+      expect(JSON.stringify(s)).not.toContain("test-key-1");
+    }
+  });
+
+  it("apiKeys: a bad value is refused by its key, never echoed", () => {
+    const lines = errorLines({ apiKeys: { a: "test-key-x\nmore", b: "", c: 5 } });
+    expect(lines).toEqual([
+      "kilo-fleet:apiKeys.a: must be one line without control characters",
+      "kilo-fleet:apiKeys.b: must not be empty",
+      "kilo-fleet:apiKeys.c: must be a secret string (pulumi config set --secret ...)",
+    ]);
+    expect(lines.join("\n")).not.toContain("test-key-x");
+    expect(errorLines({ apiKeys: ["x"] })[0]).toMatch(/^kilo-fleet:apiKeys: must be an object from host name/);
+  });
+
+  it("npmToken: one line, held only as the placeholder", () => {
+    expect(settingsOf({ npmToken: "test-token-1" }).npmToken).toBe(ENCRYPTED);
+    expect(errorLines({ npmToken: "test-token-1\r\n" })).toEqual([
+      "kilo-fleet:npmToken: must be one line without control characters",
+    ]);
+  });
+});
+
+describe("npmRegistry hygiene", () => {
+  it.each([
+    ["https://user:test-token-9@npm.example.com/", /must not carry credentials .*npmToken secret/],
+    ["https://:test-token-9@npm.example.com/", /must not carry credentials/],
+    ["https://npm.example.com/?token=test-token-9", /must not carry a query or fragment.*npmToken/],
+    ["https://npm.example.com/ x", /whitespace/],
+  ])("refuses %s, naming npmToken and never echoing the URL", (url, reason) => {
+    const lines = errorLines({ npmRegistry: url });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^kilo-fleet:npmRegistry: /);
+    expect(lines[0]).toMatch(reason);
+    expect(lines[0]).not.toContain("test-token-9");
+  });
+
+  it("warns about plain http to another machine, not to loopback or over https", () => {
+    const warn = (url: string) => parseSettings(raw({ npmRegistry: url })).warnings;
+    expect(warn("http://npm.corp.example.com/")).toEqual([
+      expect.stringMatching(/^kilo-fleet:npmRegistry: plain http to npm\.corp\.example\.com: /),
+    ]);
+    expect(warn("http://127.0.0.1:4873/")).toEqual([]);
+    expect(warn("https://npm.corp.example.com/")).toEqual([]);
   });
 });
