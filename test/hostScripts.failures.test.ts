@@ -21,7 +21,8 @@ import {
 } from "../harness/hostHome";
 import { type SshServer, startSshd } from "./support/sshd";
 
-const built = buildSettings();
+// install.method npm: the header's node/npm checks (the package method needs neither: hostScripts.package).
+const built = buildSettings({ install: { method: "npm" } });
 const scripts = deployScripts(built);
 /** A step that only needs the tool to start (no state: it changes nothing): proves a JavaScript runtime was found. */
 const probe = scripts.config.delete ?? "";
@@ -41,35 +42,50 @@ function toolsWithout(root: string, nodeTarget?: string): string {
 }
 
 describe("node and npm", () => {
-  test("npm missing: one line naming what is missing; nothing written", () => {
+  test("npm missing: the npm install says so in one line, nothing written; the other steps need node only", () => {
     const h = makeHome();
     try {
       const env = scriptEnv(h.home, h.tmp, { PATH: toolsWithout(h.root, process.execPath) });
       const before = snapshotObject(snapshot(h.home));
-      for (const s of [scripts.install, scripts.config, scripts.env]) {
-        const r = runLocal(s.create, env, "test-key-x\n");
-        expect(r.code).toBe(1);
-        oneLine(r.stderr);
-        expect(r.stderr).toMatch(
-          /^kilo-fleet: node >= 18 and npm are required on this host: npm not found \(node \d+\.\d+\.\d+ is at \/\S+\/tools\/node, with no npm beside it or on PATH\)\n$/,
-        );
-        expect(r.stdout).toBe("");
-      }
+      const r = runLocal(scripts.install.create, env);
+      expect(r.code).toBe(1);
+      oneLine(r.stderr);
+      expect(r.stderr).toMatch(
+        /^kilo-fleet: node >= 18 and npm are required on this host for install\.method npm: npm not found \(node \d+\.\d+\.\d+ is at \/\S+\/tools\/node, with no npm beside it or on PATH\)\n$/,
+      );
+      expect(r.stdout).toBe("");
       expect(snapshotObject(snapshot(h.home))).toEqual(before);
       noTempLeft(h.tmp);
+      // config and env run on that node, without npm.
+      for (const s of [scripts.config, scripts.env]) {
+        const r = runLocal(s.create, env, "test-key-x\n");
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout).toMatch(/kilo-fleet-result \{"step":"(config|env)"/);
+      }
     } finally {
       rmSync(h.root, { recursive: true, force: true });
     }
   });
 
-  test("no node at all, and a node older than 18: one line each", () => {
+  test("no node at all (nor a Bun kilo: npm's launcher script does not count), and a node older than 18: one line each", () => {
     const h = makeHome();
     try {
       const tools = toolsWithout(h.root);
+      // npm's layout: ~/.local/bin/kilo is a node script, which cannot run the tool without node.
+      mkdirSync(join(h.home, ".local/bin"), { recursive: true });
+      writeFileSync(join(h.home, ".local/bin/kilo"), "#!/usr/bin/env node\nrequire('x')\n", { mode: 0o755 });
       let r = runLocal(probe, scriptEnv(h.home, h.tmp, { PATH: tools }));
       expect(r.code).toBe(1);
       oneLine(r.stderr);
-      expect(r.stderr).toMatch(/^kilo-fleet: node >= 18 and npm are required on this host: no node found on PATH \(/);
+      expect(r.stderr).toMatch(
+        /^kilo-fleet: node >= 18 or the kilo that install\.method package installs \(~\/\.local\/bin\/kilo\) is required on this host to run this step: no node found on PATH \(/,
+      );
+      r = runLocal(scripts.install.create, scriptEnv(h.home, h.tmp, { PATH: tools }));
+      expect(r.code).toBe(1);
+      oneLine(r.stderr);
+      expect(r.stderr).toMatch(
+        /^kilo-fleet: node >= 18 and npm are required on this host for install\.method npm: no node found on PATH \(/,
+      );
       const old = join(h.root, "old");
       mkdirSync(old);
       writeFileSync(join(old, "node"), "#!/bin/sh\necho 16.20.2\n");
@@ -80,7 +96,7 @@ describe("node and npm", () => {
       expect(r.code).toBe(1);
       oneLine(r.stderr);
       expect(r.stderr).toBe(
-        `kilo-fleet: node >= 18 and npm are required on this host: node 16.20.2 at ${old}/node is older than 18\n`,
+        `kilo-fleet: node >= 18 or the kilo that install.method package installs (~/.local/bin/kilo) is required on this host to run this step: node 16.20.2 at ${old}/node is older than 18\n`,
       );
     } finally {
       rmSync(h.root, { recursive: true, force: true });
@@ -135,7 +151,7 @@ test("npm install failing (unreachable npmRegistry): one line with npm's reason,
       s.close(() => resolve(typeof a === "object" && a ? a.port : 9));
     });
   });
-  const b = buildSettings({ npmRegistry: `http://127.0.0.1:${port}/` });
+  const b = buildSettings({ npmRegistry: `http://127.0.0.1:${port}/`, install: { method: "npm" } });
   const h = makeHome({ files: { ".bashrc": USER_BASHRC } });
   try {
     const before = snapshotObject(snapshot(h.home));

@@ -46,7 +46,7 @@ function npmShim(): { bin: string; log: string } {
 }
 
 test("installs kilo 7.7.7 from the registry, skips the second time without npm, uninstalls on delete", () => {
-  const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });
+  const built = buildSettings({ kiloVersion: TEST_KILO_VERSION, install: { method: "npm" } });
   const install = deployScripts(built).install;
   const shim = npmShim();
   const env = scriptEnv(h.home, h.tmp, { PATH: `${shim.bin}:${process.env.PATH}` });

@@ -17,7 +17,6 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { BLOCK_END, BLOCK_START } from "../host/rcBlock";
 import { parseResult } from "../common/result";
 import { hostToolArtifact } from "../deployer/hostTool";
 import {
@@ -39,9 +38,11 @@ import {
   USER_ZSHRC,
 } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
+import { BLOCK_END, BLOCK_START } from "../host/rcBlock";
 import { ensureAptPackages } from "./support/sshd";
 
-const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });
+// install.method npm (kilo already in HOME's npm prefix): test/hostScripts.package.test.ts proves the package method.
+const built = buildSettings({ kiloVersion: TEST_KILO_VERSION, install: { method: "npm" } });
 const scripts = deployScripts(built);
 const foreign = isForeignFile;
 /** The deploy steps in order (the smoke check has its own tests). */
@@ -292,7 +293,7 @@ describe('kiloVersion "latest"', () => {
         `#!/bin/sh\nprintf '%s\\n' "$*" >>'${log}'\nif [ "$1" = view ]; then echo ${TEST_KILO_VERSION}; exit 0; fi\nexit 1\n`,
       );
       chmodSync(join(bin, "npm"), 0o755);
-      const b = buildSettings({ kiloVersion: "latest" });
+      const b = buildSettings({ kiloVersion: "latest", install: { method: "npm" } });
       const r = runLocal(deployScripts(b).install.create, scriptEnv(h.home, h.tmp, { PATH: `${bin}:/usr/bin:/bin` }));
       expect(r.stderr).toBe("");
       expect(r.code).toBe(0);

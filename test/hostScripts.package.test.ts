@@ -10,7 +10,7 @@
  * nothing changed, and a download killed midway leaves the old kilo in use, both through the tool's
  * subcommand. And a method switch (package → npm → package) with node present.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -359,6 +359,72 @@ describe("a stand-in registry on loopback, through the tool's install-package", 
       expect(snapshotObject(snapshot(h.home))).toEqual(installed);
     } finally {
       reg.setMode("ok");
+      rmSync(h.root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("switching install.method on one host (node and npm present)", () => {
+  it("package → npm → package: each install removes the other method's kilo first; the delete leaves HOME as before", {
+    timeout: 600_000,
+  }, async () => {
+    const h = makeHome();
+    try {
+      const env = scriptEnv(h.home, h.tmp);
+      const steps = (method: "package" | "npm") =>
+        deployScripts(buildSettings({ kiloVersion: VERSION, install: { method } })).install;
+      const before = snapshotObject(snapshot(h.home));
+      const link = join(h.home, ".local/bin/kilo");
+      const npmPackageJson = join(h.home, ".local/lib/node_modules/@kilocode/cli/package.json");
+
+      const a = await run(steps("package").create, env);
+      expect(parseResult(a.stdout, "install"), a.stderr).toMatchObject({ method: "package", changed: true });
+      expect(readlinkSync(link)).toContain("/.local/share/kilo-fleet/kilo/");
+
+      const b = await run(steps("npm").create, env);
+      expect(parseResult(b.stdout, "install"), b.stderr).toMatchObject({ method: "npm", changed: true });
+      expect(b.stderr).toContain("[kilo-fleet] removing the kilo install.method package installed");
+      expect(readlinkSync(link)).toBe("../lib/node_modules/@kilocode/cli/bin/kilo");
+      expect(existsSync(join(h.home, ".local/share/kilo-fleet/kilo"))).toBe(false);
+
+      const c = await run(steps("package").create, env);
+      expect(parseResult(c.stdout, "install"), c.stderr).toMatchObject({ method: "package", changed: true });
+      expect(c.stderr).toContain("[kilo-fleet] removing the kilo install.method npm installed");
+      expect(readlinkSync(link)).toContain("/.local/share/kilo-fleet/kilo/");
+      expect(existsSync(npmPackageJson)).toBe(false);
+
+      expect((await run(steps("package").delete ?? "", env)).code).toBe(0);
+      expect(diffOf(snapshotObject(snapshot(h.home)), before)).toEqual([]);
+    } finally {
+      rmSync(h.root, { recursive: true, force: true });
+    }
+  });
+
+  it("a kilo the user installed with npm at the pinned version is kept (preexisting), and the delete leaves it", async () => {
+    const h = makeHome({ kilo: true });
+    try {
+      const env = scriptEnv(h.home, h.tmp, { PATH: pathWithoutNode(h.root) });
+      const install = deployScripts(buildSettings({ kiloVersion: VERSION })).install;
+      const before = snapshotObject(snapshot(h.home));
+      const r = await run(install.create, env);
+      expect(r.code, r.stderr).toBe(0);
+      expect(parseResult(r.stdout, "install")).toEqual({
+        step: "install",
+        kiloVersion: VERSION,
+        bin: join(h.home, ".local/bin/kilo"),
+        method: "preexisting",
+        changed: false,
+      });
+      expect(snapshotObject(snapshot(h.home))).toEqual(before);
+      expect((await run(install.delete ?? "", env)).code).toBe(0);
+      expect(snapshotObject(snapshot(h.home))).toEqual(before);
+      // Another version is not taken over: the user's kilo is never replaced.
+      const other = deployScripts(buildSettings({ kiloVersion: "latest" })).install;
+      expect(failureLine(await run(other.create, env))).toMatch(
+        /\.local\/bin\/kilo exists and kilo-fleet did not install it .* or set install\.method npm, and deploy again$/,
+      );
+      expect(snapshotObject(snapshot(h.home))).toEqual(before);
+    } finally {
       rmSync(h.root, { recursive: true, force: true });
     }
   });

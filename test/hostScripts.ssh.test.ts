@@ -28,7 +28,8 @@ import {
 import { TEST_KILO_VERSION } from "../harness/kilo";
 import { ensureAptPackages, type SshServer, startSshd } from "./support/sshd";
 
-const built = buildSettings({ kiloVersion: TEST_KILO_VERSION });
+// install.method npm over SSH; test/hostScripts.package.test.ts has the package method over SSH, without node.
+const built = buildSettings({ kiloVersion: TEST_KILO_VERSION, install: { method: "npm" } });
 const scripts = deployScripts(built, "ssh");
 const foreign = isForeignFile;
 const tool = hostToolArtifact();
