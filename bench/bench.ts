@@ -54,7 +54,17 @@ const progress = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
 const REPO = dirname(__dirname);
 /** What the evaluation workers load: the program, its components, the test harness and the worker. */
-const PROGRAM_FILES = ["index.ts", "deployer", "host", "common", "harness", "bench", "package.json", "tsconfig.json"];
+const PROGRAM_FILES = [
+  "index.ts",
+  "deployer",
+  "host",
+  "common",
+  "harness",
+  "bench",
+  "stacks/kilo-fleet.lock.json",
+  "package.json",
+  "tsconfig.json",
+];
 
 /**
  * A copy of the program as it is now, in `scratch/program` (node_modules linked), for every evaluation
@@ -311,6 +321,7 @@ async function measureHost(
     // 5 + 7: cold install on a fresh HOME (tool shipped), then the same step again there (already at the pin).
     const cold: number[] = [];
     const warm: number[] = [];
+    let method = "";
     const disks: BenchSamples["disk"][] = [];
     for (let run = 0; run < o.runs; run++) {
       const { host: h } = freshHome();
@@ -319,10 +330,11 @@ async function measureHost(
       const c = timeInstall(b, h, "cold");
       cold.push(c.seconds);
       outputs.install = asOnHostDev(c.output, h.home);
+      method = c.method;
       const added = listTree(h.home).filter((r) => !before.has(r));
       const usage = diskUsage(added.map((r) => join(h.home, r)));
       const pkg = findPlatformPackage(h.home);
-      if (!pkg) throw new Error(`no @kilocode/cli-<platform> package under ${h.home}`);
+      if (!pkg) throw new Error(`no kilo platform package under ${h.home}`);
       const platform = treeUsage(join(h.home, pkg));
       disks.push({
         hostBytes: usage.bytes,
@@ -341,6 +353,7 @@ async function measureHost(
     samples.install = {
       registry: await npmRegistry(homes[homes.length - 1]),
       kiloVersion: b.spec.kiloVersion,
+      method,
       cold,
       warm,
     };

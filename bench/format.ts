@@ -56,7 +56,8 @@ export interface BenchSamples {
     /** The steps whose inputs name the tool file. */
     namingTool: Record<HostKind, string[]>;
   };
-  install?: { registry: string; kiloVersion: string; cold: number[]; warm: number[] };
+  /** `method`: how the install step installed kilo (its result's `method`). */
+  install?: { registry: string; kiloVersion: string; method?: string; cold: number[]; warm: number[] };
   smoke?: {
     smoke: number[];
     /** The seed command by hand (env file sourced, kilo's defaults). */
@@ -363,9 +364,9 @@ export function formatTable(s: BenchSamples): string {
       timeRow(
         "Install step, cold (fresh HOME, real registry)",
         i.cold,
-        `@kilocode/cli@${i.kiloVersion} from ${i.registry}`,
+        `@kilocode/cli@${i.kiloVersion}${i.method ? ` (method ${i.method})` : ""} from ${i.registry}`,
       ),
-      timeRow("Install step, warm (already at the pin)", i.warm, "npm not run"),
+      timeRow("Install step, warm (already at the pin)", i.warm, "nothing downloaded"),
       figure("Install cold / warm", fmtRatio(cold / warm), "ratio of medians"),
     );
   }

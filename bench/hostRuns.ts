@@ -79,7 +79,11 @@ const seconds = (startedMs: number) => (performance.now() - startedMs) / 1000;
  * and output. `expect` says whether npm must have run ("cold": the result says `changed`) or been skipped
  * ("warm": not `changed`); anything else throws, so a figure never comes from a run that did something else.
  */
-export function timeInstall(b: Built, h: Host, expect: "cold" | "warm"): { seconds: number; output: StepOutput } {
+export function timeInstall(
+  b: Built,
+  h: Host,
+  expect: "cold" | "warm",
+): { seconds: number; output: StepOutput; method: string } {
   const command = deployScripts(b).install.create;
   const started = performance.now();
   const r = runLocal(command, hostEnv(h));
@@ -90,7 +94,7 @@ export function timeInstall(b: Built, h: Host, expect: "cold" | "warm"): { secon
       `install (${expect}) did not do what was measured: exit ${r.code}, stdout ${JSON.stringify(r.stdout.slice(-400))}, stderr ${JSON.stringify(r.stderr.slice(-400))}`,
     );
   }
-  return { seconds: s, output: output(r) };
+  return { seconds: s, output: output(r), method: result.method };
 }
 
 /**
@@ -237,7 +241,13 @@ export function treeUsage(dir: string): Usage {
   return diskUsage([dir, ...listTree(dir).map((r) => join(dir, r))]);
 }
 
-/** The platform package npm installed under `prefix` (`@kilocode/cli-<platform>-<arch>[-variant]`), relative to `prefix`. */
-export function findPlatformPackage(prefix: string): string | undefined {
-  return listTree(prefix).find((r) => /(^|\/)node_modules\/@kilocode\/cli-[^/]+$/.test(r));
+/**
+ * kilo's platform package under HOME, relative to it: npm's `…/node_modules/@kilocode/cli-<platform>` or the
+ * package method's `.local/share/kilo-fleet/kilo/<version>/<platform>`.
+ */
+export function findPlatformPackage(home: string): string | undefined {
+  return listTree(home).find(
+    (r) =>
+      /(^|\/)node_modules\/@kilocode\/cli-[^/]+$/.test(r) || /^\.local\/share\/kilo-fleet\/kilo\/[^/]+\/[^/]+$/.test(r),
+  );
 }

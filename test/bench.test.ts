@@ -174,7 +174,13 @@ const SAMPLES: BenchSamples = {
     },
     namingTool: { local: ["tool", "install", "smoke"], ssh: ["tool", "tool-copy", "install", "smoke"] },
   },
-  install: { registry: "https://registry.example.com/", kiloVersion: "7.7.7", cold: [9, 7, 8], warm: [0.3, 0.2, 0.25] },
+  install: {
+    registry: "https://registry.example.com/",
+    kiloVersion: "7.7.7",
+    method: "package",
+    cold: [9, 7, 8],
+    warm: [0.3, 0.2, 0.25],
+  },
   smoke: { smoke: [10, 9, 11], bare: [8, 8.5, 9], bareSmokeEnv: [8.2, 8.4, 8.8] },
   disk: {
     hostBytes: 305_549_312,
@@ -288,6 +294,9 @@ describe("the table", () => {
     expect(row("Per-host cost, 1000 vs 100 hosts")[5]).toMatch(/^linear/);
     expect(row("Unchanged stack re-evaluated: resources with differing inputs")[3]).toBe("0");
     expect(row("Install cold / warm")[3]).toBe("32×");
+    expect(row("Install step, cold (fresh HOME, real registry)")[5]).toBe(
+      "@kilocode/cli@7.7.7 (method package) from https://registry.example.com/",
+    );
     expect(row("Smoke check overhead")[3]).toBe("+1.50 s");
     expect(row("Smoke check overhead")[5]).toMatch(/^\+17\.6% /);
     expect(row("Smoke check's own work")[3]).toBe("+1.60 s");
