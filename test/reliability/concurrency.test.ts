@@ -1,32 +1,36 @@
 /**
- * Concurrency (issue 6): two stacks that share a host deploy it at once. Each round, stack X and stack Y
- * each run their config then env script on the same HOME, Y starting after a random (seeded) delay, so
- * the two read-modify-write the same files at overlapping moments. After every round: every rc file holds
- * exactly one block and is otherwise the user's own; the env files are whole and hold one key (the same
- * one in the sh and fish files); kilo.jsonc parses and holds exactly one of the two managed sets, the one
- * kilo-fleet's state records; nothing half-written is left. At the end, one stack's delete scripts give
- * back the user's HOME byte for byte (which a state record from the other writer would break).
+ * Concurrency (issue 6): two stacks that share a host deploy it at once. The host tool is shipped first
+ * (both stacks build the same tool, so they share its file). Each round, stack X and stack Y each run
+ * their config then env step command (`/bin/sh <tool> config-apply '<json>'`, then env-apply) on the same
+ * HOME, the second starting after a random (seeded) delay, so the two read-modify-write the same files at
+ * overlapping moments; the tool's per-HOME lock must serialise them. After every round: every rc file
+ * holds exactly one block and is otherwise the user's own; the env files are whole and hold one key (the
+ * same one in the sh and fish files); kilo.jsonc parses and holds exactly one of the two managed sets, the
+ * one kilo-fleet's state records; nothing half-written is left. At the end, one stack's env and config
+ * deletes, then its tool step's delete, give back the user's HOME byte for byte (which a state record from
+ * the other writer would break).
  */
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { parse as parseJsonc } from "jsonc-parser";
 import { afterAll, describe, expect, it } from "vitest";
-import { envVars, renderFishEnvFile, renderShEnvFile } from "../../host/envFile";
-import { BLOCK_END, BLOCK_START, removeRcBlock } from "../../host/rcBlock";
-import { configScript, envScript } from "../../deployer/hostScripts";
-import { managedKeyPaths, renderKiloConfig } from "../../deployer/kiloConfig";
 import { valueAt } from "../../common/kiloConfigMerge";
+import { managedKeyPaths } from "../../deployer/kiloConfig";
 import {
   buildSettings,
+  deployScripts,
   makeHome,
   scriptEnv,
+  shipTool,
   snapshot,
   USER_BASHRC,
   USER_KILO_JSONC,
   USER_PROFILE,
   USER_ZSHRC,
 } from "../../harness/hostHome";
+import { envVars, renderFishEnvFile, renderShEnvFile } from "../../host/envFile";
+import { BLOCK_END, BLOCK_START, removeRcBlock } from "../../host/rcBlock";
 import { isLitter, prng, runScript, snapshotDiff, suiteSeed } from "./support";
 
 const ROUNDS = 16;
@@ -43,8 +47,8 @@ const Y = buildSettings({
   kiloSettings: { username: "stack-y" },
 });
 const stacks = [
-  { name: "X", b: X, key: KEY_X, config: configScript(X.settings, X.host), env: envScript(X.settings, X.host) },
-  { name: "Y", b: Y, key: KEY_Y, config: configScript(Y.settings, Y.host), env: envScript(Y.settings, Y.host) },
+  { name: "X", b: X, key: KEY_X, ...deployScripts(X) },
+  { name: "Y", b: Y, key: KEY_Y, ...deployScripts(Y) },
 ];
 
 const USER_FILES: Record<string, string> = {
@@ -61,7 +65,7 @@ const RC_FILES: Record<string, string | undefined> = {
   ".config/fish/conf.d/kilo-fleet.fish": undefined,
 };
 
-const h = makeHome({ files: USER_FILES });
+const h = makeHome({ files: USER_FILES, tool: false });
 afterAll(() => rmSync(h.root, { recursive: true, force: true }));
 const env = scriptEnv(h.home, h.tmp);
 
@@ -95,15 +99,14 @@ function problems(): string[] {
   const errors: { error: number }[] = [];
   const parsed = parseJsonc(jsoncText, errors as never, { allowTrailingComma: true });
   if (errors.length > 0) out.push("kilo.jsonc does not parse");
-  const holds = stacks.filter((s) => {
-    const managed = renderKiloConfig(s.b.settings, s.b.host);
-    return managedKeyPaths(managed).every((kp) => isDeepStrictEqual(valueAt(parsed, kp), valueAt(managed, kp)));
-  });
+  const holds = stacks.filter((s) =>
+    managedKeyPaths(s.kiloConfig).every((kp) => isDeepStrictEqual(valueAt(parsed, kp), valueAt(s.kiloConfig, kp))),
+  );
   if (holds.length !== 1) out.push(`kilo.jsonc holds ${holds.length} complete managed sets`);
   else {
     // kilo-fleet's record of what it manages is the set that is in the file.
     const state = JSON.parse(readFileSync(join(h.home, ".local/state/kilo-fleet/config.json"), "utf8"));
-    const paths = managedKeyPaths(renderKiloConfig(holds[0].b.settings, holds[0].b.host));
+    const paths = managedKeyPaths(holds[0].kiloConfig);
     if (!isDeepStrictEqual(state.paths, paths))
       out.push(`config state records other paths than the file's set (${holds[0].name})`);
     const other = stacks.find((s) => s !== holds[0]);
@@ -122,6 +125,9 @@ describe("two stacks deploying the same host at once", () => {
     const seed = suiteSeed("concurrency");
     const rand = prng(seed);
     const pristine = snapshot(h.home);
+    // The tool step runs first; both stacks name the same tool file.
+    expect(stacks[0].tool).toEqual(stacks[1].tool);
+    shipTool(env);
     const started = Date.now();
     const findings: string[] = [];
     let failedRuns = 0;
@@ -139,18 +145,20 @@ describe("two stacks deploying the same host at once", () => {
       for (const r of runs.flat()) {
         if (r.code !== 0) {
           failedRuns++;
-          findings.push(`round ${round}: a script failed: ${r.stderr.trim()}`);
+          findings.push(`round ${round}: a step failed: ${r.stderr.trim()}`);
         }
       }
       for (const p of problems()) findings.push(`round ${round} (delay ${delay} ms): ${p}`);
     }
-    // One stack destroys: the user's HOME comes back byte for byte.
-    const d1 = await runScript(stacks[0].env.delete ?? "", env);
-    const d2 = await runScript(stacks[0].config.delete ?? "", env);
-    if (d1.code !== 0 || d2.code !== 0) findings.push(`delete failed: ${d1.stderr}${d2.stderr}`);
+    // One stack destroys (env, config, then the tool: dependency order): the user's HOME comes back byte
+    // for byte.
+    for (const del of [stacks[0].env.delete, stacks[0].config.delete, stacks[0].tool.delete]) {
+      const d = await runScript(del ?? "exit 3", env);
+      if (d.code !== 0) findings.push(`delete failed: ${d.stderr}`);
+    }
     for (const d of snapshotDiff(snapshot(h.home), pristine)) findings.push(`after delete: ${d}`);
     console.log(
-      `[reliability] concurrency: ${ROUNDS} rounds x 2 stacks (${ROUNDS * 4} script runs, overlapping), ${failedRuns} failed runs, ${findings.length} findings, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      `[reliability] concurrency: ${ROUNDS} rounds x 2 stacks (${ROUNDS * 4} step runs, overlapping), ${failedRuns} failed runs, ${findings.length} findings, ${((Date.now() - started) / 1000).toFixed(1)} s`,
     );
     expect(findings).toEqual([]);
   });

@@ -1,21 +1,24 @@
 /**
- * The crash-injection scenarios: each is one config or env script (create or delete) with the HOME it
- * starts from ("old") and the HOME a complete run leaves ("new"). Both are built for real, once, at one
+ * The crash-injection scenarios: each is one config or env step command (create or delete: `/bin/sh
+ * <tool> config-apply '<json>'` etc., as the component builds them) with the HOME it starts from ("old")
+ * and the HOME a complete run leaves ("new"). The HOME has the host tool shipped (`shipTool`, as the tool
+ * step does) before anything is saved, so old and new both hold it. Both are built for real, once, at one
  * fixed HOME path (kilo-fleet's state records absolute paths), and saved with `cp -a`; each trial restores
- * the "old" copy at that path, crashes the script, checks every file, re-runs the script and checks the
+ * the "old" copy at that path, crashes the command, checks every file, re-runs the command and checks the
  * result is exactly "new".
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { configScript, envScript } from "../../deployer/hostScripts";
 import {
   buildSettings,
+  deployScripts,
   type Entry,
   makeHome,
   runLocal,
   scriptEnv,
+  shipTool,
   snapshot,
   USER_BASHRC,
   USER_KILO_JSONC,
@@ -44,12 +47,15 @@ const B = buildSettings(
   },
   { shells: ["bash", "zsh", "fish"] },
 );
-export const scriptsA = { config: configScript(A.settings, A.host), env: envScript(A.settings, A.host) };
-export const scriptsB = { config: configScript(B.settings, B.host), env: envScript(B.settings, B.host) };
+export const scriptsA = deployScripts(A);
+export const scriptsB = deployScripts(B);
 
 export interface Scenario {
   name: string;
+  /** The step command (a local.Command's script: run by `/bin/sh -c`). */
   script: string;
+  /** The step whose result its last stdout line carries (common/result.ts). */
+  step: "config" | "env" | "config-delete" | "env-delete";
   stdin: string;
   old: Map<string, Entry>;
   neu: Map<string, Entry>;
@@ -76,9 +82,14 @@ const USER_FILES = {
   ".config/fish/config.fish": "# my fish config\nset -g fish_greeting\n",
 };
 
+function need(command: string | undefined): string {
+  if (!command) throw new Error("building the crash scenarios: a step has no delete command");
+  return command;
+}
+
 /** Builds the scenarios' old/new HOMEs for real. */
 export function buildLab(): Lab {
-  const h = makeHome({ files: USER_FILES });
+  const h = makeHome({ files: USER_FILES, tool: false });
   const saved = mkdtempSync(join(tmpdir(), "kilo-fleet-crash-saved-"));
   const env = scriptEnv(h.home, h.tmp);
   let n = 0;
@@ -95,26 +106,28 @@ export function buildLab(): Lab {
   };
   const run = (script: string, stdin = "") => {
     const r = runLocal(script, env, stdin);
-    if (r.code !== 0) throw new Error(`building the crash scenarios: a script failed: ${r.stderr}`);
+    if (r.code !== 0) throw new Error(`building the crash scenarios: a step failed: ${r.stderr}`);
   };
+  // The tool step runs first on every host: every scenario's HOME holds the tool.
+  shipTool(env);
   const scenarios: Scenario[] = [];
-  const step = (name: string, script: string, stdin = "") => {
+  const step = (name: string, which: Scenario["step"], script: string, stdin = "") => {
     const before = save();
     run(script, stdin);
     const after = save();
-    scenarios.push({ name, script, stdin, old: before.snap, neu: after.snap, oldDir: before.dir });
+    scenarios.push({ name, step: which, script, stdin, old: before.snap, neu: after.snap, oldDir: before.dir });
   };
   // First deploy of B on the user's own files.
-  step("first deploy: config", scriptsB.config.create);
-  step("first deploy: env", scriptsB.env.create, `${KEY_B}\n`);
+  step("first deploy: config", "config", scriptsB.config.create);
+  step("first deploy: env", "env", scriptsB.env.create, `${KEY_B}\n`);
   // Destroy it again.
-  step("destroy: env", scriptsB.env.delete ?? "");
-  step("destroy: config", scriptsB.config.delete ?? "");
+  step("destroy: env", "env-delete", need(scriptsB.env.delete));
+  step("destroy: config", "config-delete", need(scriptsB.config.delete));
   // Deploy A, then redeploy as B: changed settings, rotated key, a shell dropped and one added.
   run(scriptsA.config.create);
   run(scriptsA.env.create, `${KEY_A}\n`);
-  step("redeploy: config", scriptsB.config.create);
-  step("redeploy: env (rotation)", scriptsB.env.create, `${KEY_B}\n`);
+  step("redeploy: config", "config", scriptsB.config.create);
+  step("redeploy: env (rotation)", "env", scriptsB.env.create, `${KEY_B}\n`);
   return {
     root: h.root,
     home: h.home,

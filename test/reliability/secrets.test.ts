@@ -1,9 +1,11 @@
 /**
  * Secret exposure sweep (issue 6): a full apply + rotate + destroy cycle, through the program's own
  * resource graph: index.ts evaluated under Pulumi mocks whose `newResource` really runs every
- * `command:local:Command` as @pulumi/command 1.2.1 does (interpreter + script, stdin piped), on a temp
- * HOME holding the user's own files, with the real kilo (linked from the test cache, so install does not
- * run npm) and the stand-in pooler, so the smoke check runs for real. Then:
+ * `command:local:Command` as @pulumi/command 1.2.1 does (interpreter + script, stdin piped;
+ * harness/deployingMock.ts, whose `finish()` runs what a create-before-delete replacement deletes), on a
+ * temp HOME holding the user's own files: the tool step ships the host tool into it, and every other step
+ * runs it (`/bin/sh <tool> <sub> '<json>'`), with the real kilo (linked from the test cache, so install
+ * does not run npm) and the stand-in pooler, so the tool's smoke subcommand runs real kilo. Then:
  * - the old and the new key appear in no file under the temp root (HOME and TMPDIR) nor in the cached
  *   kilo install the HOME links to;
  * - in no command's stdout or stderr, no Pulumi warning, no line this test logged;
@@ -15,6 +17,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { parseResult } from "../../common/result";
 import { HOST_STEPS } from "../../deployer/kiloHost";
 import { type Deployed, deployingMock, LocalCommandRunner } from "../../harness/deployingMock";
 import { type FakePooler, startFakePooler } from "../../harness/fakePooler";
@@ -47,7 +50,7 @@ const executed = runner.executed;
 
 /** `pulumi up` under mocks: unchanged inputs run nothing, changed triggers replace (delete first), else update. */
 async function deploy(key: string, previous?: Deployed): Promise<{ e: Evaluation; states: Deployed }> {
-  const { newResource, states } = deployingMock(runner, previous);
+  const { newResource, states, finish } = deployingMock(runner, previous);
   const stack = stackConfig({
     poolerBaseUrl: pooler?.url,
     codexPoolerApiKey: key,
@@ -57,6 +60,7 @@ async function deploy(key: string, previous?: Deployed): Promise<{ e: Evaluation
     smokeCheck: { enabled: true, timeoutSeconds: 120 },
   });
   const e = await evaluateIndex(stack, { newResource });
+  await finish();
   return { e, states };
 }
 
@@ -87,7 +91,13 @@ describe("secret exposure sweep after apply, rotate and destroy", () => {
     const first = await deploy(OLD_KEY);
     if (first.e.error) throw first.e.error;
     expect(executed.map((x) => `${x.name}:${x.op}`)).toEqual(HOST_STEPS.map((s) => `${HOST}-${s}:create`));
-    expect(executed.at(-1)?.stdout).toMatch(/^kilo-fleet: smoke ok kilo=7\.7\.7 /);
+    const smokeResult = (x: { name: string; stdout: string } | undefined) =>
+      x?.name === `${HOST}-smoke` ? parseResult(x.stdout, "smoke") : undefined;
+    expect(smokeResult(executed.at(-1))).toMatchObject({
+      pass: true,
+      level: "kilo-run",
+      kiloVersion: TEST_KILO_VERSION,
+    });
     const oldKeyUsed = pooler.requests.some((r) => r.key === OLD_KEY && r.authorized);
     // While deployed, the key is in the env file and in no other file (kilo's scratch dirs included).
     const midFindings: string[] = [];
@@ -109,7 +119,7 @@ describe("secret exposure sweep after apply, rotate and destroy", () => {
       `${HOST}-smoke:delete`,
       `${HOST}-smoke:create`,
     ]);
-    expect(executed.at(-1)?.stdout).toMatch(/^kilo-fleet: smoke ok /);
+    expect(smokeResult(executed.at(-1))).toMatchObject({ pass: true, level: "kilo-run" });
     const newKeyUsed = pooler.requests.some((r) => r.key === NEW_KEY && r.authorized);
     midSweep("after rotation", NEW_KEY, OLD_KEY);
 
@@ -153,7 +163,7 @@ describe("secret exposure sweep after apply, rotate and destroy", () => {
       }
     }
     log(
-      `[reliability] secret sweep: apply + rotate + destroy under Pulumi mocks with the real kilo ${TEST_KILO_VERSION} (${executed.length} script runs, smoke checks passed with the old and the new key: ${oldKeyUsed}/${newKeyUsed}); searched the temp root after apply, rotation and destroy (${filesSearched} file reads), kilo's install, ${places} outputs/inputs/states, and this test's log: ${findings.length} findings, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      `[reliability] secret sweep: apply + rotate + destroy under Pulumi mocks with the real kilo ${TEST_KILO_VERSION} (${executed.length} step runs, smoke checks passed with the old and the new key: ${oldKeyUsed}/${newKeyUsed}); searched the temp root after apply, rotation and destroy (${filesSearched} file reads), kilo's install, ${places} outputs/inputs/states, and this test's log: ${findings.length} findings, ${((Date.now() - started) / 1000).toFixed(1)} s`,
     );
     for (const l of logged) for (const key of [OLD_KEY, NEW_KEY]) expect(l).not.toContain(key);
     expect(oldKeyUsed && newKeyUsed).toBe(true);

@@ -1,7 +1,8 @@
 /**
  * Shared pieces of the reliability suite (issue 6): a seeded PRNG (every random choice is reproducible
- * from the printed seed), the script runner (test/support/runScript.ts, which can SIGKILL the whole
- * process group after a delay), and file-state comparisons.
+ * from the printed seed), the script runner (test/support/runScript.ts: runs a step command as
+ * local.Command does, or under a given login shell, and can SIGKILL the whole process group after a delay
+ * or when a promise resolves), and file-state comparisons.
  */
 import { isDeepStrictEqual } from "node:util";
 import type { Entry } from "../../harness/hostHome";

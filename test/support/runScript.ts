@@ -2,6 +2,8 @@
  * Runs a host script the way local.Command does (`/bin/sh -c <script>`, stdin piped), asynchronously, in
  * its own process group, capturing stdout/stderr and the time taken. Optionally SIGKILLs the whole group
  * (the script, node and anything else it started) after a delay: the reliability suite's crash injection.
+ * With `shell`, runs `<shell> -c <script>` instead: how sshd has a user's login shell run a
+ * remote.Command's command line.
  */
 import { spawn } from "node:child_process";
 
@@ -17,16 +19,18 @@ export interface ScriptRun {
 
 /**
  * Runs a script as local.Command does (`/bin/sh -c <script>`, stdin piped), in its own process group.
- * With `killAfterMs`, SIGKILLs the whole group then (kill -9 of the script, node and all).
+ * With `killAfterMs`, SIGKILLs the whole group then (kill -9 of the script, node and all); with `killWhen`,
+ * once that promise resolves (e.g. when the script is seen at work). With `shell`
+ * (e.g. `/usr/bin/fish`), that shell runs it as `<shell> -c <script>`, as a login shell over SSH does.
  */
 export function runScript(
   script: string,
   env: NodeJS.ProcessEnv,
-  opts: { stdin?: string; killAfterMs?: number; cwd?: string } = {},
+  opts: { stdin?: string; killAfterMs?: number; killWhen?: Promise<unknown>; cwd?: string; shell?: string } = {},
 ): Promise<ScriptRun> {
   const started = process.hrtime.bigint();
   return new Promise((resolve, reject) => {
-    const child = spawn("/bin/sh", ["-c", script], {
+    const child = spawn(opts.shell ?? "/bin/sh", ["-c", script], {
       env,
       cwd: opts.cwd ?? env.HOME,
       stdio: ["pipe", "pipe", "pipe"],
@@ -41,18 +45,20 @@ export function runScript(
     child.stdin.on("error", () => {
       // killed before it read stdin: nothing to do
     });
+    const kill = () => {
+      if (done || child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, "SIGKILL");
+        killed = true;
+      } catch {
+        // already gone
+      }
+    };
     let timer: NodeJS.Timeout | undefined;
-    if (opts.killAfterMs !== undefined) {
-      timer = setTimeout(() => {
-        if (done || child.pid === undefined) return;
-        try {
-          process.kill(-child.pid, "SIGKILL");
-          killed = true;
-        } catch {
-          // already gone
-        }
-      }, opts.killAfterMs);
-    }
+    if (opts.killAfterMs !== undefined) timer = setTimeout(kill, opts.killAfterMs);
+    opts.killWhen?.then(kill, () => {
+      // no kill
+    });
     child.on("error", reject);
     child.on("close", (code, signal) => {
       done = true;
