@@ -41,10 +41,10 @@
 # killed run (its pid no longer running) is removed by the next run.
 #
 # Safety: the download goes to a temp dir under the kilo dir and is checked before anything else changes; the
-# new version is unpacked and its `bin/kilo --version` run (with a throw-away HOME) before it is renamed into
-# place; the link is replaced atomically (a temp symlink, then `mv -f`); the previous version is removed only
-# after the new one is linked, and only if kilo-fleet installed it. A ~/.local/bin/kilo that kilo-fleet did not
-# create is never replaced. The per-HOME lock is the one of host/lock.ts: the directory
+# new version is unpacked, its package.json version checked and its `bin/kilo` run (as Bun, `--version`, with
+# a throw-away HOME) before it is renamed into place; the link is replaced atomically (a temp symlink, then
+# `mv -f`); the previous version is removed only after the new one is linked, and only if kilo-fleet installed
+# it. A ~/.local/bin/kilo that kilo-fleet did not create is never replaced. The per-HOME lock is the one of host/lock.ts: the directory
 # $HOME/.kilo-fleet.lock holding `owner` (`<pid> <hostname>`), made under a temp name and renamed into place.
 #
 # Test-only inputs (inert when unset; a remote session does not forward them):
@@ -687,14 +687,17 @@ kf_install() {
     mkdir -p "$kf_tmp" || kf_fail "cannot create $kf_tmp"
   fi
 
-  # The binary must run here (a CPU without AVX2, a musl/glibc mix-up). kilo makes its cache, config and
-  # data directories when it starts: a throw-away HOME keeps the user's untouched.
-  mkdir -p "$kf_tmp/home" || kf_fail "cannot create $kf_tmp/home"
-  kf_out=$(cd "$kf_tmp" && env -i PATH="$PATH" HOME="$kf_tmp/home" TMPDIR="$kf_tmp/home" "$kf_check_bin" --version 2>&1 </dev/null) ||
-    kf_fail "$kf_pkg@$kf_version does not run on this host ($(printf '%s\n' "$kf_out" | awk 'NF { l = $0 } END { print substr(l, 1, 300) }')); nothing was changed"
-  kf_out=$(printf '%s\n' "$kf_out" | awk 'NF { l = $0 } END { print l }')
+  # The package is the version asked for (its package.json; the sha512 already pins the bytes of a locked one).
+  kf_out=$(kf_json_field "${kf_check_bin%/bin/kilo}/package.json" version)
   [ "$kf_out" = "$kf_version" ] ||
-    kf_fail "$kf_pkg@$kf_version reports version \"$kf_out\" (kilo --version); nothing was changed"
+    kf_fail "$kf_pkg@$kf_version says it is version \"$kf_out\" (its package.json); nothing was changed"
+  # The binary must run here (a CPU without AVX2, a musl/glibc mix-up). Started as the Bun it is built on
+  # (BUN_BE_BUN=1: the runtime's own --version, ~20 ms, instead of kilo's start-up, which takes seconds and
+  # makes kilo's directories), with a throw-away HOME all the same.
+  mkdir -p "$kf_tmp/home" || kf_fail "cannot create $kf_tmp/home"
+  kf_out=$(cd "$kf_tmp" && env -i PATH="$PATH" HOME="$kf_tmp/home" TMPDIR="$kf_tmp/home" BUN_BE_BUN=1 \
+    BUN_RUNTIME_TRANSPILER_CACHE_PATH=0 "$kf_check_bin" --version 2>&1 </dev/null) ||
+    kf_fail "$kf_pkg@$kf_version does not run on this host ($(printf '%s\n' "$kf_out" | awk 'NF { l = $0 } END { print substr(l, 1, 300) }')); nothing was changed"
 
   if [ "$kf_have" = 0 ]; then
     kf_mkdirs_recorded "$kf_vdir"
