@@ -56,8 +56,18 @@ export interface BenchSamples {
     /** The steps whose inputs name the tool file. */
     namingTool: Record<HostKind, string[]>;
   };
-  /** `method`: how the install step installed kilo (its result's `method`). */
-  install?: { registry: string; kiloVersion: string; method?: string; cold: number[]; warm: number[] };
+  /**
+   * `method`: how the install step installed kilo (its result's `method`). `coldByMethod`: cold installs by
+   * each install.method, side by side in the same runs (the default's cold runs counted under it).
+   */
+  install?: {
+    registry: string;
+    kiloVersion: string;
+    method?: string;
+    cold: number[];
+    warm: number[];
+    coldByMethod?: Partial<Record<"package" | "npm", number[]>>;
+  };
   smoke?: {
     smoke: number[];
     /** The seed command by hand (env file sourced, kilo's defaults). */
@@ -83,6 +93,9 @@ export interface BenchJson {
   unchangedResourceDiffs: number | null;
   installSecondsCold: number | null;
   installSecondsWarm: number | null;
+  /** Cold installs by each install.method, measured side by side (issue 12: package ≤ 0.6× npm). */
+  installSecondsColdNpm: number | null;
+  installSecondsColdPackage: number | null;
   smokeSeconds: number | null;
   bareKiloRunSeconds: number | null;
   hostDiskBytes: number | null;
@@ -101,8 +114,17 @@ export interface BenchJson {
   rerunSteps: Record<ScenarioName, Record<HostKind, string[]> & { asExpected: boolean }> | null;
 }
 
-/** The targets of issue 9: state bytes per host and the evaluation's ratio to the SDK's floor. */
-export const TARGETS = { stateBytes: { local: 12_000, ssh: 16_000 } as Record<HostKind, number>, floorRatio: 1.1 };
+/**
+ * The targets: issue 9's state bytes per host and the evaluation's ratio to the SDK's floor; issue 12's
+ * install figures (cold package / cold npm, warm / cold, disk after install / the platform package alone).
+ */
+export const TARGETS = {
+  stateBytes: { local: 12_000, ssh: 16_000 } as Record<HostKind, number>,
+  floorRatio: 1.1,
+  packageToNpmCold: 0.6,
+  warmToCold: 0.05,
+  diskToPlatform: 1.05,
+};
 
 const HOST_KINDS: readonly HostKind[] = ["local", "ssh"];
 
@@ -146,6 +168,8 @@ export function toJson(s: BenchSamples): BenchJson {
     unchangedResourceDiffs: s.unchanged ? s.unchanged.differing + s.unchanged.inProcessDiffering : null,
     installSecondsCold: med(s.install?.cold),
     installSecondsWarm: med(s.install?.warm),
+    installSecondsColdNpm: med(s.install?.coldByMethod?.npm),
+    installSecondsColdPackage: med(s.install?.coldByMethod?.package),
     smokeSeconds: med(s.smoke?.smoke),
     bareKiloRunSeconds: med(s.smoke?.bare),
     hostDiskBytes: s.disk ? s.disk.hostBytes : null,
@@ -205,7 +229,10 @@ export function fmtKB(b: number): string {
   return `${(b / 1000).toFixed(1)} kB (${b.toLocaleString("en-US")} B)`;
 }
 
-const fmtRatio = (x: number) => `${x.toFixed(x >= 10 ? 0 : 2)}×`;
+const fmtRatio = (x: number) => `${x.toFixed(x >= 10 ? 0 : x >= 0.1 ? 2 : 3)}×`;
+
+/** `target ≤ 0.60×: met` (or `MISSED`), as the other targets read. */
+const goal = (x: number, target: number) => `target ≤ ${fmtRatio(target)}: ${x <= target ? "met" : "MISSED"}`;
 
 type Row = [string, string, string, string, string, string];
 
@@ -368,7 +395,27 @@ export function formatTable(s: BenchSamples): string {
       ),
       timeRow("Install step, warm (already at the pin)", i.warm, "nothing downloaded"),
       figure("Install cold / warm", fmtRatio(cold / warm), "ratio of medians"),
+      figure(
+        "Install warm / cold",
+        fmtRatio(warm / cold),
+        `ratio of medians; ${goal(warm / cold, TARGETS.warmToCold)}`,
+      ),
     );
+    const byMethod = i.coldByMethod;
+    for (const m of ["package", "npm"] as const) {
+      const xs = byMethod?.[m];
+      if (xs && xs.length > 0) {
+        rows.push(
+          timeRow(`Install step, cold, install.method ${m}`, xs, "fresh HOME each; interleaved with the other method"),
+        );
+      }
+    }
+    if (byMethod?.package?.length && byMethod.npm?.length) {
+      const r = summarize(byMethod.package).median / summarize(byMethod.npm).median;
+      rows.push(
+        figure("Install cold, package / npm", fmtRatio(r), `ratio of medians; ${goal(r, TARGETS.packageToNpmCold)}`),
+      );
+    }
   }
   if (s.smoke) {
     const smoke = summarize(s.smoke.smoke).median;
@@ -413,6 +460,11 @@ export function formatTable(s: BenchSamples): string {
         "Platform package alone",
         fmtBytes(d.platformBytes),
         `~/${d.platformPackage}; ${((d.platformBytes / d.hostBytes) * 100).toFixed(1)}% of the install`,
+      ),
+      figure(
+        "Disk after install / platform package alone",
+        fmtRatio(d.hostBytes / d.platformBytes),
+        goal(d.hostBytes / d.platformBytes, TARGETS.diskToPlatform),
       ),
     );
   }

@@ -180,6 +180,7 @@ const SAMPLES: BenchSamples = {
     method: "package",
     cold: [9, 7, 8],
     warm: [0.3, 0.2, 0.25],
+    coldByMethod: { package: [9, 7, 8], npm: [14, 13, 15] },
   },
   smoke: { smoke: [10, 9, 11], bare: [8, 8.5, 9], bareSmokeEnv: [8.2, 8.4, 8.8] },
   disk: {
@@ -199,6 +200,8 @@ describe("the --json object", () => {
       unchangedResourceDiffs: 0,
       installSecondsCold: 8,
       installSecondsWarm: 0.25,
+      installSecondsColdNpm: 14,
+      installSecondsColdPackage: 8,
       smokeSeconds: 10,
       bareKiloRunSeconds: 8.5,
       hostDiskBytes: 305_549_312,
@@ -302,6 +305,25 @@ describe("the table", () => {
     expect(row("Smoke check's own work")[3]).toBe("+1.60 s");
     expect(row("Disk used after install (all it added under HOME)")[3]).toBe(fmtBytes(305_549_312));
     expect(row("Platform package alone")[3]).toBe("226.9 MiB (237,895,680 B)");
+  });
+
+  it("prints the install figures of issue 12 against their targets: package vs npm cold, warm / cold, disk / package", () => {
+    expect(row("Install step, cold, install.method package").slice(1, 5)).toEqual(["3", "7.00 s", "8.00 s", "9.00 s"]);
+    expect(row("Install step, cold, install.method npm").slice(1, 5)).toEqual(["3", "13.00 s", "14.00 s", "15.00 s"]);
+    expect(row("Install cold, package / npm")[3]).toBe(`${(8 / 14).toFixed(2)}×`);
+    expect(row("Install cold, package / npm")[5]).toBe("ratio of medians; target ≤ 0.60×: met");
+    expect(row("Install warm / cold")[3]).toBe(`${(0.25 / 8).toFixed(3)}×`);
+    expect(row("Install warm / cold")[5]).toBe("ratio of medians; target ≤ 0.050×: met");
+    expect(row("Disk after install / platform package alone")[3]).toBe(`${(305_549_312 / 237_895_680).toFixed(2)}×`);
+    expect(row("Disk after install / platform package alone")[5]).toBe("target ≤ 1.05×: MISSED");
+    // One method measured alone: its row, no ratio.
+    const alone = formatTable({
+      runs: 3,
+      machine: SAMPLES.machine,
+      install: { ...(SAMPLES.install as NonNullable<BenchSamples["install"]>), coldByMethod: { npm: [14, 13, 15] } },
+    });
+    expect(alone).toContain("Install step, cold, install.method npm");
+    expect(alone).not.toContain("Install cold, package / npm");
   });
 
   it("leaves out the parts not measured", () => {
