@@ -10,7 +10,8 @@
  * 3. the state bytes per host (inputs plus the outputs the command provider echoes, stdout/stderr of the
  *    real steps), local and SSH, and the host tool's size;
  * 4. the steps a key rotation, a kilo bump and a kilo-fleet upgrade re-run (two evaluations diffed);
- * 5. the install step cold (fresh HOME, real registry) vs. on a host already at the pin;
+ * 5. the install step cold (fresh HOME, real registry) vs. on a host already at the pin, and cold by each
+ *    install.method (package vs npm) side by side;
  * 6. the smoke check vs. the bare seed command by hand, against the stand-in pooler, interleaved;
  * 7. disk the install added under HOME vs. the platform package alone.
  *
@@ -29,6 +30,7 @@ import { dirname, join } from "node:path";
 import { formatResult } from "../common/result";
 import { startFakePooler } from "../harness/fakePooler";
 import { type Built, buildSettings } from "../harness/hostHome";
+import { type InstallMethod, otherMethod, timeColdInstall } from "../harness/installCost";
 import { TEST_KILO_VERSION } from "../harness/kilo";
 import { inProcessDiffHosts, type Options, parseArgs } from "./args";
 import type { ChangesResult, FloorResult, ProgramResult, StateResult, WorkerRequest } from "./evalWorker";
@@ -319,16 +321,29 @@ async function measureHost(
     );
 
     // 5 + 7: cold install on a fresh HOME (tool shipped), then the same step again there (already at the pin).
+    // With install, the other install.method's cold install too, on its own fresh HOME, interleaved (it goes
+    // second on even runs, first on odd ones).
+    const method0 = b.spec.install.method;
+    const other = otherMethod(method0);
+    const coldByMethod: Record<InstallMethod, number[]> = { package: [], npm: [] };
+    const otherCold = () => {
+      if (!o.only.has("install")) return;
+      const r = timeColdInstall(other, { kiloVersion: b.spec.kiloVersion });
+      coldByMethod[other].push(r.seconds);
+      progress(`install run ${coldByMethod[other].length}/${o.runs}: cold by ${other} ${r.seconds.toFixed(2)} s`);
+    };
     const cold: number[] = [];
     const warm: number[] = [];
     let method = "";
     const disks: BenchSamples["disk"][] = [];
     for (let run = 0; run < o.runs; run++) {
+      if (run % 2 === 1) otherCold();
       const { host: h } = freshHome();
       homes.push(h);
       const before = new Set(listTree(h.home));
       const c = timeInstall(b, h, "cold");
       cold.push(c.seconds);
+      coldByMethod[method0].push(c.seconds);
       outputs.install = asOnHostDev(c.output, h.home);
       method = c.method;
       const added = listTree(h.home).filter((r) => !before.has(r));
@@ -349,6 +364,7 @@ async function measureHost(
       );
       // Keep the last HOME (a host as the deploy leaves it) for the smoke runs; the others go now.
       if (run < o.runs - 1) rmSync(h.root, { recursive: true, force: true });
+      if (run % 2 === 0) otherCold();
     }
     samples.install = {
       registry: await npmRegistry(homes[homes.length - 1]),
@@ -356,6 +372,7 @@ async function measureHost(
       method,
       cold,
       warm,
+      ...(o.only.has("install") ? { coldByMethod } : {}),
     };
     if (o.only.has("disk")) {
       // Every run installs the same package: the figures should agree; the median run is reported.
