@@ -4,7 +4,7 @@
  * the key on the env step's stdin), against the stand-in pooler with the real kilo 7.7.7:
  * - everything passes;
  * - rotate the key (the stand-in now accepts only the new one), re-run env and smoke: passes, with the new key;
- * - the old key back in place: the smoke check fails with the 401 reason.
+ * - the old key back in place: the smoke check's pool checks fail with the pool's reason (api_key_missing).
  * No step prints the key; only the env files hold it.
  *
  * The same flow runs twice, concurrently, each with its own stand-in: locally, and over the loopback sshd
@@ -31,6 +31,20 @@ import { startSshd } from "./support/sshd";
 const OLD_KEY = "test-key-e2e-old-0b9d4f1e";
 const NEW_KEY = "test-key-e2e-new-6a2c8e73";
 const HOST = "e2e-host";
+/**
+ * The one warning the smoke check prints here: the seed model's limit.context (272000, the raw window) is
+ * over the stand-in's context_length for it (258400, 95 %), as with the real pooler.
+ */
+const CONTEXT_WARNING =
+  /^kilo-fleet: warning: model gpt-5\.5: limit\.context 272000 exceeds the pool's context_length 258400 — set kilo-fleet:models\.gpt-5\.5\.limit\.context to at most 258400$/;
+
+/** stderr without the context-limit warning lines (only those are accepted; anything else is kept). */
+function otherStderr(stderr: string): string {
+  return stderr
+    .split("\n")
+    .filter((l) => !CONTEXT_WARNING.test(l))
+    .join("\n");
+}
 
 interface Run {
   code: number | null;
@@ -78,7 +92,10 @@ function localTarget(): Target {
     kind: "local",
     home,
     afterToolStep: () => {},
-    leftovers: () => [...readdirSync(tmp), ...(existsSync(join(home, ".cache/kilo-fleet")) ? ["~/.cache/kilo-fleet"] : [])],
+    leftovers: () => [
+      ...readdirSync(tmp),
+      ...(existsSync(join(home, ".cache/kilo-fleet")) ? ["~/.cache/kilo-fleet"] : []),
+    ],
     // As local.Command runs it: `/bin/sh -c`, stdin piped, a clean environment.
     run: (script, stdin = "") =>
       new Promise((resolve) => {
@@ -164,13 +181,16 @@ async function deployRotateRefuse(target: Target, expect: ExpectStatic): Promise
   for (const step of ["tool", "install", "config", "env", "smoke"] as const) {
     const r = await target.run(s[step].create, step === "env" ? `${OLD_KEY}\n` : "");
     expectClean(r);
-    expect(r.stderr, `${step} stderr`).toBe("");
+    expect(otherStderr(r.stderr), `${step} stderr`).toBe("");
     expect(r.code, `${step} exit`).toBe(0);
     out[step] = r;
     if (step === "tool") target.afterToolStep();
   }
   expect(parseResult(out.tool.stdout, "tool")).toEqual({ step: "tool", path: `~/${hostToolArtifact().pathInHome}` });
-  expect(parseResult(out.install.stdout, "install")).toMatchObject({ kiloVersion: "7.7.7", bin: `${home}/.local/bin/kilo` });
+  expect(parseResult(out.install.stdout, "install")).toMatchObject({
+    kiloVersion: "7.7.7",
+    bin: `${home}/.local/bin/kilo`,
+  });
   expect(parseResult(out.config.stdout, "config")).toMatchObject({ status: "created" });
   expect(out.env.stdout).toMatch(/CODEX_POOLER_API_KEY written to/);
   expect(parseResult(out.smoke.stdout, "smoke")).toMatchObject({ pass: true, kiloVersion: "7.7.7" });
@@ -187,14 +207,15 @@ async function deployRotateRefuse(target: Target, expect: ExpectStatic): Promise
   expect(env2.code).toBe(0);
   const smoke2 = await target.run(s.smoke.create);
   expectClean(smoke2);
-  expect(smoke2.stderr).toBe("");
+  expect(otherStderr(smoke2.stderr)).toBe("");
   expect(parseResult(smoke2.stdout, "smoke")).toMatchObject({ pass: true, kiloVersion: "7.7.7" });
   expect(chats()).toEqual([
     [NEW_KEY, "tool_call"],
     [NEW_KEY, "text"],
   ]);
 
-  // 3. The old key back in place: the smoke check fails with the 401 reason, in one line.
+  // 3. The old key back in place: the pool checks fail with the pool's own reason, in one line, before
+  // kilo runs (no chat completion, no tokens).
   pooler.requests.length = 0;
   const env3 = await target.run(s.env.create, `${OLD_KEY}\n`);
   expect(env3.code).toBe(0);
@@ -203,10 +224,12 @@ async function deployRotateRefuse(target: Target, expect: ExpectStatic): Promise
   expect(smoke3.code).toBe(1);
   expect(smoke3.stdout).toBe("");
   expect(smoke3.stderr).toBe(
-    `smoke check failed on ${HOST}: the pooler refused the API key (HTTP 401) — rotate codexPoolerApiKey\n`,
+    `smoke check failed on ${HOST}: the pool does not know this API key (api_key_missing) — set kilo-fleet:codexPoolerApiKey (or kilo-fleet:apiKeys.${HOST}) to a valid Pool API key\n`,
   );
-  expect(chats().length).toBeGreaterThan(0);
-  expect(chats().every(([key, reply]) => key === OLD_KEY && reply === "unauthorized")).toBe(true);
+  expect(chats()).toEqual([]);
+  expect(pooler.requests.filter((q) => q.key !== undefined).map((q) => [q.path, q.key, q.status, q.code])).toEqual([
+    ["/v1/models", OLD_KEY, 401, "api_key_missing"],
+  ]);
 
   // Only the env files hold a key; the scratch directories are gone.
   for (const k of [OLD_KEY, NEW_KEY]) {

@@ -95,7 +95,11 @@ describe("index.ts provisions a local host for real under mocks", () => {
     first = await deploy(OLD_KEY);
     if (first.e.error) throw first.e.error;
     expect(runner.executed.map((x) => `${x.name}:${x.op}`)).toEqual(HOST_STEPS.map((s) => `${HOST}-${s}:create`));
-    expect(hostExports(first.e)).toEqual({
+    const exported = hostExports(first.e);
+    expect(Object.keys(exported).sort()).toEqual(
+      ["configPath", "envFilePath", "kiloConfig", "kiloVersion", "kind", "smoke"].sort(),
+    );
+    expect(exported).toMatchObject({
       kind: "local",
       kiloVersion: TEST_KILO_VERSION,
       configPath: join(home, ".config/kilo/kilo.jsonc"),
@@ -113,6 +117,10 @@ describe("index.ts provisions a local host for real under mocks", () => {
       },
       kiloConfig: expect.objectContaining({ model: "codex-pooler/gpt-5.5" }),
     });
+    // The pool's warnings ride along: here the seed model's limit.context over the pool's context_length.
+    const warnings = (exported.smoke as { warnings?: string[] }).warnings ?? [];
+    expect(warnings.length).toBeGreaterThan(0);
+    for (const w of warnings) expect(w).toContain("kilo-fleet:models");
     // The tool is in place, once, at its content-addressed path.
     expect(readFileSync(join(home, hostToolArtifact().pathInHome), "utf8")).toBe(hostToolArtifact().text);
     // What is on the machine now.
