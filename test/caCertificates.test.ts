@@ -1,13 +1,13 @@
 /** `caCertificates`: PEM checked block by block with node:crypto, private keys refused, per-host override. */
 import { generateKeyPairSync } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
-import { formatErrors, parseSettings, resolveHost } from "../deployer/settings";
 import {
   caCertificatesProblems,
   caCertificatesWarnings,
   normalizeCaCertificates,
   pemBlocks,
 } from "../deployer/caCertificates";
+import { formatErrors, parseSettings, resolveHost } from "../deployer/settings";
 import { makePrivateCa } from "../harness/privateCa";
 
 const ca = makePrivateCa({ name: "ca-one" });

@@ -12,13 +12,13 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { npmCaBundle } from "../host/caFile";
-import { SMOKE_PROMPT } from "../host/smoke";
 import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import { formatErrors, parseSettings, resolveHost } from "../deployer/settings";
-import { makePrivateCa, type PrivateCa, startTlsFront, type TlsFront } from "../harness/privateCa";
 import { type FakePooler, SMOKE_FILE, startFakePooler } from "../harness/fakePooler";
 import { ensureKilo, type KiloInstall } from "../harness/kilo";
+import { makePrivateCa, type PrivateCa, startTlsFront, type TlsFront } from "../harness/privateCa";
+import { npmCaBundle } from "../host/caFile";
+import { SMOKE_PROMPT } from "../host/smoke";
 
 const KEY = "test-key-ca-trust";
 let kilo: KiloInstall;

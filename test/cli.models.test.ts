@@ -11,8 +11,8 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { kiloModelsFromPool } from "../cli/poolModels";
 import { loadProject, readStackConfig } from "../cli/stackFile";
 import { parseSettings } from "../deployer/settings";
-import { contextLimitWarnings } from "../host/poolCheck";
 import { type FakePooler, type FakePoolerOptions, startFakePooler } from "../harness/fakePooler";
+import { contextLimitWarnings } from "../host/poolCheck";
 
 const ROOT = join(__dirname, "..");
 const TSX = join(ROOT, "node_modules", ".bin", "tsx");

@@ -7,8 +7,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import { mergeKiloConfig } from "../common/kiloConfigMerge";
+import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import { formatErrors, parseSettings, resolveHost } from "../deployer/settings";
 import { ensureKilo, type KiloInstall } from "../harness/kilo";
 

@@ -1,7 +1,7 @@
 import { parse as parseJsonc } from "jsonc-parser";
 import { describe, expect, it } from "vitest";
-import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import { HEADER_PREFIX } from "../common/kiloConfigMerge";
+import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import { formatErrors, parseSettings, resolveHost, type Settings } from "../deployer/settings";
 
 /** The seed's example kilo.jsonc (shared/codex-pooler-kilo.md, point 3), written out by hand, in its key order. */

@@ -1,6 +1,5 @@
 import { parse as parseJsonc } from "jsonc-parser";
 import { describe, expect, it } from "vitest";
-import { type KiloConfig, managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import {
   HEADER_PREFIX,
   type KeyPath,
@@ -8,6 +7,7 @@ import {
   mergeKiloConfig,
   stripKiloConfig,
 } from "../common/kiloConfigMerge";
+import { type KiloConfig, managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import { parseSettings, resolveHost } from "../deployer/settings";
 
 function managedConfig(extra: Record<string, unknown> = {}): KiloConfig {

@@ -6,6 +6,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { type FakePooler, type FakePoolerOptions, startFakePooler } from "../harness/fakePooler";
 import {
   checkPool,
   contextLimitWarnings,
@@ -13,7 +14,6 @@ import {
   poolEndpoints,
   poolErrorReason,
 } from "../host/poolCheck";
-import { type FakePooler, type FakePoolerOptions, startFakePooler } from "../harness/fakePooler";
 
 const KEY = "test-key-poolcheck-active-7f3a";
 const LIMITED = "test-key-poolcheck-limited-21";
