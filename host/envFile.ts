@@ -12,8 +12,14 @@ export const ENV_FILE_HEADER =
 export function parseKeyFromStdin(input: string): string {
   const key = input.endsWith("\n") ? input.slice(0, -1) : input;
   if (key === "") throw new Error("no API key on stdin (the env step reads the key from stdin only)");
-  if (/[\u0000-\u001f\u007f]/.test(key)) {
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(key)) {
     throw new Error("the API key on stdin must be one line without control characters (nothing was written)");
+  }
+  // An HTTP header carries bytes: kilo and the pool checks could not send a key with other characters.
+  if (/[^\u0000-\u00ff]/.test(key)) {
+    throw new Error(
+      "the API key on stdin has characters an HTTP header cannot carry (beyond Latin-1); nothing was written",
+    );
   }
   return key;
 }

@@ -58,7 +58,11 @@ describe("env files and the key", () => {
   test("the key: exactly one line, one optional trailing newline", () => {
     expect(parseKeyFromStdin("test-key-1\n")).toBe("test-key-1");
     expect(parseKeyFromStdin("test-key-1")).toBe("test-key-1");
-    for (const bad of ["", "\n", "a\nb", "a\n\n", "a\r\n", "a\tb"]) expect(() => parseKeyFromStdin(bad)).toThrow();
+    for (const bad of ["", "\n", "a\nb", "a\n\n", "a\r\n", "a\tb", "a\u0085b", "key-✓", "key-\u{1F511}"]) {
+      expect(() => parseKeyFromStdin(bad)).toThrow();
+    }
+    // Latin-1 is what a header can carry: kept as it is.
+    expect(parseKeyFromStdin("key-é\n")).toBe("key-é");
     try {
       parseKeyFromStdin("test-key-secret\nx");
     } catch (e) {
