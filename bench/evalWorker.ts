@@ -24,6 +24,7 @@
  */
 import "./viShim";
 import { writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import type { Resource, runtime } from "@pulumi/pulumi";
 import { ROTATED_API_KEY } from "../harness/fakeSecrets";
 import type { Evaluation, HostEntry, MockResult, RecordedResource } from "../harness/pulumiMocks";
@@ -208,7 +209,40 @@ async function state(mocks: Mocks, outputsFile: string): Promise<StateResult> {
   };
 }
 
-async function changes(mocks: Mocks): Promise<ChangesResult> {
+/** Runs `fn` with KILO_FLEET_LOCK_FILE naming a copy of the shipped lock that also has KILO_BUMP_VERSION. */
+async function withBumpedLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const { createHash } = await import("node:crypto");
+  const { readFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { shippedLockPath } = await import("../deployer/kiloLock");
+  const lock = JSON.parse(readFileSync(shippedLockPath(), "utf8")) as {
+    kilo: Record<string, Record<string, { tarball: string; integrity: string }>>;
+  };
+  const [from, platforms] = Object.entries(lock.kilo)[0] ?? [];
+  if (!from || !platforms) throw new Error("the shipped lock has no kilo version");
+  lock.kilo[KILO_BUMP_VERSION] = Object.fromEntries(
+    Object.entries(platforms).map(([platform, e]) => [
+      platform,
+      {
+        ...e,
+        tarball: e.tarball.split(from).join(KILO_BUMP_VERSION),
+        integrity: `sha512-${createHash("sha512").update(`bench ${platform} ${KILO_BUMP_VERSION}`).digest("base64")}`,
+      },
+    ]),
+  );
+  const file = join(dir, "kilo-fleet.bumped.lock.json");
+  writeFileSync(file, JSON.stringify(lock, null, 2));
+  const before = process.env.KILO_FLEET_LOCK_FILE;
+  process.env.KILO_FLEET_LOCK_FILE = file;
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env.KILO_FLEET_LOCK_FILE;
+    else process.env.KILO_FLEET_LOCK_FILE = before;
+  }
+}
+
+async function changes(mocks: Mocks, lockDir: string): Promise<ChangesResult> {
   const { hostToolArtifact, useHostToolArtifact, writeHostToolArtifact } = await import("../deployer/hostTool");
   const base = await evaluateFleet(mocks, stateStack(mocks));
   const baseTool = hostToolArtifact();
@@ -236,7 +270,11 @@ async function changes(mocks: Mocks): Promise<ChangesResult> {
   };
   const unchanged = diff(await evaluateFleet(mocks, stateStack(mocks)));
   const rotation = diff(await evaluateFleet(mocks, stateStack(mocks, { codexPoolerApiKey: ROTATED_API_KEY })));
-  const kiloBump = diff(await evaluateFleet(mocks, stateStack(mocks, { kiloVersion: KILO_BUMP_VERSION })));
+  // A kilo bump as a pull request makes it: the lock gains the new version (`npm run kilo-fleet -- lock`),
+  // then the pin moves. The lock entry is made up (the bench never downloads it).
+  const kiloBump = await withBumpedLock(lockDir, () =>
+    evaluateFleet(mocks, stateStack(mocks, { kiloVersion: KILO_BUMP_VERSION })),
+  ).then(diff);
   useHostToolArtifact(writeHostToolArtifact(`${baseTool.text}// a later kilo-fleet (bench)\n`));
   let upgrade: ReturnType<typeof diff>;
   try {
@@ -266,7 +304,7 @@ async function main(): Promise<void> {
       result = await state(mocks, request.outputsFile);
       break;
     case "changes":
-      result = await changes(mocks);
+      result = await changes(mocks, dirname(out));
       break;
     default:
       throw new Error(`unknown mode in ${requestText}`);
