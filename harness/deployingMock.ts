@@ -6,10 +6,10 @@
  * `pulumi up`: unchanged inputs run nothing, a changed `triggers` replaces (delete first: every step is
  * deleteBeforeReplace), any other change updates (`update ?? create`).
  */
-import { spawn } from "node:child_process";
 import { isDeepStrictEqual } from "node:util";
 import type * as pulumi from "@pulumi/pulumi";
 import { defaultMockState, type MockResult, unwrapSecrets } from "./pulumiMocks";
+import { runScript } from "./runScript";
 
 export interface Executed {
   name: string;
@@ -57,25 +57,18 @@ export class LocalCommandRunner {
       return Promise.resolve(noop);
     }
     const interpreter = (inputs.interpreter as string[] | undefined) ?? ["/bin/sh", "-c"];
+    if (interpreter.length !== 2 || interpreter[1] !== "-c") throw new Error(`unexpected interpreter ${interpreter}`);
     const stdin = typeof inputs.stdin === "string" ? inputs.stdin : "";
-    return new Promise((resolve, reject) => {
-      const child = spawn(interpreter[0], [...interpreter.slice(1), script], {
-        cwd: this.where.cwd,
-        env: this.processEnv(inputs.environment as Record<string, string> | undefined),
-        stdio: ["pipe", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d) => (stdout += d));
-      child.stderr.on("data", (d) => (stderr += d));
-      child.on("error", reject);
-      child.on("close", (code) => {
-        const run = { name, op, code, stdout: stdout.replace(/\n$/, ""), stderr: stderr.replace(/\n$/, "") };
-        this.executed.push(run);
-        if (code === 0) resolve(run);
-        else reject(new Error(`${name} ${op} exited ${code}:\n${stderr}`));
-      });
-      child.stdin.end(stdin.length > 0 ? stdin : undefined);
+    return runScript(script, this.processEnv(inputs.environment as Record<string, string> | undefined), {
+      stdin,
+      cwd: this.where.cwd,
+      shell: interpreter[0],
+    }).then((r) => {
+      // The provider trims one trailing newline from each stream.
+      const run = { name, op, code: r.code, stdout: r.stdout.replace(/\n$/, ""), stderr: r.stderr.replace(/\n$/, "") };
+      this.executed.push(run);
+      if (r.code !== 0) throw new Error(`${name} ${op} exited ${r.code}:\n${r.stderr}`);
+      return run;
     });
   }
 

@@ -3,7 +3,7 @@
  * kilo.jsonc, a runner that executes a script the way local.Command does (`/bin/sh -c <script>`, stdin
  * piped), snapshots of every file under HOME (bytes and mode) and the settings the scripts are built from.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import {
   lstatSync,
   mkdirSync,
@@ -21,6 +21,9 @@ import { hostStepCommands, toolStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { parseSettings, type ResolvedHost, resolveHost, type Settings } from "../deployer/settings";
 import { ensureKilo } from "./kilo";
+import { type Run, runScriptSync, spawnScript } from "./runScript";
+
+export type { Run };
 
 export interface Built {
   settings: Settings;
@@ -156,29 +159,10 @@ export function scriptEnv(
   return env;
 }
 
-export interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a script as local.Command does: `/bin/sh -c <script>`, stdin piped. */
-export function runLocal(script: string, env: NodeJS.ProcessEnv, stdin = ""): Run {
-  const r = spawnSync("/bin/sh", ["-c", script], {
-    env,
-    input: stdin,
-    encoding: "utf8",
-    cwd: env.HOME,
-    timeout: 300_000,
-  });
-  if (r.error) throw r.error;
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** Like runLocal, asynchronous, for tests that watch the system while a script runs. */
-export function spawnLocal(script: string, env: NodeJS.ProcessEnv) {
-  return spawn("/bin/sh", ["-c", script], { env, cwd: env.HOME, stdio: ["pipe", "pipe", "pipe"] });
-}
+/** Runs a command as local.Command does: `/bin/sh -c <command>`, stdin piped (harness/runScript.ts). */
+export const runLocal = runScriptSync;
+/** Like runLocal, with the child handed back (tests that watch the system while a command runs). */
+export const spawnLocal = spawnScript;
 
 export interface Entry {
   type: "file" | "dir" | "link";

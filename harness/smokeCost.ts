@@ -3,13 +3,14 @@
  * tool, kilo.jsonc, the env file, the cached real kilo), the tool's `smoke` subcommand run against a
  * stand-in pooler, and the stand-in's request log summed. Tests and the bench (`smokePoolBytes`) use it.
  */
-import { spawn } from "node:child_process";
+
 import { rmSync } from "node:fs";
 import { parseResult, type SmokeResult } from "../common/result";
 import { toolStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { type FakePooler, startFakePooler } from "./fakePooler";
 import { buildSettings, deployScripts, makeHome, scriptEnv } from "./hostHome";
+import { runScript } from "./runScript";
 
 export interface SmokeHost {
   root: string;
@@ -54,20 +55,7 @@ export function runStep(
   cwd: string,
   stdin = "",
 ): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn("/bin/sh", ["-c", script], { env, cwd, stdio: ["pipe", "pipe", "pipe"] });
-    child.stdin.on("error", () => {
-      // exited before reading stdin
-    });
-    child.stdin.end(stdin);
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
-  });
+  return runScript(script, env, { stdin, cwd });
 }
 
 export interface SmokeCost {

@@ -14,7 +14,7 @@
  * kilo is already in HOME's npm prefix (linked, or for the ssh user copied, from the test cache), so the
  * install step finds the pinned version and does not run npm: the npm path is the host-scripts tests'.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,6 +26,7 @@ import { hostToolArtifact } from "../deployer/hostTool";
 import { parseSettings } from "../deployer/settings";
 import { type FakePooler, startFakePooler } from "../harness/fakePooler";
 import { ensureKilo } from "../harness/kilo";
+import { runScript } from "../harness/runScript";
 import { startSshd } from "./support/sshd";
 
 const OLD_KEY = "test-key-e2e-old-0b9d4f1e";
@@ -98,19 +99,11 @@ function localTarget(): Target {
     ],
     // As local.Command runs it: `/bin/sh -c`, stdin piped, a clean environment.
     run: (script, stdin = "") =>
-      new Promise((resolve) => {
-        const child = spawn("/bin/sh", ["-c", script], {
-          cwd: root,
-          env: { HOME: home, TMPDIR: tmp, PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8" },
-          stdio: ["pipe", "pipe", "pipe"],
-        });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (d) => (stdout += d));
-        child.stderr.on("data", (d) => (stderr += d));
-        child.on("close", (code) => resolve({ code, stdout, stderr }));
-        child.stdin.end(stdin);
-      }),
+      runScript(
+        script,
+        { HOME: home, TMPDIR: tmp, PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8" },
+        { stdin, cwd: root },
+      ),
   };
 }
 

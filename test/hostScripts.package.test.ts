@@ -34,7 +34,7 @@ import {
   USER_PROFILE,
   USER_ZSHRC,
 } from "../harness/hostHome";
-import { runScript } from "./support/runScript";
+import { runScript } from "../harness/runScript";
 import { type SshServer, startSshd } from "./support/sshd";
 
 const KEY = "test-key-package-9c2e41d7";

@@ -161,7 +161,7 @@ describe("the resource graph", () => {
         const tool = hostToolArtifact();
         expect(copy.remotePath).toBe(tool.pathInHome);
         expect(copy.source).toMatchObject({ path: tool.assetPath });
-        expect(tool.assetPath).toBe("build/host-tool/" + `tool-${tool.id}.cjs`);
+        expect(tool.assetPath).toBe(`build/host-tool/tool-${tool.id}.cjs`);
         expect(JSON.stringify(copy)).not.toContain(tool.text.slice(200, 260));
       }
     });

@@ -15,9 +15,9 @@ import { parseResult } from "../common/result";
 import { shQuote } from "../common/shellQuote";
 import { type FakePooler, startFakePooler } from "../harness/fakePooler";
 import { buildSettings, deployScripts } from "../harness/hostHome";
+import { runScript } from "../harness/runScript";
 import { deploySmokeHost } from "../harness/smokeCost";
 import { SMOKE_PERMISSION, SMOKE_PROMPT, smokeConfigCopy } from "../host/smoke";
-import { runScript } from "./support/runScript";
 
 const KEY = "test-key-smoke-script-7f3a9c";
 const DISABLED_KEY = "test-key-smoke-script-disabled-1b";

@@ -20,8 +20,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseResult } from "../common/result";
 import { type ChatRequest, type FakePooler, findWorkingDirectory, startFakePooler } from "../harness/fakePooler";
 import { ensureKilo, type KiloInstall } from "../harness/kilo";
+import { runScript } from "../harness/runScript";
 import { deploySmokeHost, measureSmokeCost, type SmokeCost } from "../harness/smokeCost";
-import { runScript } from "./support/runScript";
 
 const KEY = "test-key-smoke-real-kilo-5d21e0";
 const WRONG_KEY = "test-key-smoke-wrong-8c4b7a";

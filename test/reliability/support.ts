@@ -1,6 +1,6 @@
 /**
  * Shared pieces of the reliability suite (issue 6): a seeded PRNG (every random choice is reproducible
- * from the printed seed), the script runner (test/support/runScript.ts: runs a step command as
+ * from the printed seed), the script runner (harness/runScript.ts: runs a step command as
  * local.Command does, or under a given login shell, and can SIGKILL the whole process group after a delay
  * or when a promise resolves), and file-state comparisons.
  */
@@ -29,7 +29,7 @@ export function suiteSeed(part: string): number {
   return seed;
 }
 
-export { runScript, type ScriptRun } from "../support/runScript";
+export { runScript, type ScriptRun } from "../../harness/runScript";
 
 /** Leftovers a crash may leave that a re-run must clean up: temp files of an atomic write, the lock. */
 export const isLitter = (rel: string) =>

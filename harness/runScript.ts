@@ -1,11 +1,40 @@
 /**
- * Runs a host script the way local.Command does (`/bin/sh -c <script>`, stdin piped), asynchronously, in
- * its own process group, capturing stdout/stderr and the time taken. Optionally SIGKILLs the whole group
- * (the script, node and anything else it started) after a delay: the reliability suite's crash injection.
- * With `shell`, runs `<shell> -c <script>` instead: how sshd has a user's login shell run a
- * remote.Command's command line.
+ * The one way tests, the bench and the deploying mocks run a step's command: as local.Command does,
+ * `<shell> -c <command>` (default /bin/sh; a login shell's name to run it as sshd has the user's shell run a
+ * remote.Command's command line), stdin piped then closed, stdout/stderr captured.
+ *
+ * - `runScript`: asynchronous, in its own process group, timed; can SIGKILL the whole group (the command,
+ *   node and anything else it started) after a delay or on a signal — the reliability suite's crash injection.
+ * - `runScriptSync`: the same, synchronous, for straight-line tests.
+ * - `spawnScript`: the same, with the child handed back, for tests that feed stdin slowly or watch /proc.
  */
-import { spawn } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
+
+/** What a synchronous run gives back. */
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** `runScript`'s argv: `<shell> -c <command>`. */
+function argv(script: string, shell = "/bin/sh"): [string, string[]] {
+  return [shell, ["-c", script]];
+}
+
+/** Runs a command synchronously (cwd HOME, 5 minutes at most). */
+export function runScriptSync(script: string, env: NodeJS.ProcessEnv, stdin = "", opts: { shell?: string } = {}): Run {
+  const [cmd, args] = argv(script, opts.shell);
+  const r = spawnSync(cmd, args, { env, input: stdin, encoding: "utf8", cwd: env.HOME, timeout: 300_000 });
+  if (r.error) throw r.error;
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Starts a command and hands back the child (stdin left open). */
+export function spawnScript(script: string, env: NodeJS.ProcessEnv): ChildProcessWithoutNullStreams {
+  const [cmd, args] = argv(script);
+  return spawn(cmd, args, { env, cwd: env.HOME, stdio: ["pipe", "pipe", "pipe"] });
+}
 
 export interface ScriptRun {
   code: number | null;
@@ -30,7 +59,8 @@ export function runScript(
 ): Promise<ScriptRun> {
   const started = process.hrtime.bigint();
   return new Promise((resolve, reject) => {
-    const child = spawn(opts.shell ?? "/bin/sh", ["-c", script], {
+    const [cmd, args] = argv(script, opts.shell);
+    const child = spawn(cmd, args, {
       env,
       cwd: opts.cwd ?? env.HOME,
       stdio: ["pipe", "pipe", "pipe"],
