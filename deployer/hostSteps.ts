@@ -21,7 +21,6 @@ import type { HostSpec } from "./hostSpec";
 import type { HostToolArtifact } from "./hostTool";
 import { type KiloConfig, renderKiloConfig } from "./kiloConfig";
 import { type KiloLock, lockedIntegrity, shippedLock } from "./kiloLock";
-import { remoteCommandLine } from "./remoteCommandLine";
 
 /** One step's commands. `update` is always `create` (every command is idempotent). */
 export interface StepCommands {
@@ -42,60 +41,48 @@ export function toolCommand<S extends Subcommand>(id: string, sub: S, args: Step
 }
 
 /**
- * The tool step. `source`: the build's file on this machine, for a local host (an SSH host gets the file
- * by CopyToRemote after this step's create). The directories it makes are listed in `created-dirs` beside
- * the tool, deepest first, so the last delete removes exactly those (when empty).
+ * The tool step, as small as it can be (the state holds it twice, and on an SSH host with the connection
+ * beside it). `source`: the build's file on this machine, for a local host (an SSH host gets the file by
+ * CopyToRemote after this step's create). The directories it makes are listed in `created-dirs` beside the
+ * tool, deepest first, so the last delete removes exactly those (when empty).
+ *
+ * The script holds no `'` and no `\` (the result line is a here-document), so on an SSH host it goes to the
+ * login shell as `/bin/sh -c '<script>'`, which sh, bash, dash, zsh and fish all read alike.
  */
 export function toolStepCommands(
   id: string,
   target: { kind: "local"; source: string } | { kind: "ssh" },
   reconcile?: string,
 ): StepCommands {
-  const dir = `"$HOME/${TOOL_DIR_IN_HOME}"`;
   const file = toolFileName(id);
-  const makeDirs = [
-    "set -eu",
-    `d=${dir}`,
-    'if [ ! -d "$d" ]; then',
-    "  kf_new=",
-    `  for kf_p in "$HOME/.local" "$HOME/.local/share" "$d"; do`,
-    '    if [ ! -d "$kf_p" ]; then mkdir "$kf_p"; kf_new="$kf_p',
-    '$kf_new"; fi',
-    "  done",
-    '  printf %s "$kf_new" >"$d/created-dirs"',
-    "fi",
-  ];
-  const copy =
-    target.kind === "local"
-      ? [
-          `kf_src=${shQuote(target.source)}`,
-          `kf_t="$d/${file}"`,
-          'if ! cmp -s "$kf_src" "$kf_t" 2>/dev/null; then',
-          '  cp "$kf_src" "$kf_t.tmp.$$" && mv -f "$kf_t.tmp.$$" "$kf_t"',
-          "fi",
-        ]
-      : [];
   const create = [
-    // kilo-fleet:reconcile (JSON-quoted, one line, never run): a new value re-runs this step in place.
-    ...(reconcile !== undefined ? [`# reconcile ${JSON.stringify(reconcile)}`] : []),
-    ...makeDirs,
-    ...copy,
-    `printf '%s{"step":"tool","path":"~/${TOOL_DIR_IN_HOME}/${file}"}\\n' '${RESULT_PREFIX}'`,
+    // kilo-fleet:reconcile (encoded, one line, never run): a new value re-runs this step in place.
+    ...(reconcile !== undefined ? [`# reconcile ${encodeStepArg(reconcile)}`] : []),
+    `d="$HOME/${TOOL_DIR_IN_HOME}";t="$d/${file}"`,
+    '[ -d "$d" ]||{ n=;for p in "$HOME/.local" "$HOME/.local/share" "$d";do [ -d "$p" ]||{ mkdir "$p"||exit 1;n="$p',
+    '$n";};done;printf %s "$n" >"$d/created-dirs"||exit 1;}',
+    ...(target.kind === "local"
+      ? [`s=${shQuote(target.source)}`, 'cmp -s "$s" "$t"||{ cp "$s" "$t.$$"&&mv -f "$t.$$" "$t";}||exit 1']
+      : []),
+    "cat <<E",
+    `${RESULT_PREFIX}{"step":"tool","path":"~/${TOOL_DIR_IN_HOME}/${file}"}`,
+    "E",
   ].join("\n");
   const del = [
-    `d=${dir}`,
-    `rm -f "$d/${file}"`,
+    `d="$HOME/${TOOL_DIR_IN_HOME}";rm -f "$d/${file}"`,
     // Another version's tool still there (an upgrade in progress): it owns the directory now.
-    'for kf_f in "$d"/tool-*.cjs; do [ -e "$kf_f" ] && exit 0; done',
-    'if [ -f "$d/created-dirs" ]; then',
-    '  kf_new=$(cat "$d/created-dirs")',
-    '  rm -f "$d/created-dirs"',
-    '  printf \'%s\\n\' "$kf_new" | while IFS= read -r kf_p; do [ -z "$kf_p" ] || rmdir "$kf_p" 2>/dev/null || :; done',
-    "fi",
-    "exit 0",
+    'for f in "$d"/tool-*.cjs;do [ -e "$f" ]&&exit 0;done',
+    '[ -f "$d/created-dirs" ]||exit 0',
+    'n=$(cat "$d/created-dirs");rm -f "$d/created-dirs"',
+    // One directory a line (a HOME may hold spaces): split on newlines only, no globbing.
+    'set -f;IFS="',
+    '";for p in $n;do rmdir "$p" 2>/dev/null;done;exit 0',
   ].join("\n");
-  const wrap = target.kind === "ssh" ? remoteCommandLine : (s: string) => s;
-  return { create: wrap(`${create}\n`), delete: wrap(`${del}\n`) };
+  if (target.kind === "local") return { create: `${create}\n`, delete: `${del}\n` };
+  for (const script of [create, del]) {
+    if (/['\\]/.test(script)) throw new Error("kilo-fleet: the SSH tool step's script holds a quote or backslash");
+  }
+  return { create: `/bin/sh -c '${create}'`, delete: `/bin/sh -c '${del}'` };
 }
 
 /** A step that runs a tool subcommand on create and another on delete (deletes take only the host name). */

@@ -69,6 +69,7 @@ import { hostToolArtifact } from "./hostTool";
 import type { KiloConfig } from "./kiloConfig";
 import { type KiloLock, LockError, lockedIntegrity, shippedLock } from "./kiloLock";
 import type { ModelSettings, ShellName } from "./settings";
+import { compactPrivateKey } from "./sshKey";
 
 export const KILO_HOST_TYPE = "kilo-fleet:index:KiloHost";
 
@@ -361,12 +362,13 @@ export class KiloHost extends pulumi.ComponentResource {
         )
       : pulumi.output(undefined);
 
+    // `kiloConfig` is not registered again: the stack exports it, and the config step's input holds it
+    // already; a third copy in the state would be as large as the rest of a host's outputs.
     this.registerOutputs({
       kiloVersion: this.kiloVersion,
       configPath: this.configPath,
       envFilePath: this.envFilePath,
       smoke: this.smoke,
-      kiloConfig: this.kiloConfig,
     });
   }
 }
@@ -390,6 +392,10 @@ function sshConnection(
     // pulumi-command 1.2.1 dials until `dials > dialErrorLimit`: N attempts is a limit of N-1.
     perDialTimeout: ssh.connectTimeoutSeconds,
     dialErrorLimit: ssh.connectAttempts - 1,
-    ...(privateKey !== undefined ? { privateKey: pulumi.secret(privateKey) } : {}),
+    // An ed25519 key in OpenSSH's format travels as the same key in PKCS#8 (a third of the size, in every
+    // remote step's inputs and outputs): deployer/sshKey.ts.
+    ...(privateKey !== undefined
+      ? { privateKey: pulumi.secret(pulumi.output(privateKey).apply((k) => compactPrivateKey(k))) }
+      : {}),
   };
 }

@@ -364,8 +364,11 @@ describe("per-host keys, reconcile, SSH dials, npm token (issues 11 and 13)", ()
 });
 
 describe("a large fleet", () => {
-  it("evaluates 1000 hosts", { timeout: 600_000 }, async () => {
-    const hosts = Array.from({ length: 1000 }, (_, i) =>
+  // The bench evaluates 1000 hosts and times it; here a fleet large enough to show nothing depends on a
+  // fixed count, quickly enough for CI.
+  const FLEET = 300;
+  it(`evaluates ${FLEET} hosts`, { timeout: 600_000 }, async () => {
+    const hosts = Array.from({ length: FLEET }, (_, i) =>
       i % 2 === 0
         ? {
             name: `dev-${String(i).padStart(4, "0")}`,
@@ -377,11 +380,11 @@ describe("a large fleet", () => {
     const e = await run({ hosts });
     const seconds = (performance.now() - started) / 1000;
     console.log(
-      `[kilo-fleet] 1000-host fleet: ${programResources(e).length} resources evaluated under mocks in ${seconds.toFixed(1)} s`,
+      `[kilo-fleet] ${FLEET}-host fleet: ${programResources(e).length} resources evaluated under mocks in ${seconds.toFixed(1)} s`,
     );
-    // 500 SSH hosts also copy the tool.
-    expect(programResources(e)).toHaveLength(1000 * (1 + HOST_STEPS.length) + 500);
+    // Half the hosts are SSH hosts, which also copy the tool.
+    expect(programResources(e)).toHaveLength(FLEET * (1 + HOST_STEPS.length) + FLEET / 2);
     const exported = (e.stackOutputs as { hosts: Record<string, unknown> }).hosts;
-    expect(Object.keys(exported)).toHaveLength(1000);
+    expect(Object.keys(exported)).toHaveLength(FLEET);
   });
 });

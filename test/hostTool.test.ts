@@ -6,6 +6,7 @@ import { join } from "node:path";
  * env files, the key's validation, and the bundle embedded in the scripts (deterministic, portable).
  */
 import { describe, expect, test } from "vitest";
+import { toolStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact, packageFunctions, toolBundle, toolHeader } from "../deployer/hostTool";
 import { ENV_FILE_HEADER, envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "../host/envFile";
 import {
@@ -118,6 +119,19 @@ describe("the host tool artifact", () => {
     // The dispatch of the sh-only subcommands comes before any JavaScript runtime is looked for.
     expect(header.indexOf("install-package)")).toBeGreaterThan(0);
     expect(header.indexOf("install-package)")).toBeLessThan(header.indexOf("kf_find_node() {"));
+  });
+
+  test("the tool step is small: an SSH host's is `/bin/sh -c '<script>'` with no quote or backslash inside", () => {
+    const id = hostToolArtifact().id;
+    const ssh = toolStepCommands(id, { kind: "ssh" }, "2026-11-26 it's");
+    for (const line of [ssh.create, ssh.delete ?? ""]) {
+      const m = /^\/bin\/sh -c '([^'\\]*)'$/.exec(line);
+      expect(m, line).not.toBeNull();
+      expect(line.length).toBeLessThan(450);
+      expect(line).toContain(`tool-${id}.cjs`);
+    }
+    const local = toolStepCommands(id, { kind: "local", source: "/x/tool.cjs" });
+    expect(local.create.length + (local.delete ?? "").length).toBeLessThan(800);
   });
 
   test("run with an unknown subcommand or a bad argument, it says so in one line and exits 1", () => {

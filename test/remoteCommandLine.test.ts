@@ -8,8 +8,6 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { toolStepCommands } from "../deployer/hostSteps";
-import { hostToolArtifact } from "../deployer/hostTool";
 import { MAX_SCRIPT_BYTES, remoteCommandLine } from "../deployer/remoteCommandLine";
 import { ensureAptPackages } from "./support/sshd";
 
@@ -92,17 +90,5 @@ describe("remoteCommandLine", () => {
   test("a script too large for one argument is refused when built, not on the host", () => {
     expect(() => remoteCommandLine(`: ${"x".repeat(MAX_SCRIPT_BYTES)}`)).toThrow(/argument limit/);
     expect(() => remoteCommandLine("a\0b")).toThrow(/NUL/);
-  });
-
-  test("the SSH tool step's commands (the one step sent this way) are small and decode to the local scripts", () => {
-    const id = hostToolArtifact().id;
-    const ssh = toolStepCommands(id, { kind: "ssh" });
-    for (const line of [ssh.create, ssh.delete ?? ""]) {
-      expect(Buffer.byteLength(line)).toBeLessThan(2048);
-      const b64 = /kf_b64=([A-Za-z0-9+/=]+);/.exec(line)?.[1] ?? "";
-      const script = Buffer.from(b64, "base64").toString("utf8");
-      expect(script).toContain(`tool-${id}.cjs`);
-      expect(remoteCommandLine(script)).toBe(line);
-    }
   });
 });
