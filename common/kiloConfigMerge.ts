@@ -336,3 +336,6 @@ export function managedKeyPaths(config: Record<string, unknown>): KeyPath[] {
   }
   return paths;
 }
+
+/** The `$schema` of every kilo.jsonc kilo-fleet writes (the first managed key). */
+export const KILO_CONFIG_SCHEMA_URL = "https://app.kilo.ai/config.json";

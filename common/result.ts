@@ -13,8 +13,8 @@ export const RESULT_PREFIX = "kilo-fleet-result ";
 /** The tool step (shipping the host tool itself). */
 export interface ToolResult {
   step: "tool";
-  /** Where the tool is on the host. */
-  path: string;
+  /** The tool's id (the first 16 hex digits of its sha256): it is at `~/.local/share/kilo-fleet/tool-<id>.cjs`. */
+  id: string;
 }
 
 export interface InstallResult {

@@ -64,9 +64,11 @@ export function encodeInstallPackageArg(args: InstallPackageArgs): string {
   return words.join(" ");
 }
 
-/** The config step: merge `managed` into kilo.jsonc (the key paths are derived from it on the host). */
+/**
+ * The config step: merge `managed` into kilo.jsonc (the key paths are derived from it on the host).
+ * `$schema` is left out (it is always KILO_CONFIG_SCHEMA_URL): the tool puts it first.
+ */
 export interface ConfigArgs {
-  host: string;
   managed: Record<string, unknown>;
   /** `kilo-fleet:reconcile`: ignored by the tool; in the argument so a change re-runs the step in place. */
   reconcile?: string;
@@ -74,7 +76,6 @@ export interface ConfigArgs {
 
 /** The env step: the key (on stdin) into the env file, and the managed block into each shell's rc file. */
 export interface EnvArgs {
-  host: string;
   /** The variable name, e.g. CODEX_POOLER_API_KEY. */
   var: string;
   /** Pinned kilo: the env file also sets KILO_DISABLE_AUTOUPDATE=1. */
@@ -123,10 +124,11 @@ export interface CheckArgs {
   compareKey: boolean;
 }
 
-/** Deletes take the host name only: what to remove comes from the host's own records. */
-export interface DeleteArgs {
-  host: string;
-}
+/**
+ * Deletes take no settings (their command has no argument): what to remove comes from the host's own
+ * records, and a delete's command is kept in the state long after its settings changed.
+ */
+export type DeleteArgs = Record<string, never>;
 
 export interface StepArgs {
   install: InstallArgs;

@@ -19,7 +19,7 @@ import { shQuote } from "../common/shellQuote";
 import { encodeInstallPackageArg, encodeStepArg, type StepArgs, type Subcommand } from "../common/stepArgs";
 import type { HostSpec } from "./hostSpec";
 import type { HostToolArtifact } from "./hostTool";
-import { type KiloConfig, renderKiloConfig } from "./kiloConfig";
+import { KILO_CONFIG_SCHEMA_URL, type KiloConfig, renderKiloConfig } from "./kiloConfig";
 import { type KiloLock, lockedIntegrity, shippedLock } from "./kiloLock";
 
 /** One step's commands. `update` is always `create` (every command is idempotent). */
@@ -43,7 +43,7 @@ export function toolCommand<S extends Subcommand>(id: string, sub: S, args: Step
 /**
  * The tool step, as small as it can be (the state holds it twice, and on an SSH host with the connection
  * beside it). `source`: the build's file on this machine, for a local host (an SSH host gets the file by
- * CopyToRemote after this step's create). The directories it makes are listed in `created-dirs` beside the
+ * CopyToRemote after this step's create). The directories it makes are listed in `dirs` beside the
  * tool, deepest first, so the last delete removes exactly those (when empty).
  *
  * The script holds no `'` and no `\` (the result line is a here-document), so on an SSH host it goes to the
@@ -55,27 +55,28 @@ export function toolStepCommands(
   reconcile?: string,
 ): StepCommands {
   const file = toolFileName(id);
+  // `dirs`: the directories this step made, deepest first (one a line: a HOME may hold spaces).
   const create = [
     // kilo-fleet:reconcile (encoded, one line, never run): a new value re-runs this step in place.
     ...(reconcile !== undefined ? [`# reconcile ${encodeStepArg(reconcile)}`] : []),
-    `d="$HOME/${TOOL_DIR_IN_HOME}";t="$d/${file}"`,
-    '[ -d "$d" ]||{ n=;for p in "$HOME/.local" "$HOME/.local/share" "$d";do [ -d "$p" ]||{ mkdir "$p"||exit 1;n="$p',
-    '$n";};done;printf %s "$n" >"$d/created-dirs"||exit 1;}',
+    `l="$HOME/.local";d="$l/share/kilo-fleet"`,
+    '[ -d "$d" ]||{ n=;for p in "$l" "$l/share" "$d";do [ -d "$p" ]||{ mkdir "$p"||exit 1;n="$p',
+    '$n";};done;printf %s "$n" >"$d/dirs"||exit 1;}',
     ...(target.kind === "local"
-      ? [`s=${shQuote(target.source)}`, 'cmp -s "$s" "$t"||{ cp "$s" "$t.$$"&&mv -f "$t.$$" "$t";}||exit 1']
+      ? [
+          `s=${shQuote(target.source)};t="$d/${file}"`,
+          'cmp -s "$s" "$t"||{ cp "$s" "$t.$$"&&mv -f "$t.$$" "$t";}||exit 1',
+        ]
       : []),
     "cat <<E",
-    `${RESULT_PREFIX}{"step":"tool","path":"~/${TOOL_DIR_IN_HOME}/${file}"}`,
+    `${RESULT_PREFIX}{"step":"tool","id":"${id}"}`,
     "E",
   ].join("\n");
   const del = [
     `d="$HOME/${TOOL_DIR_IN_HOME}";rm -f "$d/${file}"`,
     // Another version's tool still there (an upgrade in progress): it owns the directory now.
-    'for f in "$d"/tool-*.cjs;do [ -e "$f" ]&&exit 0;done',
-    '[ -f "$d/created-dirs" ]||exit 0',
-    'n=$(cat "$d/created-dirs");rm -f "$d/created-dirs"',
-    // One directory a line (a HOME may hold spaces): split on newlines only, no globbing.
-    'set -f;IFS="',
+    'for f in "$d"/tool-*;do [ -e "$f" ]&&exit 0;done',
+    'n=$(cat "$d/dirs" 2>/dev/null)||exit 0;rm -f "$d/dirs";set -f;IFS="',
     '";for p in $n;do rmdir "$p" 2>/dev/null;done;exit 0',
   ].join("\n");
   if (target.kind === "local") return { create: `${create}\n`, delete: `${del}\n` };
@@ -85,7 +86,14 @@ export function toolStepCommands(
   return { create: `/bin/sh -c '${create}'`, delete: `/bin/sh -c '${del}'` };
 }
 
-/** A step that runs a tool subcommand on create and another on delete (deletes take only the host name). */
+/** The managed keys without `$schema`, which is always kilo's schema URL: the tool puts it back, first. */
+function withoutSchema(config: KiloConfig): Record<string, unknown> {
+  if (config.$schema !== KILO_CONFIG_SCHEMA_URL) throw new Error("kilo-fleet: kilo.jsonc's $schema is not kilo's");
+  const { $schema: _schema, ...rest } = config;
+  return rest;
+}
+
+/** A step that runs a tool subcommand on create and another, with no argument, on delete. */
 export function toolStep<S extends Subcommand>(
   id: string,
   sub: S,
@@ -93,7 +101,7 @@ export function toolStep<S extends Subcommand>(
   deleteSub?: "install-delete" | "config-delete" | "env-delete",
 ): StepCommands {
   const create = toolCommand(id, sub, args);
-  return deleteSub ? { create, delete: toolCommand(id, deleteSub, { host: args.host }) } : { create };
+  return deleteSub ? { create, delete: `/bin/sh ${toolWord(id)} ${deleteSub}` } : { create };
 }
 
 /**
@@ -162,12 +170,11 @@ export function hostStepCommands(
             },
             "install-delete",
           ),
-    config: toolStep(tool.id, "config-apply", { host: name, managed: kiloConfig, ...r }, "config-delete"),
+    config: toolStep(tool.id, "config-apply", { managed: withoutSchema(kiloConfig), ...r }, "config-delete"),
     env: toolStep(
       tool.id,
       "env-apply",
       {
-        host: name,
         var: spec.apiKeyEnvVar,
         pinned: spec.kiloVersion !== "latest",
         shells: spec.shells ? [...new Set(spec.shells)] : "default",

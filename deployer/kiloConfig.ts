@@ -2,9 +2,9 @@
  * Renders the kilo.jsonc kilo-fleet manages: a pure function of the settings and the host, in the
  * shape of the Codex Pooler docs' example (shared/codex-pooler-kilo.md, point 3), with stable key order.
  */
-import { managedKeyPaths, mergeKiloConfig } from "../common/kiloConfigMerge";
+import { KILO_CONFIG_SCHEMA_URL, managedKeyPaths, mergeKiloConfig } from "../common/kiloConfigMerge";
 
-export { managedKeyPaths };
+export { KILO_CONFIG_SCHEMA_URL, managedKeyPaths };
 
 import type { Settings } from "./settings";
 
@@ -23,8 +23,6 @@ export type KiloConfigSettings = Pick<
 // The kilo SDK is an ES module; this CommonJS project only borrows its types.
 type Config = import("@kilocode/sdk/v2", { with: { "resolution-mode": "import" }}).Config;
 type ProviderConfig = import("@kilocode/sdk/v2", { with: { "resolution-mode": "import" }}).ProviderConfig;
-
-export const KILO_CONFIG_SCHEMA_URL = "https://app.kilo.ai/config.json";
 
 /** The config object kilo-fleet writes, checked against the kilo SDK's own `Config` type. */
 export type KiloConfig = Config & Record<string, unknown>;

@@ -39,8 +39,8 @@
  * - install, config and env have no `triggers`: a change is an in-place `update`. They set
  *   `deleteBeforeReplace`, so that if a replacement ever happens (`pulumi up --replace`), the old step's
  *   delete cannot undo the new step's files.
- * - The smoke check must re-run when *other* steps' inputs change. Its `triggers` are `kilo=<version>`,
- *   `install=<method>`, `config=sha256:<hash of the rendered kilo.jsonc>` and `key=hmac-sha256:<HMAC of a
+ * - The smoke check must re-run when *other* steps' inputs change. Its `triggers` are `kilo=<version> <install method>`,
+ *   `config=sha256:<hash of the rendered kilo.jsonc>` and `key=hmac-sha256:<HMAC of a
  *   fixed per-stack, per-host label keyed with the API key>`, the last one a secret. Why an HMAC, as a
  *   secret: the key itself would put a second copy of it into the state; a plain `sha256(key)` would be the
  *   same in every stack and every tool that hashes keys, so it could be matched against leaked hashes
@@ -210,7 +210,9 @@ export const sha256Hex = (text: string): string => createHash("sha256").update(t
  * project, stack and host (see the module comment for why).
  */
 export function keyFingerprint(apiKey: string, label: string): string {
-  return `key=hmac-sha256:${createHmac("sha256", apiKey).update(`kilo-fleet smoke trigger v1\n${label}`, "utf8").digest("hex")}`;
+  // 128 bits tell a changed key apart; the whole digest would only make the state larger.
+  const mac = createHmac("sha256", apiKey).update(`kilo-fleet smoke trigger v1\n${label}`, "utf8").digest("hex");
+  return `key=hmac-sha256:${mac.slice(0, 32)}`;
 }
 
 /** A step's result from its stdout; a step that printed none fails the deploy, naming the step. */
@@ -325,9 +327,8 @@ export class KiloHost extends pulumi.ComponentResource {
     if (commands.smoke) {
       const label = `${pulumi.getProject()}/${pulumi.getStack()}/${name}`;
       const triggers: pulumi.Input<unknown>[] = [
-        `kilo=${spec.kiloVersion}`,
-        `install=${spec.install.method}`,
-        `config=sha256:${sha256Hex(JSON.stringify(commands.kiloConfig))}`,
+        `kilo=${spec.kiloVersion} ${spec.install.method}`,
+        `config=sha256:${sha256Hex(JSON.stringify(commands.kiloConfig)).slice(0, 32)}`,
         pulumi.secret(pulumi.output(args.apiKey).apply((key) => keyFingerprint(key, label))),
       ];
       smoke = step("smoke", commands.smoke, env, { triggers, sensitive: true });

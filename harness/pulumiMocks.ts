@@ -144,10 +144,9 @@ export function defaultMockState(args: pulumi.runtime.MockResourceArgs): MockRes
     const human: Record<string, string> = {
       install: `kilo-fleet: kilo ${MOCK_INSTALLED_VERSION} installed at /home/dev/.local/bin/kilo`,
       config: "kilo-fleet: /home/dev/.config/kilo/kilo.jsonc created (kilo-fleet manages: $schema, model)",
-      env: "kilo-fleet: CODEX_POOLER_API_KEY written to ~/.config/kilo/codex-pooler.env (mode 0600); shell blocks: sh",
     };
     const results: Record<string, StepResult> = {
-      tool: { step: "tool", path: "~/.local/share/kilo-fleet/tool-0123456789abcdef.cjs" },
+      tool: { step: "tool", id: "0123456789abcdef" },
       install: {
         step: "install",
         kiloVersion: MOCK_INSTALLED_VERSION,
@@ -160,7 +159,9 @@ export function defaultMockState(args: pulumi.runtime.MockResourceArgs): MockRes
     };
     if (role === "smoke") {
       const triggers = Array.isArray(inputs.triggers) ? (inputs.triggers as unknown[]) : [];
-      const kilo = String(triggers.find((t) => String(t).startsWith("kilo=")) ?? "kilo=0.0.0-mock").slice(5);
+      const kilo = String(triggers.find((t) => String(t).startsWith("kilo=")) ?? "kilo=0.0.0-mock")
+        .slice(5)
+        .split(" ")[0];
       results.smoke = { step: "smoke", pass: true, level: "kilo-run", kiloVersion: kilo, seconds: 12.3 };
     }
     const stdout: Record<string, string> = Object.fromEntries(

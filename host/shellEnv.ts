@@ -206,10 +206,9 @@ export function envApply(
   }
   writeJson(stateFile(p), state);
   return {
-    lines: [
-      ...(warning ? [warning] : []),
-      `kilo-fleet: ${opts.apiKeyEnvVar} written to ${tilde(p, p.envFile)} (mode 0600)${caFile ? `; CA certificates in ${tilde(p, caFile)}` : ""}; shell blocks: ${report.join(", ")}`,
-    ],
+    // No line for people: the env step logs nothing (it handles the key), and its stdout is kept in the
+    // state, encrypted; the result says where things went.
+    lines: warning ? [warning] : [],
     result: {
       step: "env",
       envFilePath: tilde(p, p.envFile),

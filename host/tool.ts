@@ -14,7 +14,7 @@
 import * as os from "node:os";
 import * as path from "node:path";
 import { type HostLayout, hostLayout } from "../common/hostPaths";
-import { managedKeyPaths } from "../common/kiloConfigMerge";
+import { KILO_CONFIG_SCHEMA_URL, managedKeyPaths } from "../common/kiloConfigMerge";
 import { formatResult, type StepResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import { decodeStepArg, type StepArgs, SUBCOMMANDS, type Subcommand } from "../common/stepArgs";
@@ -69,7 +69,8 @@ function runLocked<S extends Exclude<Subcommand, "smoke" | "check">>(
       return out;
     }
     case "config-apply": {
-      const managed = (args as StepArgs["config-apply"]).managed;
+      // `$schema` first, as the deployer rendered it (it leaves the constant out of the step's argument).
+      const managed = { $schema: KILO_CONFIG_SCHEMA_URL, ...(args as StepArgs["config-apply"]).managed };
       return configApply(configPaths(layout), managed, managedKeyPaths(managed));
     }
     case "config-delete": {

@@ -179,13 +179,13 @@ async function deployRotateRefuse(target: Target, expect: ExpectStatic): Promise
     out[step] = r;
     if (step === "tool") target.afterToolStep();
   }
-  expect(parseResult(out.tool.stdout, "tool")).toEqual({ step: "tool", path: `~/${hostToolArtifact().pathInHome}` });
+  expect(parseResult(out.tool.stdout, "tool")).toEqual({ step: "tool", id: hostToolArtifact().id });
   expect(parseResult(out.install.stdout, "install")).toMatchObject({
     kiloVersion: "7.7.7",
     bin: `${home}/.local/bin/kilo`,
   });
   expect(parseResult(out.config.stdout, "config")).toMatchObject({ status: "created" });
-  expect(out.env.stdout).toMatch(/CODEX_POOLER_API_KEY written to/);
+  expect(parseResult(out.env.stdout, "env")).toMatchObject({ envFilePath: "~/.config/kilo/codex-pooler.env" });
   expect(parseResult(out.smoke.stdout, "smoke")).toMatchObject({ pass: true, kiloVersion: "7.7.7" });
   expect(chats()).toEqual([
     [OLD_KEY, "tool_call"],

@@ -116,7 +116,7 @@ describe("re-runs, as diffs of two evaluations", () => {
     const before = await run({ kiloVersion: "7.7.7" });
     const after = await run({ kiloVersion: "7.8.0" });
     expectChanged(before, after, onEveryHost({ install: "any", smoke: "any" }));
-    expect(triggersOf(after, "alice-laptop-smoke")).toContain("kilo=7.8.0");
+    expect(triggersOf(after, "alice-laptop-smoke")).toContain("kilo=7.8.0 package");
   });
 
   it("bumping one host's kiloVersion override touches only that host", async () => {
@@ -144,7 +144,7 @@ describe("re-runs, as diffs of two evaluations", () => {
       expect(String(before.byName(`${h.name}-install`).inputs.create)).toContain(" install-package '7.7.7 - ");
       expect(String(after.byName(`${h.name}-install`).inputs.create)).toContain(` install '{"host":"${h.name}"`);
       const [tb, ta] = [triggersOf(before, `${h.name}-smoke`), triggersOf(after, `${h.name}-smoke`)];
-      expect(ta.filter((t, i) => t !== tb[i])).toEqual(["install=npm"]);
+      expect(ta.filter((t, i) => t !== tb[i])).toEqual(["kilo=7.7.7 npm"]);
     }
   });
 

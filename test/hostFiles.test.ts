@@ -68,8 +68,8 @@ function tool<S extends Subcommand>(
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 const envApply = (h: string, key: string, extra: Partial<StepArgs["env-apply"]> = {}, shells = ["sh"]) =>
-  tool(h, "env-apply", { host: "t", var: "CODEX_POOLER_API_KEY", pinned: true, shells, ...extra }, `${key}\n`);
-const envDelete = (h: string) => tool(h, "env-delete", { host: "t" });
+  tool(h, "env-apply", { var: "CODEX_POOLER_API_KEY", pinned: true, shells, ...extra }, `${key}\n`);
+const envDelete = (h: string) => tool(h, "env-delete", {});
 
 describe("the kilo.jsonc backup keeps the original's mode", () => {
   it.each([0o600, 0o640, 0o644])("original %o", (mode) => {
@@ -78,7 +78,7 @@ describe("the kilo.jsonc backup keeps the original's mode", () => {
     mkdirSync(paths(h).configDir, { recursive: true });
     writeFileSync(file, '{ "share": "disabled" }\n');
     chmodSync(file, mode);
-    const r = tool(h, "config-apply", { host: "t", managed: { model: "codex-pooler/gpt-5.5" } });
+    const r = tool(h, "config-apply", { managed: { model: "codex-pooler/gpt-5.5" } });
     expect(r.code, r.stderr).toBe(0);
     const backup = `${file}.kilo-fleet-backup`;
     expect(readFileSync(backup, "utf8")).toBe('{ "share": "disabled" }\n');
