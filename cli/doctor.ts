@@ -31,6 +31,7 @@ import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 import { type CheckFinding, type CheckResult, parseResult } from "../common/result";
 import { type CheckArgs, encodeStepArg } from "../common/stepArgs";
 import { hostSpec } from "../deployer/hostSpec";
+import { envShells } from "../deployer/hostSteps";
 import { type HostToolArtifact, hostToolArtifact } from "../deployer/hostTool";
 import { renderKiloConfig } from "../deployer/kiloConfig";
 import { remoteCommandLine } from "../deployer/remoteCommandLine";
@@ -57,7 +58,8 @@ export class DoctorUsageError extends Error {}
 export interface DoctorTarget {
   name: string;
   kind: "local" | "ssh";
-  ssh?: { host: string; user: string; port: number; hostKey?: string };
+  /** `connectTimeoutSeconds`: the stack's `ssh.connectTimeoutSeconds` for this host (ssh's ConnectTimeout). */
+  ssh?: { host: string; user: string; port: number; hostKey?: string; connectTimeoutSeconds?: number };
   /** The check's argument (compareKey included). */
   args: CheckArgs;
   /** A local host's environment (its HOME), over `CheckOptions.env` (tests and the bench: many HOMEs). */
@@ -110,7 +112,7 @@ export function checkArgsFor(settings: Settings, host: Settings["hosts"][number]
     version: spec.kiloVersion,
     managed: renderKiloConfig(spec, spec),
     var: spec.apiKeyEnvVar,
-    shells: spec.shells ? [...new Set(spec.shells)] : "default",
+    shells: envShells(spec),
     compareKey,
   };
 }
@@ -311,7 +313,7 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
         "-o",
         "CheckHostIP=no",
         "-o",
-        `ConnectTimeout=${CONNECT_TIMEOUT_SECONDS}`,
+        `ConnectTimeout=${ssh.connectTimeoutSeconds ?? CONNECT_TIMEOUT_SECONDS}`,
         "-o",
         "ServerAliveInterval=10",
         "-o",
@@ -542,6 +544,7 @@ export async function doctor(argv: string[], io: DoctorIo): Promise<number> {
               user: resolved.ssh.user,
               port: resolved.ssh.port,
               ...(resolved.ssh.hostKey !== undefined ? { hostKey: resolved.ssh.hostKey } : {}),
+              connectTimeoutSeconds: hostSpec(settings, h).ssh?.connectTimeoutSeconds as number | undefined,
             },
           }
         : {}),

@@ -86,6 +86,11 @@ export function toolStepCommands(
   return { create: `/bin/sh -c '${create}'`, delete: `/bin/sh -c '${del}'` };
 }
 
+/** The shells the env step writes blocks for (and `doctor` checks): the spec's, deduplicated, or "default". */
+export function envShells(spec: Pick<HostSpec, "shells">): string[] | "default" {
+  return spec.shells ? [...new Set(spec.shells)] : "default";
+}
+
 /** The managed keys without `$schema`, which is always kilo's schema URL: the tool puts it back, first. */
 function withoutSchema(config: KiloConfig): Record<string, unknown> {
   if (config.$schema !== KILO_CONFIG_SCHEMA_URL) throw new Error("kilo-fleet: kilo.jsonc's $schema is not kilo's");
@@ -177,7 +182,7 @@ export function hostStepCommands(
       {
         var: spec.apiKeyEnvVar,
         pinned: spec.kiloVersion !== "latest",
-        shells: spec.shells ? [...new Set(spec.shells)] : "default",
+        shells: envShells(spec),
         ...(spec.caCertificates !== undefined ? { caCertificates: spec.caCertificates } : {}),
         ...r,
       },

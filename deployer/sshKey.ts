@@ -44,7 +44,9 @@ export function openSshEd25519Seed(pem: string): Buffer | undefined {
     if (cipher !== "none" || kdf !== "none" || r.uint32() !== 1) return undefined;
     r.string(); // public key blob
     const priv = new Reader(r.string());
-    if (priv.uint32() !== priv.uint32()) return undefined; // check ints differ: not decrypted
+    const check1 = priv.uint32();
+    const check2 = priv.uint32();
+    if (check1 !== check2) return undefined; // the check ints differ: not decrypted
     if (priv.string().toString() !== "ssh-ed25519") return undefined;
     const pub = priv.string();
     const secret = priv.string(); // seed (32) + public key (32)
