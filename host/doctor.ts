@@ -29,7 +29,7 @@ import { SHELL_RC_FILES } from "../common/shells";
 import type { CheckArgs } from "../common/stepArgs";
 import { overrideWarnings } from "./configFile";
 import { envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "./envFile";
-import { HostError, readIfExists, resolveTarget } from "./fsUtil";
+import { HostError, readIfExists, readStdin, resolveTarget } from "./fsUtil";
 import { LOCK_NAME } from "./lock";
 import { findBlock, homeWord, renderRcBlock } from "./rcBlock";
 import { resolveShells } from "./shellEnv";
@@ -442,34 +442,11 @@ function waitForLock(home: string): boolean {
   return false;
 }
 
-/** All of stdin (the key to compare): read here, never from argv or the environment. */
-function readStdin(): string {
-  const chunks: Buffer[] = [];
-  const buf = Buffer.alloc(65536);
-  for (;;) {
-    let n: number;
-    try {
-      n = fs.readSync(0, buf, 0, buf.length, null);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "EAGAIN") {
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-        continue;
-      }
-      if (code === "EOF") break;
-      throw new HostError(`cannot read the key to compare from stdin: ${code}`);
-    }
-    if (n === 0) break;
-    chunks.push(Buffer.from(buf.subarray(0, n)));
-  }
-  return Buffer.concat(chunks).toString("utf8");
-}
-
 /** The check. `readKey` is how the key to compare is read (stdin in the tool). */
 export function runCheck(
   p: CheckPaths,
   args: CheckArgs,
-  readKey: () => string = readStdin,
+  readKey: () => string = () => readStdin("the key to compare"),
 ): { lines: string[]; result: CheckResult } {
   if (typeof args.version !== "string" || !isObject(args.managed) || typeof args.var !== "string") {
     throw new HostError("check: the argument needs version, managed and var");

@@ -25,8 +25,7 @@ import type { HostLayout } from "../common/hostPaths";
 import type { DeleteResult, InstallResult } from "../common/result";
 import type { InstallArgs } from "../common/stepArgs";
 import { checkCaPem, npmCaBundle } from "./caFile";
-import { HostError, mkdirsRecorded, readIfExists, recordDirs, removeFile, writeFileAtomic } from "./fsUtil";
-import { readStdin } from "./shellEnv";
+import { HostError, mkdirsRecorded, readIfExists, readStdin, recordDirs, removeFile, writeFileAtomic } from "./fsUtil";
 
 export const KILO_PACKAGE = "@kilocode/cli";
 
@@ -98,7 +97,7 @@ export function npmrcAuthLine(registry: string | undefined, token: string): stri
 
 /** The token from stdin: one line, one optional trailing newline (it is never quoted in a message). */
 function readToken(): string {
-  const text = readStdin();
+  const text = readStdin("the npm token");
   const t = text.endsWith("\n") ? text.slice(0, -1) : text;
   if (t === "" || /[\u0000-\u001f\u007f]/.test(t)) {
     throw new HostError("the npm token on stdin must be one non-empty line (kilo-fleet:npmToken)");

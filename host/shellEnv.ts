@@ -14,6 +14,7 @@ import {
   mkdirsRecorded,
   readIfExists,
   readJson,
+  readStdin,
   removeFile,
   resolveTarget,
   writeFileAtomic,
@@ -135,7 +136,7 @@ export function envApply(
   opts: { apiKeyEnvVar: string; pinned: boolean; shells: string; caCertificates?: string },
 ): { lines: string[]; result: EnvResult } {
   // Validate everything before touching a file.
-  const key = wrap(() => parseKeyFromStdin(readStdin()));
+  const key = wrap(() => parseKeyFromStdin(readStdin("the API key")));
   const shells = resolveShells(p, opts.shells);
   const state: ShellState = readJson<ShellState>(stateFile(p)) ?? { rc: {} };
   // Never write the key through a symlink: it would land wherever the link points (and delete would
@@ -216,29 +217,6 @@ export function envApply(
       changed: envChanged,
     },
   };
-}
-
-/** All of stdin (the key): read here, never from argv or the environment. */
-export function readStdin(): string {
-  const chunks: Buffer[] = [];
-  const buf = Buffer.alloc(65536);
-  for (;;) {
-    let n: number;
-    try {
-      n = fs.readSync(0, buf, 0, buf.length, null);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "EAGAIN") {
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-        continue;
-      }
-      if (code === "EOF") break;
-      throw new HostError(`cannot read the API key from stdin: ${code}`);
-    }
-    if (n === 0) break;
-    chunks.push(Buffer.from(buf.subarray(0, n)));
-  }
-  return Buffer.concat(chunks).toString("utf8");
 }
 
 export function envDelete(p: EnvPaths): { lines: string[]; result: DeleteResult } {

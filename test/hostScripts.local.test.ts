@@ -387,8 +387,8 @@ describe("shells", () => {
       const env = scriptEnv(h.home, h.tmp);
       const r = runLocal(scripts.env.create, env, testKey());
       expect(r.code).toBe(0);
-      expect(r.stdout).toContain("zsh ~/.zshrc (updated)");
-      expect(r.stdout).toContain("sh ~/.profile (created)");
+      expect(parseResult(r.stdout, "env")?.rcFiles).toEqual(["~/.zshrc", "~/.profile"]);
+      expect(readFileSync(join(h.home, ".zshrc"), "utf8")).toContain(BLOCK_START);
       expect(existsSync(join(h.home, ".bashrc"))).toBe(false);
       expect(readFileSync(join(h.home, ".profile"), "utf8").startsWith(BLOCK_START)).toBe(true);
       expect(runLocal(scripts.env.delete ?? "", env).code).toBe(0);
