@@ -352,7 +352,8 @@ describe("hostile settings", () => {
       // What each step's JSON argument must say, built here from the inputs (the config step's: the
       // rendered set, whose values are checked against the inputs in kilo.jsonc below). `args` lists the
       // fields checked; the argument's whole word must arrive byte-exact as the line spells it.
-      const managed = local.kiloConfig;
+      // The config step's argument leaves `$schema` out (always kilo's schema URL: the tool puts it back).
+      const { $schema: _schema, ...managed } = local.kiloConfig;
       const steps: { what: string; line: string; sub: string; args: Record<string, unknown> }[] = [
         {
           what: "install",
@@ -364,12 +365,12 @@ describe("hostile settings", () => {
             registry: input.npmRegistry,
           },
         },
-        { what: "config", line: local.config.create, sub: "config-apply", args: { host: "h", managed } },
+        { what: "config", line: local.config.create, sub: "config-apply", args: { managed } },
         {
           what: "env",
           line: local.env.create,
           sub: "env-apply",
-          args: { host: "h", var: "CODEX_POOLER_API_KEY", pinned: true, shells: "default" },
+          args: { var: "CODEX_POOLER_API_KEY", pinned: true, shells: "default" },
         },
         {
           what: "smoke",
@@ -387,7 +388,7 @@ describe("hostile settings", () => {
           what: `${k} delete`,
           line: local[k].delete ?? "",
           sub: `${k}-delete`,
-          args: { host: "h" },
+          args: {},
         })),
       ];
       // An SSH host's steps are the same lines (its login shell parses them): only the tool step differs.
@@ -405,8 +406,9 @@ describe("hostile settings", () => {
           rmSync(join(recHome, "tool-argv"), { force: true });
           const run = await runScript(s.line, recEnv, { shell });
           const got = run.code === 0 ? readArgv(join(recHome, "tool-argv")) : [];
-          // The line ends with the argument as one single-quoted word.
-          const word = s.line.slice(s.line.lastIndexOf(" '") + 2, -1);
+          // The line ends with the argument as one single-quoted word; a delete's has none.
+          const takesArg = s.line.endsWith("'");
+          const word = takesArg ? s.line.slice(s.line.lastIndexOf(" '") + 2, -1) : undefined;
           let args: Record<string, unknown> = {};
           try {
             args = got.length === 2 ? (decodeStepArg(got[1]) as Record<string, unknown>) : {};
@@ -419,7 +421,8 @@ describe("hostile settings", () => {
             (s.sub !== "smoke" ||
               !("models" in args) ||
               isDeepStrictEqual(Object.keys(args.models as object), [modelId]));
-          if (got.length === 2 && got[0] === s.sub && got[1] === word && meant) transported++;
+          const whole = takesArg ? got.length === 2 && got[1] === word : got.length === 1;
+          if (got[0] === s.sub && whole && meant) transported++;
           else
             tally.findings.push(
               `${where}: under ${shell} the ${s.what} step's tool got ${JSON.stringify(got).slice(0, 160)} (exit ${run.code}: ${run.stderr.trim().slice(0, 160)})`,
