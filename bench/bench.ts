@@ -28,10 +28,12 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writ
 import { cpus, loadavg, release, tmpdir, totalmem, type } from "node:os";
 import { dirname, join } from "node:path";
 import { formatResult } from "../common/result";
+import { measureDoctor } from "../harness/doctorCost";
 import { startFakePooler } from "../harness/fakePooler";
 import { type Built, buildSettings } from "../harness/hostHome";
 import { type InstallMethod, otherMethod, timeColdInstall } from "../harness/installCost";
 import { TEST_KILO_VERSION } from "../harness/kilo";
+import { measureSmokeCost } from "../harness/smokeCost";
 import { inProcessDiffHosts, type Options, parseArgs } from "./args";
 import type { ChangesResult, FloorResult, ProgramResult, StateResult, WorkerRequest } from "./evalWorker";
 import { countDiffering, type HostKind } from "./fleetShape";
@@ -449,6 +451,21 @@ async function main(): Promise<void> {
     if (!o.only.has("install")) delete samples.install;
     if (o.only.has("state")) await measureState(samples, program, scratch, measured);
     if (o.only.has("changes")) await measureChanges(samples, program, scratch);
+    if (o.only.has("pool")) {
+      // One smoke check at each level against a fresh stand-in pooler: requests and bytes sent to the pool.
+      const kiloRun = await measureSmokeCost("kilo-run");
+      const pool = await measureSmokeCost("pool");
+      samples.pool = { "kilo-run": kiloRun, pool };
+      progress(
+        `smoke cost: kilo-run ${kiloRun.requests} requests ${kiloRun.requestBytes} B, pool ${pool.requests} requests ${pool.requestBytes} B`,
+      );
+    }
+    if (o.only.has("doctor")) {
+      // doctor on freshly deployed local HOMEs, one at a time and with the default bound.
+      const hosts = o.quick ? 4 : 50;
+      samples.doctor = (await measureDoctor({ hosts, bounds: [1, 8] })).map((d) => ({ ...d }));
+      for (const d of samples.doctor) progress(`doctor, ${d.hosts} hosts, --parallel ${d.parallel}: ${d.totalMs} ms`);
+    }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }

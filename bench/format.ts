@@ -75,6 +75,17 @@ export interface BenchSamples {
     /** The seed command with the environment the smoke script gives kilo (isolates the check's own work). */
     bareSmokeEnv?: number[];
   };
+  /** What one smoke check sends the pool, at each `smokeCheck.level` (harness/smokeCost.ts), and its time. */
+  pool?: Record<"kilo-run" | "pool", { requests: number; requestBytes: number; responseBytes: number; ms: number }>;
+  /** `kilo-fleet doctor` on freshly deployed local HOMEs, by its parallel bound (harness/doctorCost.ts). */
+  doctor?: {
+    hosts: number;
+    parallel: number;
+    totalMs: number;
+    wallPerHostMs: number;
+    meanHostMs: number;
+    allOk: boolean;
+  }[];
   disk?: {
     /** Disk used (allocated blocks, hard links once, like du) by everything the install added under HOME. */
     hostBytes: number;
@@ -112,6 +123,13 @@ export interface BenchJson {
   toolBytes: number | null;
   /** The steps each change re-runs, per kind of host, and whether exactly the expected ones. */
   rerunSteps: Record<ScenarioName, Record<HostKind, string[]> & { asExpected: boolean }> | null;
+  /** Bytes one smoke check sends the pool (request bodies), by smokeCheck.level (issue 10). */
+  smokePoolBytes: Record<"kilo-run" | "pool", number> | null;
+  /** Requests one smoke check sends the pool, by smokeCheck.level. */
+  smokePoolRequests: Record<"kilo-run" | "pool", number> | null;
+  /** doctor's wall seconds per host, by its parallel bound (issue 13), and the fleet size measured. */
+  doctorSecondsPerHost: Record<string, number> | null;
+  doctorHosts: number | null;
 }
 
 /**
@@ -197,6 +215,12 @@ export function toJson(s: BenchSamples): BenchJson {
           }),
         ) as BenchJson["rerunSteps"])
       : null,
+    smokePoolBytes: s.pool ? { "kilo-run": s.pool["kilo-run"].requestBytes, pool: s.pool.pool.requestBytes } : null,
+    smokePoolRequests: s.pool ? { "kilo-run": s.pool["kilo-run"].requests, pool: s.pool.pool.requests } : null,
+    doctorSecondsPerHost: s.doctor
+      ? Object.fromEntries(s.doctor.map((d) => [String(d.parallel), round(d.wallPerHostMs / 1000, 4)]))
+      : null,
+    doctorHosts: s.doctor?.[0]?.hosts ?? null,
   };
 }
 
@@ -444,6 +468,29 @@ export function formatTable(s: BenchSamples): string {
           "Smoke check's own work",
           summarize(s.smoke.bareSmokeEnv).median,
           "(pre-checks, pooler probe, version, event parsing)",
+        ),
+      );
+    }
+  }
+  if (s.pool) {
+    for (const level of ["kilo-run", "pool"] as const) {
+      const p = s.pool[level];
+      rows.push(
+        figure(
+          `Smoke check, level ${level}: sent to the pool`,
+          `${p.requests} requests, ${p.requestBytes.toLocaleString("en-US")} B`,
+          `${p.responseBytes.toLocaleString("en-US")} B back; ${fmtSeconds(p.ms / 1000)} (stand-in pooler)`,
+        ),
+      );
+    }
+  }
+  if (s.doctor) {
+    for (const d of s.doctor) {
+      rows.push(
+        figure(
+          `doctor, ${d.hosts} local hosts, --parallel ${d.parallel}`,
+          `${fmtSeconds(d.wallPerHostMs / 1000)} per host`,
+          `${fmtSeconds(d.totalMs / 1000)} in all; one host's own check ${fmtSeconds(d.meanHostMs / 1000)} on average; ${d.allOk ? "every host ok" : "NOT every host ok"}`,
         ),
       );
     }

@@ -183,6 +183,14 @@ const SAMPLES: BenchSamples = {
     coldByMethod: { package: [9, 7, 8], npm: [14, 13, 15] },
   },
   smoke: { smoke: [10, 9, 11], bare: [8, 8.5, 9], bareSmokeEnv: [8.2, 8.4, 8.8] },
+  pool: {
+    "kilo-run": { requests: 4, requestBytes: 29_576, responseBytes: 4_034, ms: 12_000 },
+    pool: { requests: 2, requestBytes: 0, responseBytes: 140, ms: 750 },
+  },
+  doctor: [
+    { hosts: 50, parallel: 1, totalMs: 12_800, wallPerHostMs: 256, meanHostMs: 250, allOk: true },
+    { hosts: 50, parallel: 8, totalMs: 7_100, wallPerHostMs: 142, meanHostMs: 540, allOk: true },
+  ],
   disk: {
     hostBytes: 305_549_312,
     hostApparentBytes: 303_844_139,
@@ -226,9 +234,20 @@ describe("the --json object", () => {
           asExpected: true,
         },
       },
+      smokePoolBytes: { "kilo-run": 29_576, pool: 0 },
+      smokePoolRequests: { "kilo-run": 4, pool: 2 },
+      doctorSecondsPerHost: { "1": 0.256, "8": 0.142 },
+      doctorHosts: 50,
     });
     // One JSON object, round-trips.
     expect(JSON.parse(JSON.stringify(json))).toEqual(json);
+  });
+
+  it("prints the pool cost per smoke level and doctor's time per host by bound", () => {
+    const table = formatTable(SAMPLES);
+    expect(table).toMatch(/\| Smoke check, level kilo-run: sent to the pool +\|.*4 requests, 28\.9 KiB/);
+    expect(table).toMatch(/\| Smoke check, level pool: sent to the pool +\|.*2 requests, 0 B/);
+    expect(table).toMatch(/\| doctor, 50 local hosts, --parallel 8 +\|.*0\.142 s per host.*every host ok/);
   });
 
   it("counts in-process and cross-process differences together", () => {
@@ -653,13 +672,23 @@ describe("options", () => {
     expect(o.quick).toBe(false);
     expect(o.runs).toBe(3);
     expect(o.sizes).toEqual(FLEET_SIZES);
-    expect([...o.only].sort()).toEqual(["changes", "disk", "eval", "install", "smoke", "state", "unchanged"]);
+    expect([...o.only].sort()).toEqual([
+      "changes",
+      "disk",
+      "doctor",
+      "eval",
+      "install",
+      "pool",
+      "smoke",
+      "state",
+      "unchanged",
+    ]);
   });
 
   it("--quick: one run, small fleets, no install/smoke/disk; --runs and --only still apply", () => {
     const q = parseArgs(["--quick", "--json"]);
     expect(q).toMatchObject({ quick: true, json: true, runs: 1, sizes: QUICK_FLEET_SIZES });
-    expect([...q.only].sort()).toEqual(["changes", "eval", "state", "unchanged"]);
+    expect([...q.only].sort()).toEqual(["changes", "doctor", "eval", "state", "unchanged"]);
     expect(Math.max(...QUICK_FLEET_SIZES)).toBeLessThan(Math.max(...FLEET_SIZES));
     expect(parseArgs(["--quick", "--runs", "2"]).runs).toBe(2);
     expect([...parseArgs(["--only=state", "--quick"]).only]).toEqual(["state"]);
