@@ -245,7 +245,7 @@ describe("the --json object", () => {
 
   it("prints the pool cost per smoke level and doctor's time per host by bound", () => {
     const table = formatTable(SAMPLES);
-    expect(table).toMatch(/\| Smoke check, level kilo-run: sent to the pool +\|.*4 requests, 28\.9 KiB/);
+    expect(table).toMatch(/\| Smoke check, level kilo-run: sent to the pool +\|.*4 requests, 29,576 B/);
     expect(table).toMatch(/\| Smoke check, level pool: sent to the pool +\|.*2 requests, 0 B/);
     expect(table).toMatch(/\| doctor, 50 local hosts, --parallel 8 +\|.*0\.142 s per host.*every host ok/);
   });
