@@ -30,10 +30,12 @@ import { join, relative, resolve } from "node:path";
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 import { type CheckFinding, type CheckResult, parseResult } from "../common/result";
 import { type CheckArgs, encodeStepArg } from "../common/stepArgs";
+import { fleetLockPath } from "../deployer/fleet";
 import { hostSpec } from "../deployer/hostSpec";
 import { envShells } from "../deployer/hostSteps";
 import { type HostToolArtifact, hostToolArtifact } from "../deployer/hostTool";
 import { renderKiloConfig } from "../deployer/kiloConfig";
+import { type KiloLock, lockedIntegrity, readLockFile } from "../deployer/kiloLock";
 import { remoteCommandLine } from "../deployer/remoteCommandLine";
 import { formatErrors, parseSettings, resolveHost, type Settings } from "../deployer/settings";
 import { loadProject, type Project, readStackConfig } from "./stackFile";
@@ -104,9 +106,21 @@ interface Exec {
   sentTool?: boolean;
 }
 
-/** The check's argument for one host of a stack. */
-export function checkArgsFor(settings: Settings, host: Settings["hosts"][number], compareKey: boolean): CheckArgs {
+/**
+ * The check's argument for one host of a stack. `lock`: the lock `pulumi up` uses (deployer/fleet.ts
+ * `fleetLockPath`); a package-method host pinned to a locked version is checked against it.
+ */
+export function checkArgsFor(
+  settings: Settings,
+  host: Settings["hosts"][number],
+  compareKey: boolean,
+  lock: KiloLock | undefined = readLockFile(fleetLockPath()),
+): CheckArgs {
   const spec = hostSpec(settings, host);
+  const locked =
+    spec.install.method === "package" && spec.kiloVersion !== "latest" && lock?.kilo[spec.kiloVersion]
+      ? lockedIntegrity(lock, spec.kiloVersion)
+      : undefined;
   return {
     host: host.name,
     version: spec.kiloVersion,
@@ -114,6 +128,7 @@ export function checkArgsFor(settings: Settings, host: Settings["hosts"][number]
     var: spec.apiKeyEnvVar,
     shells: envShells(spec),
     compareKey,
+    ...(locked ? { locked } : {}),
   };
 }
 

@@ -122,6 +122,11 @@ export interface CheckArgs {
   shells: string[] | "default";
   /** Read a key from stdin and say whether the host's equals it (same/different, never the key). */
   compareKey: boolean;
+  /**
+   * install.method package, pinned: the lock's `sha512-…` integrity per platform for `version`, so the check
+   * can tell whether the package kilo-fleet installed (its record) is the locked one. Absent: not checked.
+   */
+  locked?: Record<string, string>;
 }
 
 /**

@@ -7,7 +7,9 @@
  * What it looks at:
  * - kilo: `~/.local/bin/kilo` (npm layout: a link into `~/.local/lib/node_modules/@kilocode/cli`; package
  *   layout: a link into kilo-fleet's `${XDG_DATA_HOME:-~/.local/share}/kilo-fleet/kilo/<version>/<platform>`),
- *   its package.json's version against the pin. Not checked (yet): whether a package-layout binary is the
+ *   its package.json's version against the pin; for the package layout with a lock, whether the package
+ *   kilo-fleet installed (the integrity its install recorded, `kilo-package` in the state dir) is the locked one.
+ *   Was: whether a package-layout binary is the
  *   one the lock file records (its sha512).
  * - kilo.jsonc: every managed key path (as config-apply derives them) whose value differs, as
  *   `path: expected X, found Y` down to the first differing leaves (JSON text truncated).
@@ -187,7 +189,39 @@ function checkKilo(p: CheckPaths, args: CheckArgs): { kilo: CheckResult["kilo"];
       ],
     };
   }
-  return { kilo, drift: [] };
+  return { kilo, drift: layoutName === "package" && args.locked ? lockDrift(layout, args.version, args.locked) : [] };
+}
+
+/**
+ * The package install's record (`version <v> <platform> <integrity>` lines) against the lock: the tarball's
+ * integrity was checked before it was unpacked, so the record says which package this is.
+ */
+function lockDrift(layout: HostLayout, version: string, locked: Record<string, string>): CheckFinding[] {
+  const record = readIfExists(path.join(layout.stateDir, "kilo-package")) ?? "";
+  const line = record
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .find((f) => f[0] === "version" && f[1] === version);
+  if (!line || line.length < 4) {
+    return [{ item: "kilo", what: `kilo ${version} has no install record of kilo-fleet's: its package is unverified` }];
+  }
+  const [, , platform, integrity] = line;
+  const want = locked[platform];
+  const short = (s: string) => `${s.slice(0, 19)}…`;
+  if (want === undefined) {
+    return [{ item: "kilo", what: `the lock has no ${platform} package for kilo ${version}` }];
+  }
+  if (want !== integrity) {
+    return [
+      {
+        item: "kilo",
+        what: `kilo ${version} (${platform}) is not the locked package`,
+        expected: short(want),
+        found: short(integrity),
+      },
+    ];
+  }
+  return [];
 }
 
 function checkConfig(p: CheckPaths, args: CheckArgs, paths: KeyPath[]): CheckFinding[] {

@@ -277,6 +277,51 @@ describe("doctor names exactly the drifted item on exactly the drifted host", ()
     ]);
   });
 
+  test("with a lock, a package-layout kilo is checked against it through the install's own record", async () => {
+    const d = deployed(KEY, "package");
+    const integrity = (c: string) => `sha512-${c.repeat(86)}==`;
+    const record = join(d.home, ".local/state/kilo-fleet/kilo-package");
+    const check = async (locked: Record<string, string>) => {
+      const target = localTarget(built, "alpha", d);
+      const before = snapshot(d.home);
+      const [r] = await checkHosts([{ ...target, args: { ...target.args, locked } }], { tool, parallel: 1 });
+      expect(snapshot(d.home)).toEqual(before);
+      return r;
+    };
+    // No record of kilo-fleet's: the package cannot be vouched for.
+    expect((await check({ "linux-x64": integrity("A") })).drift).toEqual([
+      expect.objectContaining({
+        item: "kilo",
+        what: `kilo ${TEST_KILO_VERSION} has no install record of kilo-fleet's: its package is unverified`,
+      }),
+    ]);
+    mkdirSync(join(d.home, ".local/state/kilo-fleet"), { recursive: true });
+    writeFileSync(
+      record,
+      `root ${d.home}/.local/share/kilo-fleet/kilo\nversion ${TEST_KILO_VERSION} linux-x64 ${integrity("A")}\n`,
+    );
+    // The recorded package is the locked one: nothing to report.
+    expect(await check({ "linux-x64": integrity("A"), "darwin-arm64": integrity("B") })).toMatchObject({
+      status: "ok",
+    });
+    // The lock moved on (or the record is of another package): named, with both integrities cut short.
+    const moved = await check({ "linux-x64": integrity("C") });
+    expect(moved.drift).toEqual([
+      expect.objectContaining({
+        item: "kilo",
+        what: `kilo ${TEST_KILO_VERSION} (linux-x64) is not the locked package`,
+        expected: `${integrity("C").slice(0, 19)}…`,
+        found: `${integrity("A").slice(0, 19)}…`,
+      }),
+    ]);
+    expect((await check({ "darwin-arm64": integrity("B") })).drift).toEqual([
+      expect.objectContaining({
+        item: "kilo",
+        what: `the lock has no linux-x64 package for kilo ${TEST_KILO_VERSION}`,
+      }),
+    ]);
+  });
+
   test("several drifts at once are all named; a host without the deployed tool runs the build's", async () => {
     const d = deployed();
     unlinkSync(envFile(d));
