@@ -1,5 +1,5 @@
 /**
- * `npm run pooler:dev`: the stand-in Codex Pooler (test/support/fakePooler.ts) on 127.0.0.1:4000, so the
+ * `npm run pooler:dev`: the stand-in Codex Pooler (harness/fakePooler.ts) on 127.0.0.1:4000, so the
  * dev stack (poolerBaseUrl http://localhost:4000/v1) can be deployed and smoke-checked on one machine.
  * It is a stand-in, not a pooler: it serves no model and only scripts the smoke check's conversation.
  *
