@@ -26,7 +26,7 @@ import {
   USER_ZSHRC,
 } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
-import { ensureAptPackages, type SshServer, startSshd } from "./support/sshd";
+import { ensureAptPackages, freePort, type SshServer, startSshd } from "./support/sshd";
 
 const ROOT = join(__dirname, "..");
 // npm: the install step finds the stand-in kilo at the pin and keeps it (no registry).
@@ -39,18 +39,6 @@ let server: SshServer;
 let laptop: DeployedHome;
 let scratch: string;
 let stack: string;
-
-async function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const remote = async (commandLine: string, stdin = "") => {
   const r = await server.run(commandLine, stdin, { timeoutMs: 120_000 });
@@ -117,7 +105,7 @@ beforeAll(async () => {
       "    - name: remote",
       ssh(server.port, server.hostPublicKey),
       "    - name: asleep",
-      ssh(await closedPort(), server.hostPublicKey),
+      ssh(await freePort(), server.hostPublicKey),
       "    - name: impostor",
       ssh(server.port, wrongPub),
       "",

@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HOST_STEPS } from "../deployer/kiloHost";
 import { evaluateIndex, programResources, stackConfig, unwrapSecrets } from "../harness/pulumiMocks";
-import { type SshServer, startSshd } from "./support/sshd";
+import { type SshServer, startSshd, strictSshOptions } from "./support/sshd";
 
 let sshd: SshServer;
 let scratch: string;
@@ -64,24 +64,7 @@ async function remoteConnections(hosts: unknown[]): Promise<{ name: string; type
 function sshOptions(c: Connection, pinned: string): string[] {
   const knownHosts = join(scratch, `known_hosts-${Math.random().toString(36).slice(2)}`);
   writeFileSync(knownHosts, `[${c.host}]:${c.port} ${pinned}\n`);
-  return [
-    "-F",
-    "/dev/null",
-    "-i",
-    sshd.privateKeyPath,
-    "-o",
-    "IdentitiesOnly=yes",
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "StrictHostKeyChecking=yes",
-    "-o",
-    `UserKnownHostsFile=${knownHosts}`,
-    "-o",
-    "GlobalKnownHostsFile=/dev/null",
-    "-o",
-    "ConnectTimeout=10",
-  ];
+  return strictSshOptions(sshd.privateKeyPath, knownHosts);
 }
 
 function sshRun(c: Connection, pinned: string, commandLine: string) {

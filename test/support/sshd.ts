@@ -105,7 +105,33 @@ export function ensureAptPackages(wanted: { pkg: string; bin: string }[]): void 
     if (!existsSync(m.bin)) throw new Error(`apt-get installed ${m.pkg} but ${m.bin} is missing`);
 }
 
-async function freePort(): Promise<number> {
+/**
+ * OpenSSH options that trust exactly `knownHosts` (no config file, no global known_hosts, strict checking,
+ * batch mode: nothing to accept) and offer exactly the identity `key`.
+ */
+export function strictSshOptions(key: string, knownHosts: string): string[] {
+  return [
+    "-F",
+    "/dev/null",
+    "-i",
+    key,
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    `UserKnownHostsFile=${knownHosts}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "ConnectTimeout=10",
+  ];
+}
+
+/** A port on 127.0.0.1 nobody listens on right now (bound, noted, closed): for sshd, or as a closed port. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once("error", reject);
@@ -257,26 +283,11 @@ export async function startSshd(
 
     const sshArgs = (commandLine: string) => [
       "-T",
-      "-F",
-      "/dev/null",
       "-p",
       String(port),
-      "-i",
-      clientKey,
-      "-o",
-      "IdentitiesOnly=yes",
-      "-o",
-      "BatchMode=yes",
-      "-o",
-      "StrictHostKeyChecking=yes",
-      "-o",
-      `UserKnownHostsFile=${knownHosts}`,
-      "-o",
-      "GlobalKnownHostsFile=/dev/null",
+      ...strictSshOptions(clientKey, knownHosts),
       "-o",
       "LogLevel=ERROR",
-      "-o",
-      "ConnectTimeout=10",
       `${user}@127.0.0.1`,
       commandLine,
     ];
