@@ -14,25 +14,14 @@
  * id, timestamps): the whole resource entries, for the curious; the targets are about `bytes`.
  */
 
+import type { RecordedResource } from "../harness/pulumiMocks";
+
 export const SIG_KEY = "4dabf18193072939515e22adb298388d";
 export const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 export const ASSET_SIG = "c44067f5952c0a294b673a41bacd8c17";
 
-/** The parts of a recorded resource (harness/pulumiMocks.ts `RecordedResource`) the figure reads. */
-export interface StateResource {
-  urn: string;
-  type: string;
-  name: string;
-  custom: boolean;
-  parent: string;
-  dependencies: string[];
-  deleteBeforeReplace: boolean;
-  additionalSecretOutputs: string[];
-  /** Raw inputs, secrets still wrapped (`{<SIG_KEY>: <SECRET_SIG>, value}`). */
-  inputs: Record<string, unknown>;
-  /** What a component registered. */
-  outputs?: Record<string, unknown>;
-}
+/** The parts of a recorded resource the figure reads (inputs raw: secrets still wrapped). */
+export type StateResource = Omit<RecordedResource, "replaceOnChanges">;
 
 /** A step's stdout and stderr as the provider keeps them. */
 export interface StepOutput {
