@@ -368,8 +368,17 @@ describe.concurrent("smoke check with the real kilo 7.7.7", () => {
     const r = await run;
     expect(r.code).toBe(143);
     await expect.poll(() => kiloPids(), { timeout: 3000 }).toEqual([]);
-    for (const pid of pids)
-      expect(existsSync(`/proc/${pid}`) && !/\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"))).toBe(false);
+    // Each of those processes is gone (or a zombie, or its pid already reused by an unrelated process: one
+    // without this run's scratch dir in its environment).
+    const stillKilo = (pid: number) => {
+      try {
+        if (/\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"))) return false;
+        return readFileSync(`/proc/${pid}/environ`, "utf8").includes(`XDG_CONFIG_HOME=${scratchDir}/`);
+      } catch {
+        return false;
+      }
+    };
+    for (const pid of pids) expect(stillKilo(pid), `kilo pid ${pid}`).toBe(false);
     expect(existsSync(scratchDir)).toBe(false);
     expect(existsSync(join(host.home, ".cache"))).toBe(false);
     expect(processesWith(host.home)).toEqual([]);
