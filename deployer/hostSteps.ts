@@ -3,11 +3,11 @@
  *
  * Every step but the first is one line naming the shipped tool, a subcommand and one JSON argument:
  *
- *   /bin/sh "$HOME/.local/share/kilo-fleet/tool-<id>.cjs" config-apply '{"host":"alice-laptop","managed":{…}}'
+ *   /bin/sh ~/.local/share/kilo-fleet/tool-<id>.cjs config-apply '{"managed":{…}}'
  *
  * The same line works as a local.Command script (`/bin/sh -c`) and as a remote.Command command, which the
- * user's login shell parses: sh, bash, dash, zsh and fish all read a double-quoted `$HOME/…` and a
- * single-quoted word without `'` or `\` alike, and `encodeStepArg` guarantees the JSON word has neither.
+ * user's login shell parses: sh, bash, dash, zsh and fish all read a leading `~/` and a single-quoted word
+ * without `'` or `\` alike, and `encodeStepArg` guarantees the JSON word has neither.
  *
  * The first step, `tool`, puts the tool in place: locally it copies the build's file (temp + rename); on an
  * SSH host it makes the directory, and a `CopyToRemote` of the file follows it. Its delete removes its own
@@ -28,9 +28,12 @@ export interface StepCommands {
   delete?: string;
 }
 
-/** The tool's path on the host as one shell word (double quotes: every login shell expands $HOME in them). */
+/**
+ * The tool's path on the host as one shell word: `~/…` (sh, bash, dash, zsh, fish and tcsh all expand a
+ * leading tilde, and none splits what it expands to, so a HOME with spaces is one word).
+ */
 export function toolWord(id: string): string {
-  return `"$HOME/${TOOL_DIR_IN_HOME}/${toolFileName(id)}"`;
+  return `~/${TOOL_DIR_IN_HOME}/${toolFileName(id)}`;
 }
 
 /** `/bin/sh <tool> <sub> '<json>'`. */
@@ -43,8 +46,8 @@ export function toolCommand<S extends Subcommand>(id: string, sub: S, args: Step
 /**
  * The tool step, as small as it can be (the state holds it twice, and on an SSH host with the connection
  * beside it). `source`: the build's file on this machine, for a local host (an SSH host gets the file by
- * CopyToRemote after this step's create). The directories it makes are listed in `dirs` beside the
- * tool, deepest first, so the last delete removes exactly those (when empty).
+ * CopyToRemote after this step's create). The directories it makes are listed in `dirs` beside the tool
+ * (relative to HOME, deepest first), so the last delete removes exactly those (when empty).
  *
  * The script holds no `'` and no `\` (the result line is a here-document), so on an SSH host it goes to the
  * login shell as `/bin/sh -c '<script>'`, which sh, bash, dash, zsh and fish all read alike.
@@ -55,29 +58,24 @@ export function toolStepCommands(
   reconcile?: string,
 ): StepCommands {
   const file = toolFileName(id);
-  // `dirs`: the directories this step made, deepest first (one a line: a HOME may hold spaces).
+  // Relative to HOME (`cd`): the paths hold no space, so no word needs quotes. `dirs` lists the
+  // directories this step made, deepest first, for the last delete.
   const create = [
     // kilo-fleet:reconcile (encoded, one line, never run): a new value re-runs this step in place.
     ...(reconcile !== undefined ? [`# reconcile ${encodeStepArg(reconcile)}`] : []),
-    `l="$HOME/.local";d="$l/share/kilo-fleet"`,
-    '[ -d "$d" ]||{ n=;for p in "$l" "$l/share" "$d";do [ -d "$p" ]||{ mkdir "$p"||exit 1;n="$p',
-    '$n";};done;printf %s "$n" >"$d/dirs"||exit 1;}',
+    `cd||exit;n=;for p in .local .local/share ${TOOL_DIR_IN_HOME};do [ -d $p ]||{ mkdir $p||exit;n="$p $n";};done`,
+    '[ -z "$n" ]||echo $n >$p/dirs||exit',
     ...(target.kind === "local"
-      ? [
-          `s=${shQuote(target.source)};t="$d/${file}"`,
-          'cmp -s "$s" "$t"||{ cp "$s" "$t.$$"&&mv -f "$t.$$" "$t";}||exit 1',
-        ]
+      ? [`s=${shQuote(target.source)};t=$p/${file};cmp -s "$s" $t||{ cp "$s" $t.$$&&mv -f $t.$$ $t;}||exit`]
       : []),
     "cat <<E",
     `${RESULT_PREFIX}{"step":"tool","id":"${id}"}`,
     "E",
   ].join("\n");
+  // Another version's tool still there (an upgrade in progress): it owns the directories now.
   const del = [
-    `d="$HOME/${TOOL_DIR_IN_HOME}";rm -f "$d/${file}"`,
-    // Another version's tool still there (an upgrade in progress): it owns the directory now.
-    'for f in "$d"/tool-*;do [ -e "$f" ]&&exit 0;done',
-    'n=$(cat "$d/dirs" 2>/dev/null)||exit 0;rm -f "$d/dirs";set -f;IFS="',
-    '";for p in $n;do rmdir "$p" 2>/dev/null;done;exit 0',
+    `cd||exit;d=${TOOL_DIR_IN_HOME};rm -f $d/${file};for f in $d/tool-*;do [ -e $f ]&&exit 0;done`,
+    "n=$(cat $d/dirs 2>/dev/null)||exit 0;rm -f $d/dirs;rmdir $n 2>/dev/null;exit 0",
   ].join("\n");
   if (target.kind === "local") return { create: `${create}\n`, delete: `${del}\n` };
   for (const script of [create, del]) {

@@ -6,8 +6,10 @@
  */
 import {
   chmodSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
+  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -15,6 +17,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { parseResult } from "../common/result";
@@ -377,6 +380,38 @@ describe("shells", () => {
       expect(snapshotObject(snapshot(h.home, foreign))).toEqual(before);
     } finally {
       rmSync(h.root, { recursive: true, force: true });
+    }
+  });
+
+  test("a HOME with a space and a quote in its path: each login shell runs the SSH steps' lines, the deletes restore it", () => {
+    const root = mkdtempSync(join(tmpdir(), "kilo-fleet-home-"));
+    try {
+      const ssh = deployScripts(buildSettings({}), "ssh");
+      const tool = hostToolArtifact();
+      for (const shell of ["/bin/sh", "/bin/bash", "/bin/dash", "/usr/bin/zsh", "/usr/bin/fish"]) {
+        const home = join(root, `${shell.replace(/.*\//, "")} dev's home`);
+        const tmp = join(root, `${shell.replace(/.*\//, "")}-tmp`);
+        for (const d of [home, tmp]) mkdirSync(d);
+        writeFileSync(join(home, ".bashrc"), USER_BASHRC);
+        const env = scriptEnv(home, tmp);
+        // fish makes its own ~/.config/fish and ~/.local/share/fish on its first run: before the snapshot.
+        if (shell.endsWith("fish")) expect(runLocal("true", env, "", { shell }).code).toBe(0);
+        const before = snapshotObject(snapshot(home, foreign));
+        const run = (line: string, stdin = "") => {
+          const r = runLocal(line, env, stdin, { shell });
+          expect(r.code, `${shell}: ${line.slice(0, 60)}: ${r.stderr}`).toBe(0);
+          return r;
+        };
+        expect(parseResult(run(ssh.tool.create).stdout, "tool")?.id).toBe(tool.id);
+        // What CopyToRemote does next: the file at its path under HOME.
+        copyFileSync(tool.file, join(home, tool.pathInHome));
+        expect(parseResult(run(ssh.config.create).stdout, "config")?.status).toBe("created");
+        expect(parseResult(run(ssh.env.create, `${testKey()}\n`).stdout, "env")?.changed).toBe(true);
+        for (const d of [ssh.env.delete, ssh.config.delete, ssh.tool.delete]) run(d ?? "");
+        expect(snapshotObject(snapshot(home, foreign)), shell).toEqual(before);
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 

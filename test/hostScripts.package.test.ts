@@ -97,7 +97,7 @@ describe("locally, node and npm hidden: the real registry", () => {
       const steps = deployScripts(built);
       const smoke = steps.smoke?.create ?? "";
       expect(steps.install.create).toBe(
-        `/bin/sh "$HOME/.local/share/kilo-fleet/tool-${tool.id}.cjs" install-package '${VERSION} - linux-x64=${LOCK?.kilo[VERSION]["linux-x64"].integrity}'`,
+        `/bin/sh ~/.local/share/kilo-fleet/tool-${tool.id}.cjs install-package '${VERSION} - linux-x64=${LOCK?.kilo[VERSION]["linux-x64"].integrity}'`,
       );
       const before = snapshotObject(snapshot(h.home));
 

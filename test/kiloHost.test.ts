@@ -151,7 +151,7 @@ describe("the resource graph", () => {
         // Every step but the tool step is one short line: the tool, a subcommand, one JSON argument.
         if (step !== "tool") {
           expect(String(inputs.create)).toMatch(
-            /^\/bin\/sh "\$HOME\/\.local\/share\/kilo-fleet\/tool-[0-9a-f]{16}\.cjs" [a-z-]+ '[^'\\]*'$/,
+            /^\/bin\/sh ~\/\.local\/share\/kilo-fleet\/tool-[0-9a-f]{16}\.cjs [a-z-]+ '[^'\\]*'$/,
           );
           expect(String(inputs.create).length, `${h.name}-${step}`).toBeLessThan(2048);
         }
@@ -502,7 +502,7 @@ describe("KiloHost as a library", () => {
     expect(e.error).toBeUndefined();
     const shipped = readLockFile(shippedLockPath())?.kilo["7.7.7"]?.["linux-x64"]?.integrity;
     expect(shipped).toMatch(/^sha512-/);
-    const tool = `"$HOME/.local/share/kilo-fleet/tool-${hostToolArtifact().id}.cjs"`;
+    const tool = `~/.local/share/kilo-fleet/tool-${hostToolArtifact().id}.cjs`;
     expect(inputsOf(e.byName("pkg-install"))).toMatchObject({
       create: `/bin/sh ${tool} install-package '7.7.7 - linux-x64=${shipped}'`,
       delete: `/bin/sh ${tool} install-package-delete`,
