@@ -60,8 +60,6 @@ export interface SmokeResult {
   kiloVersion: string;
   /** How long the check took. */
   seconds: number;
-  /** Models the pool lets this key use. */
-  poolModels?: string[];
   /** Settings the pool says are too large (e.g. a `limit.context` over the pool's `context_length`). */
   warnings?: string[];
 }

@@ -88,20 +88,16 @@ export interface EnvArgs {
   reconcile?: string;
 }
 
-/** The smoke check. */
+/**
+ * The smoke check: its own settings only. What it checks (model, base URL, the key's variable, the models'
+ * limits) it reads from the deployed kilo.jsonc (host/smokeTarget.ts).
+ */
 export interface SmokeArgs {
+  /** The host's name, for the failure line and the key setting it names. */
   host: string;
-  /** The pooler's /v1 base URL (as in kilo.jsonc). */
-  baseUrl: string;
-  /** The variable the env file exports the key as. */
-  var: string;
-  /** `<provider>/<model>` for `kilo run --model`. */
-  model: string;
   timeoutSeconds: number;
   /** `kilo-run`: the pool checks, then the seed's `kilo run`; `pool`: the pool checks only (no tokens). */
   level: "kilo-run" | "pool";
-  /** The ids of `kilo-fleet:models` (what the key must be allowed to use) → their context/input limits. */
-  models: Record<string, { context?: number; input?: number }>;
   /** `kilo-fleet:reconcile`: ignored by the tool; in the argument so a change re-runs the step in place. */
   reconcile?: string;
 }

@@ -188,19 +188,11 @@ export function hostStepCommands(
     ),
     ...(spec.smokeCheck.enabled
       ? {
+          // What it checks comes from the deployed kilo.jsonc; a config change re-runs it by its trigger.
           smoke: toolStep(tool.id, "smoke", {
             host: name,
-            baseUrl: spec.poolerBaseUrl,
-            var: spec.apiKeyEnvVar,
-            model: `${spec.providerId}/${spec.model}`,
             timeoutSeconds: spec.smokeCheck.timeoutSeconds,
             level: spec.smokeCheck.level,
-            models: Object.fromEntries(
-              Object.entries(spec.models).map(([id, m]) => [
-                id,
-                { context: m.limit.context, ...(m.limit.input !== undefined ? { input: m.limit.input } : {}) },
-              ]),
-            ),
             ...r,
           }),
         }

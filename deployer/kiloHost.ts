@@ -350,6 +350,9 @@ export class KiloHost extends pulumi.ComponentResource {
       ? pulumi.unsecret(
           smoke.stdout.apply((out) => {
             const r = parseResult(out ?? "", "smoke");
+            // The check's warnings (e.g. a limit over the pool's context_length) are the deploy's: the step
+            // itself logs nothing.
+            for (const w of r?.warnings ?? []) void pulumi.log.warn(`${name}: smoke check: ${w}`, this);
             return r
               ? {
                   pass: r.pass,

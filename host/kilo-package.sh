@@ -668,7 +668,7 @@ kf_install() {
       kf_tmp=$kf_kilo_dir/.download.kilo-fleet-tmp-$$
       mkdir "$kf_tmp" || kf_fail "cannot create $kf_tmp"
     fi
-    kf_log "downloading $kf_pkg@$kf_version from $kf_url"
+    kf_log "downloading $kf_url"
     kf_download "$kf_url" "$kf_tmp/package.tgz" "$kf_tmp/err" ||
       kf_fail "cannot download $kf_pkg@$kf_version from $kf_url ($(kf_last_line "$kf_tmp/err")); nothing was changed"
     kf_got=$(kf_sha512_hex "$kf_tmp/package.tgz" | kf_hex_to_base64)
@@ -725,7 +725,7 @@ kf_install() {
     kf_records dir | awk -v d="$kf_kilo_dir/$kf_v" '$0 == d { f = 1 } END { exit f ? 0 : 1 }' &&
       rmdir "$kf_kilo_dir/$kf_v" 2>/dev/null || :
   done
-  kf_log "kilo $kf_version ($kf_pkg) installed at $kf_target, linked from $kf_link"
+  kf_log "kilo $kf_version installed: $kf_link -> $kf_target"
   kf_result "$kf_version" "$kf_platform" true
 }
 

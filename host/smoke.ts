@@ -3,6 +3,8 @@
  * docs describe (shared/codex-pooler-kilo.md, point 10) and fails with one line a person can act on when
  * it does not.
  *
+ * 0. Reads what to check from the deployed kilo.jsonc (smokeTarget.ts): the default model, its provider's
+ *    base URL and key variable, and the provider's models with their limits.
  * 1. Loads the env file the deploy wrote by sourcing it with /bin/sh (the same file the rc blocks source, so
  *    this proves that path) and takes the variables it exports; the key must be non-empty (kilo silently
  *    sends no Authorization header otherwise).
@@ -12,8 +14,8 @@
  *    (session database, logs) and TMPDIR inside it too: a check leaves nothing behind — not kilo's
  *    first-run rewrite of kilo.jsonc, not the user's kilo history, and nothing a server echoed.
  * 3. Asks the pool first (poolCheck.ts: `/readyz`, then `/v1/models` with the key; no tokens) and fails fast
- *    with the pool's own reason; a model limit over the pool's `context_length` is a warning (stderr
- *    `kilo-fleet: warning: …` and the result's `warnings`). `level: "pool"` stops here.
+ *    with the pool's own reason; a model limit over the pool's `context_length` is a warning (the result's
+ *    `warnings`, which KiloHost logs as the deploy's warnings). `level: "pool"` stops here.
  * 4. Runs kilo with project config off (`KILO_DISABLE_PROJECT_CONFIG=1`: kilo 7.7.7 otherwise walks up from
  *    its directory loading any kilo.jsonc/opencode.json/.kilo and AGENTS.md it finds; with it, kilo reads
  *    config and instructions from its config dir only), a HOME of its own, and an allowlisted environment:
@@ -44,6 +46,7 @@ import { sanitizeServerText } from "../common/redact";
 import type { SmokeResult } from "../common/result";
 import type { SmokeArgs } from "../common/stepArgs";
 import { checkPool, contextLimitWarnings, poolErrorCode, poolErrorReason } from "./poolCheck";
+import { type SmokeTarget, smokeTarget } from "./smokeTarget";
 
 /** The seed's smoke prompt (codex-pooler-kilo docs, point 10). */
 export const SMOKE_PROMPT =
@@ -203,7 +206,12 @@ export function loadEnvFile(envFile: string): Map<string, string> {
 }
 
 /** The cause of a failed kilo run, from its error events (the most specific one wins). */
-function causeOf(errors: NonNullable<KiloEvent["error"]>[], args: SmokeArgs, quoted: (t: unknown) => string): string {
+function causeOf(
+  errors: NonNullable<KiloEvent["error"]>[],
+  args: SmokeArgs,
+  target: SmokeTarget,
+  quoted: (t: unknown) => string,
+): string {
   const messageOf = (e: NonNullable<KiloEvent["error"]>) =>
     String(e.data?.message || e.message || e.name || "unknown error");
   const http = errors.find((e) => typeof e.data?.statusCode === "number");
@@ -215,17 +223,17 @@ function causeOf(errors: NonNullable<KiloEvent["error"]>[], args: SmokeArgs, quo
     const mapped = poolErrorReason(status, body, { keySetting: keySettingOf(args) });
     if (code !== undefined || status === 401 || status === 429) return `kilo's request failed: ${mapped.reason}`;
     if (status === 404)
-      return `the pooler answered HTTP 404 for model ${args.model}: ${quoted(messageOf(http))} — check kilo-fleet:poolerBaseUrl and the pool's models`;
+      return `the pooler answered HTTP 404 for model ${target.model}: ${quoted(messageOf(http))} — check kilo-fleet:poolerBaseUrl and the pool's models`;
     return `kilo's request failed: ${mapped.reason}: ${quoted(messageOf(http))}`;
   }
   const notFound = errors.find((e) => /^Model not found/.test(messageOf(e)));
   if (notFound)
-    return `unknown model ${args.model}: kilo says ${quoted(messageOf(notFound))} — define it in kilo-fleet:models`;
+    return `unknown model ${target.model}: kilo says ${quoted(messageOf(notFound))} — define it in kilo-fleet:models`;
   const net = errors.find((e) =>
     /Cannot connect to API|Connection reset|ECONNREFUSED|Unable to connect/i.test(messageOf(e)),
   );
   if (net)
-    return `the pooler at ${args.baseUrl} is unreachable or dropped the connection (kilo: ${quoted(messageOf(net))})`;
+    return `the pooler at ${target.baseUrl} is unreachable or dropped the connection (kilo: ${quoted(messageOf(net))})`;
   const specific = errors.filter((e) => !/^Unexpected server error/.test(messageOf(e)));
   const last = specific[specific.length - 1] ?? errors[errors.length - 1];
   return `kilo reported ${last.name || "an error"}: ${quoted(messageOf(last))}`;
@@ -247,6 +255,21 @@ export function smokeConfigCopy(text: string): string {
   delete config.mcp;
   config.permission = { ...SMOKE_PERMISSION };
   return `${JSON.stringify(config, null, 2)}\n`;
+}
+
+/** What to check, from the deployed kilo.jsonc (smokeTarget.ts). */
+function deployedTarget(configFile: string): SmokeTarget {
+  let text: string;
+  try {
+    text = fs.readFileSync(configFile, "utf8");
+  } catch {
+    throw new SmokeFailure(`${configFile} is missing (the config step writes it)`);
+  }
+  try {
+    return smokeTarget(text, configFile);
+  } catch (e) {
+    throw new SmokeFailure((e as Error).message);
+  }
 }
 
 /** The installed CLI's version: its package.json (found through the bin link), or `kilo --version`. */
@@ -351,21 +374,21 @@ async function smoke(
     new SmokeFailure(`timed out after ${args.timeoutSeconds} s (kilo-fleet:smokeCheck.timeoutSeconds)`);
 
   if (!fs.existsSync(layout.kiloBin)) throw new SmokeFailure(`kilo is not installed at ${layout.kiloBin}`);
+  const target = deployedTarget(layout.configFile);
   const fromEnvFile = loadEnvFile(layout.envFile);
-  const key = fromEnvFile.get(args.var) ?? "";
+  const key = fromEnvFile.get(target.keyVar) ?? "";
   const redact = redactor(key);
   setKey(key);
   const quoted = (t: unknown) => JSON.stringify(redact(t));
   if (key === "") {
     throw new SmokeFailure(
-      `${args.var} is empty or not exported after sourcing ${layout.envFile}: kilo would send no API key — set ${keySettingOf(args)} and deploy again`,
+      `${target.keyVar} is empty or not exported after sourcing ${layout.envFile}: kilo would send no API key — set ${keySettingOf(args)} and deploy again`,
     );
   }
 
   // 1. The pool checks: /readyz, then /v1/models with the key (no tokens spent). They fail fast with the
   // pool's own reason; limits over the pool's context_length are warnings.
   const warnings: string[] = [];
-  let poolModels: string[] | undefined;
   // node's fetch ignores proxy variables (kilo honours them): behind a proxy the pool checks cannot run.
   const proxy = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"].find(
     (v) => process.env[v],
@@ -379,32 +402,30 @@ async function smoke(
     warnings.push(`the pool checks were skipped: ${proxy} is set and they do not go through proxies (kilo does)`);
   } else {
     const pool = await checkPool({
-      baseUrl: args.baseUrl,
+      baseUrl: target.baseUrl,
       apiKey: key,
-      models: Object.keys(args.models),
+      models: Object.keys(target.models),
       timeoutMs: Math.max(1000, Math.min(10_000, remainingMs())),
       keySetting: keySettingOf(args),
     });
     if (remainingMs() <= 0) throw timedOut();
     if (!pool.ok) throw new SmokeFailure(pool.reason);
-    poolModels = pool.models.map((m) => m.id);
-    const limits = Object.fromEntries(Object.entries(args.models).map(([id, limit]) => [id, { limit }]));
-    for (const w of contextLimitWarnings(limits, pool.models)) warnings.push(w.message);
+    for (const w of contextLimitWarnings(target.models, pool.models)) warnings.push(w.message);
   }
   const version = kiloVersion(layout.kiloBin, remainingMs());
   if (remainingMs() <= 0) throw timedOut();
   const passed = (level: SmokeResult["level"]) => {
     const seconds = Math.round((Date.now() - started) / 100) / 10;
     return {
-      // Warnings only: the smoke step logs nothing (it handles the key); the result line says the rest.
-      lines: warnings.map((w) => `kilo-fleet: warning: ${redact(w)}`),
+      // Nothing but the result: the step logs nothing (it handles the key), and KiloHost logs the warnings
+      // it carries as the deploy's own.
+      lines: [],
       result: {
         step: "smoke" as const,
         pass: true as const,
         level,
         kiloVersion: redact(version),
         seconds,
-        ...(poolModels ? { poolModels: poolModels.map((m) => redact(m)) } : {}),
         ...(warnings.length > 0 ? { warnings: warnings.map((w) => redact(w)) } : {}),
       },
     };
@@ -434,7 +455,7 @@ async function smoke(
   const env = kiloEnvironment(process.env, fromEnvFile, dir);
   const child = spawn(
     layout.kiloBin,
-    ["run", "--model", args.model, "--pure", "--auto", "--format", "json", "--dir", work, SMOKE_PROMPT],
+    ["run", "--model", target.model, "--pure", "--auto", "--format", "json", "--dir", work, SMOKE_PROMPT],
     { cwd: work, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
   );
   scratch.child = child;
@@ -503,11 +524,11 @@ async function smoke(
     throw new SmokeFailure(
       ran > 0
         ? `the model called ${names} and kilo ran it although the smoke check allows only the write tool — check kilo's permission handling and the pooler`
-        : `the model called ${names}, which the smoke check refuses (it allows only the write tool, in its scratch directory) — is the pooler at ${args.baseUrl} the one you deployed?`,
+        : `the model called ${names}, which the smoke check refuses (it allows only the write tool, in its scratch directory) — is the pooler at ${target.baseUrl} the one you deployed?`,
     );
   }
   const errors = events.filter((e) => e.type === "error").map((e) => e.error ?? {});
-  if (errors.length > 0) throw new SmokeFailure(causeOf(errors, args, quoted));
+  if (errors.length > 0) throw new SmokeFailure(causeOf(errors, args, target, quoted));
   if (status.code !== 0) {
     const lastLine = stderr.trim().split("\n").pop() || "";
     throw new SmokeFailure(

@@ -121,6 +121,8 @@ describe("index.ts provisions a local host for real under mocks", () => {
     const warnings = (exported.smoke as { warnings?: string[] }).warnings ?? [];
     expect(warnings.length).toBeGreaterThan(0);
     for (const w of warnings) expect(w).toContain("kilo-fleet:models");
+    // …and are the deploy's own warnings (the smoke step logs nothing).
+    for (const w of warnings) expect(first.e.warnings).toContain(`${HOST}: smoke check: ${w}`);
     // The tool is in place, once, at its content-addressed path.
     expect(readFileSync(join(home, hostToolArtifact().pathInHome), "utf8")).toBe(hostToolArtifact().text);
     // What is on the machine now.

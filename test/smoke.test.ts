@@ -265,10 +265,10 @@ describe.concurrent("smoke check with the real kilo 7.7.7", () => {
       { ...host.env, KILO_CONFIG_DIR: join(host.root, ".kilo") },
       { cwd: host.home },
     );
-    expect(r.stderr).toMatch(/^(kilo-fleet: warning: [^\n]*\n)*$/);
+    expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const result = parseResult(r.stdout, "smoke");
-    expect(result).toMatchObject({ pass: true, level: "kilo-run", kiloVersion: kilo.version, poolModels: ["gpt-5.5"] });
+    expect(result).toMatchObject({ pass: true, level: "kilo-run", kiloVersion: kilo.version });
     expect(result?.seconds).toBeGreaterThan(0);
     expect(attacker.requests).toEqual([]);
     const reqs = ok.requests.filter((q) => q.key === KEY && requestsFrom(ok, host.home).includes(q));
