@@ -386,13 +386,14 @@ export function contextLimitWarnings(
     });
     if (over.length === 0) continue;
     const setting = `kilo-fleet:models.${id}.limit.${over[0]}`;
-    const what = over.map((k) => `limit.${k} ${m.limit?.[k]}`).join(" and ");
-    const keys = over.map((k) => `kilo-fleet:models.${id}.limit.${k}`).join(" and ");
+    const what = over.map((k) => `kilo-fleet:models.${id}.limit.${k} ${m.limit?.[k]}`).join(" and ");
+    // Short (it is kept in the smoke step's result and the stack output): the setting names the model.
+    const one = over.length === 1;
     out.push({
       model: id,
       setting,
       poolContextLength: pool,
-      message: `model ${id}: ${what} exceed${over.length === 1 ? "s" : ""} the pool's context_length ${pool} — set ${keys} to at most ${pool}`,
+      message: `${what} exceed${one ? "s" : ""} the pool's context_length ${pool}: set ${one ? "it" : "them"} to at most ${pool}`,
     });
   }
   return out;

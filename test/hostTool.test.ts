@@ -127,11 +127,11 @@ describe("the host tool artifact", () => {
     for (const line of [ssh.create, ssh.delete ?? ""]) {
       const m = /^\/bin\/sh -c '([^'\\]*)'$/.exec(line);
       expect(m, line).not.toBeNull();
-      expect(line.length).toBeLessThan(450);
+      expect(line.length).toBeLessThan(300);
       expect(line).toContain(id);
     }
     const local = toolStepCommands(id, { kind: "local", source: "/x/tool.cjs" });
-    expect(local.create.length + (local.delete ?? "").length).toBeLessThan(800);
+    expect(local.create.length + (local.delete ?? "").length).toBeLessThan(600);
   });
 
   test("run with an unknown subcommand or a bad argument, it says so in one line and exits 1", () => {

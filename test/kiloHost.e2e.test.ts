@@ -112,7 +112,9 @@ describe("index.ts provisions a local host for real under mocks", () => {
         seconds: expect.any(Number),
         // The seed's limit.context is over what the stand-in pool serves (its context_length).
         warnings: [
-          expect.stringMatching(/^model gpt-5\.5: limit\.context 272000 exceeds the pool's context_length \d+/),
+          expect.stringMatching(
+            /^kilo-fleet:models\.gpt-5\.5\.limit\.context 272000 exceeds the pool's context_length \d+/,
+          ),
         ],
       },
       kiloConfig: expect.objectContaining({ model: "codex-pooler/gpt-5.5" }),

@@ -376,7 +376,7 @@ describe("contextLimitWarnings", () => {
         setting: "kilo-fleet:models.gpt-5.5.limit.context",
         poolContextLength: 258_400,
         message:
-          "model gpt-5.5: limit.context 272000 exceeds the pool's context_length 258400 — set kilo-fleet:models.gpt-5.5.limit.context to at most 258400",
+          "kilo-fleet:models.gpt-5.5.limit.context 272000 exceeds the pool's context_length 258400: set it to at most 258400",
       },
     ]);
   });
@@ -386,10 +386,10 @@ describe("contextLimitWarnings", () => {
       contextLimitWarnings({ "gpt-5.5": { limit } }, pool).map((x) => x.message);
     expect(w({ context: 258_400, input: 258_400, output: 64_000 })).toEqual([]);
     expect(w({ context: 200_000, input: 260_000 })).toEqual([
-      "model gpt-5.5: limit.input 260000 exceeds the pool's context_length 258400 — set kilo-fleet:models.gpt-5.5.limit.input to at most 258400",
+      "kilo-fleet:models.gpt-5.5.limit.input 260000 exceeds the pool's context_length 258400: set it to at most 258400",
     ]);
     expect(w({ context: 300_000, input: 260_000 })).toEqual([
-      "model gpt-5.5: limit.context 300000 and limit.input 260000 exceed the pool's context_length 258400 — set kilo-fleet:models.gpt-5.5.limit.context and kilo-fleet:models.gpt-5.5.limit.input to at most 258400",
+      "kilo-fleet:models.gpt-5.5.limit.context 300000 and kilo-fleet:models.gpt-5.5.limit.input 260000 exceed the pool's context_length 258400: set them to at most 258400",
     ]);
   });
 });

@@ -176,7 +176,7 @@ describe.concurrent("smoke check (stand-in kilo)", () => {
     // The seed's gpt-5.5 says limit.context 272000; this pool reports 258400: a warning, in the result only
     // (KiloHost logs it): the step prints nothing else, on stdout or stderr.
     expect(result?.warnings).toEqual([
-      "model gpt-5.5: limit.context 272000 exceeds the pool's context_length 258400 — set kilo-fleet:models.gpt-5.5.limit.context to at most 258400",
+      "kilo-fleet:models.gpt-5.5.limit.context 272000 exceeds the pool's context_length 258400: set it to at most 258400",
     ]);
     expect(r.stderr).toBe("");
     expect(r.stdout.trim().split("\n")).toHaveLength(1);
