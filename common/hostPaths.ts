@@ -65,6 +65,11 @@ export function hostLayout(env: NodeJS.ProcessEnv, home: string): HostLayout {
   };
 }
 
+/** `file` as a person writes it: `~/…` when it is under `home`, else as it is. */
+export function tildePath(home: string, file: string): string {
+  return file.startsWith(`${home}/`) ? `~${file.slice(home.length)}` : file;
+}
+
 /** The same places as a person writes them (`~` is the host user's HOME), for outputs and messages. */
 export const DISPLAY_PATHS = {
   configFile: "~/.config/kilo/kilo.jsonc",

@@ -33,11 +33,11 @@ export interface InstallResult {
 
 export interface ConfigResult {
   step: "config";
-  /** kilo.jsonc on the host. */
+  /** kilo.jsonc on the host (`~/…` under HOME). */
   configPath: string;
   status: "created" | "updated" | "unchanged";
-  /** Files kilo applies over kilo.jsonc that set a managed key (also printed as warnings). */
-  overriddenBy: string[];
+  /** Files kilo applies over kilo.jsonc that set a managed key (also printed as warnings); absent: none. */
+  overriddenBy?: string[];
 }
 
 export interface EnvResult {

@@ -154,7 +154,7 @@ export function defaultMockState(args: pulumi.runtime.MockResourceArgs): MockRes
         method: "npm",
         changed: true,
       },
-      config: { step: "config", configPath: "/home/dev/.config/kilo/kilo.jsonc", status: "created", overriddenBy: [] },
+      config: { step: "config", configPath: "~/.config/kilo/kilo.jsonc", status: "created" },
       env: { step: "env", envFilePath: "~/.config/kilo/codex-pooler.env", rcFiles: ["~/.profile"], changed: true },
     };
     if (role === "smoke") {

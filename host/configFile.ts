@@ -5,6 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
+import { tildePath } from "../common/hostPaths";
 import {
   type KeyPath,
   KiloConfigParseError,
@@ -135,16 +136,18 @@ export function configApply(
   writeJson(stateFile(p), { paths, createdFile, backup } satisfies ConfigState);
   const warnings = overrideWarnings(p, paths);
   const status = changed ? (existing === undefined ? "created" : "updated") : "unchanged";
+  const shown = tildePath(p.home, p.configFile);
+  const overriddenBy = [...new Set(warnings.map((w) => w.file))];
   return {
     lines: [
       ...warnings.map((w) => w.line),
-      `kilo-fleet: ${p.configFile} ${status === "unchanged" ? "already up to date" : status} (kilo-fleet manages: ${paths.map((k) => k.join(".")).join(", ")})`,
+      `kilo-fleet: ${shown} ${status === "unchanged" ? "already up to date" : status} (kilo-fleet manages: ${paths.map((k) => k.join(".")).join(", ")})`,
     ],
     result: {
       step: "config",
-      configPath: p.configFile,
+      configPath: shown,
       status,
-      overriddenBy: [...new Set(warnings.map((w) => w.file))],
+      ...(overriddenBy.length > 0 ? { overriddenBy } : {}),
     },
   };
 }

@@ -24,7 +24,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type ParseError, parse as parseJsonc } from "jsonc-parser";
-import type { HostLayout } from "../common/hostPaths";
+import { type HostLayout, tildePath } from "../common/hostPaths";
 import { type KeyPath, managedKeyPaths, valueAt } from "../common/kiloConfigMerge";
 import type { CheckFinding, CheckResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
@@ -81,7 +81,7 @@ export function checkPaths(layout: HostLayout, env: NodeJS.ProcessEnv): CheckPat
   };
 }
 
-const tilde = (home: string, file: string) => (file.startsWith(`${home}/`) ? `~${file.slice(home.length)}` : file);
+const tilde = tildePath;
 
 /** JSON text with object keys sorted (so key order does not count as a difference). */
 function canonical(v: unknown): string {

@@ -4,6 +4,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { tildePath } from "../common/hostPaths";
 import type { DeleteResult, EnvResult } from "../common/result";
 import { applyCaFile, type CaState, caEnvVars, checkCaPem, deleteCaFile, refuseSymlink } from "./caFile";
 import { ENV_FILE_HEADER, envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "./envFile";
@@ -64,9 +65,7 @@ export function resolveShells(p: EnvPaths, spec: string): string[] {
 /** bash: top of ~/.bashrc, before a distribution's "not interactive: return" line; the rest at the end. */
 const placement = (shell: string) => (shell === "bash" ? "top" : "bottom");
 
-function tilde(p: EnvPaths, file: string): string {
-  return file.startsWith(`${p.home}/`) ? `~${file.slice(p.home.length)}` : file;
-}
+const tilde = (p: EnvPaths, file: string): string => tildePath(p.home, file);
 
 /**
  * Whether `file` is an env file kilo-fleet wrote (a regular file starting with its header): such a file

@@ -7,6 +7,7 @@ import { chmodSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync }
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { parseResult } from "../common/result";
 import { hostToolArtifact } from "../deployer/hostTool";
 import {
   buildSettings,
@@ -207,6 +208,13 @@ test("warns once per file and key when a file kilo applies over kilo.jsonc sets 
       `kilo-fleet: warning: ${h.home}/.config/kilo/opencode.json sets "model", and kilo applies that file over kilo.jsonc, so kilo-fleet's value is ignored`,
       `kilo-fleet: warning: ${h.home}/.kilocode/config.json sets "provider.codex-pooler", and kilo applies that file over kilo.jsonc, so kilo-fleet's value is ignored`,
     ]);
+    // The result names them too (and names no file when none overrides: test/hostScripts.local.test.ts).
+    expect(parseResult(r.stdout, "config")).toEqual({
+      step: "config",
+      configPath: "~/.config/kilo/kilo.jsonc",
+      status: "updated",
+      overriddenBy: [`${h.home}/.config/kilo/opencode.json`, `${h.home}/.kilocode/config.json`],
+    });
   } finally {
     rmSync(h.root, { recursive: true, force: true });
   }

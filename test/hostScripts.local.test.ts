@@ -405,7 +405,11 @@ describe("shells", () => {
         expect(parseResult(run(ssh.tool.create).stdout, "tool")?.id).toBe(tool.id);
         // What CopyToRemote does next: the file at its path under HOME.
         copyFileSync(tool.file, join(home, tool.pathInHome));
-        expect(parseResult(run(ssh.config.create).stdout, "config")?.status).toBe("created");
+        expect(parseResult(run(ssh.config.create).stdout, "config")).toEqual({
+          step: "config",
+          configPath: "~/.config/kilo/kilo.jsonc",
+          status: "created",
+        });
         expect(parseResult(run(ssh.env.create, `${testKey()}\n`).stdout, "env")?.changed).toBe(true);
         for (const d of [ssh.env.delete, ssh.config.delete, ssh.tool.delete]) run(d ?? "");
         expect(snapshotObject(snapshot(home, foreign)), shell).toEqual(before);

@@ -102,7 +102,7 @@ describe("index.ts provisions a local host for real under mocks", () => {
     expect(exported).toMatchObject({
       kind: "local",
       kiloVersion: TEST_KILO_VERSION,
-      configPath: join(home, ".config/kilo/kilo.jsonc"),
+      configPath: "~/.config/kilo/kilo.jsonc",
       envFilePath: "~/.config/kilo/codex-pooler.env",
       smoke: {
         enabled: true,

@@ -278,7 +278,7 @@ describe("stack exports", () => {
     expect(hosts["alice-laptop"]).toEqual({
       kind: "local",
       kiloVersion: "7.7.7",
-      configPath: "/home/dev/.config/kilo/kilo.jsonc",
+      configPath: "~/.config/kilo/kilo.jsonc",
       envFilePath: "~/.config/kilo/codex-pooler.env",
       smoke: { enabled: true, pass: true, level: "kilo-run", kiloVersion: "7.7.7", seconds: 12.3 },
       kiloConfig: expectedScripts("alice-laptop").kiloConfig,
