@@ -12,7 +12,7 @@ import * as path from "node:path";
  */
 export const TOOL_DIR_IN_HOME = ".local/share/kilo-fleet";
 
-/** The tool file's name for a build id (the first 16 hex digits of its sha256). */
+/** The tool file's name for a build id (the first 12 hex digits of its sha256). */
 export const toolFileName = (id: string): string => `tool-${id}.cjs`;
 
 export interface HostLayout {

@@ -13,7 +13,7 @@ export const RESULT_PREFIX = "kilo-fleet-result ";
 /** The tool step (shipping the host tool itself). */
 export interface ToolResult {
   step: "tool";
-  /** The tool's id (the first 16 hex digits of its sha256): it is at `~/.local/share/kilo-fleet/tool-<id>.cjs`. */
+  /** The tool's id (the first 12 hex digits of its sha256): it is at `~/.local/share/kilo-fleet/tool-<id>.cjs`. */
   id: string;
 }
 

@@ -2,7 +2,7 @@
  * The host tool as an artifact: host/tool.ts bundled by esbuild (deterministic: same sources, same bytes)
  * behind host/header.sh (which embeds host/kilo-package.sh's functions: the package install runs in sh,
  * before any JavaScript runtime is needed), written once to `build/host-tool/tool-<id>.cjs` beside the
- * project (`id` = the first 16 hex digits of its sha256). Each host gets it once, by its own step, at
+ * project (`id` = the first 12 hex digits of its sha256). Each host gets it once, by its own step, at
  * `~/.local/share/kilo-fleet/tool-<id>.cjs`: a new kilo-fleet is a new file, and the steps that name it
  * re-run with it, so a destroy always finds the tool each delete names. The state keeps only the file's
  * path and hash (a FileAsset), never its bytes.
@@ -17,7 +17,7 @@ export interface HostToolArtifact {
   /** The whole file: sh header, then the bundle. */
   text: string;
   sha256: string;
-  /** The first 16 hex digits of sha256: the file's name on the host. */
+  /** The first 12 hex digits of sha256 (48 bits: two builds never share a name in practice): the file's name on the host. */
   id: string;
   /** Where it is on this machine (absolute). */
   file: string;
@@ -118,7 +118,7 @@ export function useHostToolArtifact(artifact: HostToolArtifact | undefined): voi
  */
 export function writeHostToolArtifact(text: string): HostToolArtifact {
   const sha256 = createHash("sha256").update(text, "utf8").digest("hex");
-  const id = sha256.slice(0, 16);
+  const id = sha256.slice(0, 12);
   const dir = process.env.KILO_FLEET_BUILD_DIR || path.join(ROOT, "build", "host-tool");
   const file = path.join(dir, toolFileName(id));
   if (!existsSync(file) || readFileSync(file, "utf8") !== text) {

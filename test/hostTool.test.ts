@@ -84,7 +84,7 @@ describe("the host tool artifact", () => {
   test("is deterministic, ASCII, small, free of this machine's paths, and a valid sh and CommonJS file at once", () => {
     const a = hostToolArtifact();
     expect(toolHeader() + toolBundle()).toBe(a.text);
-    expect(a.id).toBe(a.sha256.slice(0, 16));
+    expect(a.id).toBe(a.sha256.slice(0, 12));
     expect(a.file.endsWith(`/tool-${a.id}.cjs`)).toBe(true);
     expect(readFileSync(a.file, "utf8")).toBe(a.text);
     expect(a.pathInHome).toBe(`.local/share/kilo-fleet/tool-${a.id}.cjs`);

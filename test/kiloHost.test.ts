@@ -151,7 +151,7 @@ describe("the resource graph", () => {
         // Every step but the tool step is one short line: the tool, a subcommand, one JSON argument.
         if (step !== "tool") {
           expect(String(inputs.create)).toMatch(
-            /^\/bin\/sh ~\/\.local\/share\/kilo-fleet\/tool-[0-9a-f]{16}\.cjs [a-z-]+ '[^'\\]*'$/,
+            /^\/bin\/sh ~\/\.local\/share\/kilo-fleet\/tool-[0-9a-f]{12}\.cjs [a-z-]+ '[^'\\]*'$/,
           );
           expect(String(inputs.create).length, `${h.name}-${step}`).toBeLessThan(2048);
         }
