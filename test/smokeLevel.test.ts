@@ -1,12 +1,14 @@
 /**
  * `smokeCheck.level` (issue 10, item 6): `kilo-run` by default, `pool` fleet-wide or per host
- * (`hosts[i].smokeCheck.level` wins), refused when misspelt, and carried into the smoke step's argument.
+ * (`hosts[i].smokeCheck.level` wins), refused when misspelt, and carried into the smoke step's argument
+ * (whose only other settings are the host and the timeout: what it checks comes from the deployed kilo.jsonc).
  */
 import { describe, expect, it } from "vitest";
 import { decodeStepArg } from "../common/stepArgs";
 import { hostSpec } from "../deployer/hostSpec";
 import { parseSettings } from "../deployer/settings";
 import { buildSettings, deployScripts } from "../harness/hostHome";
+import { smokeTarget } from "../host/smokeTarget";
 
 function parse(extra: Record<string, unknown>) {
   return parseSettings({
@@ -57,12 +59,18 @@ describe("smokeCheck.level", () => {
     if (!host.ok) expect(host.errors.map((e) => e.message).join("\n")).toMatch(/unknown key \(did you mean level\?\)/);
   });
 
-  it("the smoke step gets the models' context and input limits, compactly", () => {
-    const arg = smokeArg({
+  it("the smoke step's argument is its own settings; the models' limits reach it through the deployed kilo.jsonc", () => {
+    const extra = {
       models: { a: { limit: { context: 1000, output: 10 } }, b: { limit: { context: 2000, input: 1500, output: 10 } } },
       model: "a",
+    };
+    expect(smokeArg(extra)).toEqual({ host: "test-host", timeoutSeconds: 180, level: "kilo-run" });
+    const built = buildSettings(extra);
+    const target = smokeTarget(JSON.stringify(deployScripts(built).kiloConfig), "kilo.jsonc");
+    expect(target.model).toBe("codex-pooler/a");
+    expect(target.models).toEqual({
+      a: { limit: { context: 1000, output: 10 } },
+      b: { limit: { context: 2000, input: 1500, output: 10 } },
     });
-    expect(arg.models).toEqual({ a: { context: 1000 }, b: { context: 2000, input: 1500 } });
-    expect(arg.model).toBe("codex-pooler/a");
   });
 });
