@@ -52,6 +52,10 @@ export function kiloConfigHeader(paths: readonly KeyPath[], eol = "\n"): string 
     .join("");
 }
 
+/** Whether `v` is a JSON object (not null, not an array). */
+export const isJsonObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v);
+
 /** The value at `path` in a plain object, or undefined. */
 export function valueAt(obj: unknown, path: KeyPath): unknown {
   let cur: unknown = obj;

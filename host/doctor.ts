@@ -25,7 +25,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { type ParseError, parse as parseJsonc } from "jsonc-parser";
 import { type HostLayout, tildePath } from "../common/hostPaths";
-import { type KeyPath, managedKeyPaths, valueAt } from "../common/kiloConfigMerge";
+import { isJsonObject, type KeyPath, managedKeyPaths, valueAt } from "../common/kiloConfigMerge";
 import type { CheckFinding, CheckResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import type { CheckArgs } from "../common/stepArgs";
@@ -81,12 +81,10 @@ export function checkPaths(layout: HostLayout, env: NodeJS.ProcessEnv): CheckPat
   };
 }
 
-const tilde = tildePath;
-
 /** JSON text with object keys sorted (so key order does not count as a difference). */
 function canonical(v: unknown): string {
   return JSON.stringify(v, (_k, x) =>
-    x !== null && typeof x === "object" && !Array.isArray(x)
+    isJsonObject(x)
       ? Object.fromEntries(
           Object.keys(x as object)
             .sort()
@@ -98,8 +96,6 @@ function canonical(v: unknown): string {
 
 const same = (a: unknown, b: unknown) => canonical(a) === canonical(b);
 
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
-
 /** A value as short JSON text (`(absent)` for undefined). */
 export function shortJson(v: unknown): string {
   if (v === undefined) return "(absent)";
@@ -109,7 +105,7 @@ export function shortJson(v: unknown): string {
 
 /** The leaf paths under `at` where `found` differs from `expected` (objects compared key by key). */
 function leafDiffs(expected: unknown, found: unknown, at: string[], out: { path: string[]; e: unknown; f: unknown }[]) {
-  if (isObject(expected) && isObject(found)) {
+  if (isJsonObject(expected) && isJsonObject(found)) {
     const keys = [...new Set([...Object.keys(expected), ...Object.keys(found)])].sort();
     for (const k of keys) {
       if (!same(expected[k], found[k])) leafDiffs(expected[k], found[k], [...at, k], out);
@@ -147,8 +143,8 @@ function checkKilo(p: CheckPaths, args: CheckArgs): { kilo: CheckResult["kilo"];
       drift: [
         {
           item: "kilo",
-          what: `not installed: no runnable kilo at ${tilde(layout.home, bin)}${layoutName !== "missing" ? " (a dangling or non-executable link)" : ""}`,
-          file: tilde(layout.home, bin),
+          what: `not installed: no runnable kilo at ${tildePath(layout.home, bin)}${layoutName !== "missing" ? " (a dangling or non-executable link)" : ""}`,
+          file: tildePath(layout.home, bin),
         },
       ],
     };
@@ -225,12 +221,12 @@ function lockDrift(layout: HostLayout, version: string, locked: Record<string, s
 }
 
 function checkConfig(p: CheckPaths, args: CheckArgs, paths: KeyPath[]): CheckFinding[] {
-  const file = tilde(p.layout.home, p.layout.configFile);
+  const file = tildePath(p.layout.home, p.layout.configFile);
   const text = readIfExists(p.layout.configFile);
   if (text === undefined) return [{ item: "kilo.jsonc", what: `${file} is missing`, file }];
   const errors: ParseError[] = [];
   const found = parseJsonc(text, errors, { allowTrailingComma: true });
-  if (errors.length > 0 || !isObject(found)) {
+  if (errors.length > 0 || !isJsonObject(found)) {
     return [{ item: "kilo.jsonc", what: `${file} is not valid JSONC (kilo ignores or rejects it)`, file }];
   }
   const out: CheckFinding[] = [];
@@ -279,7 +275,7 @@ function fileProblems(
   mode: number,
   what: string,
 ): { missing: boolean; drift: CheckFinding[] } {
-  const shown = tilde(home, file);
+  const shown = tildePath(home, file);
   let st: fs.Stats;
   try {
     st = fs.statSync(file);
@@ -313,7 +309,7 @@ function checkEnv(
   const { layout } = p;
   const home = layout.home;
   const pinned = args.version !== "latest";
-  const envShown = tilde(home, layout.envFile);
+  const envShown = tildePath(home, layout.envFile);
   const envCheck = fileProblems(home, layout.envFile, 0o600, "the env file");
   const drift = envCheck.drift;
   const text = envCheck.missing ? undefined : readIfExists(layout.envFile);
@@ -322,8 +318,8 @@ function checkEnv(
   if (dirMode !== 0o700) {
     drift.push({
       item: "env-file",
-      what: `${tilde(home, layout.configDir)} has mode ${dirMode.toString(8).padStart(4, "0")}, expected 0700 (it holds the key)`,
-      file: tilde(home, layout.configDir),
+      what: `${tildePath(home, layout.configDir)} has mode ${dirMode.toString(8).padStart(4, "0")}, expected 0700 (it holds the key)`,
+      file: tildePath(home, layout.configDir),
     });
   }
   const prefix = `export ${args.var}=`;
@@ -347,7 +343,7 @@ function checkEnv(
     drift.push(...fishCheck.drift);
     if (!fishCheck.missing && value !== undefined) {
       if (readIfExists(layout.fishEnvFile) !== renderFishEnvFile(envVars(args.var, value, pinned))) {
-        const shown = tilde(home, layout.fishEnvFile);
+        const shown = tildePath(home, layout.fishEnvFile);
         drift.push({ item: "env-file", what: `${shown} was edited (not what the env step writes)`, file: shown });
       }
     }
@@ -364,7 +360,7 @@ function checkRcBlocks(p: CheckPaths, shells: string[]): CheckFinding[] {
   const out: CheckFinding[] = [];
   for (const [shell, rel] of Object.entries(SHELL_RC_FILES)) {
     const file = path.join(home, rel);
-    const shown = tilde(home, file);
+    const shown = tildePath(home, file);
     const text = readIfExists(resolveTarget(file));
     let found: { start: number; end: number } | undefined;
     try {
@@ -427,7 +423,7 @@ function checkOverrides(p: CheckPaths, paths: KeyPath[]): CheckFinding[] {
     byFile.set(w.file, [...(byFile.get(w.file) ?? []), key]);
   }
   for (const [file, keys] of byFile) {
-    const shown = tilde(home, file);
+    const shown = tildePath(home, file);
     out.push({
       item: "override",
       what: `${shown} sets ${keys.join(", ")}, and kilo applies it over kilo.jsonc`,
@@ -482,7 +478,7 @@ export function runCheck(
   args: CheckArgs,
   readKey: () => string = () => readStdin("the key to compare"),
 ): { lines: string[]; result: CheckResult } {
-  if (typeof args.version !== "string" || !isObject(args.managed) || typeof args.var !== "string") {
+  if (typeof args.version !== "string" || !isJsonObject(args.managed) || typeof args.var !== "string") {
     throw new HostError("check: the argument needs version, managed and var");
   }
   let key: string | undefined;

@@ -366,6 +366,17 @@ kf_on_exit() {
   exit "$kf_rc"
 }
 
+# The start of every run that changes HOME: the exit and signal traps (a signal exits through kf_on_exit,
+# which cleans up and releases the lock), then the per-HOME lock, then a sweep of what an interrupted run left.
+kf_begin() {
+  trap kf_on_exit EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  kf_lock_take
+  kf_sweep
+}
+
 # ---------------------------------------------------------------------------------------------------------
 # The record (state file)
 
@@ -611,12 +622,7 @@ kf_install() {
     kf_locked_install=0
   fi
 
-  trap kf_on_exit EXIT
-  trap 'exit 129' HUP
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  kf_lock_take
-  kf_sweep
+  kf_begin
   kf_check_link
   [ -n "$(kf_records version)" ] || kf_undo_on_failure=1
 
@@ -732,12 +738,7 @@ kf_install() {
 kf_uninstall() {
   umask 022
   kf_paths
-  trap kf_on_exit EXIT
-  trap 'exit 129' HUP
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  kf_lock_take
-  kf_sweep
+  kf_begin
   kf_changed=$(kf_remove_all)
   if [ -n "$kf_changed" ]; then
     kf_log "removed the kilo kilo-fleet installed from its package"

@@ -65,8 +65,6 @@ export function resolveShells(p: EnvPaths, spec: string): string[] {
 /** bash: top of ~/.bashrc, before a distribution's "not interactive: return" line; the rest at the end. */
 const placement = (shell: string) => (shell === "bash" ? "top" : "bottom");
 
-const tilde = (p: EnvPaths, file: string): string => tildePath(p.home, file);
-
 /**
  * Whether `file` is an env file kilo-fleet wrote (a regular file starting with its header): such a file
  * holds a key, wherever a symlink made it land.
@@ -193,7 +191,7 @@ export function envApply(
       continue;
     }
     if (after === before) {
-      report.push(`${shell} ${tilde(p, file)} (unchanged)`);
+      report.push(`${shell} ${tildePath(p.home, file)} (unchanged)`);
       continue;
     }
     if (after === null) removeFile(file);
@@ -201,8 +199,8 @@ export function envApply(
     if (!shells.includes(shell)) {
       delete state.rc[file];
       writeJson(stateFile(p), state);
-      report.push(`${shell} ${tilde(p, file)} (block removed)`);
-    } else report.push(`${shell} ${tilde(p, file)} (${before === undefined ? "created" : "updated"})`);
+      report.push(`${shell} ${tildePath(p.home, file)} (block removed)`);
+    } else report.push(`${shell} ${tildePath(p.home, file)} (${before === undefined ? "created" : "updated"})`);
   }
   writeJson(stateFile(p), state);
   return {
@@ -211,8 +209,8 @@ export function envApply(
     lines: warning ? [warning] : [],
     result: {
       step: "env",
-      envFilePath: tilde(p, p.envFile),
-      rcFiles: shells.map((s) => tilde(p, rcPath(p, s))),
+      envFilePath: tildePath(p.home, p.envFile),
+      rcFiles: shells.map((s) => tildePath(p.home, rcPath(p, s))),
       changed: envChanged,
     },
   };
@@ -229,11 +227,11 @@ export function envDelete(p: EnvPaths): { lines: string[]; result: DeleteResult 
     if (after === undefined) continue;
     if (after === null) removeFile(file);
     else writeFileAtomic(file, after);
-    report.push(tilde(p, file));
+    report.push(tildePath(p.home, file));
   }
-  const removed = [p.envFile, p.fishEnvFile].flatMap((f) => removeEnvFile(f)).map((f) => tilde(p, f));
+  const removed = [p.envFile, p.fishEnvFile].flatMap((f) => removeEnvFile(f)).map((f) => tildePath(p.home, f));
   const ca = deleteCaFile(state);
-  if (ca !== undefined) removed.push(tilde(p, ca));
+  if (ca !== undefined) removed.push(tildePath(p.home, ca));
   if (state.configDirMode !== undefined && fs.existsSync(p.configDir)) {
     fs.chmodSync(p.configDir, state.configDirMode);
     crashPoint();

@@ -42,6 +42,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
 import type { HostLayout } from "../common/hostPaths";
+import { isJsonObject } from "../common/kiloConfigMerge";
 import { sanitizeServerText } from "../common/redact";
 import type { SmokeResult } from "../common/result";
 import type { SmokeArgs } from "../common/stepArgs";
@@ -250,8 +251,7 @@ function keySettingOf(args: SmokeArgs): string {
  */
 export function smokeConfigCopy(text: string): string {
   const parsed = parseJsonc(text, [], { allowTrailingComma: true }) as unknown;
-  const config: Record<string, unknown> =
-    parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? { ...(parsed as object) } : {};
+  const config: Record<string, unknown> = isJsonObject(parsed) ? { ...parsed } : {};
   delete config.mcp;
   config.permission = { ...SMOKE_PERMISSION };
   return `${JSON.stringify(config, null, 2)}\n`;

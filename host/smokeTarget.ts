@@ -6,6 +6,7 @@
  * `config=sha256:…` trigger.
  */
 import { parse as parseJsonc } from "jsonc-parser";
+import { isJsonObject } from "../common/kiloConfigMerge";
 import type { ModelLimitSettings } from "./poolCheck";
 
 export interface SmokeTarget {
@@ -19,29 +20,27 @@ export interface SmokeTarget {
   models: Record<string, ModelLimitSettings>;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
-
 /** The target, or an Error naming the file and what is missing (the config step writes all of it). */
 export function smokeTarget(text: string, file: string): SmokeTarget {
   const fail = (what: string) => new Error(`${file} ${what} (the config step writes it: deploy again)`);
   const config = parseJsonc(text, [], { allowTrailingComma: true }) as unknown;
-  if (!isObject(config)) throw fail("is not a JSON object");
+  if (!isJsonObject(config)) throw fail("is not a JSON object");
   const model = config.model;
   const slash = typeof model === "string" ? model.indexOf("/") : -1;
   if (typeof model !== "string" || slash <= 0 || slash === model.length - 1) {
     throw fail(`has no "model" of the form "<provider>/<model>"`);
   }
   const providerId = model.slice(0, slash);
-  const provider = isObject(config.provider) ? config.provider[providerId] : undefined;
-  if (!isObject(provider)) throw fail(`defines no provider "${providerId}" (its "model" names it)`);
-  const options = isObject(provider.options) ? provider.options : {};
+  const provider = isJsonObject(config.provider) ? config.provider[providerId] : undefined;
+  if (!isJsonObject(provider)) throw fail(`defines no provider "${providerId}" (its "model" names it)`);
+  const options = isJsonObject(provider.options) ? provider.options : {};
   const where = `provider.${providerId}.options`;
   if (typeof options.baseURL !== "string" || options.baseURL === "") throw fail(`has no ${where}.baseURL`);
   const keyVar = /^\{env:([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(String(options.apiKey ?? ""))?.[1];
   if (keyVar === undefined) throw fail(`has no ${where}.apiKey of the form "{env:VAR}"`);
   const models: Record<string, ModelLimitSettings> = {};
-  for (const [id, m] of Object.entries(isObject(provider.models) ? provider.models : {})) {
-    const limit = isObject(m) && isObject(m.limit) ? m.limit : {};
+  for (const [id, m] of Object.entries(isJsonObject(provider.models) ? provider.models : {})) {
+    const limit = isJsonObject(m) && isJsonObject(m.limit) ? m.limit : {};
     const num = (k: string) => (typeof limit[k] === "number" ? { [k]: limit[k] as number } : {});
     models[id] = { limit: { ...num("context"), ...num("input"), ...num("output") } };
   }
