@@ -1,6 +1,6 @@
 /**
  * `kilo-fleet doctor`: is every host of a stack still what the stack says? Runs the host tool's read-only
- * `check` subcommand (host/doctor.ts) on each host, in parallel with a bound, and reports per host
+ * `check` subcommand (host/check.ts) on each host, in parallel with a bound, and reports per host
  * `ok`, `drifted: what` or `unreachable: why` (`error: why` when the host answered but could not be
  * checked, e.g. no node there).
  *

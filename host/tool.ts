@@ -19,7 +19,7 @@ import { formatResult, type StepResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import { decodeStepArg, type StepArgs, SUBCOMMANDS, type Subcommand } from "../common/stepArgs";
 import { configApply, configDelete } from "./configFile";
-import { checkPaths, runCheck } from "./doctor";
+import { checkPaths, runCheck } from "./check";
 import { cleanupDirs, HostError } from "./fsUtil";
 import { installApply, installDelete } from "./install";
 import { withHostLock } from "./lock";
@@ -142,7 +142,7 @@ async function main(): Promise<void> {
     return;
   }
   if (sub === "check") {
-    // Read-only (kilo-fleet doctor): no lock, no write; see doctor.ts.
+    // Read-only (kilo-fleet doctor): no lock, no write; see check.ts.
     print(runCheck(checkPaths(layout, process.env), args as unknown as StepArgs["check"]));
     return;
   }
