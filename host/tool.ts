@@ -18,8 +18,8 @@ import { KILO_CONFIG_SCHEMA_URL, managedKeyPaths } from "../common/kiloConfigMer
 import { formatResult, type StepResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import { decodeStepArg, type StepArgs, SUBCOMMANDS, type Subcommand } from "../common/stepArgs";
-import { configApply, configDelete } from "./configFile";
 import { checkPaths, runCheck } from "./check";
+import { configApply, configDelete } from "./configFile";
 import { cleanupDirs, HostError } from "./fsUtil";
 import { installApply, installDelete } from "./install";
 import { withHostLock } from "./lock";
