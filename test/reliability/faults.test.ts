@@ -1,0 +1,122 @@
+/**
+ * Faults found in review (issue 17), host side, with the shipped steps on a temporary HOME:
+ *   - item 2: a failed env step leaves no key on disk: a half managed block in .bashrc fails before anything
+ *     is written; a startup file whose write fails after the key was written (a read-only link, as
+ *     home-manager makes) gets the run's key removed again; a create killed at any point leaves what the
+ *     other steps' deletes sweep, while a finished env step's files are left to its own delete;
+ */
+import { existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import {
+  buildSettings,
+  deployScripts,
+  filesContaining,
+  makeHome,
+  runLocal,
+  scriptEnv,
+  snapshot,
+  snapshotObject,
+  testKey,
+} from "../../harness/hostHome";
+import { BLOCK_START } from "../../host/rcBlock";
+import { isLitter } from "./support";
+
+const scripts = deployScripts(buildSettings());
+
+/** A temp HOME (the user's usual files, the tool shipped), removed however the test ends. */
+function withHome(f: (h: { root: string; home: string; tmp: string }) => void) {
+  const h = makeHome();
+  try {
+    f(h);
+  } finally {
+    rmSync(h.root, { recursive: true, force: true });
+  }
+}
+
+const keyFiles = (h: { root: string }, key: string) => filesContaining(h.root, key);
+
+describe("a failed env step leaves no key on disk (issue 17, item 2)", () => {
+  test("a .bashrc with half a managed block: the create fails before writing anything", () => {
+    withHome((h) => {
+      writeFileSync(join(h.home, ".bashrc"), `${BLOCK_START}\nexport FOO=1\n`);
+      const env = scriptEnv(h.home, h.tmp);
+      const before = snapshotObject(snapshot(h.home));
+      const key = testKey();
+      const r = runLocal(scripts.env.create, env, `${key}\n`);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^kilo-fleet: \S+\/\.bashrc line 1: kilo-fleet block has no end marker/);
+      expect(keyFiles(h, key)).toEqual([]);
+      expect(snapshotObject(snapshot(h.home))).toEqual(before);
+    });
+  });
+
+  test("a startup file whose write fails after the key was written: the run removes the key it wrote", () => {
+    withHome((h) => {
+      // A link to a file that reads but cannot be replaced (as a read-only link into a store does).
+      rmSync(join(h.home, ".profile"));
+      symlinkSync("/proc/version", join(h.home, ".profile"));
+      const env = scriptEnv(h.home, h.tmp);
+      const key = testKey();
+      const r = runLocal(scripts.env.create, env, `${key}\n`);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^kilo-fleet: cannot write \/proc\/version/);
+      expect(keyFiles(h, key)).toEqual([]);
+      // A rotation that fails the same way puts the earlier key back: the file the earlier step recorded.
+      rmSync(join(h.home, ".profile"));
+      writeFileSync(join(h.home, ".profile"), "# mine\n");
+      const first = testKey();
+      expect(runLocal(scripts.env.create, env, `${first}\n`).code).toBe(0);
+      rmSync(join(h.home, ".profile"));
+      symlinkSync("/proc/version", join(h.home, ".profile"));
+      expect(runLocal(scripts.env.create, env, `${key}\n`).code).toBe(1);
+      expect(keyFiles(h, key)).toEqual([]);
+      expect(keyFiles(h, first)).toEqual(["home/.config/kilo/codex-pooler.env"]);
+    });
+  });
+
+  test("a first create killed at every crash point: the config step's delete leaves no key", () => {
+    withHome((h) => {
+      const env = scriptEnv(h.home, h.tmp);
+      // kilo-fleet's own state dir may differ between runs (which directories it made); the rest may not.
+      const skip = (rel: string) => isLitter(rel) || /^\.local\/state(\/|$)/.test(rel);
+      const pristine = snapshotObject(snapshot(h.home, skip));
+      const findings: string[] = [];
+      let finished = false;
+      for (let at = 1; at < 200 && !finished; at++) {
+        // The config step ran (its delete has a record to act on), then the env step's first create.
+        expect(runLocal(scripts.config.create, env).code).toBe(0);
+        const key = testKey();
+        const r = runLocal(scripts.env.create, { ...env, KILO_FLEET_TEST_CRASH_AT: String(at) }, `${key}\n`);
+        const state = join(h.home, ".local/state/kilo-fleet/shell.json");
+        if (r.code === 0 || (existsSync(state) && JSON.parse(readFileSync(state, "utf8")).applied === true)) {
+          // Finished (or killed after its last write, on the way out): the env step's own delete removes it.
+          finished = r.code === 0;
+          expect(runLocal(scripts.env.delete ?? "", env).code).toBe(0);
+        }
+        const del = runLocal(scripts.config.delete ?? "", env);
+        if (del.code !== 0) findings.push(`crash at ${at}: config delete failed: ${del.stderr.trim()}`);
+        for (const f of keyFiles(h, key)) findings.push(`crash at ${at}: the key is in ${f}`);
+        const now = snapshotObject(snapshot(h.home, skip));
+        for (const k of new Set([...Object.keys(now), ...Object.keys(pristine)])) {
+          if (JSON.stringify(now[k]) !== JSON.stringify(pristine[k])) findings.push(`crash at ${at}: ${k} differs`);
+        }
+      }
+      expect(finished).toBe(true);
+      expect(findings).toEqual([]);
+    });
+  });
+
+  test("a finished env step's key is its own delete's: the config and install deletes leave it", () => {
+    withHome((h) => {
+      const env = scriptEnv(h.home, h.tmp);
+      const key = testKey();
+      expect(runLocal(scripts.config.create, env).code).toBe(0);
+      expect(runLocal(scripts.env.create, env, `${key}\n`).code).toBe(0);
+      expect(runLocal(scripts.config.delete ?? "", env).code).toBe(0);
+      expect(keyFiles(h, key)).toEqual(["home/.config/kilo/codex-pooler.env"]);
+      expect(runLocal(scripts.env.delete ?? "", env).code).toBe(0);
+      expect(keyFiles(h, key)).toEqual([]);
+    });
+  });
+});
