@@ -4,8 +4,11 @@
  *     is written; a startup file whose write fails after the key was written (a read-only link, as
  *     home-manager makes) gets the run's key removed again; a create killed at any point leaves what the
  *     other steps' deletes sweep, while a finished env step's files are left to its own delete;
+ *   - item 1: every step records the absolute paths it wrote; when XDG_CONFIG_HOME moves, the next apply
+ *     removes what it wrote at the old place (the key lives in one file), and the deletes act on the
+ *     recorded paths only: a kilo.jsonc at the new place that kilo-fleet never wrote is left untouched.
  */
-import { existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import {
@@ -117,6 +120,54 @@ describe("a failed env step leaves no key on disk (issue 17, item 2)", () => {
       expect(keyFiles(h, key)).toEqual(["home/.config/kilo/codex-pooler.env"]);
       expect(runLocal(scripts.env.delete ?? "", env).code).toBe(0);
       expect(keyFiles(h, key)).toEqual([]);
+    });
+  });
+});
+
+describe("paths that move between runs (issue 17, item 1)", () => {
+  test("XDG_CONFIG_HOME set after a deploy: the next apply moves the files, the key lives in one", () => {
+    withHome((h) => {
+      const env = scriptEnv(h.home, h.tmp);
+      const moved = scriptEnv(h.home, h.tmp, { XDG_CONFIG_HOME: join(h.home, "xdg") });
+      const key = testKey();
+      expect(runLocal(scripts.config.create, env).code).toBe(0);
+      expect(runLocal(scripts.env.create, env, `${key}\n`).code).toBe(0);
+      const rotated = testKey();
+      let r = runLocal(scripts.config.create, moved);
+      expect(r.code, r.stderr).toBe(0);
+      r = runLocal(scripts.env.create, moved, `${rotated}\n`);
+      expect(r.code, r.stderr).toBe(0);
+      expect(keyFiles(h, key)).toEqual([]);
+      expect(keyFiles(h, rotated)).toEqual(["home/xdg/kilo/codex-pooler.env"]);
+      // The user's own kilo.jsonc at the old place is theirs again, byte for byte (it had a backup).
+      const userOwn = readFileSync(join(h.home, ".config/kilo/kilo.jsonc"), "utf8");
+      expect(userOwn).not.toContain("codex-pooler");
+      expect(existsSync(join(h.home, ".config/kilo/kilo.jsonc.kilo-fleet-backup"))).toBe(false);
+      for (const s of [scripts.env, scripts.config]) expect(runLocal(s.delete ?? "", moved).code).toBe(0);
+      expect(keyFiles(h, rotated)).toEqual([]);
+      expect(existsSync(join(h.home, "xdg/kilo/kilo.jsonc"))).toBe(false);
+    });
+  });
+
+  test("XDG_CONFIG_HOME set before a destroy: the deletes act on the recorded paths only", () => {
+    withHome((h) => {
+      const env = scriptEnv(h.home, h.tmp);
+      const moved = scriptEnv(h.home, h.tmp, { XDG_CONFIG_HOME: join(h.home, "xdg") });
+      // The user's own kilo.jsonc at the new place: kilo-fleet never wrote it.
+      const mine = '{ "model": "someone/else", "provider": { "codex-pooler": { "name": "mine" } } }\n';
+      mkdirSync(join(h.home, "xdg/kilo"), { recursive: true });
+      writeFileSync(join(h.home, "xdg/kilo/kilo.jsonc"), mine);
+      const before = snapshotObject(snapshot(h.home));
+      const key = testKey();
+      expect(runLocal(scripts.config.create, env).code).toBe(0);
+      expect(runLocal(scripts.env.create, env, `${key}\n`).code).toBe(0);
+      for (const s of [scripts.env, scripts.config]) {
+        const r = runLocal(s.delete ?? "", moved);
+        expect(r.code, r.stderr).toBe(0);
+      }
+      expect(readFileSync(join(h.home, "xdg/kilo/kilo.jsonc"), "utf8")).toBe(mine);
+      expect(keyFiles(h, key)).toEqual([]);
+      expect(snapshotObject(snapshot(h.home))).toEqual(before);
     });
   });
 });
