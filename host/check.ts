@@ -461,6 +461,38 @@ function checkOverrides(p: CheckPaths, paths: KeyPath[]): CheckFinding[] {
   return out;
 }
 
+/**
+ * The config dir kilo-fleet wrote to (its records: config.json's kilo.jsonc, shell.json's config dir) when it
+ * is not the one kilo reads now (XDG_CONFIG_HOME set or changed since): one finding per record.
+ */
+export function movedConfigDir(layout: HostLayout): CheckFinding[] {
+  const read = (name: string): Record<string, unknown> | undefined => {
+    try {
+      const v = JSON.parse(fs.readFileSync(path.join(layout.stateDir, name), "utf8"));
+      return isJsonObject(v) ? v : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const now = tildePath(layout.home, layout.configDir);
+  const out: CheckFinding[] = [];
+  const found = (item: CheckFinding["item"], dir: unknown) => {
+    if (typeof dir !== "string" || dir === layout.configDir) return;
+    const was = tildePath(layout.home, dir);
+    out.push({
+      item,
+      what: `kilo-fleet wrote to ${was}, but kilo now reads ${now} (XDG_CONFIG_HOME changed): deploy again to move the files`,
+      expected: now,
+      found: was,
+      file: was,
+    });
+  };
+  const config = read("config.json")?.configFile;
+  found("kilo.jsonc", typeof config === "string" ? path.dirname(config) : undefined);
+  found("env-file", read("shell.json")?.configDir);
+  return out;
+}
+
 /** Waits (reading only) for a deploy's lock to go; true when it is still held. */
 function waitForLock(home: string): boolean {
   const lock = path.join(home, LOCK_NAME);
@@ -511,6 +543,7 @@ export function runCheck(
   const kilo = checkKilo(p, args);
   const env = checkEnv(p, args, shells, key);
   const drift = [
+    ...movedConfigDir(p.layout),
     ...kilo.drift,
     ...checkConfig(p, args, paths),
     ...env.drift,

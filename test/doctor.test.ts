@@ -265,6 +265,21 @@ describe("doctor names exactly the drifted item on exactly the drifted host", ()
     expect((await doctorOn([d], KEY))[0]).toMatchObject({ status: "ok", key: "same" });
   });
 
+  test("XDG_CONFIG_HOME set after the deploy: the moved config dir is named; the steps move the files (issue 17, item 1)", async () => {
+    const d = deployed();
+    d.env = { ...d.env, XDG_CONFIG_HOME: join(d.home, "xdg") };
+    const [r] = await doctorOn([d]);
+    expect(r.status).toBe("drifted");
+    const moved = r.drift.filter((f) => /XDG_CONFIG_HOME changed/.test(f.what));
+    expect(moved.map((f) => [f.item, f.found, f.expected])).toEqual([
+      ["kilo.jsonc", "~/.config/kilo", "~/xdg/kilo"],
+      ["env-file", "~/.config/kilo", "~/xdg/kilo"],
+    ]);
+    repair(d);
+    expect((await doctorOn([d], KEY))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+    expect(readdirSync(join(d.home, ".config/kilo")).filter((n) => n.startsWith("codex-pooler"))).toEqual([]);
+  });
+
   test("kilo in kilo-fleet's package layout: its version is read through the link; a downgrade is named", async () => {
     const d = deployed(KEY, "package");
     const [r] = await doctorOn([d]);
