@@ -6,11 +6,16 @@
  *     other steps' deletes sweep, while a finished env step's files are left to its own delete;
  *   - item 1: every step records the absolute paths it wrote; when XDG_CONFIG_HOME moves, the next apply
  *     removes what it wrote at the old place (the key lives in one file), and the deletes act on the
- *     recorded paths only: a kilo.jsonc at the new place that kilo-fleet never wrote is left untouched.
+ *     recorded paths only: a kilo.jsonc at the new place that kilo-fleet never wrote is left untouched;
+ *   - item 4: an install with an npm token killed (-9) while npm runs leaves the token in no file, and the
+ *     next run removes the killed run's temp dir.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
+import { shQuote } from "../../common/shellQuote";
+import { encodeStepArg } from "../../common/stepArgs";
+import { hostToolArtifact } from "../../deployer/hostTool";
 import {
   buildSettings,
   deployScripts,
@@ -23,7 +28,7 @@ import {
   testKey,
 } from "../../harness/hostHome";
 import { BLOCK_START } from "../../host/rcBlock";
-import { isLitter } from "./support";
+import { isLitter, runScript } from "./support";
 
 const scripts = deployScripts(buildSettings());
 
@@ -169,5 +174,50 @@ describe("paths that move between runs (issue 17, item 1)", () => {
       expect(keyFiles(h, key)).toEqual([]);
       expect(snapshotObject(snapshot(h.home))).toEqual(before);
     });
+  });
+});
+
+describe("no copy of an npm token outlives its step, kill -9 included (issue 17, item 4)", () => {
+  test("kill -9 of the install while npm runs: the token is in no file; the next run sweeps the temp dir", async () => {
+    const h = makeHome();
+    try {
+      const token = `npm_${testKey()}`;
+      const marker = join(h.root, "npm-running");
+      // A stand-in npm: says it runs, then installs slowly (the kill comes meanwhile) or at once.
+      const fakeNpm = join(h.root, "fake-npm");
+      writeFileSync(
+        fakeNpm,
+        `#!/bin/sh
+prefix=
+prev=
+for a in "$@"; do [ "$prev" = --prefix ] && prefix=$a; prev=$a; done
+: > '${marker}'
+[ -n "\${KF_SLOW_NPM:-}" ] && sleep 30
+mkdir -p "$prefix/lib/node_modules/@kilocode/cli" "$prefix/bin"
+printf '{"version":"7.7.7"}' > "$prefix/lib/node_modules/@kilocode/cli/package.json"
+printf '#!/bin/sh\\n' > "$prefix/bin/kilo"; chmod 755 "$prefix/bin/kilo"
+`,
+        { mode: 0o755 },
+      );
+      const args = { host: "t", version: "7.7.7", registry: "https://npm.example.com/", tokenOnStdin: true as const };
+      const line = `${shQuote(process.execPath)} ${shQuote(hostToolArtifact().file)} install '${encodeStepArg(args)}'`;
+      const env = scriptEnv(h.home, h.tmp, { KILO_FLEET_NPM: fakeNpm });
+      const seen = new Promise<void>((resolve) => {
+        const t = setInterval(() => {
+          if (!existsSync(marker)) return;
+          clearInterval(t);
+          resolve();
+        }, 20);
+      });
+      const killed = await runScript(line, { ...env, KF_SLOW_NPM: "1" }, { stdin: `${token}\n`, killWhen: seen });
+      expect(killed.killed).toBe(true);
+      expect(filesContaining(h.root, token)).toEqual([]);
+      const again = await runScript(line, env, { stdin: `${token}\n` });
+      expect(again.code, again.stderr).toBe(0);
+      expect(readdirSync(h.tmp).filter((n) => n.startsWith("kilo-fleet."))).toEqual([]);
+      expect(filesContaining(h.root, token)).toEqual([]);
+    } finally {
+      rmSync(h.root, { recursive: true, force: true });
+    }
   });
 });
