@@ -46,6 +46,7 @@ import { isJsonObject } from "../common/kiloConfigMerge";
 import { sanitizeServerText } from "../common/redact";
 import type { SmokeResult } from "../common/result";
 import type { SmokeArgs } from "../common/stepArgs";
+import { isRunning } from "./fsUtil";
 import { checkPool, contextLimitWarnings, poolErrorCode, poolErrorReason } from "./poolCheck";
 import { type SmokeTarget, smokeTarget } from "./smokeTarget";
 
@@ -124,10 +125,24 @@ const LINE_CHARS = 600;
 
 class SmokeFailure extends Error {}
 
+/** Scratch directories are `smoke-<pid of the tool>-XXXXXX`: an earlier run's, whose tool is gone, is swept. */
+const SCRATCH_NAME = /^smoke-([1-9]\d*)-[A-Za-z0-9]{6}$/;
+
+/**
+ * The watchdog: a small sh, in a session of its own (a kill of the step's process group spares it), with
+ * nothing of the key (no environment beyond PATH, nothing in its argv). It reads the scratch directory and
+ * kilo's process group id, then waits on its stdin, which only the tool holds: `done` when the tool cleaned up itself; EOF when the tool died (a
+ * SIGKILL to the step's direct child, where /bin/sh is bash and execs down to node): it kills kilo's group
+ * and removes the scratch directory.
+ */
+const WATCHDOG =
+  'read -r d || exit 0; read -r g || g=; read -r l || l=; [ "$l" = done ] && exit 0; [ -n "$g" ] && kill -s KILL -- "-$g" 2>/dev/null; case $d in /*/smoke-[1-9]*-??????) rm -rf "$d" 2>/dev/null || { sleep 1; rm -rf "$d"; } ;; esac';
+
 /** The check's own state, cleaned up on every exit. */
 class Scratch {
   dir: string | undefined;
   child: ChildProcess | undefined;
+  private watchdog: ChildProcess | undefined;
   private made: string[] = [];
 
   constructor(private readonly parent: string) {}
@@ -145,14 +160,45 @@ class Scratch {
       throw new SmokeFailure(`${this.parent} is not a directory of this user; remove it and deploy again`);
     }
     if ((st.mode & 0o077) !== 0) fs.chmodSync(this.parent, 0o700);
-    this.dir = fs.mkdtempSync(path.join(this.parent, "smoke-"));
+    this.sweep();
+    this.dir = fs.mkdtempSync(path.join(this.parent, `smoke-${process.pid}-`));
+    this.watchdog = spawn("/bin/sh", ["-c", WATCHDOG, "kilo-fleet-smoke-watchdog"], {
+      detached: true,
+      stdio: ["pipe", "ignore", "ignore"],
+      env: { PATH: "/usr/bin:/bin" },
+    });
+    this.watchdog.stdin?.on("error", () => {
+      // gone: nothing to tell it
+    });
+    this.watchdog.unref();
+    // A path with a newline would reach it cut: it then only kills (the next run's sweep removes the dir).
+    this.watchdog.stdin?.write(`${this.dir.includes("\n") ? "" : this.dir}\n`);
     return this.dir;
+  }
+
+  /** Tells the watchdog kilo's process group (kilo was started detached: its pid). */
+  watch(child: ChildProcess): void {
+    this.child = child;
+    if (child.pid !== undefined) this.watchdog?.stdin?.write(`${child.pid}\n`);
+  }
+
+  /** Removes earlier runs' scratch directories whose tool is gone (killed before it could clean up). */
+  private sweep(): void {
+    for (const name of fs.readdirSync(this.parent)) {
+      const m = SCRATCH_NAME.exec(name);
+      if (!m || Number(m[1]) === process.pid || isRunning(Number(m[1]))) continue;
+      fs.rmSync(path.join(this.parent, name), { recursive: true, force: true });
+    }
   }
 
   cleanup(): void {
     if (this.child?.pid !== undefined) killGroup(this.child.pid, "SIGKILL");
     if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
     this.dir = undefined;
+    if (this.watchdog) {
+      this.watchdog.stdin?.end(this.child?.pid !== undefined ? "done\n" : "\ndone\n");
+      this.watchdog = undefined;
+    }
     for (const d of this.made) {
       try {
         fs.rmdirSync(d);
@@ -458,7 +504,7 @@ async function smoke(
     ["run", "--model", target.model, "--pure", "--auto", "--format", "json", "--dir", work, SMOKE_PROMPT],
     { cwd: work, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
   );
-  scratch.child = child;
+  scratch.watch(child);
   const events: KiloEvent[] = [];
   let partial = "";
   let stderr = "";
