@@ -99,8 +99,16 @@ export interface CheckResult {
     /** How it is laid out: npm (`~/.local/lib/node_modules`), package (kilo-fleet's per-version dir), other, missing. */
     layout: "npm" | "package" | "other" | "missing";
   };
-  /** With compareKey: whether the host's key equals the one sent on stdin (`absent`: no env file or key line). */
+  /**
+   * Whether the host's key equals the one compared (`absent`: no env file or key line). Set by the deployer
+   * from `keyProof` (the host never sees the key it is compared with).
+   */
   key?: "same" | "different" | "absent";
+  /**
+   * With compareKey: the host's answer to the nonce on stdin, HMAC-SHA256 keyed with its key
+   * (common/keyProof.ts), and the env file it read the key from; absent when there is no key.
+   */
+  keyProof?: { hmac: string; file: string };
   /** A deploy held the HOME's lock while the check read it: what it saw may be mid-change. */
   busy?: boolean;
   /** Empty: the host matches the stack. */

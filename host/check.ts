@@ -14,7 +14,8 @@
  * - kilo.jsonc: every managed key path (as config-apply derives them) whose value differs, as
  *   `path: expected X, found Y` down to the first differing leaves (JSON text truncated).
  * - the env file: present, mode 0600, owned by this user, its content what the env step writes (and the
- *   config dir 0700); with `compareKey`, whether its key equals the one on stdin (only same/different).
+ *   config dir 0700); with `compareKey`, the answer to the nonce on stdin: an HMAC of it keyed with the
+ *   env file's key (common/keyProof.ts), which the deployer compares (the key compared never comes here).
  * - each applicable shell's rc block (as the env step decides which apply): present and intact; a block in
  *   a shell's file that no longer applies is stale.
  * - overrides: files kilo applies over kilo.jsonc that set a managed key (opencode.json(c) beside it,
@@ -25,12 +26,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { type ParseError, parse as parseJsonc } from "jsonc-parser";
 import { type HostLayout, tildePath } from "../common/hostPaths";
+import { keyProof, NONCE_PATTERN } from "../common/keyProof";
 import { isJsonObject, type KeyPath, managedKeyPaths, valueAt } from "../common/kiloConfigMerge";
 import type { CheckFinding, CheckResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import type { CheckArgs } from "../common/stepArgs";
 import { overrideWarnings } from "./configFile";
-import { envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "./envFile";
+import { envVars, renderFishEnvFile, renderShEnvFile } from "./envFile";
 import { HostError, readIfExists, readStdin, resolveTarget } from "./fsUtil";
 import { LOCK_NAME } from "./lock";
 import { findBlock, homeWord, renderRcBlock } from "./rcBlock";
@@ -304,8 +306,8 @@ function checkEnv(
   p: CheckPaths,
   args: CheckArgs,
   shells: string[],
-  key: string | undefined,
-): { drift: CheckFinding[]; key?: CheckResult["key"] } {
+  nonce: string | undefined,
+): { drift: CheckFinding[]; keyProof?: CheckResult["keyProof"] } {
   const { layout } = p;
   const home = layout.home;
   const pinned = args.version !== "latest";
@@ -313,7 +315,7 @@ function checkEnv(
   const envCheck = fileProblems(home, layout.envFile, 0o600, "the env file");
   const drift = envCheck.drift;
   const text = envCheck.missing ? undefined : readIfExists(layout.envFile);
-  if (text === undefined) return { drift, ...(key !== undefined ? { key: "absent" as const } : {}) };
+  if (text === undefined) return { drift };
   const dirMode = fs.statSync(layout.configDir).mode & 0o7777;
   if (dirMode !== 0o700) {
     drift.push({
@@ -325,8 +327,8 @@ function checkEnv(
   const prefix = `export ${args.var}=`;
   const keyLine = text.split("\n").find((l) => l.startsWith(prefix));
   const value = keyLine === undefined ? undefined : unShQuote(keyLine.slice(prefix.length));
-  let keyState: CheckResult["key"];
-  if (key !== undefined) keyState = value === undefined ? "absent" : value === key ? "same" : "different";
+  const proof =
+    nonce !== undefined && value !== undefined ? { hmac: keyProof(value, nonce), file: envShown } : undefined;
   if (value === undefined) {
     drift.push({ item: "env-file", what: `${envShown} does not set ${args.var}`, file: envShown });
   } else if (pinned && !text.split("\n").includes("export KILO_DISABLE_AUTOUPDATE='1'")) {
@@ -348,10 +350,7 @@ function checkEnv(
       }
     }
   }
-  if (keyState === "different") {
-    drift.push({ item: "key", what: `the key in ${envShown} is not the one compared`, file: envShown });
-  }
-  return { drift, ...(keyState !== undefined ? { key: keyState } : {}) };
+  return { drift, ...(proof !== undefined ? { keyProof: proof } : {}) };
 }
 
 function checkRcBlocks(p: CheckPaths, shells: string[]): CheckFinding[] {
@@ -504,22 +503,20 @@ function waitForLock(home: string): boolean {
   return false;
 }
 
-/** The check. `readKey` is how the key to compare is read (stdin in the tool). */
+/** The check. `readNonce` is how the challenge's nonce is read (stdin in the tool). */
 export function runCheck(
   p: CheckPaths,
   args: CheckArgs,
-  readKey: () => string = () => readStdin("the key to compare"),
+  readNonce: () => string = () => readStdin("the key challenge"),
 ): { lines: string[]; result: CheckResult } {
   if (typeof args.version !== "string" || !isJsonObject(args.managed) || typeof args.var !== "string") {
     throw new HostError("check: the argument needs version, managed and var");
   }
-  let key: string | undefined;
+  let nonce: string | undefined;
   if (args.compareKey) {
-    try {
-      key = parseKeyFromStdin(readKey());
-    } catch (e) {
-      throw new HostError(`check: ${(e as Error).message.replace("the env step", "the check")}`);
-    }
+    const line = readNonce();
+    nonce = line.endsWith("\n") ? line.slice(0, -1) : line;
+    if (!NONCE_PATTERN.test(nonce)) throw new HostError("check: stdin must hold the deployer's nonce (64 hex digits)");
   }
   const busy = waitForLock(p.layout.home);
   const paths = managedKeyPaths(args.managed);
@@ -541,7 +538,7 @@ export function runCheck(
     throw new HostError(`check: ${(e as Error).message}`);
   }
   const kilo = checkKilo(p, args);
-  const env = checkEnv(p, args, shells, key);
+  const env = checkEnv(p, args, shells, nonce);
   const drift = [
     ...movedConfigDir(p.layout),
     ...kilo.drift,
@@ -561,7 +558,7 @@ export function runCheck(
     result: {
       step: "check",
       kilo: kilo.kilo,
-      ...(env.key !== undefined ? { key: env.key } : {}),
+      ...(env.keyProof !== undefined ? { keyProof: env.keyProof } : {}),
       ...(busy ? { busy } : {}),
       drift,
     },
