@@ -3,7 +3,7 @@
  * It is NOT a pooler: it serves no model. It speaks the subset of the OpenAI chat-completions API that
  * kilo 7.7.7 uses, the parts of the real Codex Pooler's protocol (icoretech/codex-pooler 0.6.8) that
  * kilo-fleet relies on, and scripts exactly one conversation, the smoke check's
- * (shared/codex-pooler-kilo.md, point 10):
+ * (docs/codex-pooler.md, point 10):
  *
  *   turn 1 (no tool result yet): stream a call of kilo's `write` tool, `{filePath: "<wd>/kilo-ok.txt",
  *          content: "kilo ok"}`, where <wd> is the `Working directory: <path>` kilo puts in its prompt

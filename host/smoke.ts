@@ -1,6 +1,6 @@
 /**
  * The smoke check (the tool's `smoke` subcommand): proves the deployed host works the way the Codex Pooler
- * docs describe (shared/codex-pooler-kilo.md, point 10) and fails with one line a person can act on when
+ * docs describe (docs/codex-pooler.md, point 10) and fails with one line a person can act on when
  * it does not.
  *
  * 0. Reads what to check from the deployed kilo.jsonc (smokeTarget.ts): the default model, its provider's
@@ -49,7 +49,7 @@ import type { SmokeArgs } from "../common/stepArgs";
 import { checkPool, contextLimitWarnings, poolErrorCode, poolErrorReason } from "./poolCheck";
 import { type SmokeTarget, smokeTarget } from "./smokeTarget";
 
-/** The seed's smoke prompt (codex-pooler-kilo docs, point 10). */
+/** The seed's smoke prompt (docs/codex-pooler.md, point 10). */
 export const SMOKE_PROMPT =
   "Use your tools to create kilo-ok.txt containing exactly: kilo ok. After the file exists, reply with exactly: kilo ok";
 const EXPECTED = "kilo ok";
