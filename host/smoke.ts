@@ -424,7 +424,7 @@ async function smoke(
     });
     if (remainingMs() <= 0) throw timedOut();
     if (!pool.ok) throw new SmokeFailure(pool.reason);
-    for (const w of contextLimitWarnings(target.models, pool.models)) warnings.push(w.message);
+    for (const w of contextLimitWarnings(target.models, pool.models, target.compaction)) warnings.push(w.message);
   }
   const version = kiloVersion(layout.kiloBin, remainingMs());
   if (remainingMs() <= 0) throw timedOut();
