@@ -391,7 +391,7 @@ export function contextLimitWarnings(
         poolContextLength: pool,
         tokensNeeded: needed,
         fits,
-        message: `${setting} lets one turn reach ${needed} tokens (${usableInput(limit, compaction)} of input before kilo compacts + ${output} of output), over the pool's context_length ${pool}: limit.context ${fits.context} and limit.input ${fits.input} fit with limit.output ${fits.output}`,
+        message: `${setting} lets a turn reach ${needed} tokens (${usableInput(limit, compaction)} input + ${output} output), over the pool's context_length ${pool}: limit.context ${fits.context} and limit.input ${fits.input} fit`,
       });
       continue;
     }

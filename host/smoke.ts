@@ -90,6 +90,8 @@ interface KiloEvent {
 /** The most a failure line's server-text excerpt may hold (the whole line stays short too). */
 const QUOTE_CHARS = 160;
 const LINE_CHARS = 600;
+/** A warning is kilo-fleet's own text around values from the config: room for the limits it names. */
+const WARNING_CHARS = 240;
 
 class SmokeFailure extends Error {}
 
@@ -440,7 +442,7 @@ async function smoke(
         level,
         kiloVersion: redact(version),
         seconds,
-        ...(warnings.length > 0 ? { warnings: warnings.map((w) => redact(w)) } : {}),
+        ...(warnings.length > 0 ? { warnings: warnings.map((w) => sanitizeServerText(w, key, WARNING_CHARS)) } : {}),
       },
     };
   };

@@ -114,7 +114,7 @@ describe("index.ts provisions a local host for real under mocks", () => {
         // kilo's arithmetic with the default threshold: min(228000 − 20000, 272000 × 0.75) + 64000.
         warnings: [
           expect.stringMatching(
-            /^kilo-fleet:models\.gpt-5\.5\.limit lets one turn reach 268000 tokens .*, over the pool's context_length \d+: limit\.context \d+ and limit\.input \d+ fit/,
+            /^kilo-fleet:models\.gpt-5\.5\.limit lets a turn reach 268000 tokens \(204000 input \+ 64000 output\), over the pool's context_length \d+: limit\.context \d+ and limit\.input \d+ fit$/,
           ),
         ],
       },
