@@ -156,7 +156,13 @@ function spawnNpm(args: string[], o: NpmOpts, stderr: "pipe" | "ignore") {
 
 const TEMP_PREFIX = "kilo-fleet.";
 
-/** Removes the temp dirs of earlier runs whose process is gone (a `kill -9` skips the `finally`). */
+/** How old an earlier version's temp dir (`kilo-fleet.XXXXXX`, no pid) must be before it is swept. */
+const LEGACY_TEMP_AGE_MS = 3600_000;
+
+/**
+ * Removes the temp dirs of earlier runs whose process is gone (a `kill -9` skips the `finally`), and an
+ * earlier version's (no pid in the name) that hold an npmrc, once an hour old: that file holds a token.
+ */
 function sweepTempDirs(parent: string): void {
   let names: string[];
   try {
@@ -166,11 +172,14 @@ function sweepTempDirs(parent: string): void {
   }
   for (const n of names) {
     const m = /^kilo-fleet\.([1-9]\d*)\.[A-Za-z0-9]{6}$/.exec(n);
-    if (!m || Number(m[1]) === process.pid || isRunning(Number(m[1]))) continue;
+    const legacy = /^kilo-fleet\.[A-Za-z0-9]{6}$/.test(n);
+    if (!legacy && (!m || Number(m[1]) === process.pid || isRunning(Number(m[1])))) continue;
     try {
-      const st = fs.lstatSync(path.join(parent, n));
-      if (st.isDirectory() && st.uid === process.getuid?.())
-        fs.rmSync(path.join(parent, n), { recursive: true, force: true });
+      const dir = path.join(parent, n);
+      const st = fs.lstatSync(dir);
+      if (!st.isDirectory() || st.uid !== process.getuid?.()) continue;
+      if (legacy && (!fs.existsSync(path.join(dir, "npmrc")) || Date.now() - st.mtimeMs < LEGACY_TEMP_AGE_MS)) continue;
+      fs.rmSync(dir, { recursive: true, force: true });
     } catch {
       // best effort: litter only
     }

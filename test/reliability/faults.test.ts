@@ -8,9 +8,18 @@
  *     removes what it wrote at the old place (the key lives in one file), and the deletes act on the
  *     recorded paths only: a kilo.jsonc at the new place that kilo-fleet never wrote is left untouched;
  *   - item 4: an install with an npm token killed (-9) while npm runs leaves the token in no file, and the
- *     next run removes the killed run's temp dir.
+ *     next run removes the killed run's temp dir (and an earlier version's, holding an npmrc, an hour old).
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { shQuote } from "../../common/shellQuote";
@@ -212,9 +221,23 @@ printf '#!/bin/sh\\n' > "$prefix/bin/kilo"; chmod 755 "$prefix/bin/kilo"
       const killed = await runScript(line, { ...env, KF_SLOW_NPM: "1" }, { stdin: `${token}\n`, killWhen: seen });
       expect(killed.killed).toBe(true);
       expect(filesContaining(h.root, token)).toEqual([]);
+      // An earlier version's temp dir (no pid in its name) with its npmrc, killed two hours ago: swept; one
+      // of a run that may still be going (fresh) is left.
+      for (const [name, ageS] of [
+        ["kilo-fleet.Old123", 7200],
+        ["kilo-fleet.New456", 0],
+      ] as const) {
+        mkdirSync(join(h.tmp, name));
+        writeFileSync(
+          join(h.tmp, name, "npmrc"),
+          `//npm.example.com/:_authToken=${name === "kilo-fleet.Old123" ? token : "other"}\n`,
+        );
+        const t = Date.now() / 1000 - ageS;
+        utimesSync(join(h.tmp, name), t, t);
+      }
       const again = await runScript(line, env, { stdin: `${token}\n` });
       expect(again.code, again.stderr).toBe(0);
-      expect(readdirSync(h.tmp).filter((n) => n.startsWith("kilo-fleet."))).toEqual([]);
+      expect(readdirSync(h.tmp).filter((n) => n.startsWith("kilo-fleet."))).toEqual(["kilo-fleet.New456"]);
       expect(filesContaining(h.root, token)).toEqual([]);
     } finally {
       rmSync(h.root, { recursive: true, force: true });
