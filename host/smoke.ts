@@ -97,6 +97,9 @@ class SmokeFailure extends Error {}
 
 /** Scratch directories are `smoke-<pid of the tool>-XXXXXX`: an earlier run's, whose tool is gone, is swept. */
 const SCRATCH_NAME = /^smoke-([1-9]\d*)-[A-Za-z0-9]{6}$/;
+/** An earlier version's scratch directory (no pid in its name): swept once this old. */
+const LEGACY_SCRATCH_NAME = /^smoke-[A-Za-z0-9]{6}$/;
+const LEGACY_SCRATCH_AGE_MS = 24 * 3600_000;
 
 /**
  * The watchdog: a small sh, in a session of its own (a kill of the step's process group spares it), with
@@ -152,12 +155,19 @@ class Scratch {
     if (child.pid !== undefined) this.watchdog?.stdin?.write(`${child.pid}\n`);
   }
 
-  /** Removes earlier runs' scratch directories whose tool is gone (killed before it could clean up). */
+  /**
+   * Removes earlier runs' scratch directories whose tool is gone (killed before it could clean up), and an
+   * earlier version's (`smoke-XXXXXX`, no pid) once a day old: no check runs that long.
+   */
   private sweep(): void {
     for (const name of fs.readdirSync(this.parent)) {
       const m = SCRATCH_NAME.exec(name);
-      if (!m || Number(m[1]) === process.pid || isRunning(Number(m[1]))) continue;
-      fs.rmSync(path.join(this.parent, name), { recursive: true, force: true });
+      const dir = path.join(this.parent, name);
+      if (m && Number(m[1]) !== process.pid && !isRunning(Number(m[1]))) {
+        fs.rmSync(dir, { recursive: true, force: true });
+      } else if (LEGACY_SCRATCH_NAME.test(name) && Date.now() - fs.lstatSync(dir).mtimeMs > LEGACY_SCRATCH_AGE_MS) {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     }
   }
 

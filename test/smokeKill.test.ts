@@ -6,7 +6,7 @@
  * of earlier runs whose tool is gone.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakePooler, startFakePooler } from "../harness/fakePooler";
@@ -111,8 +111,17 @@ describe("kilo never outlives the smoke step (issue 17, item 3)", () => {
     // A directory of a run still going (this process stands in for its tool) is left alone.
     const live = join(cache, `smoke-${process.pid}-Zz9yX8`);
     mkdirSync(live, { mode: 0o700 });
+    // An earlier version's (no pid in its name): swept once a day old, left while it may still be in use.
+    for (const [name, ageS] of [
+      ["smoke-Leg4cy", 2 * 86400],
+      ["smoke-Fr3shh", 0],
+    ] as const) {
+      mkdirSync(join(cache, name, "data"), { recursive: true, mode: 0o700 });
+      const t = Date.now() / 1000 - ageS;
+      utimesSync(join(cache, name), t, t);
+    }
     const r = await runScript(host.smoke, host.env, { cwd: host.root });
     expect(r.code, r.stderr).toBe(0);
-    expect(readdirSync(cache)).toEqual([`smoke-${process.pid}-Zz9yX8`]);
+    expect(readdirSync(cache).sort()).toEqual(["smoke-Fr3shh", `smoke-${process.pid}-Zz9yX8`].sort());
   });
 });
