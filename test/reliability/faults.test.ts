@@ -107,7 +107,9 @@ describe("a failed env step leaves no key on disk (issue 17, item 2)", () => {
         const r = runLocal(scripts.env.create, { ...env, KILO_FLEET_TEST_CRASH_AT: String(at) }, `${key}\n`);
         const state = join(h.home, ".local/state/kilo-fleet/shell.json");
         if (r.code === 0 || (existsSync(state) && JSON.parse(readFileSync(state, "utf8")).applied === true)) {
-          // Finished (or killed after its last write, on the way out): the env step's own delete removes it.
+          // Finished, or killed after its last write (the state's rename to `applied`) on the way out: the
+          // one window no record can close (Pulumi then re-runs the create on the next up). The env step's
+          // own delete removes it.
           finished = r.code === 0;
           expect(runLocal(scripts.env.delete ?? "", env).code).toBe(0);
         }
