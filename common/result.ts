@@ -77,9 +77,10 @@ export interface CheckFinding {
    * `kilo` (missing, or not the pinned version), `kilo.jsonc` (a managed key differs, or the file is missing
    * or unreadable), `env-file` (missing, mode, owner, content), `key` (the host's key is not the one compared),
    * `rc-block` (a shell's block missing, edited or stale), `override` (a file or variable kilo applies over
-   * kilo.jsonc), `autoupdate` (kilo may update itself away from the pin).
+   * kilo.jsonc), `autoupdate` (kilo may update itself away from the pin), `records` (kilo-fleet's own
+   * records are not where the environment now says).
    */
-  item: "kilo" | "kilo.jsonc" | "env-file" | "key" | "rc-block" | "override" | "autoupdate";
+  item: "kilo" | "kilo.jsonc" | "env-file" | "key" | "rc-block" | "override" | "autoupdate" | "records";
   /** One short line for people (never a secret; values truncated). */
   what: string;
   /** kilo.jsonc: the differing key path, and the JSON text expected and found (truncated; absent: "(absent)"). */

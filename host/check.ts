@@ -474,6 +474,30 @@ export function movedConfigDir(layout: HostLayout): CheckFinding[] {
   return out;
 }
 
+/** The step records a state dir may hold (host/fsUtil.ts STEP_STATE_FILES, and the package install's). */
+const RECORDS = ["config.json", "shell.json", "install", "kilo-package"];
+
+/**
+ * kilo-fleet's records at the default place (`~/.local/state/kilo-fleet`) while XDG_STATE_HOME now names
+ * another, empty one: the steps would not find what they wrote (XDG_STATE_HOME set since the deploy).
+ */
+export function movedStateDir(layout: HostLayout): CheckFinding[] {
+  const usual = path.join(layout.home, ".local", "state", "kilo-fleet");
+  const has = (dir: string) => RECORDS.some((f) => fs.existsSync(path.join(dir, f)));
+  if (layout.stateDir === usual || has(layout.stateDir) || !has(usual)) return [];
+  const was = tildePath(layout.home, usual);
+  const now = tildePath(layout.home, layout.stateDir);
+  return [
+    {
+      item: "records",
+      what: `kilo-fleet's records are in ${was}, but XDG_STATE_HOME now names ${now}: its steps would not find what they wrote (unset XDG_STATE_HOME for them, or move the directory)`,
+      expected: now,
+      found: was,
+      file: was,
+    },
+  ];
+}
+
 /** Waits (reading only) for a deploy's lock to go; true when it is still held. */
 function waitForLock(home: string): boolean {
   const lock = path.join(home, LOCK_NAME);
@@ -522,6 +546,7 @@ export function runCheck(
   const kilo = checkKilo(p, args);
   const env = checkEnv(p, args, shells, nonce);
   const drift = [
+    ...movedStateDir(p.layout),
     ...movedConfigDir(p.layout),
     ...kilo.drift,
     ...checkConfig(p, args, paths),

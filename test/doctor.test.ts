@@ -280,6 +280,16 @@ describe("doctor names exactly the drifted item on exactly the drifted host", ()
     expect(readdirSync(join(d.home, ".config/kilo")).filter((n) => n.startsWith("codex-pooler"))).toEqual([]);
   });
 
+  test("XDG_STATE_HOME set after the deploy: the records the steps would not find are named", async () => {
+    const d = deployed();
+    d.env = { ...d.env, XDG_STATE_HOME: join(d.home, "state-elsewhere") };
+    const [r] = await doctorOn([d]);
+    expect(r.status).toBe("drifted");
+    expect(r.drift.filter((f) => f.item === "records").map((f) => [f.found, f.expected])).toEqual([
+      ["~/.local/state/kilo-fleet", "~/state-elsewhere/kilo-fleet"],
+    ]);
+  });
+
   test("--key-env hands the host no key: a tool file replaced by a recorder gets a fresh nonce only (issue 17, item 11)", async () => {
     const d = deployed();
     const rec = join(d.root, "recorded");
