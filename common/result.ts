@@ -64,9 +64,19 @@ export interface SmokeResult {
   warnings?: string[];
 }
 
+/** The policy step: kilo's managed config file. */
+export interface PolicyResult {
+  step: "policy";
+  /** The managed file (absolute: it is not under HOME). */
+  path: string;
+  status: "created" | "updated" | "unchanged";
+  /** A managed file kilo-fleet did not write was there: it is kept in the record and put back by the delete. */
+  replaced?: boolean;
+}
+
 /** What a delete did, for the log (deletes have no outputs). */
 export interface DeleteResult {
-  step: "install-delete" | "config-delete" | "env-delete";
+  step: "install-delete" | "config-delete" | "env-delete" | "policy-delete";
   /** One short phrase, e.g. "restored from backup". */
   outcome: string;
 }
@@ -122,6 +132,7 @@ export type StepResult =
   | ConfigResult
   | EnvResult
   | SmokeResult
+  | PolicyResult
   | DeleteResult
   | CheckResult;
 export type StepName = StepResult["step"];

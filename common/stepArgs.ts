@@ -127,6 +127,26 @@ export interface CheckArgs {
 }
 
 /**
+ * The policy step: `policy` (kilo.jsonc keys) written to kilo's managed config dir (`/etc/kilo`, macOS
+ * `/Library/Application Support/kilo`), root-owned. `$schema` is left out: the tool puts it first.
+ */
+export interface PolicyArgs {
+  /** The host's name, for the failure line. */
+  host: string;
+  policy: Record<string, unknown>;
+  /** `sudo`: a non-root user runs the step through `sudo -n` (absent: as the SSH user, who must be root). */
+  become?: "sudo";
+  /** `kilo-fleet:reconcile`: ignored by the tool; in the argument so a change re-runs the step in place. */
+  reconcile?: string;
+}
+
+/** The policy step's delete: the host's record says what to remove; only how to become root travels. */
+export interface PolicyDeleteArgs {
+  host: string;
+  become?: "sudo";
+}
+
+/**
  * Deletes take no settings (their command has no argument): what to remove comes from the host's own
  * records, and a delete's command is kept in the state long after its settings changed.
  */
@@ -139,6 +159,8 @@ export interface StepArgs {
   "config-delete": DeleteArgs;
   "env-apply": EnvArgs;
   "env-delete": DeleteArgs;
+  "policy-apply": PolicyArgs;
+  "policy-delete": PolicyDeleteArgs;
   smoke: SmokeArgs;
   check: CheckArgs;
 }
@@ -150,6 +172,8 @@ export const SUBCOMMANDS: readonly Subcommand[] = [
   "config-delete",
   "env-apply",
   "env-delete",
+  "policy-apply",
+  "policy-delete",
   "smoke",
   "check",
 ];

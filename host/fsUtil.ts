@@ -127,7 +127,7 @@ export function removeStaleTemps(target: string): void {
  * Writes `data` to `target` atomically: a temp file beside it (created exclusively with `mode`), fsync,
  * rename. `mode` undefined keeps an existing file's mode (0644 for a new one). A symlink is written through.
  */
-export function writeFileAtomic(target: string, data: string, mode?: number): void {
+export function writeFileAtomic(target: string, data: string | Uint8Array, mode?: number): void {
   const file = resolveTarget(target);
   let finalMode = mode;
   if (finalMode === undefined) {
@@ -143,7 +143,7 @@ export function writeFileAtomic(target: string, data: string, mode?: number): vo
   try {
     fd = fs.openSync(tmp, "wx", 0o600);
     crashPoint();
-    fs.writeSync(fd, data);
+    fs.writeSync(fd, typeof data === "string" ? Buffer.from(data, "utf8") : data);
     crashPoint();
     fs.fchmodSync(fd, finalMode);
     fs.fsyncSync(fd);

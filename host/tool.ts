@@ -18,11 +18,13 @@ import { KILO_CONFIG_SCHEMA_URL, managedKeyPaths } from "../common/kiloConfigMer
 import { formatResult, type StepResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import { decodeStepArg, type StepArgs, SUBCOMMANDS, type Subcommand } from "../common/stepArgs";
+import { runViaSudo } from "./become";
 import { checkPaths, runCheck } from "./check";
 import { configApply, configDelete } from "./configFile";
 import { cleanupDirs, HostError } from "./fsUtil";
 import { installApply, installDelete } from "./install";
 import { withHostLock } from "./lock";
+import { managedConfigDir, policyApply, policyDelete } from "./policy";
 import { envApply, envDelete, envSweep } from "./shellEnv";
 import { runSmokeCheck } from "./smoke";
 
@@ -61,7 +63,7 @@ function withEnvSweep(layout: HostLayout, out: StepOutput): StepOutput {
 }
 
 /** The locked subcommands: file work on HOME. */
-function runLocked<S extends Exclude<Subcommand, "smoke" | "check">>(
+function runLocked<S extends Exclude<Subcommand, "smoke" | "check" | "policy-apply" | "policy-delete">>(
   sub: S,
   args: StepArgs[S],
   layout: HostLayout,
@@ -101,6 +103,34 @@ function runLocked<S extends Exclude<Subcommand, "smoke" | "check">>(
     default:
       throw new HostError(`unknown subcommand ${sub}`);
   }
+}
+
+/**
+ * The policy step, as root: the managed dir's own lock, not HOME's (under sudo HOME is root's, or on macOS
+ * still the user's). A non-root user goes through `sudo -n` with `become: sudo`, and is refused without it.
+ * The test override of the managed dir (KILO_FLEET_TEST_SYSTEM_DIR) runs as the user, never through sudo.
+ */
+function runPolicy(sub: "policy-apply" | "policy-delete", args: StepArgs["policy-apply"]): void {
+  const host = typeof args.host === "string" ? args.host : "?";
+  const override = Boolean(process.env.KILO_FLEET_TEST_SYSTEM_DIR);
+  if (process.getuid?.() !== 0 && !override) {
+    if (args.become !== "sudo") {
+      throw new HostError(
+        `policy on ${host}: writing kilo's managed config (${managedConfigDir(process.env)}) needs root: set become: sudo for this host, or deploy it as root; nothing was written`,
+      );
+    }
+    process.exitCode = runViaSudo(host, sub, args);
+    return;
+  }
+  const dir = managedConfigDir(process.env);
+  if (sub === "policy-delete") {
+    print(policyDelete(dir));
+    return;
+  }
+  if (args.policy === null || typeof args.policy !== "object" || Array.isArray(args.policy)) {
+    throw new HostError("policy-apply: the argument's policy must be a JSON object");
+  }
+  print(policyApply(dir, args.policy));
 }
 
 /** The subcommand and its decoded argument; one line naming what is wrong otherwise. */
@@ -150,6 +180,10 @@ async function main(): Promise<void> {
   if (sub === "check") {
     // Read-only (kilo-fleet doctor): no lock, no write; see check.ts.
     print(runCheck(checkPaths(layout, process.env), args as unknown as StepArgs["check"]));
+    return;
+  }
+  if (sub === "policy-apply" || sub === "policy-delete") {
+    runPolicy(sub, args as unknown as StepArgs["policy-apply"]);
     return;
   }
   // One run at a time per HOME (two stacks sharing a host): see lock.ts.

@@ -1,0 +1,173 @@
+/**
+ * The policy step on a stand-in managed dir (KILO_FLEET_TEST_SYSTEM_DIR), run by the shipped tool as the
+ * steps run it: the file and directory modes (whatever the umask), twice = once byte for byte, a managed
+ * file that was there put back byte for byte (mode included), a directory it created removed, a symlink
+ * refused with nothing written, and another managed file setting a policy key warned about. The real
+ * /etc/kilo, through sudo over SSH, with kilo's effective config: test/policy.ssh.test.ts.
+ */
+import { spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse as parseJsonc } from "jsonc-parser";
+import { afterAll, describe, expect, it } from "vitest";
+import { KILO_CONFIG_SCHEMA_URL } from "../common/kiloConfigMerge";
+import { parseResult } from "../common/result";
+import { encodeStepArg, type StepArgs } from "../common/stepArgs";
+import { hostToolArtifact } from "../deployer/hostTool";
+import { scriptEnv, snapshot, snapshotObject } from "../harness/hostHome";
+import { POLICY_FILE_HEADER } from "../host/policy";
+
+const root = mkdtempSync(join(tmpdir(), "kilo-fleet-policy-"));
+const toolFile = hostToolArtifact().file;
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+export const POLICY = {
+  provider: {
+    "codex-pooler": { options: { baseURL: "http://127.0.0.1:9/v1", apiKey: "{env:CODEX_POOLER_API_KEY}" } },
+  },
+  enabled_providers: ["codex-pooler"],
+  model: "codex-pooler/gpt-5.5",
+  small_model: "codex-pooler/gpt-5.5-mini",
+  permission: { bash: "deny", edit: "ask" },
+  share: "disabled",
+};
+
+let n = 0;
+/** A fresh place: `etc/` (the managed dir's parent) and a HOME. */
+function place() {
+  const base = join(root, `p${n++}`);
+  mkdirSync(join(base, "etc"), { recursive: true });
+  mkdirSync(join(base, "home"), { recursive: true });
+  return { etc: join(base, "etc"), dir: join(base, "etc", "kilo"), home: join(base, "home") };
+}
+
+/** The tool's policy subcommand, as the step runs it (`/bin/sh <tool> …`), with `umask`. */
+function policy<S extends "policy-apply" | "policy-delete">(
+  p: ReturnType<typeof place>,
+  sub: S,
+  args: StepArgs[S],
+  umask = "022",
+) {
+  const r = spawnSync("/bin/sh", ["-c", `umask ${umask}; exec /bin/sh "$0" "$@"`, toolFile, sub, encodeStepArg(args)], {
+    encoding: "utf8",
+    timeout: 30_000,
+    env: scriptEnv(p.home, p.home, { KILO_FLEET_TEST_SYSTEM_DIR: p.dir }),
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+const apply = (p: ReturnType<typeof place>, pol: Record<string, unknown> = POLICY, umask?: string) =>
+  policy(p, "policy-apply", { host: "h1", policy: pol }, umask);
+const del = (p: ReturnType<typeof place>) => policy(p, "policy-delete", { host: "h1" });
+const mode = (f: string) => statSync(f).mode & 0o7777;
+
+describe("policy-apply / policy-delete on a stand-in managed dir", () => {
+  it("creates the dir 0755 and the file 0644 with $schema first (umask 077 too); twice = once; delete leaves the parent as it was", () => {
+    const p = place();
+    const before = snapshotObject(snapshot(p.etc));
+    const r = apply(p, POLICY, "077");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const file = join(p.dir, "kilo.jsonc");
+    expect(parseResult(r.stdout, "policy")).toEqual({ step: "policy", path: file, status: "created" });
+    expect(mode(p.dir)).toBe(0o755);
+    expect(mode(file)).toBe(0o644);
+    const text = readFileSync(file, "utf8");
+    expect(text.split("\n")[0]).toBe(POLICY_FILE_HEADER);
+    const parsed = parseJsonc(text) as Record<string, unknown>;
+    expect(Object.keys(parsed)[0]).toBe("$schema");
+    expect(parsed).toEqual({ $schema: KILO_CONFIG_SCHEMA_URL, ...POLICY });
+    // The record is root's only.
+    expect(mode(join(p.dir, ".kilo-fleet-policy.json"))).toBe(0o600);
+    // No lock or temp file left.
+    const first = snapshotObject(snapshot(p.etc));
+    expect(Object.keys(first).sort()).toEqual(["kilo", "kilo/.kilo-fleet-policy.json", "kilo/kilo.jsonc"]);
+
+    const again = apply(p);
+    expect(again.code).toBe(0);
+    expect(parseResult(again.stdout, "policy")?.status).toBe("unchanged");
+    expect(snapshotObject(snapshot(p.etc))).toEqual(first);
+
+    // A changed policy is an update, in place.
+    const changed = apply(p, { ...POLICY, model: "codex-pooler/gpt-5.4" });
+    expect(parseResult(changed.stdout, "policy")?.status).toBe("updated");
+    expect((parseJsonc(readFileSync(file, "utf8")) as { model: string }).model).toBe("codex-pooler/gpt-5.4");
+
+    const d = del(p);
+    expect(d.stderr).toBe("");
+    expect(d.code).toBe(0);
+    expect(d.stdout).toContain(`removed ${file}`);
+    expect(snapshotObject(snapshot(p.etc))).toEqual(before);
+    // Twice: nothing recorded, nothing touched.
+    const d2 = del(p);
+    expect(d2.code).toBe(0);
+    expect(d2.stdout).toContain("nothing recorded");
+  });
+
+  it("puts back a managed file that was there, byte for byte and mode, and leaves a directory it did not create", () => {
+    const p = place();
+    mkdirSync(p.dir);
+    chmodSync(p.dir, 0o755);
+    const theirs = '// the admin\'s own\n{ "model": "corp/m",\t"share": "manual" }'; // no trailing newline
+    writeFileSync(join(p.dir, "kilo.jsonc"), theirs);
+    chmodSync(join(p.dir, "kilo.jsonc"), 0o640);
+    writeFileSync(join(p.dir, "opencode.json"), '{ "model": "other/m", "theme": "x" }\n');
+    const before = snapshotObject(snapshot(p.etc));
+
+    const r = apply(p);
+    expect(r.code).toBe(0);
+    expect(parseResult(r.stdout, "policy")).toEqual({
+      step: "policy",
+      path: join(p.dir, "kilo.jsonc"),
+      status: "updated",
+      replaced: true,
+    });
+    // Another managed file that sets a policy key: warned about, by name and key.
+    expect(r.stderr).toBe(
+      `kilo-fleet: warning: ${join(p.dir, "opencode.json")} is a managed file too and sets model: kilo may take those from it instead of the policy\n`,
+    );
+    expect(mode(join(p.dir, "kilo.jsonc"))).toBe(0o644);
+    expect(apply(p).code).toBe(0);
+
+    const d = del(p);
+    expect(d.code).toBe(0);
+    expect(d.stdout).toContain("put back the managed file");
+    expect(snapshotObject(snapshot(p.etc))).toEqual(before);
+  });
+
+  it("refuses a symlink at the managed file, and a managed dir users cannot read; nothing written", () => {
+    const p = place();
+    mkdirSync(p.dir);
+    chmodSync(p.dir, 0o755);
+    writeFileSync(join(p.etc, "elsewhere"), "{}\n");
+    symlinkSync(join(p.etc, "elsewhere"), join(p.dir, "kilo.jsonc"));
+    const before = snapshotObject(snapshot(p.etc));
+    const r = apply(p);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `kilo-fleet: refusing to write the policy through a symlink: ${join(p.dir, "kilo.jsonc")} is one; nothing was written\n`,
+    );
+    expect(snapshotObject(snapshot(p.etc))).toEqual(before);
+
+    const q = place();
+    mkdirSync(q.dir, { mode: 0o700 });
+    chmodSync(q.dir, 0o700);
+    const r2 = apply(q);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toBe(
+      `kilo-fleet: ${q.dir} is mode 0700: other users could not read the policy in it; make it 0755 and deploy again (nothing was written)\n`,
+    );
+    expect(existsSync(join(q.dir, "kilo.jsonc"))).toBe(false);
+    expect(existsSync(join(q.dir, ".kilo-fleet-policy.json"))).toBe(false);
+  });
+});
