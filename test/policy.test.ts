@@ -26,22 +26,12 @@ import { parseResult } from "../common/result";
 import { encodeStepArg, type StepArgs } from "../common/stepArgs";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { scriptEnv, snapshot, snapshotObject } from "../harness/hostHome";
+import { TEST_POLICY as POLICY } from "../harness/policy";
 import { POLICY_FILE_HEADER } from "../host/policy";
 
 const root = mkdtempSync(join(tmpdir(), "kilo-fleet-policy-"));
 const toolFile = hostToolArtifact().file;
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-export const POLICY = {
-  provider: {
-    "codex-pooler": { options: { baseURL: "http://127.0.0.1:9/v1", apiKey: "{env:CODEX_POOLER_API_KEY}" } },
-  },
-  enabled_providers: ["codex-pooler"],
-  model: "codex-pooler/gpt-5.5",
-  small_model: "codex-pooler/gpt-5.5-mini",
-  permission: { bash: "deny", edit: "ask" },
-  share: "disabled",
-};
 
 let n = 0;
 /** A fresh place: `etc/` (the managed dir's parent) and a HOME. */
