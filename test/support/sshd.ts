@@ -23,6 +23,14 @@
  *       The session's PATH (sshd_config `SetEnv PATH=…`) is one directory of symlinks to every /usr/bin
  *       tool except node, nodejs, npm, npx and corepack: a host without Node.js (server.noNodePath).
  *
+ *   startSshd({ privateSystem: { debs: [file] } })
+ *       sshd (and so every session) runs as root in a private mount namespace (`unshare -m`, propagation
+ *       private) whose /etc, /usr, /var and /run are overlays on a tmpfs: what a test writes there (the
+ *       managed config in /etc/kilo, /etc/sudoers.d, packages installed with `dpkg -i` from `debs`) is seen
+ *       by that sshd's sessions only, and is gone with the namespace, even when the test runner is killed.
+ *       The machine's own /etc/kilo is never seen or changed. `server.inNamespace(script)` runs
+ *       `/bin/sh -c script` as root inside it (nsenter). privateSystemDebs(["sudo"]) gives `debs`.
+ *
  * node and npm for the user: this machine's node is /usr/bin/node (npm /usr/bin/npm), on sshd's default
  * non-interactive PATH (/usr/local/bin:/usr/bin:/bin:/usr/games), as on a developer machine with a
  * distribution or Homebrew node. When `command -v node` is elsewhere, startSshd symlinks node, npm and npx
@@ -71,6 +79,8 @@ export interface SshServer {
   /** Writes a local file to the user's HOME over SFTP, as remote.CopyToRemote does. */
   copyToRemote(localFile: string, remotePath: string): void;
   asUser(argv: string[], opts?: { input?: string }): RunResult;
+  /** With `privateSystem`: runs `/bin/sh -c script` as root in sshd's mount namespace. */
+  inNamespace(script: string): RunResult;
   stop(): Promise<void>;
 }
 
@@ -156,7 +166,7 @@ async function waitForPort(port: number, deadline: number, alive: () => string |
       c.once("error", () => resolve(false));
     });
     if (ok) return;
-    if (Date.now() > deadline) throw new Error(`sshd did not listen on 127.0.0.1:${port} within 10 s`);
+    if (Date.now() > deadline) throw new Error(`sshd did not listen on 127.0.0.1:${port} in time`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -164,8 +174,46 @@ async function waitForPort(port: number, deadline: number, alive: () => string |
 /** Tools a host without Node.js lacks. */
 const NODE_TOOLS = ["node", "nodejs", "npm", "npx", "corepack"];
 
+/**
+ * Debian packages' .deb files for `privateSystem.debs`, downloaded once (`apt-get download`, which
+ * installs nothing) into the test cache: the machine's packages never change.
+ */
+export function privateSystemDebs(pkgs: string[], cacheDir: string): string[] {
+  const dir = join(cacheDir, "debs");
+  mkdirSync(dir, { recursive: true });
+  return pkgs.map((pkg) => {
+    const find = () => readdirSync(dir).find((n) => n.startsWith(`${pkg}_`) && n.endsWith(".deb"));
+    if (find() === undefined) {
+      const get = () => spawnSync("apt-get", ["download", pkg], { cwd: dir, encoding: "utf8" });
+      let r = get();
+      if (r.status !== 0) {
+        const u = spawnSync("apt-get", ["update"], { encoding: "utf8" });
+        if (u.status !== 0) throw new Error(`apt-get update failed: ${(u.stderr || String(u.error)).trim()}`);
+        r = get();
+      }
+      if (r.status !== 0) throw new Error(`apt-get download ${pkg} failed: ${(r.stderr || String(r.error)).trim()}`);
+    }
+    const name = find();
+    if (name === undefined) throw new Error(`apt-get download ${pkg} left no .deb in ${dir}`);
+    return join(dir, name);
+  });
+}
+
+/** The namespace's setup, then sshd in it (sh execs it: the same pid). Args: tmpfs dir, sshd config, debs. */
+const PRIVATE_SYSTEM_SH = `set -e
+ns=$1; config=$2; shift 2
+mount -t tmpfs -o mode=0755 kilo-fleet-test "$ns"
+for d in etc usr var run; do
+  mkdir "$ns/$d" "$ns/$d.work"
+  mount -t overlay overlay -o "lowerdir=/$d,upperdir=$ns/$d,workdir=$ns/$d.work" "/$d"
+done
+if [ $# -gt 0 ]; then DEBIAN_FRONTEND=noninteractive dpkg -i "$@" >"$ns/dpkg.log" 2>&1 || { cat "$ns/dpkg.log" >&2; exit 1; }; fi
+mkdir -p /run/sshd
+exec /usr/sbin/sshd -D -e -f "$config"
+`;
+
 export async function startSshd(
-  options: { shell?: string; npmrc?: string; noNode?: boolean } = {},
+  options: { shell?: string; npmrc?: string; noNode?: boolean; privateSystem?: { debs: string[] } } = {},
 ): Promise<SshServer> {
   ensureAptPackages([
     { pkg: "openssh-server", bin: "/usr/sbin/sshd" },
@@ -254,12 +302,34 @@ export async function startSshd(
     );
     mkdirSync("/run/sshd", { recursive: true, mode: 0o755 }); // privilege separation directory
     let sshdLog = "";
-    sshd = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", config], { stdio: ["ignore", "ignore", "pipe"] });
+    if (options.privateSystem) {
+      const ns = join(dir, "private-system");
+      mkdirSync(ns, { mode: 0o700 });
+      sshd = spawn(
+        "unshare",
+        [
+          "-m",
+          "--propagation",
+          "private",
+          "/bin/sh",
+          "-c",
+          PRIVATE_SYSTEM_SH,
+          "sh",
+          ns,
+          config,
+          ...options.privateSystem.debs,
+        ],
+        { stdio: ["ignore", "ignore", "pipe"] },
+      );
+    } else {
+      sshd = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", config], { stdio: ["ignore", "ignore", "pipe"] });
+    }
     sshd.stderr?.on("data", (d) => {
       sshdLog += String(d);
     });
     const proc = sshd;
-    await waitForPort(port, Date.now() + 10_000, () =>
+    // A private system installs its packages first (dpkg: seconds).
+    await waitForPort(port, Date.now() + (options.privateSystem ? 120_000 : 10_000), () =>
       proc.exitCode !== null ? `sshd exited (${proc.exitCode}): ${sshdLog.trim()}` : undefined,
     );
 
@@ -344,6 +414,11 @@ export async function startSshd(
           [`--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "--", "env", `HOME=${home}`, `USER=${user}`, ...argv],
           { encoding: "utf8", input: opts?.input ?? "", cwd: home },
         );
+        return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+      },
+      inNamespace(script: string) {
+        if (!options.privateSystem || proc.pid === undefined) throw new Error("inNamespace needs privateSystem");
+        const r = spawnSync("nsenter", ["-t", String(proc.pid), "-m", "/bin/sh", "-c", script], { encoding: "utf8" });
         return { code: r.status, stdout: r.stdout, stderr: r.stderr };
       },
       stop: cleanup,

@@ -1,0 +1,186 @@
+/**
+ * The policy step for real: over the loopback sshd, a throwaway user whose passwordless sudo (Debian's
+ * sudo, `dpkg -i`'d by the setup) writes the real /etc/kilo, and the real kilo 7.7.7 resolving its
+ * effective config: a user kilo.jsonc, a project kilo.jsonc and KILO_CONFIG_CONTENT lose to the policy.
+ * The same user whose sudo wants a password, without sudo, or without become, gets one line and nothing
+ * is written. sshd runs in a private mount namespace (test/support/sshd.ts `privateSystem`) whose /etc,
+ * /usr, /var and /run are overlays: other test files running kilo never see this /etc/kilo, and the
+ * machine's own /etc/kilo (and its packages) stay as they were, even when this test fails or is killed.
+ * No API key exists in this file: `kilo debug config` prints resolved {env:…} values.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { parseResult } from "../common/result";
+import { shQuote } from "../common/shellQuote";
+import { encodeStepArg, type StepArgs } from "../common/stepArgs";
+import { hostToolArtifact } from "../deployer/hostTool";
+import { ensureKilo, testCacheDir } from "../harness/kilo";
+import { TEST_POLICY } from "../harness/policy";
+import { renderPolicyFile } from "../host/policy";
+import { privateSystemDebs, type SshServer, startSshd } from "./support/sshd";
+
+const tool = hostToolArtifact();
+const HOST = "dev-box-1";
+let server: SshServer;
+
+/** The machine's own /etc/kilo (most likely absent), before anything ran. */
+const machineEtcKilo = () =>
+  existsSync("/etc/kilo")
+    ? readdirSync("/etc/kilo").map((n) => [n, readFileSync(join("/etc/kilo", n), "latin1")])
+    : null;
+const machineBefore = machineEtcKilo();
+
+/** Root's view of the namespace's /etc/kilo: `name mode uid:gid` lines and each file's bytes. */
+function nsEtcKilo(): string {
+  const r = server.inNamespace(
+    'cd /etc/kilo 2>/dev/null || { echo absent; exit 0; }; for f in . .* *; do [ -e "$f" ] || continue; case $f in ..) continue;; esac; stat -c "%n %a %u:%g" "$f"; [ -f "$f" ] && cat "$f" && echo "<eof>"; done',
+  );
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout;
+}
+
+const sudoers = (line: string) =>
+  server.inNamespace(
+    `printf '%s\\n' ${shQuote(line)} > /etc/sudoers.d/kilo-fleet-test && chmod 0440 /etc/sudoers.d/kilo-fleet-test`,
+  );
+
+/** The step's command line, as the deployer writes it: the shipped tool, the subcommand, one JSON word. */
+const step = <S extends "policy-apply" | "policy-delete">(sub: S, args: StepArgs[S]) =>
+  server.run(`/bin/sh ~/${tool.pathInHome} ${sub} '${encodeStepArg(args)}'`);
+
+beforeAll(async () => {
+  server = await startSshd({
+    shell: "/bin/bash",
+    privateSystem: { debs: privateSystemDebs(["sudo"], testCacheDir()) },
+  });
+  // The tool where its step puts it, and the cached kilo in the user's npm prefix (hard links: the user
+  // cannot read root's cache, and a copy would cost 300 MB).
+  expect(server.asUser(["mkdir", "-p", tool.pathInHome.replace(/\/[^/]+$/, "")]).code).toBe(0);
+  server.copyToRemote(tool.file, tool.pathInHome);
+  const kilo = ensureKilo();
+  const dest = join(server.home, ".local/lib/node_modules/@kilocode");
+  mkdirSync(dest, { recursive: true });
+  execFileSync("cp", ["-al", join(kilo.prefix, "lib/node_modules/@kilocode/cli"), dest]);
+  mkdirSync(join(server.home, ".local/bin"), { recursive: true });
+  symlinkSync("../lib/node_modules/@kilocode/cli/bin/kilo", join(server.home, ".local/bin/kilo"));
+  execFileSync("chown", ["-R", "--no-dereference", `${server.uid}:${server.gid}`, join(server.home, ".local")]);
+});
+afterAll(async () => {
+  await server?.stop();
+  // The machine never saw the namespace's /etc/kilo.
+  expect(machineEtcKilo()).toEqual(machineBefore);
+});
+
+const apply = () => step("policy-apply", { host: HOST, policy: TEST_POLICY, become: "sudo" });
+const remove = () => step("policy-delete", { host: HOST, become: "sudo" });
+
+describe("the policy in the real /etc/kilo, through sudo -n, over SSH", () => {
+  test("passwordless sudo: written root-owned 0644 in a 0755 dir; twice = once; kilo's effective config is the policy's; delete leaves /etc/kilo as it was", async () => {
+    expect(sudoers(`${server.user} ALL=(ALL) NOPASSWD: ALL`).code).toBe(0);
+    const before = nsEtcKilo();
+    expect(before).toBe("absent\n");
+    const r = await apply();
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(parseResult(r.stdout, "policy")).toEqual({
+      step: "policy",
+      path: "/etc/kilo/kilo.jsonc",
+      status: "created",
+    });
+    const first = nsEtcKilo();
+    expect(first).toContain(". 755 0:0\n");
+    expect(first).toContain(`kilo.jsonc 644 0:0\n${renderPolicyFile(TEST_POLICY)}<eof>`);
+    expect(first).toContain(".kilo-fleet-policy.json 600 0:0\n");
+    // The machine's /etc/kilo is not the namespace's.
+    expect(machineEtcKilo()).toEqual(machineBefore);
+
+    const again = await apply();
+    expect(again.code).toBe(0);
+    expect(parseResult(again.stdout, "policy")?.status).toBe("unchanged");
+    expect(nsEtcKilo()).toBe(first);
+
+    // What the user and a project set, and KILO_CONFIG_CONTENT, lose to the policy; a key the policy
+    // does not set stays the project's. No key variable anywhere: apiKey resolves to "".
+    const mine = `{ "model": "user/own", "share": "auto", "permission": { "bash": "allow" }, "enabled_providers": ["openai"] }\n`;
+    const project = `{ "model": "project/own", "permission": { "edit": "allow" }, "username": "project-user" }\n`;
+    for (const [rel, text] of [
+      [".config/kilo/kilo.jsonc", mine],
+      ["proj/kilo.jsonc", project],
+    ]) {
+      const w = server.asUser(["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "sh", rel], { input: text });
+      expect(w.code, w.stderr).toBe(0);
+    }
+    const content = JSON.stringify({ model: "content/own", share: "manual", permission: { bash: "allow" } });
+    const dbg = await server.run(
+      `cd proj && env -u CODEX_POOLER_API_KEY KILO_CONFIG_CONTENT=${shQuote(content)} ~/.local/bin/kilo debug config`,
+    );
+    expect(dbg.code, dbg.stderr).toBe(0);
+    const effective = JSON.parse(dbg.stdout) as Record<string, unknown>;
+    expect(effective.model).toBe(TEST_POLICY.model);
+    expect(effective.small_model).toBe(TEST_POLICY.small_model);
+    expect(effective.share).toBe("disabled");
+    expect(effective.enabled_providers).toEqual(["codex-pooler"]);
+    expect(effective.permission).toEqual({ bash: "deny", edit: "ask" });
+    expect(effective.provider).toEqual({
+      "codex-pooler": { options: { baseURL: TEST_POLICY.provider["codex-pooler"].options.baseURL, apiKey: "" } },
+    });
+    expect(effective.username).toBe("project-user");
+
+    const d = await remove();
+    expect(d.stderr).toBe("");
+    expect(d.code).toBe(0);
+    expect(d.stdout).toContain("removed /etc/kilo/kilo.jsonc");
+    expect(nsEtcKilo()).toBe(before);
+  }, 120_000);
+
+  test("a managed file that was there is put back byte for byte (owner and mode too)", async () => {
+    expect(sudoers(`${server.user} ALL=(ALL) NOPASSWD: ALL`).code).toBe(0);
+    const mk = server.inNamespace(
+      "mkdir -m 0755 /etc/kilo && printf '%s' '{\"model\":\"corp/m\"} ' > /etc/kilo/kilo.jsonc && chown 0:4 /etc/kilo/kilo.jsonc && chmod 0640 /etc/kilo/kilo.jsonc",
+    );
+    expect(mk.code, mk.stderr).toBe(0);
+    const before = nsEtcKilo();
+    const r = await apply();
+    expect(r.code, r.stderr).toBe(0);
+    expect(parseResult(r.stdout, "policy")?.replaced).toBe(true);
+    expect(nsEtcKilo()).toContain(`kilo.jsonc 644 0:0\n${renderPolicyFile(TEST_POLICY)}<eof>`);
+    const d = await remove();
+    expect(d.code, d.stderr).toBe(0);
+    expect(nsEtcKilo()).toBe(before);
+    expect(before).toContain('kilo.jsonc 640 0:4\n{"model":"corp/m"} <eof>');
+    expect(server.inNamespace("rm -r /etc/kilo").code).toBe(0);
+  }, 60_000);
+
+  test("sudo wanting a password, no sudo, no become: one line naming the host and the setting, nothing written", async () => {
+    expect(sudoers(`${server.user} ALL=(ALL) ALL`).code).toBe(0);
+    const pw = await apply();
+    expect(pw.code).toBe(1);
+    expect(pw.stdout).toBe("");
+    expect(pw.stderr).toBe(
+      `kilo-fleet: policy on ${HOST}: become: sudo, but sudo -n refused (sudo: a password is required); nothing was written (allow this user passwordless sudo, or deploy the policy as root)\n`,
+    );
+    expect(nsEtcKilo()).toBe("absent\n");
+
+    const none = await step("policy-apply", { host: HOST, policy: TEST_POLICY });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toBe(
+      `kilo-fleet: policy on ${HOST}: writing kilo's managed config (/etc/kilo) needs root: set become: sudo for this host, or deploy it as root; nothing was written\n`,
+    );
+
+    // sudo gone from the host (hidden in the namespace: /dev/null over it is not executable).
+    expect(server.inNamespace("mount --bind /dev/null /usr/bin/sudo").code).toBe(0);
+    try {
+      const gone = await apply();
+      expect(gone.code).toBe(1);
+      expect(gone.stderr).toBe(
+        `kilo-fleet: policy on ${HOST}: become: sudo is set, but this host has no sudo; nothing was written (install sudo, or deploy the policy as root)\n`,
+      );
+    } finally {
+      expect(server.inNamespace("umount /usr/bin/sudo").code).toBe(0);
+    }
+    expect(nsEtcKilo()).toBe("absent\n");
+    expect(statSync(server.home).uid).toBe(server.uid);
+  }, 60_000);
+});
