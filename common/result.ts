@@ -88,9 +88,10 @@ export interface CheckFinding {
    * or unreadable), `env-file` (missing, mode, owner, content), `key` (the host's key is not the one compared),
    * `rc-block` (a shell's block missing, edited or stale), `override` (a file or variable kilo applies over
    * kilo.jsonc), `autoupdate` (kilo may update itself away from the pin), `records` (kilo-fleet's own
-   * records are not where the environment now says).
+   * records are not where the environment now says), `policy` (the managed config is not the stack's policy,
+   * or something lets kilo bypass it).
    */
-  item: "kilo" | "kilo.jsonc" | "env-file" | "key" | "rc-block" | "override" | "autoupdate" | "records";
+  item: "kilo" | "kilo.jsonc" | "env-file" | "key" | "rc-block" | "override" | "autoupdate" | "records" | "policy";
   /** One short line for people (never a secret; values truncated). */
   what: string;
   /** kilo.jsonc: the differing key path, and the JSON text expected and found (truncated; absent: "(absent)"). */

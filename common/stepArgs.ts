@@ -84,6 +84,10 @@ export interface EnvArgs {
   shells: string[] | "default";
   /** PEM text of `kilo-fleet:caCertificates` (public; only when set): the CA file and NODE_EXTRA_CA_CERTS. */
   caCertificates?: string;
+  /** The env file also sets KILO_TELEMETRY_LEVEL=off (a policy's default: kilo reads it only from the user). */
+  telemetryOff?: true;
+  /** The env file also sets KILO_DISABLE_SHARE=1 (a policy's default). */
+  shareOff?: true;
   /** `kilo-fleet:reconcile`: ignored by the tool; in the argument so a change re-runs the step in place. */
   reconcile?: string;
 }
@@ -124,6 +128,11 @@ export interface CheckArgs {
    * can tell whether the package kilo-fleet installed (its record) is the locked one. Absent: not checked.
    */
   locked?: Record<string, string>;
+  /** The env file's policy settings, as the env step gets them. */
+  telemetryOff?: true;
+  shareOff?: true;
+  /** The policy the managed config should hold (absent: no policy, not checked). */
+  policy?: Record<string, unknown>;
 }
 
 /**

@@ -9,7 +9,13 @@ import * as path from "node:path";
 import { type ParseError, parse as parseJsonc } from "jsonc-parser";
 import { type HostLayout, tildePath } from "../common/hostPaths";
 import { keyProof, NONCE_PATTERN } from "../common/keyProof";
-import { isJsonObject, type KeyPath, managedKeyPaths, valueAt } from "../common/kiloConfigMerge";
+import {
+  isJsonObject,
+  type KeyPath,
+  KILO_CONFIG_SCHEMA_URL,
+  managedKeyPaths,
+  valueAt,
+} from "../common/kiloConfigMerge";
 import type { CheckFinding, CheckResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import type { CheckArgs } from "../common/stepArgs";
@@ -17,6 +23,7 @@ import { overrideWarnings } from "./configFile";
 import { envVars, renderFishEnvFile, renderShEnvFile } from "./envFile";
 import { HostError, readIfExists, readStdin, resolveTarget } from "./fsUtil";
 import { LOCK_NAME } from "./lock";
+import { managedConfigDir, otherManagedFiles, POLICY_FILE_NAME, renderPolicyFile } from "./policy";
 import { findBlock, homeWord, renderRcBlock } from "./rcBlock";
 import { resolveShells } from "./shellEnv";
 
@@ -57,9 +64,7 @@ export function checkPaths(layout: HostLayout, env: NodeJS.ProcessEnv): CheckPat
   const dataHome = env.XDG_DATA_HOME ? env.XDG_DATA_HOME : path.join(layout.home, ".local", "share");
   return {
     layout,
-    systemDir:
-      env.KILO_FLEET_TEST_SYSTEM_DIR ||
-      (process.platform === "darwin" ? "/Library/Application Support/kilo" : "/etc/kilo"),
+    systemDir: managedConfigDir(env),
     packageDir: path.join(dataHome, "kilo-fleet", "kilo"),
     env,
   };
@@ -284,6 +289,8 @@ function fileProblems(
   return { missing: false, drift: out };
 }
 
+const policyEnv = (args: CheckArgs) => ({ telemetryOff: args.telemetryOff === true, shareOff: args.shareOff === true });
+
 function checkEnv(
   p: CheckPaths,
   args: CheckArgs,
@@ -319,14 +326,14 @@ function checkEnv(
       what: `${envShown} no longer sets KILO_DISABLE_AUTOUPDATE=1 (kilo may update itself away from the pin)`,
       file: envShown,
     });
-  } else if (text !== renderShEnvFile(envVars(args.var, value, pinned))) {
+  } else if (text !== renderShEnvFile(envVars(args.var, value, pinned, policyEnv(args)))) {
     drift.push({ item: "env-file", what: `${envShown} was edited (not what the env step writes)`, file: envShown });
   }
   if (shells.includes("fish")) {
     const fishCheck = fileProblems(home, layout.fishEnvFile, 0o600, "the fish env file");
     drift.push(...fishCheck.drift);
     if (!fishCheck.missing && value !== undefined) {
-      if (readIfExists(layout.fishEnvFile) !== renderFishEnvFile(envVars(args.var, value, pinned))) {
+      if (readIfExists(layout.fishEnvFile) !== renderFishEnvFile(envVars(args.var, value, pinned, policyEnv(args)))) {
         const shown = tildePath(home, layout.fishEnvFile);
         drift.push({ item: "env-file", what: `${shown} was edited (not what the env step writes)`, file: shown });
       }
@@ -384,6 +391,104 @@ function setsVariable(line: string, name: string): boolean {
   return sh.test(l) || fish.test(l);
 }
 
+/** Where a startup file (those kilo-fleet manages and the usual others) sets one of `names`. */
+function startupFilesSetting(home: string, names: readonly string[]): { rel: string; line: number; name: string }[] {
+  const files = new Set<string>([...STARTUP_FILES, ...Object.values(SHELL_RC_FILES)]);
+  try {
+    for (const n of fs.readdirSync(path.join(home, ".config", "fish", "conf.d")).sort()) {
+      if (n.endsWith(".fish")) files.add(`.config/fish/conf.d/${n}`);
+    }
+  } catch {
+    // no fish conf.d
+  }
+  const out: { rel: string; line: number; name: string }[] = [];
+  for (const rel of files) {
+    const text = readIfExists(resolveTarget(path.join(home, rel)));
+    if (text === undefined) continue;
+    const lines = text.split("\n");
+    for (const name of names) {
+      const i = lines.findIndex((l) => setsVariable(l, name));
+      if (i !== -1) out.push({ rel, line: i + 1, name });
+    }
+  }
+  return out;
+}
+
+/** Variables that let kilo bypass the managed config: its managed dir moved, its permission overlaid. */
+export const POLICY_BYPASS_VARS = ["KILO_TEST_MANAGED_CONFIG_DIR", "KILO_PERMISSION"] as const;
+const BYPASS_EFFECT: Record<(typeof POLICY_BYPASS_VARS)[number], string> = {
+  KILO_TEST_MANAGED_CONFIG_DIR: "kilo reads another managed dir instead of the policy",
+  KILO_PERMISSION: "kilo lays it over the policy's permission",
+};
+
+/**
+ * The managed config against the stack's policy (its bytes, mode, owner), another managed file that sets a
+ * policy key, and the variables that bypass it, in a startup file or the check's own session.
+ */
+function checkPolicy(p: CheckPaths, policy: Record<string, unknown>): CheckFinding[] {
+  const out: CheckFinding[] = [];
+  const file = path.join(p.systemDir, POLICY_FILE_NAME);
+  let text: string | undefined;
+  try {
+    text = readIfExists(file);
+  } catch (e) {
+    out.push({ item: "policy", what: `${file} cannot be read (${(e as NodeJS.ErrnoException).code})`, file });
+  }
+  if (text === undefined) {
+    if (out.length === 0) out.push({ item: "policy", what: `${file} is missing: the policy is not enforced`, file });
+  } else if (text !== renderPolicyFile(policy)) {
+    const found = parseJsonc(text, [], { allowTrailingComma: true }) as unknown;
+    const diffs: { path: string[]; e: unknown; f: unknown }[] = [];
+    leafDiffs({ $schema: KILO_CONFIG_SCHEMA_URL, ...policy }, found, [], diffs);
+    for (const d of diffs.slice(0, MAX_LEAVES)) {
+      out.push({
+        item: "policy",
+        what: `${file} differs from the policy at ${d.path.join(".") || "(the whole file)"}`,
+        path: d.path.join("."),
+        expected: shortJson(d.e),
+        found: shortJson(d.f),
+        file,
+      });
+    }
+    if (diffs.length === 0) out.push({ item: "policy", what: `${file} was edited (same values, other text)`, file });
+  }
+  if (text !== undefined) {
+    const st = fs.statSync(file);
+    if ((st.mode & 0o777) !== 0o644 || st.uid !== 0) {
+      out.push({
+        item: "policy",
+        what: `${file} is mode ${(st.mode & 0o777).toString(8).padStart(4, "0")} owned by uid ${st.uid}, expected 0644 owned by root`,
+        file,
+      });
+    }
+  }
+  for (const o of otherManagedFiles(p.systemDir, Object.keys(policy))) {
+    if (o.keys.length === 0) continue;
+    out.push({
+      item: "policy",
+      what: `${o.file} is a managed file too and sets ${o.keys.join(", ")}: kilo may take those from it instead of the policy`,
+      file: o.file,
+    });
+  }
+  for (const s of startupFilesSetting(p.layout.home, POLICY_BYPASS_VARS)) {
+    const name = s.name as (typeof POLICY_BYPASS_VARS)[number];
+    out.push({
+      item: "policy",
+      what: `~/${s.rel} line ${s.line} sets ${name}, so ${BYPASS_EFFECT[name]}`,
+      file: `~/${s.rel}`,
+    });
+  }
+  for (const name of POLICY_BYPASS_VARS) {
+    if (p.env[name] !== undefined && p.env[name] !== "") {
+      out.push({
+        item: "policy",
+        what: `${name} is set in the environment the check ran in, so ${BYPASS_EFFECT[name]}`,
+      });
+    }
+  }
+  return out;
+}
+
 function checkOverrides(p: CheckPaths, paths: KeyPath[]): CheckFinding[] {
   const { layout } = p;
   const home = layout.home;
@@ -411,28 +516,12 @@ function checkOverrides(p: CheckPaths, paths: KeyPath[]): CheckFinding[] {
       file: shown,
     });
   }
-  const files = new Set<string>([...STARTUP_FILES, ...Object.values(SHELL_RC_FILES)]);
-  try {
-    for (const n of fs.readdirSync(path.join(home, ".config", "fish", "conf.d")).sort()) {
-      if (n.endsWith(".fish")) files.add(`.config/fish/conf.d/${n}`);
-    }
-  } catch {
-    // no fish conf.d
-  }
-  for (const rel of files) {
-    const text = readIfExists(resolveTarget(path.join(home, rel)));
-    if (text === undefined) continue;
-    const lines = text.split("\n");
-    for (const name of OVERRIDE_VARS) {
-      const i = lines.findIndex((l) => setsVariable(l, name));
-      if (i !== -1) {
-        out.push({
-          item: "override",
-          what: `~/${rel} line ${i + 1} sets ${name}, so kilo reads another config`,
-          file: `~/${rel}`,
-        });
-      }
-    }
+  for (const s of startupFilesSetting(home, OVERRIDE_VARS)) {
+    out.push({
+      item: "override",
+      what: `~/${s.rel} line ${s.line} sets ${s.name}, so kilo reads another config`,
+      file: `~/${s.rel}`,
+    });
   }
   for (const name of OVERRIDE_VARS) {
     if (p.env[name] !== undefined && p.env[name] !== "") {
@@ -553,6 +642,7 @@ export function runCheck(
     ...env.drift,
     ...checkRcBlocks(p, shells),
     ...checkOverrides(p, paths),
+    ...(isJsonObject(args.policy) ? checkPolicy(p, args.policy) : []),
   ];
   const lines = [
     drift.length === 0

@@ -15,6 +15,7 @@ import {
 } from "../common/kiloConfigMerge";
 import type { ConfigResult, DeleteResult } from "../common/result";
 import { ensureWritableDir, HostError, readIfExists, readJson, removeFile, writeFileAtomic, writeJson } from "./fsUtil";
+import { POLICY_FILE_HEADER } from "./policy";
 
 export interface ConfigState {
   /** The key paths kilo-fleet wrote last time (stale ones are removed on the next merge). */
@@ -80,7 +81,10 @@ export function overrideWarnings(p: ConfigPaths, paths: readonly KeyPath[]): { f
   for (const file of overridingFiles(p)) {
     let value: unknown;
     try {
-      value = parseJsonc(fs.readFileSync(file, "utf8"), [], { allowTrailingComma: true });
+      const text = fs.readFileSync(file, "utf8");
+      // kilo-fleet's own policy wins on purpose (and doctor checks it against the stack's policy).
+      if (text.startsWith(`${POLICY_FILE_HEADER}\n`)) continue;
+      value = parseJsonc(text, [], { allowTrailingComma: true });
     } catch {
       continue;
     }

@@ -24,11 +24,25 @@ export function parseKeyFromStdin(input: string): string {
   return key;
 }
 
+/** What a policy adds to the env file: what kilo reads only from the user's side, never the managed dir. */
+export interface PolicyEnv {
+  telemetryOff?: boolean;
+  shareOff?: boolean;
+}
+
 /** The variables the env files export, in order. */
-export function envVars(apiKeyEnvVar: string, key: string, pinned: boolean): [string, string][] {
+export function envVars(
+  apiKeyEnvVar: string,
+  key: string,
+  pinned: boolean,
+  policy: PolicyEnv = {},
+): [string, string][] {
   const vars: [string, string][] = [[apiKeyEnvVar, key]];
   // Kilo's self-update runs `npm install -g @kilocode/cli@latest` without the prefix: keep a pinned host pinned.
   if (pinned) vars.push(["KILO_DISABLE_AUTOUPDATE", "1"]);
+  // kilo 7.7.7: telemetry is on unless KILO_TELEMETRY_LEVEL is "all"… or set to anything else, which turns it off.
+  if (policy.telemetryOff) vars.push(["KILO_TELEMETRY_LEVEL", "off"]);
+  if (policy.shareOff) vars.push(["KILO_DISABLE_SHARE", "1"]);
   return vars;
 }
 

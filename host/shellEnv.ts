@@ -7,7 +7,14 @@ import * as path from "node:path";
 import { tildePath } from "../common/hostPaths";
 import type { DeleteResult, EnvResult } from "../common/result";
 import { applyCaFile, type CaState, caEnvVars, checkCaPem, deleteCaFile, refuseSymlink } from "./caFile";
-import { ENV_FILE_HEADER, envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "./envFile";
+import {
+  ENV_FILE_HEADER,
+  envVars,
+  type PolicyEnv,
+  parseKeyFromStdin,
+  renderFishEnvFile,
+  renderShEnvFile,
+} from "./envFile";
 import {
   crashPoint,
   ensureWritableDir,
@@ -193,7 +200,7 @@ function recordedEnvFiles(p: EnvPaths, state: ShellState | undefined): string[] 
 
 export function envApply(
   p: EnvPaths,
-  opts: { apiKeyEnvVar: string; pinned: boolean; shells: string; caCertificates?: string },
+  opts: { apiKeyEnvVar: string; pinned: boolean; shells: string; caCertificates?: string; policy?: PolicyEnv },
 ): { lines: string[]; result: EnvResult } {
   // Validate everything before touching a file: the key, the shells, every startup file's new text.
   const key = wrap(() => parseKeyFromStdin(readStdin("the API key")));
@@ -226,7 +233,7 @@ export function envApply(
 
 function applyPlanned(
   p: EnvPaths,
-  opts: { apiKeyEnvVar: string; pinned: boolean; caCertificates?: string },
+  opts: { apiKeyEnvVar: string; pinned: boolean; caCertificates?: string; policy?: PolicyEnv },
   key: string,
   shells: string[],
   state: ShellState,
@@ -257,7 +264,7 @@ function applyPlanned(
 
   const warning = configDirWarning(p);
   const caFile = applyCaFile(p.configDir, state, stateFile(p), opts.caCertificates);
-  const vars = [...envVars(opts.apiKeyEnvVar, key, opts.pinned), ...caEnvVars(caFile)];
+  const vars = [...envVars(opts.apiKeyEnvVar, key, opts.pinned, opts.policy), ...caEnvVars(caFile)];
   const envText = renderShEnvFile(vars);
   const envChanged = readIfExists(p.envFile) !== envText;
   writeFileAtomic(p.envFile, envText, 0o600);

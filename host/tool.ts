@@ -40,7 +40,7 @@ function configPaths(layout: HostLayout) {
     configFile: layout.configFile,
     backupFile: layout.backupFile,
     stateDir: layout.stateDir,
-    systemDir: process.env.KILO_FLEET_TEST_SYSTEM_DIR || "/etc/kilo",
+    systemDir: managedConfigDir(process.env),
   };
 }
 
@@ -93,6 +93,7 @@ function runLocked<S extends Exclude<Subcommand, "smoke" | "check" | "policy-app
         pinned: a.pinned,
         shells: a.shells === "default" ? "default" : a.shells.join(","),
         ...(a.caCertificates !== undefined ? { caCertificates: a.caCertificates } : {}),
+        policy: { telemetryOff: a.telemetryOff === true, shareOff: a.shareOff === true },
       });
     }
     case "env-delete": {

@@ -21,13 +21,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
 import { afterAll, describe, expect, it } from "vitest";
+import { hostLayout } from "../common/hostPaths";
 import { KILO_CONFIG_SCHEMA_URL } from "../common/kiloConfigMerge";
 import { parseResult } from "../common/result";
 import { encodeStepArg, type StepArgs } from "../common/stepArgs";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { scriptEnv, snapshot, snapshotObject } from "../harness/hostHome";
 import { TEST_POLICY as POLICY } from "../harness/policy";
-import { POLICY_FILE_HEADER } from "../host/policy";
+import { checkPaths, runCheck } from "../host/check";
+import { envVars } from "../host/envFile";
+import { POLICY_FILE_HEADER, renderPolicyFile } from "../host/policy";
 
 const root = mkdtempSync(join(tmpdir(), "kilo-fleet-policy-"));
 const toolFile = hostToolArtifact().file;
@@ -159,5 +162,111 @@ describe("policy-apply / policy-delete on a stand-in managed dir", () => {
     );
     expect(existsSync(join(q.dir, "kilo.jsonc"))).toBe(false);
     expect(existsSync(join(q.dir, ".kilo-fleet-policy.json"))).toBe(false);
+  });
+});
+
+describe("what a policy adds around the managed file", () => {
+  it("the env file also turns telemetry and sharing off (what kilo reads only from the user's side)", () => {
+    const p = place();
+    const r = spawnSync(
+      process.execPath,
+      [
+        toolFile,
+        "env-apply",
+        encodeStepArg({
+          var: "CODEX_POOLER_API_KEY",
+          pinned: true,
+          shells: ["sh"],
+          telemetryOff: true,
+          shareOff: true,
+        } satisfies StepArgs["env-apply"]),
+      ],
+      {
+        input: "test-key-policy\n",
+        encoding: "utf8",
+        env: scriptEnv(p.home, p.home, { KILO_FLEET_TEST_SYSTEM_DIR: p.dir }),
+      },
+    );
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const envFile = join(p.home, ".config/kilo/codex-pooler.env");
+    const vars = spawnSync(
+      "/bin/sh",
+      ["-c", '. "$1" && echo "$KILO_TELEMETRY_LEVEL $KILO_DISABLE_SHARE $KILO_DISABLE_AUTOUPDATE"', "sh", envFile],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(vars.stdout).toBe("off 1 1\n");
+    expect(envVars("K", "v", false)).toEqual([["K", "v"]]);
+  });
+
+  it("config-apply does not call kilo-fleet's own policy an override; another managed file still is", () => {
+    const p = place();
+    expect(apply(p).code).toBe(0);
+    const config = (): { stderr: string; code: number | null } => {
+      const r = spawnSync(
+        process.execPath,
+        [toolFile, "config-apply", encodeStepArg({ managed: { model: "codex-pooler/gpt-5.5" } })],
+        {
+          encoding: "utf8",
+          env: scriptEnv(p.home, p.home, { KILO_FLEET_TEST_SYSTEM_DIR: p.dir }),
+        },
+      );
+      return { stderr: r.stderr, code: r.status };
+    };
+    expect(config()).toEqual({ stderr: "", code: 0 });
+    writeFileSync(join(p.dir, "kilo.json"), '{ "model": "x/y" }\n');
+    expect(config().stderr).toContain(`${join(p.dir, "kilo.json")} sets "model"`);
+  });
+
+  it("doctor: the managed file against the policy, its mode, another managed file, and the bypass variables", () => {
+    const p = place();
+    expect(apply(p).code).toBe(0);
+    const env = scriptEnv(p.home, p.home, { KILO_FLEET_TEST_SYSTEM_DIR: p.dir });
+    const check = (extraEnv: NodeJS.ProcessEnv = {}) =>
+      runCheck(checkPaths(hostLayout(env, p.home), { ...env, ...extraEnv }), {
+        host: "h1",
+        version: "7.7.7",
+        managed: {},
+        var: "CODEX_POOLER_API_KEY",
+        shells: ["sh"],
+        compareKey: false,
+        policy: POLICY,
+      }).result.drift.filter((d) => d.item === "policy");
+    expect(check()).toEqual([]);
+
+    const file = join(p.dir, "kilo.jsonc");
+    writeFileSync(file, renderPolicyFile({ ...POLICY, model: "other/model" }));
+    chmodSync(file, 0o666);
+    writeFileSync(join(p.dir, "opencode.json"), '{ "share": "auto", "theme": "x" }\n');
+    writeFileSync(join(p.home, ".profile"), '# mine\nexport KILO_PERMISSION=\'{"bash":"allow"}\'\n');
+    expect(check({ KILO_TEST_MANAGED_CONFIG_DIR: "/tmp/elsewhere" })).toEqual([
+      {
+        item: "policy",
+        what: `${file} differs from the policy at model`,
+        path: "model",
+        expected: '"codex-pooler/gpt-5.5"',
+        found: '"other/model"',
+        file,
+      },
+      { item: "policy", what: `${file} is mode 0666 owned by uid 0, expected 0644 owned by root`, file },
+      {
+        item: "policy",
+        what: `${join(p.dir, "opencode.json")} is a managed file too and sets share: kilo may take those from it instead of the policy`,
+        file: join(p.dir, "opencode.json"),
+      },
+      {
+        item: "policy",
+        what: "~/.profile line 2 sets KILO_PERMISSION, so kilo lays it over the policy's permission",
+        file: "~/.profile",
+      },
+      {
+        item: "policy",
+        what: "KILO_TEST_MANAGED_CONFIG_DIR is set in the environment the check ran in, so kilo reads another managed dir instead of the policy",
+      },
+    ]);
+    rmSync(file);
+    expect(check()[0]).toEqual({ item: "policy", what: `${file} is missing: the policy is not enforced`, file });
   });
 });
