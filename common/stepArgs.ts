@@ -102,6 +102,11 @@ export interface SmokeArgs {
   timeoutSeconds: number;
   /** `kilo-run`: the pool checks, then the seed's `kilo run`; `pool`: the pool checks only (no tokens). */
   level: "kilo-run" | "pool";
+  /**
+   * The host's policy (absent: none): kilo's effective model, small_model, providers' baseURL, permission,
+   * share and enabled_providers must be the policy's (host/policyCheck.ts), at either level.
+   */
+  policy?: Record<string, unknown>;
   /** `kilo-fleet:reconcile`: ignored by the tool; in the argument so a change re-runs the step in place. */
   reconcile?: string;
 }

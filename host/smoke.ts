@@ -15,6 +15,7 @@ import { sanitizeServerText } from "../common/redact";
 import type { SmokeResult } from "../common/result";
 import type { SmokeArgs } from "../common/stepArgs";
 import { isRunning } from "./fsUtil";
+import { effectiveConfig, policyMismatches } from "./policyCheck";
 import { checkPool, contextLimitWarnings, poolErrorCode, poolErrorReason } from "./poolCheck";
 import { type SmokeTarget, smokeTarget } from "./smokeTarget";
 
@@ -440,6 +441,33 @@ async function smoke(
   }
   const version = kiloVersion(layout.kiloBin, remainingMs());
   if (remainingMs() <= 0) throw timedOut();
+  if (isJsonObject(args.policy)) {
+    // kilo's own view of the policy (no tokens spent; no variable of the env file reaches it).
+    let effective: unknown;
+    try {
+      effective = effectiveConfig({
+        kiloBin: layout.kiloBin,
+        configDir: layout.configDir,
+        scratch: path.join(scratch.dir ?? scratch.create(), "policy"),
+        inherited: process.env,
+        withheld: [...fromEnvFile.keys()],
+        timeoutMs: remainingMs(),
+      });
+    } catch (e) {
+      if (remainingMs() <= 0) throw timedOut();
+      throw new SmokeFailure((e as Error).message);
+    }
+    const bad = policyMismatches(args.policy, effective);
+    if (bad.length > 0) {
+      const short = (v: unknown) => (v === undefined ? "(absent)" : JSON.stringify(v).slice(0, 60));
+      throw new SmokeFailure(
+        `kilo does not follow the policy (is kilo's managed config deployed, and nothing beside it?): ${bad
+          .slice(0, 3)
+          .map((b) => `${b.path} is ${short(b.found)}, the policy says ${short(b.expected)}`)
+          .join("; ")}`,
+      );
+    }
+  }
   const passed = (level: SmokeResult["level"]) => {
     const seconds = Math.round((Date.now() - started) / 100) / 10;
     return {
@@ -459,7 +487,7 @@ async function smoke(
   if (args.level === "pool") return passed("pool");
 
   // 2. The seed's `kilo run`, in a scratch directory of its own.
-  const dir = scratch.create();
+  const dir = scratch.dir ?? scratch.create();
   const work = path.join(dir, "work");
   const configCopy = path.join(dir, "config", "kilo");
   for (const d of [work, path.join(dir, "tmp"), path.join(dir, "home"), configCopy])

@@ -27,10 +27,12 @@ import { parseResult } from "../common/result";
 import { encodeStepArg, type StepArgs } from "../common/stepArgs";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { scriptEnv, snapshot, snapshotObject } from "../harness/hostHome";
+import { ensureKilo } from "../harness/kilo";
 import { TEST_POLICY as POLICY } from "../harness/policy";
 import { checkPaths, runCheck } from "../host/check";
 import { envVars } from "../host/envFile";
 import { POLICY_FILE_HEADER, renderPolicyFile } from "../host/policy";
+import { effectiveConfig, policyMismatches } from "../host/policyCheck";
 
 const root = mkdtempSync(join(tmpdir(), "kilo-fleet-policy-"));
 const toolFile = hostToolArtifact().file;
@@ -269,4 +271,55 @@ describe("what a policy adds around the managed file", () => {
     rmSync(file);
     expect(check()[0]).toEqual({ item: "policy", what: `${file} is missing: the policy is not enforced`, file });
   });
+});
+
+describe("the smoke check's view of the policy: kilo's effective config, no key given to it", () => {
+  it("policyMismatches compares the policy's leaves only, never a provider's apiKey", () => {
+    const effective = {
+      ...POLICY,
+      permission: { ...POLICY.permission, webfetch: "allow" },
+      provider: { "codex-pooler": { options: { baseURL: "http://127.0.0.1:9/v1", apiKey: "" } } },
+    };
+    expect(policyMismatches(POLICY, effective)).toEqual([]);
+    expect(
+      policyMismatches(POLICY, {
+        ...effective,
+        model: "user/own",
+        permission: { bash: "allow", edit: "ask" },
+        provider: { "codex-pooler": { options: { baseURL: "http://elsewhere/v1", apiKey: "x" } } },
+      }),
+    ).toEqual([
+      { path: "model", expected: POLICY.model, found: "user/own" },
+      {
+        path: "provider.codex-pooler.options.baseURL",
+        expected: "http://127.0.0.1:9/v1",
+        found: "http://elsewhere/v1",
+      },
+      { path: "permission.bash", expected: "deny", found: "allow" },
+    ]);
+  });
+
+  it("the real kilo, the user's config losing to the managed one, and the env file's variables withheld", () => {
+    const p = place();
+    expect(apply(p).code).toBe(0);
+    const configDir = join(p.home, ".config/kilo");
+    mkdirSync(configDir, { recursive: true });
+    writeFileSync(join(configDir, "kilo.jsonc"), '{ "model": "user/own", "permission": { "bash": "allow" } }\n');
+    const scratch = join(p.home, "scratch");
+    const effective = effectiveConfig({
+      kiloBin: ensureKilo().bin,
+      configDir,
+      scratch,
+      inherited: { ...process.env, KILO_FLEET_TEST_SYSTEM_DIR: p.dir, CODEX_POOLER_API_KEY: "test-key-withheld" },
+      withheld: ["CODEX_POOLER_API_KEY"],
+      timeoutMs: 60_000,
+    }) as { provider: Record<string, { options: { apiKey: string } }> };
+    expect(policyMismatches(POLICY, effective)).toEqual([]);
+    // kilo resolved {env:CODEX_POOLER_API_KEY} to nothing: it never had the variable.
+    expect(effective.provider["codex-pooler"].options.apiKey).toBe("");
+    // The user's own file is untouched (kilo ran on a copy).
+    expect(readFileSync(join(configDir, "kilo.jsonc"), "utf8")).toBe(
+      '{ "model": "user/own", "permission": { "bash": "allow" } }\n',
+    );
+  }, 60_000);
 });
