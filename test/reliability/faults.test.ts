@@ -45,6 +45,7 @@ import {
   snapshot,
   snapshotObject,
   testKey,
+  USER_BASHRC,
 } from "../../harness/hostHome";
 import { BLOCK_START } from "../../host/rcBlock";
 import { isLitter, runScript, snapshotDiff } from "./support";
@@ -229,48 +230,68 @@ describe("kilo-fleet's records do not move with XDG_STATE_HOME (issue 17, item 1
     };
     return hostStepCommands(built.host.name, built.spec, hostToolArtifact(), "local", { lock });
   };
-  const apply = async (s: ReturnType<typeof steps>, env: NodeJS.ProcessEnv, key: string) => {
+  const apply = async (s: ReturnType<typeof steps>, env: NodeJS.ProcessEnv, key: string, shell?: string) => {
     for (const [script, stdin] of [
       [s.install.create, ""],
       [s.config.create, ""],
       [s.env.create, `${key}\n`],
     ] as const) {
-      const r = await runScript(script, env, { stdin });
+      const r = await runScript(script, env, { stdin, shell });
       expect(r.code, r.stderr).toBe(0);
     }
   };
-  const destroy = async (s: ReturnType<typeof steps>, env: NodeJS.ProcessEnv) => {
+  const destroy = async (s: ReturnType<typeof steps>, env: NodeJS.ProcessEnv, shell?: string) => {
     for (const script of [s.env.delete, s.config.delete, s.install.delete]) {
-      const r = await runScript(script ?? "", env);
+      const r = await runScript(script ?? "", env, { shell });
       expect(r.code, r.stderr).toBe(0);
     }
   };
   const RECORDS = ".local/state/kilo-fleet";
 
-  test("XDG_STATE_HOME set after a deploy: re-apply and destroy find the records; HOME comes back as it was", async () => {
-    const h = makeHome();
-    try {
-      const s = steps();
-      const before = snapshot(h.home);
-      const env = scriptEnv(h.home, h.tmp);
-      const moved = scriptEnv(h.home, h.tmp, { XDG_STATE_HOME: join(h.home, "state-elsewhere") });
-      const key = testKey();
-      await apply(s, env, key);
-      const rotated = testKey();
-      await apply(s, moved, rotated);
-      expect(readdirSync(join(h.home, RECORDS))).toEqual(
-        expect.arrayContaining(["config.json", "kilo-package", "shell.json"]),
-      );
-      expect(existsSync(join(h.home, "state-elsewhere"))).toBe(false);
-      expect(keyFiles(h, key)).toEqual([]);
-      expect(keyFiles(h, rotated)).toEqual(["home/.config/kilo/codex-pooler.env"]);
-      await destroy(s, moved);
-      expect(filesContaining(h.root, rotated)).toEqual([]);
-      expect(snapshotDiff(snapshot(h.home), before)).toEqual([]);
-    } finally {
-      rmSync(h.root, { recursive: true, force: true });
-    }
-  });
+  for (const how of ["in the steps' environment", "exported in .bashrc (bash reads it for SSH commands)"] as const) {
+    test(`XDG_STATE_HOME set after a deploy, ${how}: re-apply and destroy find the records; HOME comes back as it was`, async () => {
+      const h = makeHome();
+      try {
+        const s = steps();
+        const before = snapshot(h.home);
+        const env = scriptEnv(h.home, h.tmp);
+        const elsewhere = join(h.home, "state-elsewhere");
+        const key = testKey();
+        await apply(s, env, key);
+        // The user's own line, above the rest of their .bashrc (its non-interactive `return` included).
+        const exported = `export XDG_STATE_HOME="$HOME/state-elsewhere"\n`;
+        const viaBashrc = how.startsWith("exported");
+        let moved = scriptEnv(h.home, h.tmp, { XDG_STATE_HOME: elsewhere });
+        let shell: string | undefined;
+        if (viaBashrc) {
+          const rc = join(h.home, ".bashrc");
+          writeFileSync(rc, exported + readFileSync(rc, "utf8"));
+          // As sshd has bash run a command: non-interactive, with .bashrc read (BASH_ENV plays sshd's part).
+          moved = scriptEnv(h.home, h.tmp, { BASH_ENV: rc });
+          shell = "/bin/bash";
+          expect((await runScript('printf %s "$XDG_STATE_HOME"', moved, { shell })).stdout).toBe(elsewhere);
+        }
+        const rotated = testKey();
+        await apply(s, moved, rotated, shell);
+        expect(readdirSync(join(h.home, RECORDS))).toEqual(
+          expect.arrayContaining(["config.json", "kilo-package", "shell.json"]),
+        );
+        expect(existsSync(elsewhere)).toBe(false);
+        expect(keyFiles(h, key)).toEqual([]);
+        expect(keyFiles(h, rotated)).toEqual(["home/.config/kilo/codex-pooler.env"]);
+        await destroy(s, moved, shell);
+        expect(filesContaining(h.root, rotated)).toEqual([]);
+        const after = snapshot(h.home);
+        if (viaBashrc) {
+          expect(after.get(".bashrc")?.content).toBe(exported + USER_BASHRC);
+          after.set(".bashrc", before.get(".bashrc") as Entry);
+        }
+        expect(snapshotDiff(after, before)).toEqual([]);
+      } finally {
+        rmSync(h.root, { recursive: true, force: true });
+      }
+    });
+  }
 
   /**
    * What an earlier version left when XDG_STATE_HOME named `dir` at the deploy: the records there, with the
