@@ -1,22 +1,36 @@
 /**
- * One resolved spec per host: fleet defaults and the host's own overrides, applied once. `hostSpec` makes
- * it from a stack's settings; `parseHostArgs` makes it from a `KiloHost`'s arguments, validating them with
- * the very field schemas (and messages) of the stack settings, keyed by the argument's own path
- * (`ssh.port`, `models["gpt-5.5"].limit.input`). Defaults live in the schema and nowhere else.
+ * The one resolved form: `resolveHosts` turns a stack's raw config, or one KiloHost's arguments (read as a
+ * one-host stack), into `{ specs, errors, warnings }`, one `HostSpec` per host with the fleet settings and
+ * the host's overrides applied once. validate, render, hostkeys, lock, doctor, `pulumi up` and KiloHost all
+ * consume it. Defaults live in the schema (deployer/settings.ts) and nowhere else.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { z } from "zod";
+import { fitsInOneArgument, MAX_ARG_BYTES } from "../common/argLimit";
+import { apiKeyEntryErrors, missingApiKeyErrors, setApiKeyCommand } from "./apiKeys";
+import { caCertificatesWarnings } from "./caCertificates";
+import { hostStepCommands } from "./hostSteps";
 import {
-  type HostSettings,
-  hostOverrides,
+  type KiloLock,
+  LockError,
+  lockedIntegrity,
+  lockProblems,
+  pinnedVersions,
+  readLockFile,
+  shippedLock,
+} from "./kiloLock";
+import { npmRegistryWarning } from "./npmRegistry";
+import {
+  CONFIG_NAMESPACE,
   isLoopbackHost,
+  type KeyNaming,
+  keyName,
+  keyscanLine,
   type ModelSettings,
+  parseSettings,
+  parseSettingsInput,
   type Settings,
   type SettingsError,
   type ShellName,
-  SSH_CONNECT_DEFAULTS,
-  settingsSchema,
-  sshConnection,
 } from "./settings";
 
 /** How to reach an SSH host; each field may come from another resource (e.g. an instance's `publicIp`). */
@@ -35,6 +49,8 @@ export interface HostSpecSsh {
 
 /** One host, resolved: no defaults left to apply, no secrets. */
 export interface HostSpec {
+  /** The host's name (a stack's `hosts[i].name`, or the KiloHost's resource name). */
+  name: string;
   poolerBaseUrl: string;
   providerId: string;
   apiKeyEnvVar: string;
@@ -58,11 +74,189 @@ export interface HostSpec {
   ssh?: HostSpecSsh;
 }
 
-/** The spec of `host` in a stack's settings. */
-export function hostSpec(settings: Settings, host: HostSettings): HostSpec {
+/** Something a platform engineer should know (not an error): the key it is about, and what. */
+export interface SettingsWarning {
+  key: string;
+  message: string;
+  /** The host it concerns, when it concerns one host only. */
+  host?: string;
+}
+
+/** A warning as validate prints it and `pulumi up` logs it: `key: message`. */
+export const warningText = (w: SettingsWarning): string => `${w.key}: ${w.message}`;
+
+/** What to resolve: a stack's raw config (full keys, `kilo-fleet:model`), or one KiloHost's arguments. */
+export type HostSource = { stack: Record<string, unknown> } | { kiloHost: string; args: Record<string, unknown> };
+
+export interface ResolveOptions {
+  /**
+   * A stack's lock file, checked against every pinned version (`shown`: how errors name it). Default: none
+   * read (KiloHost: its `kiloLock` argument, else the shipped lock). `false`: no lock check (hostkeys).
+   */
+  lockFile?: { path: string; shown?: string } | false;
+  /** An SSH host without `hostKey` is no error (`hostkeys`, which is how a stack gets them). */
+  unpinnedHostKeys?: boolean;
+  /**
+   * Which secrets a stack has (never their values), checked against its hosts: `missingKey` says whether
+   * a host without a key is an error (`pulumi up`) or a warning (validate: secrets often come later);
+   * `sshAuth: false` makes every SSH host an error (no private key, no agent).
+   */
+  secrets?: { fleetKey: boolean; apiKeyHosts: readonly string[]; missingKey: "error" | "warning"; sshAuth?: boolean };
+}
+
+/** Every host of the source, resolved, or every error at once (then `specs` is empty). */
+export interface Resolved {
+  specs: HostSpec[];
+  errors: SettingsError[];
+  warnings: SettingsWarning[];
+  /** The lock read from `lockFile` (undefined: none, or no such file). */
+  lock?: KiloLock;
+}
+
+/** The KiloHost arguments that are not settings: secrets and the lock. */
+const NOT_SETTINGS = ["apiKey", "sshPrivateKey", "npmToken", "kiloLock"];
+/** The stack keys a KiloHost takes as arguments; `shells` and `ssh` are its one host's. */
+const HOST_ARG_KEYS = [
+  "poolerBaseUrl",
+  "providerId",
+  "apiKeyEnvVar",
+  "kiloVersion",
+  "model",
+  "models",
+  "compactionThresholdPercent",
+  "permission",
+  "kiloSettings",
+  "smokeCheck",
+  "install",
+  "npmRegistry",
+  "caCertificates",
+  "reconcile",
+];
+/** Placeholders that pass the SSH field rules, standing in for values not known until deploy. */
+const UNKNOWN_SSH: Record<string, unknown> = { host: "unknown.invalid", user: "unknown" };
+/** The one host's name while a KiloHost's arguments are validated (its resource name may be any text). */
+const ARGS_HOST_NAME = "host";
+
+/** Resolves every host of `source` (see the module comment). */
+export function resolveHosts(source: HostSource, options: ResolveOptions = {}): Resolved {
+  const naming: KeyNaming = "stack" in source ? "stack" : "args";
+  const errors: SettingsError[] = [];
+  let parsed: ReturnType<typeof parseSettings>;
+  let deferred: Record<string, unknown> = {};
+  let hostNames: string[];
+  const parseOpts = { naming, unpinnedHostKeys: options.unpinnedHostKeys };
+  if ("stack" in source) {
+    parsed = parseSettings(source.stack, parseOpts);
+    hostNames = parsed.ok ? parsed.settings.hosts.map((h) => h.name) : rawHostNames(source.stack);
+  } else {
+    const asStack = kiloHostAsStack(source.args);
+    deferred = asStack.deferred;
+    errors.push(...asStack.errors);
+    parsed = parseSettingsInput(asStack.input, { ...parseOpts, unpinnedHostKeys: "hostKey" in deferred });
+    if (
+      "hostKey" in deferred &&
+      (source.args.ssh as { insecureIgnoreHostKey?: unknown }).insecureIgnoreHostKey === true
+    ) {
+      errors.push({
+        key: "ssh.insecureIgnoreHostKey",
+        message: "must not be true when hostKey is set (the pinned key would be ignored); remove one of them",
+      });
+    }
+    hostNames = [source.kiloHost];
+  }
+  if (!parsed.ok) errors.push(...parsed.errors);
+  if (options.secrets)
+    errors.push(...keyErrors(hostNames, options.secrets, parsed, "stack" in source ? source.stack : {}));
+  const warnings: SettingsWarning[] = options.secrets ? keyWarnings(hostNames, options.secrets) : [];
+  if (!parsed.ok || errors.length > 0) return { specs: [], errors, warnings };
+
+  const settings = parsed.settings;
+  const specs = settings.hosts.map((h) =>
+    hostSpec(settings, h, "kiloHost" in source ? { name: source.kiloHost, deferred } : undefined),
+  );
+  warnings.push(...settingsWarnings(settings, specs, naming));
+  let lock: KiloLock | undefined;
+  if ("stack" in source) {
+    if (options.lockFile) {
+      try {
+        lock = readLockFile(options.lockFile.path);
+        errors.push(...lockProblems(lock, pinnedVersions(settings), options.lockFile.shown ?? options.lockFile.path));
+      } catch (e) {
+        if (!(e instanceof LockError)) throw e;
+        errors.push({ key: "kilo-fleet lock file", message: e.message });
+      }
+    }
+  } else if (settings.install.method === "package") {
+    lock = (source.args.kiloLock as KiloLock | undefined) ?? shippedLock();
+    try {
+      lockedIntegrity(lock, settings.kiloVersion);
+    } catch (e) {
+      if (!(e instanceof LockError)) throw e;
+      errors.push({ key: "kiloVersion", message: `${e.message} (install.method package)` });
+    }
+  }
+  if (errors.length === 0) errors.push(...specs.flatMap((spec, i) => stepSizeErrors(spec, settings, i, naming, lock)));
+  if (errors.length > 0) return { specs: [], errors, warnings };
+  return { specs, errors, warnings, ...(lock !== undefined ? { lock } : {}) };
+}
+
+/**
+ * A KiloHost's arguments as a one-host stack's settings: the host's `ssh` and `shells` under `hosts[0]`,
+ * SSH fields that are Outputs or Promises replaced by placeholders (and kept aside, to be put back).
+ */
+function kiloHostAsStack(args: Record<string, unknown>): {
+  input: Record<string, unknown>;
+  deferred: Record<string, unknown>;
+  errors: SettingsError[];
+} {
+  const input: Record<string, unknown> = {};
+  const host: Record<string, unknown> = { name: ARGS_HOST_NAME };
+  const deferred: Record<string, unknown> = {};
+  const errors: SettingsError[] = [];
+  for (const [k, v] of Object.entries(args)) {
+    if (NOT_SETTINGS.includes(k) || v === undefined) continue;
+    if (HOST_ARG_KEYS.includes(k)) input[k] = v;
+    else if (k === "shells") host.shells = v;
+    else if (k !== "ssh") errors.push({ key: k, message: "unknown argument" });
+  }
+  const ssh = args.ssh;
+  if (ssh !== null && typeof ssh === "object" && !Array.isArray(ssh)) {
+    const plain: Record<string, unknown> = { ...(ssh as Record<string, unknown>) };
+    for (const [k, v] of Object.entries(plain)) {
+      if (pulumi.Output.isInstance(v) || v instanceof Promise) {
+        deferred[k] = v;
+        if (k in UNKNOWN_SSH) plain[k] = UNKNOWN_SSH[k];
+        else delete plain[k];
+      }
+    }
+    host.ssh = plain;
+  } else if (ssh !== undefined) host.ssh = ssh;
+  else host.local = true;
+  input.hosts = [host];
+  return { input, deferred, errors };
+}
+
+/** The names of a raw stack's hosts that have one (known even when other keys are invalid). */
+function rawHostNames(raw: Record<string, unknown>): string[] {
+  const hosts = raw[`${CONFIG_NAMESPACE}:hosts`] === undefined ? [{ name: "local" }] : rawHosts(raw);
+  return hosts.flatMap((h) =>
+    h !== null && typeof h === "object" && typeof (h as { name?: unknown }).name === "string"
+      ? [(h as { name: string }).name]
+      : [],
+  );
+}
+
+/** The spec of `host` in `settings`; a KiloHost's own name and its deferred SSH fields replace the stack's. */
+function hostSpec(
+  settings: Settings,
+  host: Settings["hosts"][number],
+  kiloHost?: { name: string; deferred: Record<string, unknown> },
+): HostSpec {
   const caCertificates = host.caCertificates ?? settings.caCertificates;
   const reconcile = host.reconcile ?? settings.reconcile;
+  const ssh = host.ssh ? ({ ...host.ssh, ...kiloHost?.deferred } as Record<string, unknown>) : undefined;
   return {
+    name: kiloHost?.name ?? host.name,
     poolerBaseUrl: settings.poolerBaseUrl,
     providerId: settings.providerId,
     apiKeyEnvVar: settings.apiKeyEnvVar,
@@ -78,13 +272,13 @@ export function hostSpec(settings: Settings, host: HostSettings): HostSpec {
     ...(caCertificates !== undefined ? { caCertificates } : {}),
     ...(reconcile !== undefined ? { reconcile } : {}),
     ...(host.shells !== undefined ? { shells: host.shells } : {}),
-    ...(host.ssh !== undefined
+    ...(host.ssh !== undefined && ssh !== undefined
       ? {
           ssh: {
-            host: host.ssh.host,
-            user: host.ssh.user,
-            port: host.ssh.port ?? 22,
-            ...(host.ssh.hostKey !== undefined ? { hostKey: host.ssh.hostKey } : {}),
+            host: ssh.host as pulumi.Input<string>,
+            user: ssh.user as pulumi.Input<string>,
+            port: ssh.port as pulumi.Input<number>,
+            ...(ssh.hostKey !== undefined ? { hostKey: ssh.hostKey as pulumi.Input<string> } : {}),
             ...(host.ssh.insecureIgnoreHostKey === true ? { insecureIgnoreHostKey: true } : {}),
             connectTimeoutSeconds: host.ssh.connectTimeoutSeconds ?? settings.ssh.connectTimeoutSeconds,
             connectAttempts: host.ssh.connectAttempts ?? settings.ssh.connectAttempts,
@@ -94,149 +288,157 @@ export function hostSpec(settings: Settings, host: HostSettings): HostSpec {
   };
 }
 
-const s = settingsSchema.shape;
-/** A KiloHost's settings: the stack's fields for one host (the same schemas, so the same rules and defaults). */
-const hostArgsSchema = z.strictObject({
-  poolerBaseUrl: s.poolerBaseUrl,
-  providerId: s.providerId,
-  apiKeyEnvVar: s.apiKeyEnvVar,
-  kiloVersion: s.kiloVersion,
-  model: s.model,
-  models: s.models,
-  compactionThresholdPercent: s.compactionThresholdPercent,
-  permission: s.permission,
-  kiloSettings: s.kiloSettings,
-  smokeCheck: s.smokeCheck,
-  install: s.install,
-  npmRegistry: s.npmRegistry,
-  caCertificates: s.caCertificates,
-  reconcile: s.reconcile,
-  shells: hostOverrides.shells,
-  ssh: sshConnection.optional(),
-});
-
-/** Placeholders that pass the SSH field rules, standing in for values not known until deploy. */
-const UNKNOWN_SSH: Record<string, unknown> = { host: "unknown.invalid", user: "unknown", port: 22 };
-
-/** `ssh.port`, `models["gpt-5.5"].limit.input`: an argument path as a person writes it. */
-export function formatArgPath(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const p of path) {
-    if (typeof p === "number") out += `[${p}]`;
-    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(String(p))) out += out === "" ? String(p) : `.${String(p)}`;
-    else out += `[${JSON.stringify(String(p))}]`;
+/** Per-host API keys: entries naming no host are errors; a host left without any key is `missingKey`'s. */
+function keyErrors(
+  hostNames: string[],
+  secrets: NonNullable<ResolveOptions["secrets"]>,
+  parsed: ReturnType<typeof parseSettings>,
+  raw: Record<string, unknown>,
+): SettingsError[] {
+  const errors = apiKeyEntryErrors(secrets.apiKeyHosts, hostNames);
+  if (secrets.missingKey === "error") {
+    if (secrets.apiKeyHosts.length === 0 && !secrets.fleetKey) {
+      errors.push({
+        key: keyName(["codexPoolerApiKey"]),
+        message: `is required (the Pool API key): pulumi config set --secret codexPoolerApiKey <key>, or one key per host: ${setApiKeyCommand("<host>")}`,
+      });
+    } else errors.push(...missingApiKeyErrors(hostNames, secrets.apiKeyHosts, secrets.fleetKey));
   }
-  return out || "(arguments)";
-}
-
-export type HostArgsResult = { ok: true; spec: HostSpec } | { ok: false; errors: SettingsError[] };
-
-/**
- * Validates a KiloHost's settings (everything but the secrets and the lock) and applies the defaults. SSH
- * fields that are Outputs or Promises are checked when they are plain values and passed through as they are
- * otherwise.
- */
-export function parseHostArgs(args: Record<string, unknown>): HostArgsResult {
-  const { apiKey: _apiKey, sshPrivateKey: _sshKey, npmToken: _npmToken, kiloLock: _lock, ...settings } = args;
-  const input: Record<string, unknown> = { ...settings };
-  const deferred: Record<string, unknown> = {};
-  if (settings.ssh !== null && typeof settings.ssh === "object" && !Array.isArray(settings.ssh)) {
-    const ssh: Record<string, unknown> = { ...(settings.ssh as Record<string, unknown>) };
-    for (const [k, v] of Object.entries(ssh)) {
-      if (pulumi.Output.isInstance(v) || v instanceof Promise) {
-        deferred[k] = v;
-        if (k in UNKNOWN_SSH) ssh[k] = UNKNOWN_SSH[k];
-        else delete ssh[k];
+  if (secrets.sshAuth === false) {
+    const hosts: unknown[] = parsed.ok ? parsed.settings.hosts : rawHosts(raw);
+    hosts.forEach((h, i) => {
+      if (h !== null && typeof h === "object" && (h as { ssh?: unknown }).ssh !== undefined) {
+        errors.push({
+          key: keyName(["hosts", i, "ssh"]),
+          message:
+            "no way to authenticate: set the sshPrivateKey secret (pulumi config set --secret sshPrivateKey < key-file) or run Pulumi with an SSH agent (SSH_AUTH_SOCK)",
+        });
       }
-    }
-    input.ssh = ssh;
-  }
-  const result = hostArgsSchema.safeParse(input);
-  const errors: SettingsError[] = result.success
-    ? []
-    : result.error.issues.flatMap((issue) =>
-        issue.code === "unrecognized_keys"
-          ? issue.keys.map((k) => ({ key: formatArgPath([...issue.path, k]), message: "unknown argument" }))
-          : [{ key: formatArgPath(issue.path), message: issue.message }],
-      );
-  if (result.success && !(result.data.model in result.data.models)) {
-    errors.push({
-      key: "model",
-      message: `"${result.data.model}" is not a key of models (defined: ${Object.keys(result.data.models).join(", ")})`,
     });
   }
-  // The stack's rule, for KiloHost as a library too: an SSH host pins its server's key, or says it does not.
-  if (result.success && result.data.ssh) {
-    const pinned = result.data.ssh.hostKey !== undefined || "hostKey" in deferred;
-    const insecure = result.data.ssh.insecureIgnoreHostKey === true;
-    if (pinned && insecure) {
-      errors.push({
-        key: "ssh.insecureIgnoreHostKey",
-        message: "must not be true when hostKey is set (the pinned key would be ignored); remove one of them",
-      });
-    } else if (!pinned && !insecure) {
-      errors.push({
-        key: "ssh.hostKey",
-        message:
-          "is required: pin the server's host key (one `ssh-keyscan` line, e.g. from `npm run kilo-fleet -- hostkeys`), or anyone who can answer for the host receives the API key; to accept any host key instead, set ssh.insecureIgnoreHostKey: true",
-      });
-    }
-  }
-  if (!result.success || errors.length > 0) return { ok: false, errors };
-  const d = result.data;
-  const spec: HostSpec = {
-    poolerBaseUrl: d.poolerBaseUrl,
-    providerId: d.providerId,
-    apiKeyEnvVar: d.apiKeyEnvVar,
-    kiloVersion: d.kiloVersion,
-    model: d.model,
-    models: d.models,
-    compactionThresholdPercent: d.compactionThresholdPercent,
-    ...(d.permission !== undefined ? { permission: d.permission } : {}),
-    kiloSettings: d.kiloSettings,
-    smokeCheck: d.smokeCheck,
-    install: d.install,
-    ...(d.npmRegistry !== undefined ? { npmRegistry: d.npmRegistry } : {}),
-    ...(d.caCertificates !== undefined ? { caCertificates: d.caCertificates } : {}),
-    ...(d.reconcile !== undefined ? { reconcile: d.reconcile } : {}),
-    ...(d.shells !== undefined ? { shells: d.shells } : {}),
-  };
-  if (d.ssh) {
-    const ssh = { ...d.ssh, ...deferred } as Record<string, unknown>;
-    spec.ssh = {
-      host: ssh.host as pulumi.Input<string>,
-      user: ssh.user as pulumi.Input<string>,
-      port: (ssh.port ?? 22) as pulumi.Input<number>,
-      ...(ssh.hostKey !== undefined ? { hostKey: ssh.hostKey as pulumi.Input<string> } : {}),
-      ...(d.ssh.insecureIgnoreHostKey === true ? { insecureIgnoreHostKey: true } : {}),
-      connectTimeoutSeconds: d.ssh.connectTimeoutSeconds ?? SSH_CONNECT_DEFAULTS.connectTimeoutSeconds,
-      connectAttempts: d.ssh.connectAttempts ?? SSH_CONNECT_DEFAULTS.connectAttempts,
-    };
-  }
-  return { ok: true, spec };
+  return errors;
 }
 
-/** What a platform engineer should know about a host's spec, one line each (not errors). */
-export function specWarnings(spec: HostSpec): string[] {
-  const warnings: string[] = [];
-  if (spec.kiloVersion === "latest") {
-    warnings.push(
-      `kiloVersion: "latest" means this host is not pinned: it drifts as Kilo releases, and kilo may update itself${
-        spec.install.method === "package" ? "; it is installed unlocked (no sha512 from the lock file to check)" : ""
-      }`,
-    );
+/** validate: a host without a key is a warning (a stack is often checked before its secrets are set). */
+function keyWarnings(hostNames: string[], secrets: NonNullable<ResolveOptions["secrets"]>): SettingsWarning[] {
+  if (secrets.missingKey !== "warning") return [];
+  return missingApiKeyErrors(hostNames, secrets.apiKeyHosts, secrets.fleetKey).map((m) => ({
+    key: m.key,
+    message: `${m.message} (pulumi up refuses the stack until then)`,
+  }));
+}
+
+/** The raw `hosts` list (JSON text or structured), or [] when it is not one. */
+function rawHosts(raw: Record<string, unknown>): unknown[] {
+  let hosts = raw[`${CONFIG_NAMESPACE}:hosts`];
+  if (typeof hosts === "string") {
+    try {
+      hosts = JSON.parse(hosts);
+    } catch {
+      return [];
+    }
   }
-  const pooler = new URL(spec.poolerBaseUrl);
+  return Array.isArray(hosts) ? hosts : [];
+}
+
+/** Where a host's `caCertificates` comes from: its own override, else the fleet's. */
+const caPath = (settings: Settings, i: number) =>
+  settings.hosts[i].caCertificates !== undefined ? ["hosts", i, "caCertificates"] : ["caCertificates"];
+
+/**
+ * A step command the host could not execute (one argument over MAX_ARG_BYTES: E2BIG), naming the setting
+ * that weighs most in it.
+ */
+function stepSizeErrors(
+  spec: HostSpec,
+  settings: Settings,
+  i: number,
+  naming: KeyNaming,
+  lock: KiloLock | undefined,
+): SettingsError[] {
+  let commands: ReturnType<typeof hostStepCommands>;
+  try {
+    commands = hostStepCommands(spec.name, spec, { id: "000000000000", file: "/tool" }, spec.ssh ? "ssh" : "local", {
+      ...(lock !== undefined ? { lock } : {}),
+    });
+  } catch (e) {
+    if (e instanceof LockError) return [];
+    throw e;
+  }
+  const bytes = (v: unknown) => (v === undefined ? 0 : Buffer.byteLength(JSON.stringify(v)));
+  const weights: Record<string, [(string | number)[], number][]> = {
+    config: [
+      ...Object.entries(settings.models).map(([id, m]): [(string | number)[], number] => [["models", id], bytes(m)]),
+      ...Object.entries(settings.kiloSettings).map(([k, v]): [(string | number)[], number] => [
+        ["kiloSettings", k],
+        bytes(v),
+      ]),
+      [["permission"], bytes(settings.permission)],
+    ],
+    install: [
+      [caPath(settings, i), bytes(spec.caCertificates)],
+      [["npmRegistry"], bytes(spec.npmRegistry)],
+    ],
+    env: [[caPath(settings, i), bytes(spec.caCertificates)]],
+  };
+  const errors: SettingsError[] = [];
+  for (const step of ["tool", "install", "config", "env", "smoke"] as const) {
+    const create = commands[step]?.create;
+    if (create === undefined || fitsInOneArgument(create)) continue;
+    const heaviest = [...(weights[step] ?? [])].sort((a, b) => b[1] - a[1])[0];
+    errors.push({
+      key: keyName(heaviest?.[0] ?? ["hosts", i], naming),
+      message: `makes host "${spec.name}"'s ${step} step ${Buffer.byteLength(create)} bytes, over the ${MAX_ARG_BYTES}-byte limit of one argument a host can execute (E2BIG); make it smaller`,
+    });
+  }
+  return errors;
+}
+
+/** The warnings of valid settings, one text each, keyed as `naming` spells keys. */
+function settingsWarnings(settings: Settings, specs: HostSpec[], naming: KeyNaming): SettingsWarning[] {
+  const warnings: SettingsWarning[] = [];
+  const warn = (path: (string | number)[], message: string, host?: string) =>
+    warnings.push({ key: keyName(path, naming), message, ...(host !== undefined ? { host } : {}) });
+  const latest = (hosts: HostSpec[]) =>
+    `"latest" means kilo is not pinned: hosts drift as Kilo releases, and kilo may update itself${
+      hosts.some((s) => s.install.method === "package")
+        ? "; install.method package installs it unlocked (no sha512 from the lock file to check)"
+        : ""
+    }`;
+  const fleetLatest = specs.filter((_, i) => settings.hosts[i].kiloVersion === undefined);
+  if (settings.kiloVersion === "latest" && fleetLatest.length > 0) {
+    warn(["kiloVersion"], latest(fleetLatest), naming === "args" ? specs[0].name : undefined);
+  }
+  settings.hosts.forEach((h, i) => {
+    if (h.kiloVersion === "latest") warn(["hosts", i, "kiloVersion"], latest([specs[i]]), specs[i].name);
+  });
+  const pooler = new URL(settings.poolerBaseUrl);
   if (pooler.protocol === "http:" && !isLoopbackHost(pooler.hostname)) {
-    warnings.push(
-      `poolerBaseUrl: plain http to ${pooler.hostname}: the API key crosses the network unencrypted (use https for a deployed pooler)`,
+    warn(
+      ["poolerBaseUrl"],
+      `plain http to ${pooler.hostname}: the API key crosses the network unencrypted (use https for a deployed pooler)`,
     );
   }
-  if (spec.ssh?.insecureIgnoreHostKey === true) {
-    const where = typeof spec.ssh.host === "string" ? spec.ssh.host : "the host";
-    warnings.push(
-      `ssh.insecureIgnoreHostKey: the server's host key is not checked, so anyone who can answer for ${where} receives the API key; pin it instead (ssh.hostKey, from \`npm run kilo-fleet -- hostkeys\` or ssh-keyscan)`,
+  settings.hosts.forEach((h, i) => {
+    if (h.ssh?.insecureIgnoreHostKey !== true) return;
+    const host = specs[i].ssh?.host;
+    const known = typeof host === "string";
+    warn(
+      ["hosts", i, "ssh", "insecureIgnoreHostKey"],
+      `the server's host key is not checked, so anyone who can answer for ${known ? host : "the host"} receives the API key; pin it instead (${known ? keyscanLine(host, h.ssh.port) : "ssh.hostKey, from `npm run kilo-fleet -- hostkeys` or ssh-keyscan"})`,
+      specs[i].name,
     );
+  });
+  if (settings.npmRegistry !== undefined) {
+    const w = npmRegistryWarning(settings.npmRegistry);
+    if (w) warn(["npmRegistry"], w);
   }
+  if (settings.caCertificates !== undefined) {
+    for (const w of caCertificatesWarnings(settings.caCertificates)) warn(["caCertificates"], w);
+  }
+  settings.hosts.forEach((h, i) => {
+    if (h.caCertificates === undefined) return;
+    for (const w of caCertificatesWarnings(h.caCertificates)) warn(["hosts", i, "caCertificates"], w, specs[i].name);
+  });
   return warnings;
 }

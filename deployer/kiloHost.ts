@@ -63,11 +63,11 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { DISPLAY_PATHS } from "../common/hostPaths";
 import { type InstallResult, parseResult, type SmokeResult, type StepName } from "../common/result";
-import { type HostSpec, type HostSpecSsh, parseHostArgs, specWarnings } from "./hostSpec";
+import { type HostSpec, type HostSpecSsh, resolveHosts, warningText } from "./hostSpec";
 import { hostStepCommands, type StepCommands } from "./hostSteps";
 import { hostToolArtifact } from "./hostTool";
 import type { KiloConfig } from "./kiloConfig";
-import { type KiloLock, LockError, lockedIntegrity, shippedLock } from "./kiloLock";
+import { type KiloLock, shippedLock } from "./kiloLock";
 import type { ModelSettings, ShellName } from "./settings";
 import { compactPrivateKey } from "./sshKey";
 
@@ -245,26 +245,22 @@ export class KiloHost extends pulumi.ComponentResource {
   /** The smoke check's result; undefined when the smoke check is disabled. Not secret. */
   readonly smoke: pulumi.Output<SmokeOutput | undefined>;
 
-  constructor(name: string, args: KiloHostArgs, opts?: pulumi.ComponentResourceOptions) {
+  /**
+   * `resolved`: the host's spec as a fleet resolved it (deployer/fleet.ts, which logs its warnings); a
+   * KiloHost on its own resolves `args` as a one-host stack.
+   */
+  constructor(name: string, args: KiloHostArgs, opts?: pulumi.ComponentResourceOptions, resolved?: HostSpec) {
     // Validate before registering anything: invalid arguments leave no half-made host behind.
-    const parsed = parseHostArgs(args as unknown as Record<string, unknown>);
-    if (!parsed.ok) {
+    const own = resolved
+      ? undefined
+      : resolveHosts({ kiloHost: name, args: args as unknown as Record<string, unknown> });
+    if (own && own.errors.length > 0) {
       throw new pulumi.RunError(
-        `KiloHost "${name}": invalid arguments:\n${parsed.errors.map((e) => `  ${e.key}: ${e.message}`).join("\n")}`,
+        `KiloHost "${name}": invalid arguments:\n${own.errors.map((e) => `  ${e.key}: ${e.message}`).join("\n")}`,
       );
     }
-    const spec = parsed.spec;
+    const spec = resolved ?? (own?.specs[0] as HostSpec);
     const lock = spec.install.method === "package" ? (args.kiloLock ?? shippedLock()) : undefined;
-    if (spec.install.method === "package") {
-      try {
-        lockedIntegrity(lock, spec.kiloVersion);
-      } catch (e) {
-        if (!(e instanceof LockError)) throw e;
-        throw new pulumi.RunError(
-          `KiloHost "${name}": invalid arguments:\n  kiloVersion: ${e.message} (install.method package)`,
-        );
-      }
-    }
     const connection = spec.ssh ? sshConnection(name, spec.ssh, args.sshPrivateKey) : undefined;
     const tool = hostToolArtifact();
     // Every command before any child: a builder error leaves no half-registered host.
@@ -277,7 +273,7 @@ export class KiloHost extends pulumi.ComponentResource {
     super(KILO_HOST_TYPE, name, {}, opts);
     this.spec = spec;
     this.kiloConfig = commands.kiloConfig;
-    for (const w of specWarnings(spec)) void pulumi.log.warn(`${name}: ${w}`, this);
+    for (const w of own?.warnings ?? []) void pulumi.log.warn(`${name}: ${warningText(w)}`, this);
 
     const step = (
       role: HostStep,

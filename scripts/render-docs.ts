@@ -5,7 +5,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { spliceConfigReference } from "../deployer/configReference";
+import { spliceConfigReference } from "../cli/configReference";
 
 const ROOT = join(__dirname, "..");
 export const README_PATH = join(ROOT, "README.md");

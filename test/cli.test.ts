@@ -5,8 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadProject, readStackConfig } from "../cli/stackFile";
+import { resolveHosts } from "../deployer/hostSpec";
 import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
-import { ENCRYPTED, parseSettings, resolveHost } from "../deployer/settings";
+import { ENCRYPTED, parseSettings } from "../deployer/settings";
 
 const ROOT = join(__dirname, "..");
 const TSX = join(ROOT, "node_modules", ".bin", "tsx");
@@ -82,7 +83,7 @@ describe("validate", () => {
       stackFile("config:\n  kilo-fleet:poolerBaseUrl: http://localhost:4000/v1\n  kilo-fleet:kiloVersion: latest\n"),
     );
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/warning: kilo-fleet:kiloVersion: "latest" means the fleet is no longer pinned/);
+    expect(r.stderr).toMatch(/warning: kilo-fleet:kiloVersion: "latest" means kilo is not pinned/);
   });
 
   it("reads secure: values without decrypting or printing them", () => {
@@ -200,10 +201,8 @@ describe("render", () => {
   it("prints the kilo.jsonc the dev host would get: the seed example", () => {
     const r = cli("render", "--stack", "dev");
     expect(r.code).toBe(0);
-    const parsed = parseSettings({ "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" });
-    if (!parsed.ok) throw new Error("unreachable");
-    const s = parsed.settings;
-    expect(r.stdout).toBe(renderKiloConfigText(renderKiloConfig(s, resolveHost(s, s.hosts[0]))));
+    const [spec] = resolveHosts({ stack: { "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" } }).specs;
+    expect(r.stdout).toBe(renderKiloConfigText(renderKiloConfig(spec)));
   });
 
   it("--host picks a host of a fleet", () => {

@@ -416,7 +416,7 @@ describe("the command", () => {
     expect(snapshot(d.home)).toEqual(before);
   });
 
-  test("usage and stack errors exit 2", async () => {
+  test("usage errors exit 2, an invalid stack 1", async () => {
     const env = { ...process.env, DOCTOR_TEST_KEY: undefined };
     for (const [argv, message] of [
       [[], /needs --stack NAME or --file PATH/],
@@ -434,8 +434,9 @@ describe("the command", () => {
     expect((await run(["--file", stack, "--key", "sk-abc"], env)).stderr).not.toContain("sk-abc");
     const bad = join(scratch, "Pulumi.bad.yaml");
     writeFileSync(bad, "config:\n  kilo-fleet:poolerBaseUrl: not-a-url\n  kilo-fleet:hosts: []\n");
+    // An invalid stack is a problem found (exit 1), as validate says it: one exit-code table (cli/shared.ts).
     const r = await run(["--file", bad], env);
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/invalid, no host checked\n {2}kilo-fleet:poolerBaseUrl: /);
   });
 

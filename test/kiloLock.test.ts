@@ -8,14 +8,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fetchLockEntries, mergeChecked } from "../cli/lockRegistry";
 import {
   emptyLock,
-  fetchLockEntries,
   type KiloLock,
   LockError,
   lockLinesFor,
   lockProblems,
-  mergeChecked,
   parseLock,
   pinnedVersions,
   readLockFile,
@@ -214,7 +213,7 @@ describe("fetchLockEntries and `kilo-fleet lock`", () => {
     expect(before.stderr).toContain(
       `kilo-fleet:kiloVersion: kilo 7.7.8 is pinned but there is no lock file ${lockPath}; run: npm run kilo-fleet -- lock`,
     );
-    expect(before.stderr).toMatch(/warning: kilo-fleet:kiloVersion: "latest" means the fleet is no longer pinned/);
+    expect(before.stderr).toMatch(/warning: kilo-fleet:hosts\[1\]\.kiloVersion: "latest" means kilo is not pinned/);
 
     const r = await cli("lock", "--file", stack, "--registry", reg.url, "--lock", lockPath);
     expect(r.code, r.stderr).toBe(0);

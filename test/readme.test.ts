@@ -7,7 +7,7 @@ import {
   REFERENCE_END,
   REFERENCE_START,
   spliceConfigReference,
-} from "../deployer/configReference";
+} from "../cli/configReference";
 import { settingsSchema } from "../deployer/settings";
 import { renderedReadme } from "../scripts/render-docs";
 

@@ -8,7 +8,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { MAX_SCRIPT_BYTES, remoteCommandLine } from "../deployer/remoteCommandLine";
+import { MAX_SCRIPT_BYTES, remoteCommandLine } from "../cli/remoteCommandLine";
 import { ensureAptPackages } from "./support/sshd";
 
 const LOGIN_SHELLS = ["bash", "dash", "zsh", "fish"];

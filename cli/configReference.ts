@@ -3,7 +3,7 @@
  * from the schema itself, so the docs cannot drift from what `parseSettings` does
  * (`npm run docs` rewrites the README copy; test/readme.test.ts fails when they differ).
  */
-import { CONFIG_NAMESPACE, SHELL_RC_FILES, settingsSchema } from "./settings";
+import { CONFIG_NAMESPACE, SHELL_RC_FILES, settingsSchema } from "../deployer/settings";
 
 /** What the schema cannot say about a key: its type and rule in words. */
 interface KeyDoc {
