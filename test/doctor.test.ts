@@ -458,3 +458,32 @@ describe("the command", () => {
     expect(r.stdout).toContain("alpha  drifted: autoupdate: ~/.config/kilo/kilo.jsonc sets autoupdate to true");
   });
 });
+
+describe("the ssh invocation", () => {
+  test("ends ssh's options with --, so a host name can never be read as an option", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kilo-fleet-ssh-argv-"));
+    cleanup.push(dir);
+    const record = join(dir, "argv");
+    const fakeSsh = join(dir, "ssh");
+    writeFileSync(fakeSsh, `#!/bin/sh\nfor a in "$@"; do printf '%s\\n' "$a"; done >${record}\nexit 255\n`, {
+      mode: 0o755,
+    });
+    const [report] = await checkHosts(
+      [
+        {
+          name: "box",
+          kind: "ssh",
+          ssh: { host: "box.lan", user: "dev", port: 2222 },
+          args: { host: "box", version: "7.7.7", managed: {}, var: "K", shells: "default", compareKey: false },
+        },
+      ],
+      { tool, sshBinary: fakeSsh, timeoutMs: 10_000 },
+    );
+    expect(report.status).toBe("unreachable");
+    const argv = readFileSync(record, "utf8").split("\n");
+    const end = argv.indexOf("--");
+    expect(end).toBeGreaterThan(0);
+    expect(argv.slice(end + 1, end + 2)).toEqual(["box.lan"]);
+    expect(argv.slice(0, end)).toContain("-l");
+  });
+});

@@ -315,7 +315,9 @@ describe("warnings", () => {
     delete config["kilo-fleet:sshPrivateKey"];
     const validated = resolveHosts({ stack: config }).warnings.map(warningText);
     expect(validated).toContainEqual(expect.stringMatching(/^kilo-fleet:npmRegistry: plain http to npm\.corp/));
-    expect(validated).toContainEqual(expect.stringMatching(/^kilo-fleet:kiloVersion: "latest" means kilo is not pinned/));
+    expect(validated).toContainEqual(
+      expect.stringMatching(/^kilo-fleet:kiloVersion: "latest" means kilo is not pinned/),
+    );
     expect(e.warnings.filter((w) => !w.includes("plain text")).sort()).toEqual([...validated].sort());
   });
 
@@ -358,6 +360,51 @@ describe("bad config", () => {
     }
     expect(message).toMatch(/5 errors; nothing was deployed/);
     expect(programResources(e)).toEqual([]);
+  });
+
+  it("refuses what validate refuses: a host or user starting with '-', a reserved apiKeyEnvVar, a step over the exec limit", async () => {
+    const e = await evaluateIndex(
+      stackConfig({
+        apiKeyEnvVar: "LD_PRELOAD",
+        hosts: [{ name: "dash", ssh: { host: "-V", user: "-oProxyCommand=x", hostKey: TEST_HOST_KEY } }],
+      }),
+    );
+    expect(pulumi.RunError.isInstance(e.error)).toBe(true);
+    const message = (e.error as Error).message;
+    expect(message).toContain("kilo-fleet:hosts[0].ssh.host: must not start with '-'");
+    expect(message).toContain("kilo-fleet:hosts[0].ssh.user: must not start with '-'");
+    expect(message).toContain('kilo-fleet:apiKeyEnvVar: is refused: "LD_PRELOAD" changes how shells');
+    expect(programResources(e)).toEqual([]);
+
+    const big = await evaluateIndex(stackConfig({ kiloSettings: { notes: "x".repeat(140 * 1024) } }));
+    expect(pulumi.RunError.isInstance(big.error)).toBe(true);
+    expect((big.error as Error).message).toMatch(
+      /kilo-fleet:kiloSettings\.notes: makes host "[a-z-]+"'s config step \d+ bytes, over the 131071-byte limit/,
+    );
+    expect(programResources(big)).toEqual([]);
+
+    const lib = await evaluate(() => {
+      new KiloHost("x", {
+        poolerBaseUrl: "https://p.example.com/v1",
+        apiKey: "k",
+        apiKeyEnvVar: "KILO_KEY",
+        kiloSettings: { notes: "x".repeat(140 * 1024) },
+        ssh: { host: "-V", user: "u", hostKey: TEST_HOST_KEY },
+        sshPrivateKey: "key",
+      });
+    });
+    expect((lib.error as Error).message).toContain("  ssh.host: must not start with '-'");
+    expect((lib.error as Error).message).toContain(
+      '  apiKeyEnvVar: is refused: "KILO_KEY" is a name kilo-fleet or kilo',
+    );
+    const libBig = await evaluate(() => {
+      new KiloHost("x", {
+        poolerBaseUrl: "https://p.example.com/v1",
+        apiKey: "k",
+        kiloSettings: { notes: "x".repeat(140 * 1024) },
+      });
+    });
+    expect((libBig.error as Error).message).toMatch(/ {2}kiloSettings\.notes: makes host "x"'s config step/);
   });
 
   it("refuses an SSH host with neither the sshPrivateKey secret nor an SSH agent", async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { MAX_ARG_BYTES } from "../common/argLimit";
 import { resolveHosts, warningText } from "../deployer/hostSpec";
 import { ENCRYPTED, formatErrors, formatKeyPath, parseSettings, SEED_MODEL, type Settings } from "../deployer/settings";
 
@@ -665,5 +666,65 @@ describe("npmRegistry hygiene", () => {
     ]);
     expect(warn("http://127.0.0.1:4873/")).toEqual([]);
     expect(warn("https://npm.corp.example.com/")).toEqual([]);
+  });
+});
+
+describe("apiKeyEnvVar: names that change how shells, loaders or runtimes behave are refused", () => {
+  it.each([
+    "PATH",
+    "HOME",
+    "SHELL",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+    "LD_PRELOAD",
+    "DYLD_INSERT_LIBRARIES",
+    "NODE_OPTIONS",
+    "BUN_OPTIONS",
+    "PYTHONPATH",
+    "path",
+  ])("%s, naming the key and why", (name) => {
+    expect(errorLines({ apiKeyEnvVar: name })).toEqual([
+      expect.stringMatching(
+        new RegExp(`^kilo-fleet:apiKeyEnvVar: is refused: "${name}" changes how shells, loaders or runtimes behave`),
+      ),
+    ]);
+  });
+
+  it.each(["KILO_API_KEY", "XDG_CONFIG_HOME"])("%s: a name kilo-fleet or kilo sets itself", (name) => {
+    expect(errorLines({ apiKeyEnvVar: name })).toEqual([
+      expect.stringMatching(new RegExp(`^kilo-fleet:apiKeyEnvVar: is refused: "${name}" is a name kilo-fleet or kilo`)),
+    ]);
+  });
+
+  it("accepts a name of the team's own", () => {
+    expect(errorLines({ apiKeyEnvVar: "TEAM_POOL_KEY" })).toEqual([]);
+  });
+});
+
+describe("a step the host could not execute (one argument over the exec limit)", () => {
+  const big = "x".repeat(140 * 1024);
+
+  it("is refused by the resolver validate and pulumi up use, naming the key that made it large", () => {
+    const r = resolveHosts({ stack: raw({ kiloSettings: { share: "disabled", notes: big } }) });
+    expect(r.specs).toEqual([]);
+    expect(r.errors).toEqual([
+      {
+        key: "kilo-fleet:kiloSettings.notes",
+        message: expect.stringMatching(
+          new RegExp(`^makes host "local"'s config step \\d+ bytes, over the ${MAX_ARG_BYTES}-byte limit`),
+        ),
+      },
+    ]);
+  });
+
+  it("names the model entry when a model made it large", () => {
+    const models = { "gpt-5.5": { ...SEED_MODEL, name: big } };
+    const r = resolveHosts({ stack: raw({ models, hosts: [{ name: "a", local: true }] }) });
+    expect(r.errors.map((e) => e.key)).toEqual(['kilo-fleet:models["gpt-5.5"]']);
+  });
+
+  it("passes what fits", () => {
+    expect(resolveHosts({ stack: raw({ kiloSettings: { notes: "x".repeat(100 * 1024) } }) }).errors).toEqual([]);
   });
 });
