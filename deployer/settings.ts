@@ -18,7 +18,7 @@ export { SHELL_RC_FILES, type ShellName };
 
 export const CONFIG_NAMESPACE = "kilo-fleet";
 
-/** The seed's model entry (codex-pooler-kilo docs): the default of `models`. */
+/** The seed's model entry (docs/codex-pooler.md, point 3): the default of `models`. */
 export const SEED_MODEL = {
   name: "GPT-5.5 via Codex Pooler",
   tool_call: true,
@@ -618,10 +618,7 @@ function hostKeyErrors(ssh: unknown, i: number, naming: KeyNaming): SettingsErro
   }
   if (ssh.hostKey !== undefined || insecure) return [];
   // A host the schema refuses (whitespace, control characters) is not repeated here.
-  const host =
-    typeof ssh.host === "string" && sshTarget.safeParse(ssh.host).success
-      ? ssh.host
-      : "<host>";
+  const host = typeof ssh.host === "string" && sshTarget.safeParse(ssh.host).success ? ssh.host : "<host>";
   if (naming === "args") {
     return [
       {
