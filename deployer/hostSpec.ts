@@ -6,6 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { fitsInOneArgument, MAX_ARG_BYTES } from "../common/argLimit";
+import { limitsForWindow, tokensNeeded, usableInput } from "../common/contextWindow";
 import { apiKeyEntryErrors, missingApiKeyErrors, setApiKeyCommand } from "./apiKeys";
 import { caCertificatesWarnings } from "./caCertificates";
 import { hostStepCommands } from "./hostSteps";
@@ -394,6 +395,18 @@ function stepSizeErrors(
   return errors;
 }
 
+/**
+ * kilo's own arithmetic (common/contextWindow.ts): a model whose usable input plus `limit.output` exceeds its
+ * `limit.context` lets a long session overflow the window before kilo compacts. The warning names the
+ * `limit.input` that fits.
+ */
+function contextOverflowWarning(limit: ModelSettings["limit"], thresholdPercent: number | null): string | undefined {
+  const needed = tokensNeeded(limit, { thresholdPercent });
+  if (needed <= limit.context) return undefined;
+  const fit = limitsForWindow(limit.context, limit.output);
+  return `kilo compacts at ${usableInput(limit, { thresholdPercent })} input tokens, which with limit.output ${limit.output} is ${needed}, over limit.context ${limit.context}: a long session overflows the model's window; set limit.input to ${fit.input} (limit.context − limit.output + kilo's compaction reserve)${thresholdPercent === null ? " or set compactionThresholdPercent" : ""}`;
+}
+
 /** The warnings of valid settings, one text each, keyed as `naming` spells keys. */
 function settingsWarnings(settings: Settings, specs: HostSpec[], naming: KeyNaming): SettingsWarning[] {
   const warnings: SettingsWarning[] = [];
@@ -435,6 +448,10 @@ function settingsWarnings(settings: Settings, specs: HostSpec[], naming: KeyNami
   }
   if (settings.caCertificates !== undefined) {
     for (const w of caCertificatesWarnings(settings.caCertificates)) warn(["caCertificates"], w);
+  }
+  for (const [id, model] of Object.entries(settings.models)) {
+    const w = contextOverflowWarning(model.limit, settings.compactionThresholdPercent);
+    if (w) warn(["models", id, "limit"], w);
   }
   settings.hosts.forEach((h, i) => {
     if (h.caCertificates === undefined) return;

@@ -728,3 +728,34 @@ describe("a step the host could not execute (one argument over the exec limit)",
     expect(resolveHosts({ stack: raw({ kiloSettings: { notes: "x".repeat(100 * 1024) } }) }).errors).toEqual([]);
   });
 });
+
+describe("validate follows kilo's context arithmetic (usable input + output within limit.context)", () => {
+  const poolNaive = { ...SEED_MODEL, limit: { context: 258400, input: 258400, output: 64000 } };
+
+  it("the seed's limits fit, with compaction at 75% and without", () => {
+    expect(warningsOf()).toEqual([]);
+    expect(warningsOf({ compactionThresholdPercent: null })).toEqual([]);
+  });
+
+  it("warns when limit.input = the window and there is no threshold, naming the limit.input that fits", () => {
+    expect(warningsOf({ models: { "gpt-5.5": poolNaive }, compactionThresholdPercent: null })).toEqual([
+      "kilo-fleet:models[\"gpt-5.5\"].limit: kilo compacts at 238400 input tokens, which with limit.output 64000 is 302400, over limit.context 258400: a long session overflows the model's window; set limit.input to 214400 (limit.context − limit.output + kilo's compaction reserve) or set compactionThresholdPercent",
+    ]);
+  });
+
+  it("a threshold that compacts early enough fits; one that compacts too late does not", () => {
+    expect(warningsOf({ models: { "gpt-5.5": poolNaive }, compactionThresholdPercent: 75 })).toEqual([]);
+    expect(warningsOf({ models: { "gpt-5.5": poolNaive }, compactionThresholdPercent: 90 })).toEqual([
+      expect.stringMatching(
+        /^kilo-fleet:models\["gpt-5\.5"\]\.limit: kilo compacts at 232560 input tokens, which with limit\.output 64000 is 296560/,
+      ),
+    ]);
+  });
+
+  it("without limit.input kilo uses limit.context less the capped output: warned when output is over 32000", () => {
+    const noInput = { ...SEED_MODEL, limit: { context: 272000, output: 64000 } };
+    expect(warningsOf({ models: { "gpt-5.5": noInput }, compactionThresholdPercent: null })).toEqual([
+      expect.stringContaining("set limit.input to 228000"),
+    ]);
+  });
+});
