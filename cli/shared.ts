@@ -73,7 +73,7 @@ export function parseCommandLine(command: CommandSpec, argv: string[]): ParsedOp
   try {
     values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as ParsedOptions;
   } catch (e) {
-    throw new UsageError(parseArgsMessage(e as Error & { code?: string }, argv, command));
+    throw new UsageError(parseArgsMessage(e as Error & { code?: string }, command));
   }
   for (const [name, v] of Object.entries(values)) {
     for (const one of Array.isArray(v) ? v : [v]) {
@@ -84,7 +84,7 @@ export function parseCommandLine(command: CommandSpec, argv: string[]): ParsedOp
 }
 
 /** node:util's parse errors in the CLI's words. */
-function parseArgsMessage(e: Error & { code?: string }, argv: string[], command: CommandSpec): string {
+function parseArgsMessage(e: Error & { code?: string }, command: CommandSpec): string {
   const flag = /'(-[^'\s]*)/.exec(e.message)?.[1]?.replace(/^(--[^=]+).*/, "$1");
   if (e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && flag !== undefined) {
     const elsewhere = Object.entries(COMMAND_OWNERS).find(([f]) => f === flag.slice(2))?.[1];
