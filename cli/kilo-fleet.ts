@@ -408,12 +408,15 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e) => {
-    process.stderr.write(`${(e as Error).stack ?? e}\n`);
-    process.exitCode = EXIT.problem;
-  },
-);
+// Run as a program only (tests import the commands table).
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.stderr.write(`${(e as Error).stack ?? e}\n`);
+      process.exitCode = EXIT.problem;
+    },
+  );
+}

@@ -1,9 +1,11 @@
 /** The offline CLI, run as a subprocess the way `npm run kilo-fleet -- …` runs it. */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { COMMANDS } from "../cli/kilo-fleet";
+import { EXIT } from "../cli/shared";
 import { loadProject, readStackConfig } from "../cli/stackFile";
 import { resolveHosts } from "../deployer/hostSpec";
 import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
@@ -247,6 +249,23 @@ describe("usage errors exit 2 with the usage line", () => {
     const r = cli("--help");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(USAGE_LINE);
+  });
+
+  it.each(COMMANDS.map((c) => c.name))("%s --help prints that command's options and the exit codes, exit 0", (name) => {
+    const r = cli(name, "--help");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe("");
+    const command = COMMANDS.find((c) => c.name === name);
+    expect(r.stdout.split("\n")[0]).toBe(`usage: kilo-fleet ${name} ${command?.synopsis}`);
+    for (const option of Object.keys(command?.options ?? {})) expect(r.stdout).toContain(`  --${option}`);
+    expect(r.stdout).toContain("exit codes: 0 ok, 1 a problem was found, 2 the command line is wrong, 3 something");
+  });
+
+  it("docs/cli.md lists every command and the one exit-code table", () => {
+    const doc = readFileSync(join(ROOT, "docs", "cli.md"), "utf8");
+    for (const c of COMMANDS) expect(doc).toContain(`| \`${c.name}\` `);
+    for (const code of Object.values(EXIT)) expect(doc).toMatch(new RegExp(`^\\| ${code} +\\| `, "m"));
+    expect(Object.values(EXIT)).toEqual([0, 1, 2, 3]);
   });
 });
 
