@@ -32,6 +32,7 @@ import {
   type Settings,
   type SettingsError,
   type ShellName,
+  settingsSchema,
 } from "./settings";
 
 /** How to reach an SSH host; each field may come from another resource (e.g. an instance's `publicIp`). */
@@ -116,23 +117,13 @@ export interface Resolved {
 
 /** The KiloHost arguments that are not settings: secrets and the lock. */
 const NOT_SETTINGS = ["apiKey", "sshPrivateKey", "npmToken", "kiloLock"];
-/** The stack keys a KiloHost takes as arguments; `shells` and `ssh` are its one host's. */
-const HOST_ARG_KEYS = [
-  "poolerBaseUrl",
-  "providerId",
-  "apiKeyEnvVar",
-  "kiloVersion",
-  "model",
-  "models",
-  "compactionThresholdPercent",
-  "permission",
-  "kiloSettings",
-  "smokeCheck",
-  "install",
-  "npmRegistry",
-  "caCertificates",
-  "reconcile",
-];
+/**
+ * The stack keys a KiloHost takes as arguments: all but the secrets, the host list and the fleet's SSH dial
+ * settings (its `shells` and `ssh` are its one host's).
+ */
+const HOST_ARG_KEYS = Object.keys(settingsSchema.shape).filter(
+  (k) => !["codexPoolerApiKey", "apiKeys", "npmToken", "sshPrivateKey", "hosts", "ssh"].includes(k),
+);
 /** Placeholders that pass the SSH field rules, standing in for values not known until deploy. */
 const UNKNOWN_SSH: Record<string, unknown> = { host: "unknown.invalid", user: "unknown" };
 /** The one host's name while a KiloHost's arguments are validated (its resource name may be any text). */
