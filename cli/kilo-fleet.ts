@@ -1,6 +1,6 @@
 /**
  * The kilo-fleet CLI: `validate`, `render` and `lock` read stack files with the resolver `pulumi up` uses
- * (deployer/hostSpec.ts) and never decrypt a secret; `models`, `hostkeys`, `lock` and `doctor` go online
+ * (deployer/resolveHosts.ts) and never decrypt a secret; `models`, `hostkeys`, `lock` and `doctor` go online
  * (a pool, SSH hosts, the npm registry). Every command has `--help`; the exit codes are `EXIT` (cli/shared.ts,
  * docs/cli.md).
  */

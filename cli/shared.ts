@@ -7,8 +7,9 @@ import { existsSync, readdirSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { API_KEYS_KEY, apiKeyHostNames, FLEET_KEY } from "../deployer/apiKeys";
-import { type HostSpec, type ResolveOptions, resolveHosts, warningText } from "../deployer/hostSpec";
+import { type HostSpec, warningText } from "../deployer/hostSpec";
 import type { KiloLock } from "../deployer/kiloLock";
+import { type ResolveOptions, resolveHosts } from "../deployer/resolveHosts";
 import { CONFIG_NAMESPACE, formatErrors } from "../deployer/settings";
 import { type Project, readStackConfig, StackFileError } from "./stackFile";
 
@@ -184,7 +185,7 @@ export interface LoadedStack {
 }
 
 /**
- * Reads one stack file as `pulumi up` would get it and resolves it (deployer/hostSpec.ts), never decrypting
+ * Reads one stack file as `pulumi up` would get it and resolves it (deployer/resolveHosts.ts), never decrypting
  * anything. A host without an API key is a warning here (a stack is often checked before its secrets are set).
  */
 export function loadStack(

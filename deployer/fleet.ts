@@ -4,10 +4,11 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { API_KEYS_KEY, apiKeyHostNames, keyForHost, perHostApiKeys } from "./apiKeys";
-import { type HostSpec, type Resolved, resolveHosts, warningText } from "./hostSpec";
+import { type HostSpec, warningText } from "./hostSpec";
 import type { KiloConfig } from "./kiloConfig";
 import { KiloHost, type SmokeOutput } from "./kiloHost";
 import { fleetLockPath } from "./kiloLock";
+import { type Resolved, resolveHosts } from "./resolveHosts";
 import { CONFIG_NAMESPACE, type SettingsError } from "./settings";
 
 /** The config keys that hold secrets; they are read with `Config.getSecret`, never as plain config. */

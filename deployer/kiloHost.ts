@@ -12,11 +12,12 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { DISPLAY_PATHS } from "../common/hostPaths";
 import { type InstallResult, parseResult, type SmokeResult, type StepName } from "../common/result";
-import { type HostSpec, type HostSpecSsh, resolveHosts, warningText } from "./hostSpec";
+import { type HostSpec, type HostSpecSsh, warningText } from "./hostSpec";
 import { hostStepCommands, type StepCommands } from "./hostSteps";
 import { hostToolArtifact } from "./hostTool";
 import type { KiloConfig } from "./kiloConfig";
 import { type KiloLock, shippedLock } from "./kiloLock";
+import { resolveHosts } from "./resolveHosts";
 import type { ModelSettings, ShellName } from "./settings";
 import { compactPrivateKey } from "./sshKey";
 

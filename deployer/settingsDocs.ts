@@ -112,7 +112,7 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
     rule: "1–100; null omits `compaction`",
   },
   permission: {
-    description: "kilo's `permission` object, e.g. `{ bash: \"allow\" }`.",
+    description: 'kilo\'s `permission` object, e.g. `{ bash: "allow" }`.',
     type: "object",
     rule: 'object form only, e.g. `{"bash": "allow"}`; a bare string like `"ask"` is refused',
     defaultText: "Default: not set (kilo's own defaults).",
@@ -141,7 +141,7 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
   },
   kiloLock: {
     description:
-      "The kilo lock (`readLockFile(\"stacks/kilo-fleet.lock.json\")`, written by `npm run kilo-fleet -- lock`): each platform package's sha512 for each pinned version. With install.method package, a pinned `kiloVersion` missing from it fails construction naming that command (`latest` installs unlocked).",
+      'The kilo lock (`readLockFile("stacks/kilo-fleet.lock.json")`, written by `npm run kilo-fleet -- lock`): each platform package\'s sha512 for each pinned version. With install.method package, a pinned `kiloVersion` missing from it fails construction naming that command (`latest` installs unlocked).',
     defaultText:
       "Default: the lock kilo-fleet ships (`stacks/kilo-fleet.lock.json` in its own directory), which locks the default `kiloVersion`.",
   },

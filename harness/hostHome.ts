@@ -16,9 +16,10 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { type HostSpec, resolveHosts } from "../deployer/hostSpec";
+import type { HostSpec } from "../deployer/hostSpec";
 import { hostStepCommands, toolStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
+import { resolveHosts } from "../deployer/resolveHosts";
 import { parseSettings, type Settings } from "../deployer/settings";
 import { ensureKilo } from "./kilo";
 import { type Run, runScriptSync, spawnScript } from "./runScript";

@@ -7,7 +7,7 @@ import {
   normalizeCaCertificates,
   pemBlocks,
 } from "../deployer/caCertificates";
-import { resolveHosts } from "../deployer/hostSpec";
+import { resolveHosts } from "../deployer/resolveHosts";
 import { formatErrors, parseSettings } from "../deployer/settings";
 import { makePrivateCa } from "../harness/privateCa";
 

@@ -7,8 +7,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { COMMANDS } from "../cli/kilo-fleet";
 import { EXIT } from "../cli/shared";
 import { loadProject, readStackConfig } from "../cli/stackFile";
-import { resolveHosts } from "../deployer/hostSpec";
 import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
+import { resolveHosts } from "../deployer/resolveHosts";
 import { ENCRYPTED, parseSettings } from "../deployer/settings";
 
 const ROOT = join(__dirname, "..");

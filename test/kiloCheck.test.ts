@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mergeKiloConfig } from "../common/kiloConfigMerge";
-import { resolveHosts } from "../deployer/hostSpec";
 import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
+import { resolveHosts } from "../deployer/resolveHosts";
 import { formatErrors } from "../deployer/settings";
 import { ensureKilo, type KiloInstall } from "../harness/kilo";
 

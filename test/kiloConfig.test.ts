@@ -1,8 +1,8 @@
 import { parse as parseJsonc } from "jsonc-parser";
 import { describe, expect, it } from "vitest";
 import { HEADER_PREFIX } from "../common/kiloConfigMerge";
-import { resolveHosts } from "../deployer/hostSpec";
 import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
+import { resolveHosts } from "../deployer/resolveHosts";
 import { formatErrors, parseSettings, type Settings } from "../deployer/settings";
 
 /** The seed's example kilo.jsonc (docs/codex-pooler.md, point 3), written out by hand, in its key order. */

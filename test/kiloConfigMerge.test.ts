@@ -7,8 +7,8 @@ import {
   mergeKiloConfig,
   stripKiloConfig,
 } from "../common/kiloConfigMerge";
-import { resolveHosts } from "../deployer/hostSpec";
 import { type KiloConfig, managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
+import { resolveHosts } from "../deployer/resolveHosts";
 
 function managedConfig(extra: Record<string, unknown> = {}): KiloConfig {
   const raw: Record<string, unknown> = { "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" };

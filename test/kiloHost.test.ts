@@ -10,11 +10,12 @@ import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { deployFleet } from "../deployer/fleet";
-import { resolveHosts, warningText } from "../deployer/hostSpec";
+import { warningText } from "../deployer/hostSpec";
 import { hostStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { HOST_STEPS, KILO_HOST_TYPE, KiloHost, keyFingerprint } from "../deployer/kiloHost";
 import { type KiloLock, readLockFile, shippedLockPath, withVersion, writeLockFile } from "../deployer/kiloLock";
+import { resolveHosts } from "../deployer/resolveHosts";
 import {
   type Evaluation,
   evaluate,

@@ -1,12 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import {
-  configReference,
-  REFERENCE_END,
-  REFERENCE_START,
-  spliceConfigReference,
-} from "../cli/configReference";
+import { configReference, REFERENCE_END, REFERENCE_START, spliceConfigReference } from "../cli/configReference";
 import { settingsSchema } from "../deployer/settings";
 import { SETTING_DOCS } from "../deployer/settingsDocs";
 import { CONFIG_DOC_PATH, renderedConfigDoc } from "../scripts/render-docs";

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { MAX_ARG_BYTES } from "../common/argLimit";
-import { resolveHosts, warningText } from "../deployer/hostSpec";
+import { warningText } from "../deployer/hostSpec";
+import { resolveHosts } from "../deployer/resolveHosts";
 import { ENCRYPTED, formatErrors, formatKeyPath, parseSettings, SEED_MODEL, type Settings } from "../deployer/settings";
 
 const BASE = "http://localhost:4000/v1";

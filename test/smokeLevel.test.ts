@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { decodeStepArg } from "../common/stepArgs";
-import { resolveHosts } from "../deployer/hostSpec";
+import { resolveHosts } from "../deployer/resolveHosts";
 import { parseSettings } from "../deployer/settings";
 import { buildSettings, deployScripts } from "../harness/hostHome";
 import { smokeTarget } from "../host/smokeTarget";
