@@ -88,9 +88,9 @@ export function parseCommandLine(command: CommandSpec, argv: string[]): ParsedOp
 function parseArgsMessage(e: Error & { code?: string }, command: CommandSpec): string {
   const flag = /'(-[^'\s]*)/.exec(e.message)?.[1]?.replace(/^(--[^=]+).*/, "$1");
   if (e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && flag !== undefined) {
-    const elsewhere = Object.entries(COMMAND_OWNERS).find(([f]) => f === flag.slice(2))?.[1];
-    return elsewhere && !elsewhere.includes(command.name)
-      ? `${flag} is only for ${elsewhere.join(" and ")}`
+    const owners = COMMAND_OWNERS[flag.slice(2)];
+    return owners && !owners.includes(command.name)
+      ? `${flag} is only for ${owners.join(", ").replace(/, ([^,]*)$/, " and $1")}`
       : `unknown argument "${flag}"`;
   }
   if (e.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && flag !== undefined) {

@@ -93,7 +93,7 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
   kiloVersion: {
     description: 'The exact `@kilocode/cli` version to install, or "latest" (unpinned: warned about).',
     type: "string",
-    rule: "exact semver, or `latest` (allowed, with a warning that the fleet is no longer pinned); pinned adds `autoupdate: false`",
+    rule: "exact semver, or `latest` (allowed, with a warning that kilo is not pinned); pinned adds `autoupdate: false`",
   },
   model: {
     description: "The default model id; must be a key of `models`.",
