@@ -9,10 +9,8 @@ import type { KiloConfig } from "./kiloConfig";
 import { KiloHost, type SmokeOutput } from "./kiloHost";
 import { fleetLockPath } from "./kiloLock";
 import { type Resolved, resolveHosts } from "./resolveHosts";
-import { CONFIG_NAMESPACE, type SettingsError } from "./settings";
+import { CONFIG_NAMESPACE, SECRET_KEYS, type SettingsError } from "./settings";
 
-/** The config keys that hold secrets; they are read with `Config.getSecret`, never as plain config. */
-export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken"] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 
 /**

@@ -30,6 +30,8 @@ import {
   type ModelSettings,
   parseSettings,
   parseSettingsInput,
+  SECRET_KEYS,
+  SECRET_MAP_KEYS,
   type Settings,
   type SettingsError,
   settingsSchema,
@@ -69,7 +71,7 @@ const NOT_SETTINGS = ["apiKey", "sshPrivateKey", "npmToken", "kiloLock"];
  * settings (its `shells` and `ssh` are its one host's).
  */
 const HOST_ARG_KEYS = Object.keys(settingsSchema.shape).filter(
-  (k) => !["codexPoolerApiKey", "apiKeys", "npmToken", "sshPrivateKey", "hosts", "ssh"].includes(k),
+  (k) => !([...SECRET_KEYS, ...SECRET_MAP_KEYS, "hosts", "ssh"] as string[]).includes(k),
 );
 /** Placeholders that pass the SSH field rules, standing in for values not known until deploy. */
 const UNKNOWN_SSH: Record<string, unknown> = { host: "unknown.invalid", user: "unknown" };

@@ -18,6 +18,11 @@ export { SHELL_RC_FILES, type ShellName };
 
 export const CONFIG_NAMESPACE = "kilo-fleet";
 
+/** The keys that hold one secret; `pulumi up` reads them with `Config.getSecret`, never as plain config. */
+export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken"] as const;
+/** The key holding one secret per host (`apiKeys.<host>`): its names are structure, its values secrets. */
+export const SECRET_MAP_KEYS = ["apiKeys"] as const;
+
 /** The seed's model entry (docs/codex-pooler.md, point 3): the default of `models`. */
 export const SEED_MODEL = {
   name: "GPT-5.5 via Codex Pooler",
