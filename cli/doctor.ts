@@ -4,8 +4,7 @@
  * `ok`, `drifted: what` or `unreachable: why` (`error: why` when the host answered but could not be
  * checked, e.g. no node there).
  *
- *   npm run kilo-fleet -- doctor (--stack NAME | --file PATH) [--host NAME ...] [--json]
- *        [--identity FILE] [--key-env VAR] [--parallel N] [--timeout SECONDS]
+ * Options: `DOCTOR_COMMAND` below (`doctor --help`).
  *
  * Reads the stack as `validate` and `render` do (never decrypting anything). A local host runs the tool
  * here; an SSH host is reached with the system `ssh` client: BatchMode, StrictHostKeyChecking=yes, the
@@ -20,8 +19,8 @@
  * only (never an argument), is compared on the host, and only same/different comes back.
  *
  * Output: a table (one line per host), progress on stderr when it is a terminal; `--json`: one JSON
- * document. Exit 0 every host matches, 1 some host drifted, 2 some host was unreachable or could not be
- * checked, or the stack is invalid, or the command line is wrong.
+ * document. Exit codes (cli/shared.ts `EXIT`): 0 every host matches, 1 some host drifted or the stack is
+ * invalid, 2 the command line is wrong, 3 some host was unreachable or could not be checked.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -35,6 +34,7 @@ import { envShells } from "../deployer/hostSteps";
 import { type HostToolArtifact, hostToolArtifact } from "../deployer/hostTool";
 import { renderKiloConfig } from "../deployer/kiloConfig";
 import { fleetLockPath, type KiloLock, lockedIntegrity, readLockFile } from "../deployer/kiloLock";
+import { SSH_CONNECT_DEFAULTS } from "../deployer/settings";
 import { remoteCommandLine } from "./remoteCommandLine";
 import {
   type CommandSpec,
@@ -72,8 +72,6 @@ export const DOCTOR_USAGE = `kilo-fleet doctor ${DOCTOR_COMMAND.synopsis}`;
 
 /** The default bound on hosts checked at once. */
 export const DEFAULT_PARALLEL = 8;
-/** ssh's ConnectTimeout (seconds). */
-export const CONNECT_TIMEOUT_SECONDS = 10;
 /** The whole check of one host, connection included (seconds). */
 export const DEFAULT_TIMEOUT_SECONDS = 60;
 
@@ -351,7 +349,7 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
         "-o",
         "CheckHostIP=no",
         "-o",
-        `ConnectTimeout=${ssh.connectTimeoutSeconds ?? CONNECT_TIMEOUT_SECONDS}`,
+        `ConnectTimeout=${ssh.connectTimeoutSeconds ?? SSH_CONNECT_DEFAULTS.connectTimeoutSeconds}`,
         "-o",
         "ServerAliveInterval=10",
         "-o",
