@@ -93,16 +93,8 @@ export function resolveHosts(source: HostSource, options: ResolveOptions = {}): 
     const asStack = kiloHostAsStack(source.args);
     deferred = asStack.deferred;
     errors.push(...asStack.errors);
+    // A hostKey that is an Output pins the host (checked at deploy), so its absence here is no error.
     parsed = parseSettingsInput(asStack.input, { ...parseOpts, unpinnedHostKeys: "hostKey" in deferred });
-    if (
-      "hostKey" in deferred &&
-      (source.args.ssh as { insecureIgnoreHostKey?: unknown }).insecureIgnoreHostKey === true
-    ) {
-      errors.push({
-        key: "ssh.insecureIgnoreHostKey",
-        message: "must not be true when hostKey is set (the pinned key would be ignored); remove one of them",
-      });
-    }
     hostNames = [source.kiloHost];
   }
   if (!parsed.ok) errors.push(...parsed.errors);
@@ -171,6 +163,12 @@ function kiloHostAsStack(args: Record<string, unknown>): {
       }
     }
     host.ssh = plain;
+    if ("hostKey" in deferred && plain.insecureIgnoreHostKey === true) {
+      errors.push({
+        key: "ssh.insecureIgnoreHostKey",
+        message: "must not be true when hostKey is set (the pinned key would be ignored); remove one of them",
+      });
+    }
   } else if (ssh !== undefined) host.ssh = ssh;
   else host.local = true;
   input.hosts = [host];

@@ -527,6 +527,23 @@ describe("KiloHost as a library", () => {
     ]);
   });
 
+  it("refuses insecureIgnoreHostKey beside a hostKey, plain or an Output", async () => {
+    for (const hostKey of [TEST_HOST_KEY, pulumi.output(TEST_HOST_KEY)]) {
+      const e = await evaluate(() => {
+        new KiloHost("x", {
+          poolerBaseUrl: "https://p.example.com/v1",
+          apiKey: "k",
+          ssh: { host: "h.lan", user: "u", hostKey, insecureIgnoreHostKey: true },
+          sshPrivateKey: "key",
+        });
+      });
+      expect((e.error as Error).message).toContain(
+        "  ssh.insecureIgnoreHostKey: must not be true when hostKey is set (the pinned key would be ignored)",
+      );
+      expect(programResources(e)).toEqual([]);
+    }
+  });
+
   it("takes SSH connection fields from other resources (Outputs), validating the plain ones", async () => {
     const e = await evaluate(() => {
       new KiloHost("vm", {
