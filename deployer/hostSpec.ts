@@ -40,6 +40,12 @@ export interface HostSpec {
   caCertificates?: string;
   /** Any text; part of every step's inputs, so changing it re-runs every step of the host in place. */
   reconcile?: string;
+  /** kilo's managed config for this host (rendered keys, without `$schema`); absent: no policy. */
+  policy?: Record<string, unknown>;
+  /** The policy step runs through `sudo -n` (a non-root user); absent: as the user (who must be root). */
+  become?: "sudo";
+  /** With a policy: what the env file adds (what the managed config cannot enforce). */
+  policyEnv?: { telemetryOff: boolean; shareOff: boolean };
   /** Explicit shells, or undefined for "those whose rc file exists, plus sh". */
   shells?: ShellName[];
   /** Absent: the machine running Pulumi. */

@@ -108,6 +108,29 @@ export function toolStep<S extends Subcommand>(
 }
 
 /**
+ * The policy step: `policy-apply` with the policy and how to become root (its only inputs, with reconcile),
+ * and `policy-delete` with only the latter (the host's record says what to remove or put back).
+ */
+export function policyStep(
+  id: string,
+  host: string,
+  policy: Record<string, unknown>,
+  become: "sudo" | undefined,
+  reconcile?: string,
+): StepCommands {
+  const b = become !== undefined ? { become } : {};
+  return {
+    create: toolCommand(id, "policy-apply", {
+      host,
+      policy,
+      ...b,
+      ...(reconcile !== undefined ? { reconcile } : {}),
+    }),
+    delete: toolCommand(id, "policy-delete", { host, ...b }),
+  };
+}
+
+/**
  * The install step with install.method package: `install-package '<version> <registry or -> <platform>=<sha512>…'`,
  * run by the tool's sh header (no JavaScript runtime needed), and `install-package-delete`. Only the
  * locked integrities of the host's version travel: the host derives the tarball URLs from the registry.
@@ -148,6 +171,8 @@ export function hostStepCommands(
   install: StepCommands;
   config: StepCommands;
   env: StepCommands;
+  /** kilo's managed config (spec.policy); absent without a policy. */
+  policy?: StepCommands;
   smoke?: StepCommands;
 } {
   const kiloConfig = renderKiloConfig(spec);
@@ -182,10 +207,15 @@ export function hostStepCommands(
         pinned: spec.kiloVersion !== "latest",
         shells: envShells(spec),
         ...(spec.caCertificates !== undefined ? { caCertificates: spec.caCertificates } : {}),
+        ...(spec.policyEnv?.telemetryOff ? { telemetryOff: true as const } : {}),
+        ...(spec.policyEnv?.shareOff ? { shareOff: true as const } : {}),
         ...r,
       },
       "env-delete",
     ),
+    ...(spec.policy !== undefined
+      ? { policy: policyStep(tool.id, name, spec.policy, spec.become, spec.reconcile) }
+      : {}),
     ...(spec.smokeCheck.enabled
       ? {
           // What it checks comes from the deployed kilo.jsonc; a config change re-runs it by its trigger.
@@ -193,6 +223,7 @@ export function hostStepCommands(
             host: name,
             timeoutSeconds: spec.smokeCheck.timeoutSeconds,
             level: spec.smokeCheck.level,
+            ...(spec.policy !== undefined ? { policy: spec.policy } : {}),
             ...r,
           }),
         }

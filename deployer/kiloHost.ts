@@ -2,7 +2,8 @@
  * `KiloHost`: one developer machine (this one, or one reached over SSH) with the Kilo Code CLI
  * installed, configured for a Codex Pooler, and the Pool API key in the user's shell environment.
  * Usable on its own from any Pulumi program (example: docs/configuration.md). Children, in order:
- * `<name>-tool` → (`<name>-tool-copy`, SSH only) → `-install` → `-config` → `-env` → `-smoke`, each one
+ * `<name>-tool` → (`<name>-tool-copy`, SSH only) → `-install` → `-config` → `-env` → `-policy` (with a
+ * policy) → `-smoke`, each one
  * short command running the host tool (deployer/hostSteps.ts). How their inputs are laid out so that a
  * change re-runs only the steps that use it (triggers, create-before-delete of the tool, the smoke
  * check's HMAC trigger, secrets only on stdin): docs/design.md, "How the step inputs are laid out".
@@ -23,9 +24,12 @@ import { compactPrivateKey } from "./sshKey";
 
 export const KILO_HOST_TYPE = "kilo-fleet:index:KiloHost";
 
-/** The steps of a host, in order; each is a child named `<host>-<step>` (plus `<host>-tool-copy` over SSH). */
+/**
+ * The steps of a host, in order; each is a child named `<host>-<step>` (plus `<host>-tool-copy` over SSH, and
+ * `<host>-policy` between env and smoke for a host with a policy).
+ */
 export const HOST_STEPS = ["tool", "install", "config", "env", "smoke"] as const;
-export type HostStep = (typeof HOST_STEPS)[number];
+export type HostStep = (typeof HOST_STEPS)[number] | "policy";
 
 /** How to reach an SSH host. Each field may be an Output of another resource (e.g. an instance's `publicIp`). */
 export interface KiloHostSshArgs {
@@ -63,6 +67,14 @@ export interface KiloHostSmokeCheckArgs {
    * pool). `pool`: the pool checks only — for all but a few canary hosts of a large fleet. Default: "kilo-run".
    */
   level?: "kilo-run" | "pool";
+}
+
+/** What the env file adds with a policy. */
+export interface KiloHostPolicyEnvArgs {
+  /** The env file sets `KILO_TELEMETRY_LEVEL=off`. Default: true. */
+  telemetryOff?: boolean;
+  /** The env file sets `KILO_DISABLE_SHARE=1`. Default: true. */
+  shareOff?: boolean;
 }
 
 /**
@@ -150,6 +162,23 @@ export interface KiloHostArgs {
    * after `kilo-fleet doctor` found drift. Default: not set.
    */
   reconcile?: string;
+  /**
+   * The organisation's policy: kilo.jsonc keys written to kilo's managed config (`/etc/kilo/kilo.jsonc`, macOS
+   * `/Library/Application Support/kilo/kilo.jsonc`), root-owned, which win over each user's and project's config
+   * (docs/policy.md). `provider` and `enabled_providers` default to the pool. Default: not set.
+   */
+  policy?: Record<string, unknown>;
+  /**
+   * How the policy step gets root: `"sudo"` runs that one step through `sudo -n` (passwordless sudo; a host whose SSH
+   * user is root needs none); `"none"` runs it as the user. Default: "none".
+   */
+  become?: "sudo" | "none";
+  /**
+   * With a policy, what the user's env file adds, since kilo reads these only from the user's side: telemetry off
+   * (`KILO_TELEMETRY_LEVEL=off`) and sharing off (`KILO_DISABLE_SHARE=1`). Default:
+   * {"telemetryOff":true,"shareOff":true}.
+   */
+  policyEnv?: KiloHostPolicyEnvArgs;
 }
 
 /** What a passing smoke check reported (a failing one fails the deploy instead). */
@@ -188,6 +217,8 @@ export class KiloHost extends pulumi.ComponentResource {
     install: Step;
     config: Step;
     env: Step;
+    /** kilo's managed config; undefined without a policy. */
+    policy?: Step;
     smoke?: Step;
   };
   /** The kilo version the install step reports. */
@@ -273,6 +304,8 @@ export class KiloHost extends pulumi.ComponentResource {
     );
     const config = step("config", commands.config, install);
     const env = step("env", commands.env, config, { stdin: pulumi.secret(args.apiKey), sensitive: true });
+    // Its inputs are the policy and become only (and reconcile): nothing else re-runs it.
+    const policy = commands.policy ? step("policy", commands.policy, env) : undefined;
     let smoke: Step | undefined;
     if (commands.smoke) {
       const label = `${pulumi.getProject()}/${pulumi.getStack()}/${name}`;
@@ -281,9 +314,9 @@ export class KiloHost extends pulumi.ComponentResource {
         `config=sha256:${sha256Hex(JSON.stringify(commands.kiloConfig)).slice(0, 32)}`,
         pulumi.secret(pulumi.output(args.apiKey).apply((key) => keyFingerprint(key, label))),
       ];
-      smoke = step("smoke", commands.smoke, env, { triggers, sensitive: true });
+      smoke = step("smoke", commands.smoke, policy ?? env, { triggers, sensitive: true });
     }
-    this.steps = { tool: toolStepResource, toolCopy, install, config, env, smoke };
+    this.steps = { tool: toolStepResource, toolCopy, install, config, env, policy, smoke };
 
     // Secret when the install got an npm token (its output is kept secret then); the version is not.
     this.kiloVersion = pulumi.unsecret(

@@ -21,6 +21,7 @@ import {
   shippedLock,
 } from "./kiloLock";
 import { npmRegistryWarning } from "./npmRegistry";
+import { mergedPolicy, renderPolicy } from "./policy";
 import {
   CONFIG_NAMESPACE,
   isLoopbackHost,
@@ -193,6 +194,8 @@ function hostSpec(
 ): HostSpec {
   const caCertificates = host.caCertificates ?? settings.caCertificates;
   const reconcile = host.reconcile ?? settings.reconcile;
+  const policy = mergedPolicy(settings.policy, host.policy);
+  const become = host.become ?? settings.become;
   const ssh = host.ssh ? ({ ...host.ssh, ...kiloHost?.deferred } as Record<string, unknown>) : undefined;
   return {
     name: kiloHost?.name ?? host.name,
@@ -210,6 +213,13 @@ function hostSpec(
     ...(settings.npmRegistry !== undefined ? { npmRegistry: settings.npmRegistry } : {}),
     ...(caCertificates !== undefined ? { caCertificates } : {}),
     ...(reconcile !== undefined ? { reconcile } : {}),
+    ...(policy !== undefined
+      ? {
+          policy: renderPolicy(policy, settings),
+          ...(become === "sudo" ? { become } : {}),
+          policyEnv: { ...settings.policyEnv },
+        }
+      : {}),
     ...(host.shells !== undefined ? { shells: host.shells } : {}),
     ...(host.ssh !== undefined && ssh !== undefined
       ? {
@@ -319,9 +329,20 @@ function stepSizeErrors(
       [["npmRegistry"], bytes(spec.npmRegistry)],
     ],
     env: [[caPath(settings, i), bytes(spec.caCertificates)]],
+    policy: [
+      ...Object.entries(settings.policy ?? {}).map(([k, v]): [(string | number)[], number] => [
+        ["policy", k],
+        bytes(v),
+      ]),
+      ...Object.entries(settings.hosts[i].policy || {}).map(([k, v]): [(string | number)[], number] => [
+        ["hosts", i, "policy", k],
+        bytes(v),
+      ]),
+    ],
   };
+  weights.smoke = weights.policy;
   const errors: SettingsError[] = [];
-  for (const step of ["tool", "install", "config", "env", "smoke"] as const) {
+  for (const step of ["tool", "install", "config", "env", "policy", "smoke"] as const) {
     const create = commands[step]?.create;
     if (create === undefined || fitsInOneArgument(create)) continue;
     const heaviest = [...(weights[step] ?? [])].sort((a, b) => b[1] - a[1])[0];

@@ -12,6 +12,7 @@ import { SHELL_RC_FILES, type ShellName } from "../common/shells";
 import { caCertificatesProblems } from "./caCertificates";
 import { reservedEnvVarReason } from "./envVarName";
 import { checkNpmRegistryUrl } from "./npmRegistry";
+import { becomeSchema, hostPolicySchema, policySchema } from "./policy";
 import { checkPoolerBaseUrl } from "./poolerUrl";
 
 export { SHELL_RC_FILES, type ShellName };
@@ -180,6 +181,10 @@ export const hostOverrides = {
   shells: z.array(shellName).min(1, { message: "must list at least one shell" }).optional(),
   /** Overrides `smokeCheck.level` for this host (e.g. the full `kilo-run` on a few canary hosts only). */
   smokeCheck: z.strictObject({ level: smokeCheckLevel.optional() }).optional(),
+  /** This host's policy keys over the fleet's (key by key), or false for no policy on this host. */
+  policy: hostPolicySchema.optional(),
+  /** Overrides `become` for this host. */
+  become: becomeSchema.optional(),
 };
 
 export const sshConnection = z.strictObject({
@@ -334,6 +339,14 @@ export const settingsSchema = z.strictObject({
   npmToken: redactedSecret.optional(),
   caCertificates: caCertificates.optional(),
   reconcile: reconcile.optional(),
+  policy: policySchema.optional(),
+  become: becomeSchema.default("none"),
+  policyEnv: z
+    .strictObject({
+      telemetryOff: z.boolean({ error: "must be true or false" }).default(true),
+      shareOff: z.boolean({ error: "must be true or false" }).default(true),
+    })
+    .default(() => ({ telemetryOff: true, shareOff: true })),
   ssh: z
     .strictObject({
       connectTimeoutSeconds: connectTimeoutSeconds.default(SSH_CONNECT_DEFAULTS.connectTimeoutSeconds),
@@ -366,6 +379,15 @@ function crossKeyErrors(input: Record<string, unknown>, opts: ParseOptions): Set
     }
   };
   checkModel(input.model ?? "gpt-5.5", ["model"]);
+  // A policy's model without a provider is one of the pool's: a key of models.
+  const checkPolicyModels = (policy: unknown, path: (string | number)[]) => {
+    if (!isPlainObject(policy)) return;
+    for (const k of ["model", "small_model"]) {
+      const m = policy[k];
+      if (typeof m === "string" && !m.includes("/")) checkModel(m, [...path, k]);
+    }
+  };
+  checkPolicyModels(input.policy, ["policy"]);
   // zod skips object refinements after some field errors (e.g. a non-integer limit): check limits here too.
   if (isPlainObject(models)) {
     for (const [id, m] of Object.entries(models)) {
@@ -381,6 +403,7 @@ function crossKeyErrors(input: Record<string, unknown>, opts: ParseOptions): Set
       if (h === null || typeof h !== "object") return;
       const host = h as Record<string, unknown>;
       checkModel(host.model, ["hosts", i, "model"]);
+      checkPolicyModels(host.policy, ["hosts", i, "policy"]);
       if (!opts.unpinnedHostKeys) errors.push(...hostKeyErrors(host.ssh, i, naming));
       if (typeof host.name !== "string") return;
       const first = seen.get(host.name);
@@ -506,6 +529,7 @@ function knownKeysAt(path: readonly PropertyKey[]): string[] {
   }
   if (p[0] === "ssh") return ["connectTimeoutSeconds", "connectAttempts"];
   if (p[0] === "smokeCheck") return ["enabled", "timeoutSeconds", "level"];
+  if (p[0] === "policyEnv") return ["telemetryOff", "shareOff"];
   if (p[0] === "hosts" && p[1] === "smokeCheck") return ["level"];
   if (p[0] === "install" || (p[0] === "hosts" && p[1] === "install")) return ["method"];
   if (p[0] === "models" && p.length === 2) return Object.keys(SEED_MODEL);
@@ -520,6 +544,8 @@ const STRUCTURED_KEYS = new Set([
   "compactionThresholdPercent",
   "permission",
   "kiloSettings",
+  "policy",
+  "policyEnv",
   "smokeCheck",
   "install",
   "hosts",

@@ -173,9 +173,29 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
     type: "string",
     rule: "any one line (e.g. a date); changing it re-runs every step of every host in place (nothing deleted first); `hosts[i].reconcile` overrides it per host",
   },
+  policy: {
+    description:
+      "The organisation's policy: kilo.jsonc keys written to kilo's managed config (`/etc/kilo/kilo.jsonc`, macOS `/Library/Application Support/kilo/kilo.jsonc`), root-owned, which win over each user's and project's config (docs/policy.md). `provider` and `enabled_providers` default to the pool.",
+    type: "object of kilo.jsonc keys",
+    rule: "kilo 7.7.7's top-level keys only (no `$schema`, no `autoupdate`); `permission` an object; `share` manual/auto/disabled; `model`/`small_model` a key of `models` (written `<providerId>/<id>`) or `provider/model`; every `apiKey` under `provider` an `{env:VAR}`; `hosts[i].policy` overrides it key by key (`false`: none on that host); needs root: see `become`",
+  },
+  become: {
+    description:
+      'How the policy step gets root: `"sudo"` runs that one step through `sudo -n` (passwordless sudo; a host whose SSH user is root needs none); `"none"` runs it as the user.',
+    type: '`"sudo"` or `"none"`',
+    rule: "only the policy step uses it (every other step stays unprivileged); `hosts[i].become` overrides it per host; sudo missing or wanting a password fails that step in one line, nothing written",
+  },
+  policyEnv: {
+    description:
+      "With a policy, what the user's env file adds, since kilo reads these only from the user's side: telemetry off (`KILO_TELEMETRY_LEVEL=off`) and sharing off (`KILO_DISABLE_SHARE=1`).",
+    type: "`{telemetryOff, shareOff}`",
+    rule: "booleans; only for hosts with a policy (a pinned kilo gets `KILO_DISABLE_AUTOUPDATE=1` in any case)",
+  },
+  "policyEnv.telemetryOff": { description: "The env file sets `KILO_TELEMETRY_LEVEL=off`." },
+  "policyEnv.shareOff": { description: "The env file sets `KILO_DISABLE_SHARE=1`." },
   hosts: {
     description: "The fleet's hosts.",
-    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?, insecureIgnoreHostKey?, connectTimeoutSeconds?, connectAttempts?}}`, plus optional `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`, `install: {method}`, `caCertificates`, `reconcile`",
+    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?, insecureIgnoreHostKey?, connectTimeoutSeconds?, connectAttempts?}}`, plus optional `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`, `install: {method}`, `caCertificates`, `reconcile`, `policy`, `become`",
     rule: `non-empty; names unique \`[a-z0-9-]+\`; ssh needs host and user (neither starting with \`-\`); port 1–65535; hostKey one \`ssh-keyscan\` line, required unless \`insecureIgnoreHostKey: true\` (warned; get keys with \`npm run kilo-fleet -- hostkeys\`); shells from ${Object.keys(
       SHELL_RC_FILES,
     )
@@ -249,6 +269,7 @@ export function argDocComment(path: string, indent: string): string[] {
 const ARG_INTERFACES: Record<string, string> = {
   KiloHostSshArgs: "ssh.",
   KiloHostSmokeCheckArgs: "smokeCheck.",
+  KiloHostPolicyEnvArgs: "policyEnv.",
   KiloHostArgs: "",
 };
 

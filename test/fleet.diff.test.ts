@@ -188,6 +188,44 @@ describe("re-runs, as diffs of two evaluations", () => {
     expect(diff).toEqual({ added: [], removed: [], changed: onEveryHost({ smoke: ["create"] }) });
   });
 
+  it("policy: its own step; a policy change re-runs only <host>-policy and <host>-smoke (its argument), become only <host>-policy", async () => {
+    const policy = { model: "gpt-5.5", permission: { bash: "deny" }, share: "disabled" };
+    const none = await run();
+    const withPolicy = await run({ policy, become: "sudo" });
+    // Turning a policy on adds the step and the env file's settings (telemetry, sharing off).
+    const on = diffEvaluations(none, withPolicy);
+    expect(on.added.sort()).toEqual(TEST_HOSTS.map((h) => `${h.name}-policy`).sort());
+    expect(on.removed).toEqual([]);
+    expect(on.changed).toEqual(onEveryHost({ env: ["create"], smoke: ["create"] }));
+    const policyStep = withPolicy.byName("bob-desktop-policy").inputs;
+    expect(policyStep.create).toMatch(
+      /^\/bin\/sh ~\/\.local\/share\/kilo-fleet\/tool-[0-9a-f]{12}\.cjs policy-apply '\{"host":"bob-desktop","policy":\{"provider":/,
+    );
+    expect(policyStep.delete).toMatch(/policy-delete '\{"host":"bob-desktop","become":"sudo"\}'$/);
+    expect(policyStep.triggers).toBeUndefined();
+
+    const changed = await run({ policy: { ...policy, permission: { bash: "ask" } }, become: "sudo" });
+    expect(diffEvaluations(withPolicy, changed)).toEqual({
+      added: [],
+      removed: [],
+      changed: onEveryHost({ policy: ["create"], smoke: ["create"] }),
+    });
+    const becomeNone = await run({ policy, become: "none" });
+    expect(diffEvaluations(withPolicy, becomeNone)).toEqual({
+      added: [],
+      removed: [],
+      changed: onEveryHost({ policy: ["create", "delete"] }),
+    });
+    // Nothing else changes the policy step: the key, the model, the smoke timeout.
+    const other = await run({
+      policy,
+      become: "sudo",
+      codexPoolerApiKey: NEW_KEY,
+      smokeCheck: { enabled: true, timeoutSeconds: 60 },
+    });
+    expect(Object.keys(diffEvaluations(withPolicy, other).changed).filter((n) => n.endsWith("-policy"))).toEqual([]);
+  });
+
   it("rotating the SSH key re-runs every step of the SSH hosts (their connection changed), nothing on local hosts", async () => {
     const before = await run();
     const after = await run({

@@ -54,6 +54,8 @@ describe("defaults", () => {
       kiloSettings: {},
       smokeCheck: { enabled: true, timeoutSeconds: 180, level: "kilo-run" },
       install: { method: "package" },
+      become: "none",
+      policyEnv: { telemetryOff: true, shareOff: true },
       ssh: { connectTimeoutSeconds: 10, connectAttempts: 3 },
       hosts: [{ name: "local", local: true }],
     });
