@@ -152,6 +152,10 @@ export function checkArgsFor(
     shells: envShells(spec),
     compareKey,
     ...(locked ? { locked } : {}),
+    // With a policy: the managed config against it, its bypasses, and the env file's settings.
+    ...(spec.policyEnv?.telemetryOff ? { telemetryOff: true as const } : {}),
+    ...(spec.policyEnv?.shareOff ? { shareOff: true as const } : {}),
+    ...(spec.policy !== undefined ? { policy: spec.policy } : {}),
   };
 }
 

@@ -412,6 +412,17 @@ function settingsWarnings(settings: Settings, specs: HostSpec[], naming: KeyNami
     const w = contextOverflowWarning(model.limit, settings.compactionThresholdPercent);
     if (w) warn(["models", id, "limit"], w);
   }
+  // The policy step needs root: a user that is not root without become fails it at deploy.
+  specs.forEach((spec, i) => {
+    if (spec.policy === undefined || spec.become !== undefined) return;
+    const user = spec.ssh ? spec.ssh.user : process.getuid?.() === 0 ? "root" : "this machine's user";
+    if (typeof user !== "string" || user === "root") return;
+    warn(
+      settings.hosts[i].become !== undefined ? ["hosts", i, "become"] : ["become"],
+      `host "${spec.name}" has a policy, which needs root to write kilo's managed config, and ${spec.ssh ? `its SSH user ${user}` : user} is not root: set become to "sudo" (passwordless sudo), or its policy step fails`,
+      spec.name,
+    );
+  });
   settings.hosts.forEach((h, i) => {
     if (h.caCertificates === undefined) return;
     for (const w of caCertificatesWarnings(h.caCertificates)) warn(["hosts", i, "caCertificates"], w, specs[i].name);

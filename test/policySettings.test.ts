@@ -3,6 +3,7 @@
  * policy is resolved from the fleet's and its own, and what its steps get.
  */
 import { describe, expect, it } from "vitest";
+import { checkArgsFor } from "../cli/doctor";
 import { hostStepCommands } from "../deployer/hostSteps";
 import { resolveHosts } from "../deployer/resolveHosts";
 
@@ -105,5 +106,29 @@ describe("a host's policy", () => {
       args: { poolerBaseUrl: "https://p.example/v1", policy: { permission: "deny" } },
     });
     expect(r.errors.map((e) => e.key)).toEqual(["policy.permission"]);
+  });
+});
+
+describe("around the policy", () => {
+  it("validate warns about a host whose policy step could not get root; doctor gets the policy", () => {
+    const r = resolveHosts({
+      stack: stack({ policy: { share: "disabled" } }, [
+        { name: "b", ssh: { host: "b.lan", user: "bob", hostKey: HOST_KEY } },
+        { name: "r", ssh: { host: "r.lan", user: "root", hostKey: HOST_KEY } },
+        { name: "s", ssh: { host: "s.lan", user: "sam", hostKey: HOST_KEY }, become: "sudo" },
+      ]),
+    });
+    expect(r.errors).toEqual([]);
+    expect(r.warnings.filter((w) => w.key.includes("become"))).toEqual([
+      {
+        key: "kilo-fleet:become",
+        message:
+          'host "b" has a policy, which needs root to write kilo\'s managed config, and its SSH user bob is not root: set become to "sudo" (passwordless sudo), or its policy step fails',
+        host: "b",
+      },
+    ]);
+    const args = checkArgsFor(r.specs[2], false, undefined);
+    expect(args.policy).toEqual(r.specs[2].policy);
+    expect([args.telemetryOff, args.shareOff]).toEqual([true, true]);
   });
 });
