@@ -14,16 +14,27 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { parseResult } from "../common/result";
 import { shQuote } from "../common/shellQuote";
-import { encodeStepArg, type StepArgs } from "../common/stepArgs";
+import type { HostSpec } from "../deployer/hostSpec";
+import { hostStepCommands, policyStep } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
+import { resolveHosts } from "../deployer/resolveHosts";
 import { ensureKilo, testCacheDir } from "../harness/kilo";
-import { TEST_POLICY } from "../harness/policy";
 import { renderPolicyFile } from "../host/policy";
 import { privateSystemDebs, type SshServer, startSshd } from "./support/sshd";
 
 const tool = hostToolArtifact();
 const HOST = "dev-box-1";
 let server: SshServer;
+/** The host as a stack with a policy and become: sudo resolves it, and its steps' commands. */
+let spec: HostSpec;
+let steps: ReturnType<typeof hostStepCommands>;
+/** The stack's policy: a pool model, another provider's small model, permission and share. */
+const STACK_POLICY = {
+  model: "gpt-5.5",
+  small_model: "codex-pooler/gpt-5.5-mini",
+  permission: { bash: "deny", edit: "ask" },
+  share: "disabled",
+};
 
 /** The machine's own /etc/kilo (most likely absent), before anything ran. */
 const machineEtcKilo = () =>
@@ -46,15 +57,24 @@ const sudoers = (line: string) =>
     `printf '%s\\n' ${shQuote(line)} > /etc/sudoers.d/kilo-fleet-test && chmod 0440 /etc/sudoers.d/kilo-fleet-test`,
   );
 
-/** The step's command line, as the deployer writes it: the shipped tool, the subcommand, one JSON word. */
-const step = <S extends "policy-apply" | "policy-delete">(sub: S, args: StepArgs[S]) =>
-  server.run(`/bin/sh ~/${tool.pathInHome} ${sub} '${encodeStepArg(args)}'`);
-
 beforeAll(async () => {
   server = await startSshd({
     shell: "/bin/bash",
     privateSystem: { debs: privateSystemDebs(["sudo"], testCacheDir()) },
   });
+  const resolved = resolveHosts({
+    stack: {
+      "kilo-fleet:poolerBaseUrl": "http://127.0.0.1:9/v1",
+      "kilo-fleet:policy": JSON.stringify(STACK_POLICY),
+      "kilo-fleet:become": "sudo",
+      "kilo-fleet:hosts": JSON.stringify([
+        { name: HOST, ssh: { host: "127.0.0.1", port: server.port, user: server.user, hostKey: server.hostPublicKey } },
+      ]),
+    },
+  });
+  expect(resolved.errors).toEqual([]);
+  spec = resolved.specs[0];
+  steps = hostStepCommands(HOST, spec, tool, "ssh");
   // The tool where its step puts it, and the cached kilo in the user's npm prefix (hard links: the user
   // cannot read root's cache, and a copy would cost 300 MB).
   expect(server.asUser(["mkdir", "-p", tool.pathInHome.replace(/\/[^/]+$/, "")]).code).toBe(0);
@@ -73,8 +93,9 @@ afterAll(async () => {
   expect(machineEtcKilo()).toEqual(machineBefore);
 });
 
-const apply = () => step("policy-apply", { host: HOST, policy: TEST_POLICY, become: "sudo" });
-const remove = () => step("policy-delete", { host: HOST, become: "sudo" });
+/** The policy step's create and delete, exactly as KiloHost runs them over SSH. */
+const apply = () => server.run(steps.policy?.create ?? "false");
+const remove = () => server.run(steps.policy?.delete ?? "false");
 
 describe("the policy in the real /etc/kilo, through sudo -n, over SSH", () => {
   test("passwordless sudo: written root-owned 0644 in a 0755 dir; twice = once; kilo's effective config is the policy's; delete leaves /etc/kilo as it was", async () => {
@@ -91,7 +112,7 @@ describe("the policy in the real /etc/kilo, through sudo -n, over SSH", () => {
     });
     const first = nsEtcKilo();
     expect(first).toContain(". 755 0:0\n");
-    expect(first).toContain(`kilo.jsonc 644 0:0\n${renderPolicyFile(TEST_POLICY)}<eof>`);
+    expect(first).toContain(`kilo.jsonc 644 0:0\n${renderPolicyFile(spec.policy ?? {})}<eof>`);
     expect(first).toContain(".kilo-fleet-policy.json 600 0:0\n");
     // The machine's /etc/kilo is not the namespace's.
     expect(machineEtcKilo()).toEqual(machineBefore);
@@ -118,13 +139,13 @@ describe("the policy in the real /etc/kilo, through sudo -n, over SSH", () => {
     );
     expect(dbg.code, dbg.stderr).toBe(0);
     const effective = JSON.parse(dbg.stdout) as Record<string, unknown>;
-    expect(effective.model).toBe(TEST_POLICY.model);
-    expect(effective.small_model).toBe(TEST_POLICY.small_model);
+    expect(effective.model).toBe("codex-pooler/gpt-5.5");
+    expect(effective.small_model).toBe("codex-pooler/gpt-5.5-mini");
     expect(effective.share).toBe("disabled");
     expect(effective.enabled_providers).toEqual(["codex-pooler"]);
     expect(effective.permission).toEqual({ bash: "deny", edit: "ask" });
     expect(effective.provider).toEqual({
-      "codex-pooler": { options: { baseURL: TEST_POLICY.provider["codex-pooler"].options.baseURL, apiKey: "" } },
+      "codex-pooler": { options: { baseURL: "http://127.0.0.1:9/v1", apiKey: "" } },
     });
     expect(effective.username).toBe("project-user");
 
@@ -145,7 +166,7 @@ describe("the policy in the real /etc/kilo, through sudo -n, over SSH", () => {
     const r = await apply();
     expect(r.code, r.stderr).toBe(0);
     expect(parseResult(r.stdout, "policy")?.replaced).toBe(true);
-    expect(nsEtcKilo()).toContain(`kilo.jsonc 644 0:0\n${renderPolicyFile(TEST_POLICY)}<eof>`);
+    expect(nsEtcKilo()).toContain(`kilo.jsonc 644 0:0\n${renderPolicyFile(spec.policy ?? {})}<eof>`);
     const d = await remove();
     expect(d.code, d.stderr).toBe(0);
     expect(nsEtcKilo()).toBe(before);
@@ -163,7 +184,7 @@ describe("the policy in the real /etc/kilo, through sudo -n, over SSH", () => {
     );
     expect(nsEtcKilo()).toBe("absent\n");
 
-    const none = await step("policy-apply", { host: HOST, policy: TEST_POLICY });
+    const none = await server.run(policyStep(tool.id, HOST, spec.policy ?? {}, undefined).create);
     expect(none.code).toBe(1);
     expect(none.stderr).toBe(
       `kilo-fleet: policy on ${HOST}: writing kilo's managed config (/etc/kilo) needs root: set become: sudo for this host, or deploy it as root; nothing was written\n`,
