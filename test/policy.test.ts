@@ -26,9 +26,11 @@ import { KILO_CONFIG_SCHEMA_URL } from "../common/kiloConfigMerge";
 import { parseResult } from "../common/result";
 import { encodeStepArg, type StepArgs } from "../common/stepArgs";
 import { hostToolArtifact } from "../deployer/hostTool";
-import { scriptEnv, snapshot, snapshotObject } from "../harness/hostHome";
+import { startFakePooler } from "../harness/fakePooler";
+import { buildSettings, deployScripts, scriptEnv, snapshot, snapshotObject } from "../harness/hostHome";
 import { ensureKilo } from "../harness/kilo";
 import { TEST_POLICY as POLICY } from "../harness/policy";
+import { deploySmokeHost, runStep } from "../harness/smokeCost";
 import { checkPaths, runCheck } from "../host/check";
 import { envVars } from "../host/envFile";
 import { POLICY_FILE_HEADER, renderPolicyFile } from "../host/policy";
@@ -36,7 +38,10 @@ import { effectiveConfig, policyMismatches } from "../host/policyCheck";
 
 const root = mkdtempSync(join(tmpdir(), "kilo-fleet-policy-"));
 const toolFile = hostToolArtifact().file;
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const roots: string[] = [];
+afterAll(() => {
+  for (const r of [root, ...roots]) rmSync(r, { recursive: true, force: true });
+});
 
 let n = 0;
 /** A fresh place: `etc/` (the managed dir's parent) and a HOME. */
@@ -322,4 +327,44 @@ describe("the smoke check's view of the policy: kilo's effective config, no key 
       '{ "model": "user/own", "permission": { "bash": "allow" } }\n',
     );
   }, 60_000);
+});
+
+describe("the smoke check with a policy (the real kilo, the stand-in pooler, level pool)", () => {
+  it("passes when kilo follows the deployed policy, and fails in one line when the managed file says otherwise; no key printed", async () => {
+    const key = "test-key-policy-smoke-4b1e";
+    const pooler = await startFakePooler({ keys: key });
+    try {
+      const p = place();
+      const extra = {
+        poolerBaseUrl: pooler.url,
+        policy: { model: "gpt-5.5", permission: { bash: "deny" }, share: "disabled" },
+        smokeCheck: { enabled: true, timeoutSeconds: 120, level: "pool" },
+      };
+      const host = await deploySmokeHost({
+        key,
+        extra,
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", KILO_FLEET_TEST_SYSTEM_DIR: p.dir },
+      });
+      roots.push(host.root);
+      const steps = deployScripts(buildSettings(extra));
+      const pol = await runStep(steps.policy?.create ?? "false", host.env, host.home);
+      expect(pol.code, pol.stderr).toBe(0);
+      const ok = await runStep(host.smoke, host.env, host.home);
+      expect(ok.stderr).toBe("");
+      expect(ok.code).toBe(0);
+      expect(parseResult(ok.stdout, "smoke")?.pass).toBe(true);
+
+      // The managed file no longer says what the stack's policy does.
+      const file = join(p.dir, "kilo.jsonc");
+      writeFileSync(file, readFileSync(file, "utf8").replace('"bash": "deny"', '"bash": "allow"'));
+      const bad = await runStep(host.smoke, host.env, host.home);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toBe(
+        'smoke check failed on test-host: kilo does not follow the policy (is kilo\'s managed config deployed, and nothing beside it?): permission.bash is "allow", the policy says "deny"\n',
+      );
+      for (const out of [ok.stdout, ok.stderr, bad.stdout, bad.stderr, pol.stdout]) expect(out).not.toContain(key);
+    } finally {
+      await pooler.stop();
+    }
+  }, 120_000);
 });
