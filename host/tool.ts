@@ -108,8 +108,8 @@ function runLocked<S extends Exclude<Subcommand, "smoke" | "check" | "policy-app
 }
 
 /**
- * The policy step, as root: the managed dir's own lock, not HOME's (under sudo HOME is root's, or on macOS
- * still the user's). A non-root user goes through `sudo -n` with `become: sudo`, and is refused without it.
+ * The policy step, as root: the managed dir's own lock, not HOME's (under sudo HOME may be root's or the
+ * user's, depending on sudoers). A non-root user goes through `sudo -n` with `become: sudo`, and is refused without it.
  * The test override of the managed dir (KILO_FLEET_TEST_SYSTEM_DIR) runs as the user, never through sudo.
  */
 function runPolicy(sub: "policy-apply" | "policy-delete", args: StepArgs["policy-apply"]): void {
