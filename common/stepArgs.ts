@@ -103,10 +103,12 @@ export interface SmokeArgs {
   /** `kilo-run`: the pool checks, then the seed's `kilo run`; `pool`: the pool checks only (no tokens). */
   level: "kilo-run" | "pool";
   /**
-   * The host's policy (absent: none): kilo's effective model, small_model, providers' baseURL, permission,
-   * share and enabled_providers must be the policy's (host/policyCheck.ts), at either level.
+   * With a policy: the first 32 hex digits of the sha256 of the managed file the policy step writes
+   * (common/policyFile.ts). The check reads the policy from that file when its hash matches, and kilo's
+   * effective model, small_model, providers' baseURL, permission, share and enabled_providers must be its
+   * (host/policyCheck.ts), at either level. A hash, not the policy: the state holds the policy once.
    */
-  policy?: Record<string, unknown>;
+  policySha256?: string;
   /** `kilo-fleet:reconcile`: ignored by the tool; in the argument so a change re-runs the step in place. */
   reconcile?: string;
 }

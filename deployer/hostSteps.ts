@@ -13,7 +13,9 @@
  * SSH host it makes the directory, and a `CopyToRemote` of the file follows it. Its delete removes its own
  * file only, and the directories it made once no other tool version is left in them.
  */
+import { createHash } from "node:crypto";
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
+import { renderPolicyFile } from "../common/policyFile";
 import { RESULT_PREFIX } from "../common/result";
 import { shQuote } from "../common/shellQuote";
 import { encodeInstallPackageArg, encodeStepArg, type StepArgs, type Subcommand } from "../common/stepArgs";
@@ -105,6 +107,11 @@ export function toolStep<S extends Subcommand>(
 ): StepCommands {
   const create = toolCommand(id, sub, args);
   return deleteSub ? { create, delete: `/bin/sh ${toolWord(id)} ${deleteSub}` } : { create };
+}
+
+/** What the smoke check is given of a policy: the hash of the file the policy step writes. */
+export function policySha256(policy: Record<string, unknown>): string {
+  return createHash("sha256").update(renderPolicyFile(policy), "utf8").digest("hex").slice(0, 32);
 }
 
 /**
@@ -223,7 +230,7 @@ export function hostStepCommands(
             host: name,
             timeoutSeconds: spec.smokeCheck.timeoutSeconds,
             level: spec.smokeCheck.level,
-            ...(spec.policy !== undefined ? { policy: spec.policy } : {}),
+            ...(spec.policy !== undefined ? { policySha256: policySha256(spec.policy) } : {}),
             ...r,
           }),
         }

@@ -8,10 +8,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
-import { KILO_CONFIG_SCHEMA_URL } from "../common/kiloConfigMerge";
+import { renderPolicyFile } from "../common/policyFile";
 import type { DeleteResult, PolicyResult } from "../common/result";
 import { crashPoint, HostError, readIfExists, removeFile, removeStaleTemps, writeFileAtomic } from "./fsUtil";
 import { withHostLock } from "./lock";
+
+export { POLICY_FILE_HEADER, renderPolicyFile } from "../common/policyFile";
 
 /** The managed files kilo reads from the managed dir (kilo 7.7.7). */
 export const MANAGED_FILE_NAMES = ["kilo.jsonc", "kilo.json", "opencode.jsonc", "opencode.json"] as const;
@@ -19,18 +21,10 @@ export const MANAGED_FILE_NAMES = ["kilo.jsonc", "kilo.json", "opencode.jsonc", 
 export const POLICY_FILE_NAME = "kilo.jsonc";
 export const POLICY_RECORD_NAME = ".kilo-fleet-policy.json";
 
-export const POLICY_FILE_HEADER =
-  "// kilo-fleet: the organisation's policy for kilo (it wins over each user's and project's config). Written by kilo-fleet (Pulumi); do not edit, it is rewritten on every deploy.";
-
 /** kilo's managed config dir on this platform; `KILO_FLEET_TEST_SYSTEM_DIR` stands in for it in tests. */
 export function managedConfigDir(env: NodeJS.ProcessEnv, platform: string = process.platform): string {
   if (env.KILO_FLEET_TEST_SYSTEM_DIR) return env.KILO_FLEET_TEST_SYSTEM_DIR;
   return platform === "darwin" ? "/Library/Application Support/kilo" : "/etc/kilo";
-}
-
-/** The managed file's text: the header, then `$schema` (kilo rewrites a file without it) and the policy. */
-export function renderPolicyFile(policy: Record<string, unknown>): string {
-  return `${POLICY_FILE_HEADER}\n${JSON.stringify({ $schema: KILO_CONFIG_SCHEMA_URL, ...policy }, null, 2)}\n`;
 }
 
 /** What the record holds. */

@@ -6,6 +6,7 @@
  * The steps, the isolation and what it relies on in kilo 7.7.7's JSON events: docs/design.md, "The smoke check".
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
@@ -15,6 +16,7 @@ import { sanitizeServerText } from "../common/redact";
 import type { SmokeResult } from "../common/result";
 import type { SmokeArgs } from "../common/stepArgs";
 import { isRunning } from "./fsUtil";
+import { managedConfigDir, POLICY_FILE_NAME } from "./policy";
 import { effectiveConfig, policyMismatches } from "./policyCheck";
 import { checkPool, contextLimitWarnings, poolErrorCode, poolErrorReason } from "./poolCheck";
 import { type SmokeTarget, smokeTarget } from "./smokeTarget";
@@ -284,6 +286,25 @@ export function smokeConfigCopy(text: string): string {
   return `${JSON.stringify(config, null, 2)}\n`;
 }
 
+/** The policy the policy step wrote, when its file is the one the stack's policy renders to (`sha256`). */
+function deployedPolicy(sha256: string): Record<string, unknown> {
+  const file = path.join(managedConfigDir(process.env), POLICY_FILE_NAME);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch {
+    throw new SmokeFailure(`${file} is missing: the policy step writes it (kilo-fleet doctor says more)`);
+  }
+  if (createHash("sha256").update(text, "utf8").digest("hex").slice(0, 32) !== sha256) {
+    throw new SmokeFailure(
+      `${file} is not the stack's policy (changed since the policy step wrote it: kilo-fleet doctor names the differences)`,
+    );
+  }
+  const parsed = parseJsonc(text, [], { allowTrailingComma: true }) as unknown;
+  const { $schema: _schema, ...policy } = isJsonObject(parsed) ? parsed : {};
+  return policy;
+}
+
 /** What to check, from the deployed kilo.jsonc (smokeTarget.ts). */
 function deployedTarget(configFile: string): SmokeTarget {
   let text: string;
@@ -441,8 +462,9 @@ async function smoke(
   }
   const version = kiloVersion(layout.kiloBin, remainingMs());
   if (remainingMs() <= 0) throw timedOut();
-  if (isJsonObject(args.policy)) {
+  if (typeof args.policySha256 === "string") {
     // kilo's own view of the policy (no tokens spent; no variable of the env file reaches it).
+    const policy = deployedPolicy(args.policySha256);
     let effective: unknown;
     try {
       effective = effectiveConfig({
@@ -457,7 +479,7 @@ async function smoke(
       if (remainingMs() <= 0) throw timedOut();
       throw new SmokeFailure((e as Error).message);
     }
-    const bad = policyMismatches(args.policy, effective);
+    const bad = policyMismatches(policy, effective);
     if (bad.length > 0) {
       const short = (v: unknown) => (v === undefined ? "(absent)" : JSON.stringify(v).slice(0, 60));
       throw new SmokeFailure(

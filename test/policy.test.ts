@@ -354,15 +354,25 @@ describe("the smoke check with a policy (the real kilo, the stand-in pooler, lev
       expect(ok.code).toBe(0);
       expect(parseResult(ok.stdout, "smoke")?.pass).toBe(true);
 
-      // The managed file no longer says what the stack's policy does.
+      // The managed file no longer what the policy step wrote.
       const file = join(p.dir, "kilo.jsonc");
-      writeFileSync(file, readFileSync(file, "utf8").replace('"bash": "deny"', '"bash": "allow"'));
+      const deployed = readFileSync(file, "utf8");
+      writeFileSync(file, deployed.replace('"bash": "deny"', '"bash": "allow"'));
+      const edited = await runStep(host.smoke, host.env, host.home);
+      expect(edited.code).toBe(1);
+      expect(edited.stderr).toBe(
+        `smoke check failed on test-host: ${file} is not the stack's policy (changed since the policy step wrote it: kilo-fleet doctor names the differences)\n`,
+      );
+      // The file is right, but another managed file beside it wins in kilo 7.7.7: kilo's own view says so.
+      writeFileSync(file, deployed);
+      writeFileSync(join(p.dir, "opencode.json"), '{ "permission": { "bash": "allow" } }\n');
       const bad = await runStep(host.smoke, host.env, host.home);
       expect(bad.code).toBe(1);
       expect(bad.stderr).toBe(
         'smoke check failed on test-host: kilo does not follow the policy (is kilo\'s managed config deployed, and nothing beside it?): permission.bash is "allow", the policy says "deny"\n',
       );
-      for (const out of [ok.stdout, ok.stderr, bad.stdout, bad.stderr, pol.stdout]) expect(out).not.toContain(key);
+      for (const out of [ok.stdout, ok.stderr, edited.stderr, bad.stdout, bad.stderr, pol.stdout])
+        expect(out).not.toContain(key);
     } finally {
       await pooler.stop();
     }
