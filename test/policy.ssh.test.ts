@@ -204,4 +204,18 @@ describe("the policy in the real /etc/kilo, through sudo -n, over SSH", () => {
     expect(nsEtcKilo()).toBe("absent\n");
     expect(statSync(server.home).uid).toBe(server.uid);
   }, 60_000);
+
+  test("root needs no become: the step as root (no sudo) writes and removes the policy alike", () => {
+    const asRoot = (cmd: string | undefined) =>
+      server.inNamespace(`cd /root && HOME=/root ${(cmd ?? "false").replace("~/", `${server.home}/`)}`);
+    const plain = policyStep(tool.id, HOST, spec.policy ?? {}, undefined);
+    const r = asRoot(plain.create);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(parseResult(r.stdout, "policy")?.status).toBe("created");
+    expect(nsEtcKilo()).toContain(`kilo.jsonc 644 0:0\n${renderPolicyFile(spec.policy ?? {})}<eof>`);
+    const d = asRoot(plain.delete);
+    expect(d.code, d.stderr).toBe(0);
+    expect(nsEtcKilo()).toBe("absent\n");
+  });
 });

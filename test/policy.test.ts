@@ -24,12 +24,14 @@ import { afterAll, describe, expect, it } from "vitest";
 import { hostLayout } from "../common/hostPaths";
 import { KILO_CONFIG_SCHEMA_URL } from "../common/kiloConfigMerge";
 import { parseResult } from "../common/result";
+import { shQuote } from "../common/shellQuote";
 import { encodeStepArg, type StepArgs } from "../common/stepArgs";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { startFakePooler } from "../harness/fakePooler";
 import { buildSettings, deployScripts, scriptEnv, snapshot, snapshotObject } from "../harness/hostHome";
 import { ensureKilo } from "../harness/kilo";
 import { TEST_POLICY as POLICY } from "../harness/policy";
+import { runScript } from "../harness/runScript";
 import { deploySmokeHost, runStep } from "../harness/smokeCost";
 import { checkPaths, runCheck } from "../host/check";
 import { envVars } from "../host/envFile";
@@ -145,6 +147,29 @@ describe("policy-apply / policy-delete on a stand-in managed dir", () => {
     expect(snapshotObject(snapshot(p.etc))).toEqual(before);
   });
 
+  it("two applies at once on a new managed dir: one creates it, both succeed, one record, the file right", async () => {
+    const p = place();
+    const run = () =>
+      runScript(
+        `/bin/sh ${shQuote(toolFile)} policy-apply '${encodeStepArg({ host: "h1", policy: POLICY })}'`,
+        scriptEnv(p.home, p.home, { KILO_FLEET_TEST_SYSTEM_DIR: p.dir }),
+      );
+    const results = await Promise.all([run(), run()]);
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+    expect(results.map((r) => parseResult(r.stdout, "policy")?.status).sort()).toEqual(["created", "unchanged"]);
+    expect(readFileSync(join(p.dir, "kilo.jsonc"), "utf8")).toBe(renderPolicyFile(POLICY));
+    expect(JSON.parse(readFileSync(join(p.dir, ".kilo-fleet-policy.json"), "utf8"))).toEqual({
+      file: join(p.dir, "kilo.jsonc"),
+      createdDir: true,
+      previous: null,
+    });
+    expect(Object.keys(snapshotObject(snapshot(p.etc))).sort()).toEqual([
+      "kilo",
+      "kilo/.kilo-fleet-policy.json",
+      "kilo/kilo.jsonc",
+    ]);
+  });
+
   it("refuses a symlink at the managed file, and a managed dir users cannot read; nothing written", () => {
     const p = place();
     mkdirSync(p.dir);
@@ -205,6 +230,22 @@ describe("what a policy adds around the managed file", () => {
       },
     );
     expect(vars.stdout).toBe("off 1 1\n");
+    // doctor compares the env file with what the env step writes, the policy's settings included.
+    const env = scriptEnv(p.home, p.home, { KILO_FLEET_TEST_SYSTEM_DIR: p.dir });
+    const envDrift = (flags: { telemetryOff?: true; shareOff?: true }) =>
+      runCheck(checkPaths(hostLayout(env, p.home), env), {
+        host: "h1",
+        version: "7.7.7",
+        managed: {},
+        var: "CODEX_POOLER_API_KEY",
+        shells: ["sh"],
+        compareKey: false,
+        ...flags,
+      }).result.drift.filter((d) => d.item === "env-file");
+    expect(envDrift({ telemetryOff: true, shareOff: true })).toEqual([]);
+    expect(envDrift({}).map((d) => d.what)).toEqual([
+      "~/.config/kilo/codex-pooler.env was edited (not what the env step writes)",
+    ]);
     expect(envVars("K", "v", false)).toEqual([["K", "v"]]);
   });
 
