@@ -5,6 +5,7 @@
  * docs/cli.md).
  */
 import { resolve } from "node:path";
+import { renderPolicyFile } from "../common/policyFile";
 import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import {
   DEFAULT_REGISTRY,
@@ -72,10 +73,14 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: "render",
-    synopsis: "(--stack NAME | --file PATH) [--host NAME]",
-    summary: "Print the kilo.jsonc a host of the stack gets",
+    synopsis: "(--stack NAME | --file PATH) [--host NAME] [--policy]",
+    summary: "Print the kilo.jsonc a host of the stack gets (--policy: its managed config, the policy)",
     online: false,
-    options: { ...STACK_OPTIONS, host: { type: "string", value: "NAME", description: "the host (of a fleet)" } },
+    options: {
+      ...STACK_OPTIONS,
+      host: { type: "string", value: "NAME", description: "the host (of a fleet)" },
+      policy: { type: "boolean", description: "the managed config the policy step writes (/etc/kilo/kilo.jsonc)" },
+    },
   },
   {
     name: "hostkeys",
@@ -164,6 +169,14 @@ function render(values: ParsedOptions, project: Project): number {
   }
   const spec = hostName === undefined ? specs[0] : specs.find((s) => s.name === hostName);
   if (!spec) throw new UsageError(`no host "${hostName}" in ${display(path)} (hosts: ${names})`);
+  if (values.policy) {
+    if (spec.policy === undefined) {
+      process.stderr.write(`${display(path)}: host "${spec.name}" has no policy (kilo-fleet:policy)\n`);
+      return EXIT.problem;
+    }
+    process.stdout.write(renderPolicyFile(spec.policy));
+    return EXIT.ok;
+  }
   process.stdout.write(renderKiloConfigText(renderKiloConfig(spec)));
   return EXIT.ok;
 }

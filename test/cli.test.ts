@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { COMMANDS } from "../cli/kilo-fleet";
 import { EXIT } from "../cli/shared";
 import { loadProject, readStackConfig } from "../cli/stackFile";
+import { renderPolicyFile } from "../common/policyFile";
 import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import { resolveHosts } from "../deployer/resolveHosts";
 import { ENCRYPTED, parseSettings } from "../deployer/settings";
@@ -212,6 +213,37 @@ describe("render", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('"baseURL": "https://codex-pooler.example.com/v1"');
     expect(r.stdout).toContain('"apiKey": "{env:CODEX_POOLER_API_KEY}"');
+  });
+
+  it("--policy prints the managed config a host's policy step writes; a host without one exits 1", () => {
+    const file = stackFile(`config:
+  kilo-fleet:poolerBaseUrl: https://p.example.com/v1
+  kilo-fleet:policy:
+    model: gpt-5.5
+    share: disabled
+  kilo-fleet:hosts:
+    - name: a
+      local: true
+    - name: b
+      local: true
+      policy: false
+`);
+    const r = cli("render", "--file", file, "--host", "a", "--policy");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(
+      renderPolicyFile({
+        provider: {
+          "codex-pooler": { options: { baseURL: "https://p.example.com/v1", apiKey: "{env:CODEX_POOLER_API_KEY}" } },
+        },
+        enabled_providers: ["codex-pooler"],
+        model: "codex-pooler/gpt-5.5",
+        share: "disabled",
+      }),
+    );
+    const none = cli("render", "--file", file, "--host", "b", "--policy");
+    expect(none.code).toBe(1);
+    expect(none.stdout).toBe("");
+    expect(none.stderr).toContain('host "b" has no policy (kilo-fleet:policy)');
   });
 
   it("exits 1 and renders nothing for an invalid stack", () => {
