@@ -218,4 +218,20 @@ describe("the policy in the real /etc/kilo, through sudo -n, over SSH", () => {
     expect(d.code, d.stderr).toBe(0);
     expect(nsEtcKilo()).toBe("absent\n");
   });
+
+  test("on a host without node the tool runs on kilo as Bun, and its sudo re-run does too", async () => {
+    expect(sudoers(`${server.user} ALL=(ALL) NOPASSWD: ALL`).code).toBe(0);
+    // As header.sh runs the tool when no node is found: kilo's Bun binary, BUN_BE_BUN=1.
+    const bun = "~/.local/lib/node_modules/@kilocode/cli/node_modules/@kilocode/cli-linux-x64/bin/kilo";
+    const onBun = (cmd: string | undefined) =>
+      server.run((cmd ?? "false").replace("/bin/sh ", `BUN_BE_BUN=1 BUN_RUNTIME_TRANSPILER_CACHE_PATH=0 ${bun} `));
+    const r = await onBun(steps.policy?.create);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(parseResult(r.stdout, "policy")?.status).toBe("created");
+    expect(nsEtcKilo()).toContain(`kilo.jsonc 644 0:0\n${renderPolicyFile(spec.policy ?? {})}<eof>`);
+    const d = await onBun(steps.policy?.delete);
+    expect(d.code, d.stderr).toBe(0);
+    expect(nsEtcKilo()).toBe("absent\n");
+  });
 });
