@@ -60,6 +60,7 @@ const REPO = dirname(__dirname);
 /** What the evaluation workers load: the program, its components, the test harness and the worker. */
 const PROGRAM_FILES = [
   "index.ts",
+  "program",
   "deployer",
   "host",
   "common",
@@ -90,7 +91,7 @@ function programVersion(): { commit: string; uncommittedFiles: number } | undefi
   try {
     const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO, encoding: "utf8" }).trim();
     const commit = git("rev-parse", "--short", "HEAD");
-    const dirty = git("status", "--porcelain", "--", "index.ts", "deployer", "host", "common");
+    const dirty = git("status", "--porcelain", "--", "program", "deployer", "host", "common");
     return { commit, uncommittedFiles: dirty === "" ? 0 : dirty.split("\n").length };
   } catch {
     return undefined;

@@ -523,7 +523,7 @@ export function formatTable(s: BenchSamples): string {
   const head = `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB RAM, Node ${m.node}, ${m.os}. Runs per time: ${s.runs} (min/median/max).${load}${quick}`;
   const p = s.program;
   const version = p
-    ? `\nProgram: commit ${p.commit}${p.uncommittedFiles > 0 ? ` with uncommitted edits in ${p.uncommittedFiles} file(s) of index.ts/deployer/host/common` : ""}.`
+    ? `\nProgram: commit ${p.commit}${p.uncommittedFiles > 0 ? ` with uncommitted edits in ${p.uncommittedFiles} file(s) of program/deployer/host/common` : ""}.`
     : "";
   return `${head}${version}\n\n${markdownTable(["Measure", "n", "min", "median", "max", "Notes"], rows)}\n`;
 }

@@ -277,7 +277,7 @@ describe("the table", () => {
     expect(table).toMatch(/^Machine: 2 × Test CPU, 8 GiB RAM, Node v20\.0\.0, Linux 6\.0\. Runs per time: 3/);
     expect(table).toContain("Load average (1 min) 0.50 at the start, 1.25 at the end.\nProgram: commit abc1234.\n");
     expect(formatTable({ ...SAMPLES, program: { commit: "abc1234", uncommittedFiles: 2 } })).toContain(
-      "Program: commit abc1234 with uncommitted edits in 2 file(s) of index.ts/deployer/host/common.",
+      "Program: commit abc1234 with uncommitted edits in 2 file(s) of program/deployer/host/common.",
     );
     expect(table).toContain("| Measure | n | min | median | max | Notes |\n| --- | ---: | ---: | ---: | ---: | --- |");
   });
