@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * The offline kilo-fleet CLI: checks stack files and shows the kilo.jsonc a host would get, with the
  * same parser `pulumi up` uses, but no Pulumi engine and no secrets.
@@ -68,7 +69,7 @@ import {
 import { checkPool } from "../host/poolCheck";
 import { DOCTOR_USAGE, doctor } from "./doctor";
 import { kiloModelsFromPool, renderModelsJson, renderModelsYaml } from "./poolModels";
-import { loadProject, type Project, readStackConfig, StackFileError } from "./stackFile";
+import { findProjectDir, loadProject, type Project, readStackConfig, StackFileError } from "./stackFile";
 
 const USAGE = `usage: kilo-fleet validate [--stack NAME | --file PATH ...]
        kilo-fleet render (--stack NAME | --file PATH) [--host NAME]
@@ -82,8 +83,8 @@ const USAGE = `usage: kilo-fleet validate [--stack NAME | --file PATH ...]
 const KEYSCAN_TIMEOUT_SECONDS = 5;
 const KEYSCAN_PARALLEL = 4;
 
-/** The project this CLI belongs to: the directory above cli/. */
-const PROJECT_DIR = resolve(__dirname, "..");
+/** The project: the nearest Pulumi.yaml at or above the working directory, else the repo this CLI is in. */
+const PROJECT_DIR = findProjectDir(process.cwd()) ?? resolve(__dirname, "..");
 
 class UsageError extends Error {}
 

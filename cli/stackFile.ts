@@ -4,8 +4,8 @@
  * string the Pulumi runtime passes (structured values as JSON text). `secure:` values are never
  * decrypted: they become a placeholder, so nothing secret can reach the output.
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { isMap, isScalar, type Node, parseDocument } from "yaml";
 import { ENCRYPTED, type SettingsError } from "../deployer/settings";
 
@@ -81,6 +81,14 @@ function defaultString(v: unknown): string {
 const SCHEMA_FIELDS = ["type", "default", "value", "secret", "description", "items"];
 
 /** Reads Pulumi.yaml in `projectDir`. */
+/** The nearest directory at or above `from` holding a Pulumi.yaml (the project a CLI run is about), if any. */
+export function findProjectDir(from: string): string | undefined {
+  for (let dir = resolve(from); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "Pulumi.yaml"))) return dir;
+    if (dirname(dir) === dir) return undefined;
+  }
+}
+
 export function loadProject(projectDir: string): Project {
   const doc = readYaml(join(projectDir, "Pulumi.yaml")) as ReturnType<typeof parseDocument>;
   const project = doc.toJSON() as Record<string, unknown>;
