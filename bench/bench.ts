@@ -1,25 +1,7 @@
 /**
  * `npm run bench`: the figures a platform team asks for before trusting kilo-fleet, measured side by
- * side in one run and printed as a Markdown table (min/median/max over --runs runs for every time):
- *
- * 1. program evaluation under Pulumi mocks for 1, 10, 100 and 1000 hosts (each in a fresh process,
- *    through the tests' evaluateIndex), per-host cost, least-squares slope, linearity, and the SDK's own
- *    floor for each size (the same count of resources as minimal Commands, same mocks), interleaved with
- *    the program's evaluations, as a ratio;
- * 2. an unchanged stack evaluated again: resources whose inputs differ (must be 0);
- * 3. the state bytes per host (inputs plus the outputs the command provider echoes, stdout/stderr of the
- *    real steps), local and SSH, and the host tool's size;
- * 4. the steps a key rotation, a kilo bump and a kilo-fleet upgrade re-run (two evaluations diffed);
- * 5. the install step cold (fresh HOME, real registry) vs. on a host already at the pin, and cold by each
- *    install.method (package vs npm) side by side;
- * 6. the smoke check vs. the bare seed command by hand, against the stand-in pooler, interleaved;
- * 7. disk the install added under HOME vs. the platform package alone.
- *
- * Options: --json (one JSON object on stdout, nothing else), --runs N (default 3, at least 3 for the
- * figures the README quotes), --sizes 1,10,100 (the fleet sizes evaluated; default 1,10,100,1000),
- * --only eval,unchanged,state,changes,install,smoke,disk (a subset; install is
- * measured whenever smoke or disk is, since they use the installed host), --quick (CI: one run, 1/10/100
- * hosts, no registry install, no real kilo: eval, unchanged, state and changes).
+ * side in one run and printed as a Markdown table (min/median/max over --runs runs for every time), or
+ * with --json one JSON object. What it measures, its options and the figures: bench/README.md.
  * Progress goes to stderr. Benchmarks print figures; nothing here asserts a timing.
  */
 import { execFileSync, spawn } from "node:child_process";

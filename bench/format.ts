@@ -1,6 +1,6 @@
 /**
- * Turns the raw samples of one `npm run bench` run into what it prints: a Markdown table (for the
- * README's "Benchmarks" section) or, with `--json`, one JSON object. Pure: samples in, text out.
+ * Turns the raw samples of one `npm run bench` run into what it prints: a Markdown table (the one in
+ * bench/README.md) or, with `--json`, one JSON object. Pure: samples in, text out.
  */
 import { expectedSteps, type HostKind, SCENARIOS, type ScenarioName } from "./fleetShape";
 import type { Contributor } from "./stateBytes";

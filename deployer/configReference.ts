@@ -1,7 +1,7 @@
 /**
- * The README's config reference, generated: one row per key of the settings schema, the defaults read
- * from the schema itself, so the docs cannot drift from what `parseSettings` does
- * (`npm run docs` rewrites the README copy; test/readme.test.ts fails when they differ).
+ * The config reference in docs/configuration.md, generated: one row per key of the settings schema, the
+ * defaults read from the schema itself, so the docs cannot drift from what `parseSettings` does
+ * (`npm run docs` rewrites that copy; test/readme.test.ts fails when they differ).
  */
 import { CONFIG_NAMESPACE, SHELL_RC_FILES, settingsSchema } from "./settings";
 

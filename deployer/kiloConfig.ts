@@ -1,6 +1,6 @@
 /**
  * Renders the kilo.jsonc kilo-fleet manages: a pure function of the settings and the host, in the
- * shape of the Codex Pooler docs' example (shared/codex-pooler-kilo.md, point 3), with stable key order.
+ * shape of the Codex Pooler docs' example (docs/codex-pooler.md, point 3), with stable key order.
  */
 import { KILO_CONFIG_SCHEMA_URL, managedKeyPaths, mergeKiloConfig } from "../common/kiloConfigMerge";
 

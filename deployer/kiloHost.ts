@@ -1,62 +1,11 @@
 /**
  * `KiloHost`: one developer machine (this one, or one reached over SSH) with the Kilo Code CLI
  * installed, configured for a Codex Pooler, and the Pool API key in the user's shell environment.
- *
- * Usable on its own from any Pulumi program (it does not need index.ts or a `kilo-fleet:` config):
- *
- * ```ts
- * import * as pulumi from "@pulumi/pulumi";
- * import { KiloHost } from "kilo-fleet/deployer/kiloHost";
- * const cfg = new pulumi.Config();
- * const laptop = new KiloHost("alice-laptop", {
- *   poolerBaseUrl: "https://pooler.example.com/v1",
- *   apiKey: cfg.requireSecret("codexPoolerApiKey"),
- *   ssh: { host: instance.publicIp, user: "alice", hostKey: "ssh-ed25519 AAAA..." },
- *   sshPrivateKey: cfg.requireSecret("sshPrivateKey"),
- * });
- * export const kiloVersion = laptop.kiloVersion;
- * ```
- *
- * Children, in order, each depending on the one before, all `{ parent: this }`:
- * `<name>-tool` → (`<name>-tool-copy`, SSH only) → `-install` → `-config` → `-env` → `-smoke` (the last only
- * when the smoke check is enabled). Local hosts get `command:local:Command`s run by `/bin/sh -c`; SSH hosts
- * `command:remote:Command`s, and a `command:remote:CopyToRemote` for the tool.
- *
- * The host tool (deployer/hostTool.ts) is shipped once per host by the tool step to a path named by its
- * hash; every other step is one short line running it (deployer/hostSteps.ts) with that step's own
- * settings as its argument. How the inputs are laid out, given `@pulumi/command` 1.2.1 (a change to
- * `triggers` replaces the resource; a change to any other input re-runs `update`, or `create` when there
- * is none; `delete` runs with the old stored inputs):
- *
- * - Every step's inputs are its own settings and the tool's id, nothing else that varies, so a setting
- *   reaches only the steps that use it: `kiloVersion` and `install.method` → install; model/provider settings
- *   → config; the API key → env (its `stdin`, in no other input). Nothing is random or time-based; every
- *   object is built in a fixed key order, so evaluating the same config twice gives identical inputs.
- * - A new kilo-fleet (a new tool id) replaces the tool step, create before delete: the new tool is in place,
- *   the steps that name it are updated (idempotent: same bytes on the host), and only then does the old tool
- *   step's delete remove the old file. So every stored delete names a tool that exists, and a destroy after
- *   an upgrade finds it (test/fleet.diff.test.ts, test/kiloHost.e2e.test.ts).
- * - install, config and env have no `triggers`: a change is an in-place `update`. They set
- *   `deleteBeforeReplace`, so that if a replacement ever happens (`pulumi up --replace`), the old step's
- *   delete cannot undo the new step's files.
- * - The smoke check must re-run when *other* steps' inputs change. Its `triggers` are `kilo=<version> <install method>`,
- *   `config=sha256:<hash of the rendered kilo.jsonc>` and `key=hmac-sha256:<HMAC of a
- *   fixed per-stack, per-host label keyed with the API key>`, the last one a secret. Why an HMAC, as a
- *   secret: the key itself would put a second copy of it into the state; a plain `sha256(key)` would be the
- *   same in every stack and every tool that hashes keys, so it could be matched against leaked hashes
- *   elsewhere. Keyed *by* the API key over a label naming project, stack and host, it reveals nothing without
- *   the key and is deterministic.
- * - SSH hosts: the connection is an input of every remote step, so changing it (e.g. rotating the SSH key)
- *   re-runs every step of that host (idempotent). Without `sshPrivateKey` the provider uses the agent at
- *   `SSH_AUTH_SOCK` (the socket path is not an input: it changes with every login).
- * - The API key travels only as the env command's `stdin` (each host's own key: `kilo-fleet:apiKeys`, else
- *   the fleet key), an npm token only as the install command's `stdin`. The env and smoke commands (and the
- *   install, with a token) log nothing (`logging: "none"`) and keep `stdout`/`stderr` secret; only the
- *   parsed result fields leave them.
- * - `reconcile` (any text) is in every step's argument, and a comment line of the tool step, and in no
- *   `triggers`: a new value re-runs every step of the host as an in-place `update`, nothing deleted first.
- * - SSH dials: `perDialTimeout` is `connectTimeoutSeconds`, `dialErrorLimit` is `connectAttempts - 1` (the
- *   provider gives up once `dials > dialErrorLimit`), so an offline host fails in seconds, not minutes.
+ * Usable on its own from any Pulumi program (example: docs/configuration.md). Children, in order:
+ * `<name>-tool` → (`<name>-tool-copy`, SSH only) → `-install` → `-config` → `-env` → `-smoke`, each one
+ * short command running the host tool (deployer/hostSteps.ts). How their inputs are laid out so that a
+ * change re-runs only the steps that use it (triggers, create-before-delete of the tool, the smoke
+ * check's HMAC trigger, secrets only on stdin): docs/design.md, "How the step inputs are laid out".
  */
 import { createHash, createHmac } from "node:crypto";
 import * as command from "@pulumi/command";

@@ -1,5 +1,5 @@
 /**
- * `npmRegistry` hygiene, the same as `poolerBaseUrl`'s (components/poolerUrl.ts): the URL lands in plain
+ * `npmRegistry` hygiene, the same as `poolerBaseUrl`'s (deployer/poolerUrl.ts): the URL lands in plain
  * stack state and in npm's command line on the host, so it must not carry a credential; the credential
  * goes in the `npmToken` secret. Plain http is allowed (a loopback mirror) but warned about elsewhere.
  */

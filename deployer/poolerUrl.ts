@@ -1,5 +1,5 @@
 /**
- * The Codex Pooler docs' rules for Kilo's `baseURL` (shared/codex-pooler-kilo.md, points 1 and 9):
+ * The Codex Pooler docs' rules for Kilo's `baseURL` (docs/codex-pooler.md, points 1 and 9):
  * the pooler's `/v1` base, never a full endpoint, since Kilo appends `/chat/completions` itself.
  */
 

@@ -17,7 +17,7 @@ export { SHELL_RC_FILES, type ShellName };
 
 export const CONFIG_NAMESPACE = "kilo-fleet";
 
-/** The seed's model entry (codex-pooler-kilo docs): the default of `models`. */
+/** The seed's model entry (docs/codex-pooler.md, point 3): the default of `models`. */
 export const SEED_MODEL = {
   name: "GPT-5.5 via Codex Pooler",
   tool_call: true,

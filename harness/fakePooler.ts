@@ -1,46 +1,9 @@
 /**
  * A stand-in Codex Pooler for tests and for trying the dev stack on one machine (`npm run pooler:dev`).
- * It is NOT a pooler: it serves no model. It speaks the subset of the OpenAI chat-completions API that
- * kilo 7.7.7 uses, the parts of the real Codex Pooler's protocol (icoretech/codex-pooler 0.6.8) that
- * kilo-fleet relies on, and scripts exactly one conversation, the smoke check's
- * (shared/codex-pooler-kilo.md, point 10):
- *
- *   turn 1 (no tool result yet): stream a call of kilo's `write` tool, `{filePath: "<wd>/kilo-ok.txt",
- *          content: "kilo ok"}`, where <wd> is the `Working directory: <path>` kilo puts in its prompt
- *          (kilo 7.7.7: in the user message's `<environment_details>`), and the argument names are read
- *          from the request's `tools` array (kilo 7.7.7: `filePath`, `content`);
- *   turn 2 (after the tool result): stream the text `kilo ok`.
- *
- * Any other conversation gets one short text reply saying what this server is.
- *
- * Wire format (what kilo's ai-sdk client parses): `text/event-stream`, one `data: <json>\n\n` per
- * `chat.completion.chunk`, a role delta first, `delta.tool_calls` with the call's id and name first and
- * then its `arguments` in pieces, a chunk with `finish_reason`, a usage chunk (`choices: []`, since kilo
- * asks for `stream_options.include_usage`), then `data: [DONE]`. Like the real pooler, a stream ends with
- * `finish_reason: "stop"` even after a tool call (`toolCallFinishReason: "tool_calls"` gives OpenAI's).
- *
- * The Codex Pooler protocol (what the real pooler's source does):
- *   - `GET <prefix>/readyz` (no auth): 200 `{"status":"ready"}`, or 503 `{"status":"unavailable"}` while
- *     not ready (`ready: false` / `setReady(false)`); `GET <prefix>/healthz`: 200 `{"status":"ok"}` while
- *     the process is up (the real pooler's liveness probe does not look at readiness).
- *   - Errors are `{"error": {"message", "type", "code", "param"}}`. 401 `api_key_missing` ("api key is
- *     required": no key, or a key the pool does not know), 401 `api_key_disabled` (paused or revoked),
- *     401 `api_key_expired`; 400 `invalid_model` ("model is not available for this pool", param `model`).
- *   - 403 `model_not_allowed`, 503 `quota_exhausted` / `no_eligible_backend` and 429
- *     `upstream_rate_limited` / `rate_limit_exceeded` come scrubbed: message "upstream request failed",
- *     type `server_error`, no `param`; only `code` tells them apart.
- *   - `GET <prefix>/v1/models` lists the models the presenting key may use, each with `id` and, when
- *     known, `context_length` (95 % of the raw window: a 272000-token profile reports 258400).
- * Keys: `keys` are active keys that may use every model of the pool; `apiKeys` gives keys a policy
- * (status, allowed models). A pool failure (`failure` / `setFailure`) answers chat completions (and,
- * with `on: "all"`, `/v1/models` too) with one of the scrubbed errors, as the real pooler does when it
- * cannot route a request. `pathPrefix` mounts everything under a path (`http://host/pool/v1`).
- *
- * Legacy failure modes (`setMode`): `401` refuses every key the way a careless OpenAI-style gateway
- * does (code `invalid_api_key`, the presented key echoed in the message); `500` answers with a server
- * error; `slow` waits `slowMs` before answering; `close` drops the connection mid-stream; `no-tool`
- * replies `kilo ok` without ever calling the tool (the "exit 0 proves nothing" case). `echoKey: true`
- * makes an unknown key's 401 message echo the key too, so tests can prove kilo-fleet never prints it.
+ * It is NOT a pooler: it serves no model. It speaks the parts of the chat-completions API and of the real
+ * Codex Pooler's protocol that kilo-fleet relies on, and scripts exactly one conversation, the smoke
+ * check's (docs/codex-pooler.md, point 10). The conversation, the wire format, the protocol and the
+ * failure modes: docs/testing.md, "The stand-in pooler".
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";

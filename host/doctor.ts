@@ -1,25 +1,8 @@
 /**
  * The `check` subcommand (what `kilo-fleet doctor` runs on every host): compares the host with what the
  * stack expects and reports each difference. Read-only, always: it writes nothing, creates nothing (not
- * even a directory), and takes no lock. A deploy holding the HOME's lock is waited for a little; if it
- * still holds it, the result says `busy` (what was read may be mid-change).
- *
- * What it looks at:
- * - kilo: `~/.local/bin/kilo` (npm layout: a link into `~/.local/lib/node_modules/@kilocode/cli`; package
- *   layout: a link into kilo-fleet's `${XDG_DATA_HOME:-~/.local/share}/kilo-fleet/kilo/<version>/<platform>`),
- *   its package.json's version against the pin; for the package layout with a lock, whether the package
- *   kilo-fleet installed (the integrity its install recorded, `kilo-package` in the state dir) is the locked one.
- *   Was: whether a package-layout binary is the
- *   one the lock file records (its sha512).
- * - kilo.jsonc: every managed key path (as config-apply derives them) whose value differs, as
- *   `path: expected X, found Y` down to the first differing leaves (JSON text truncated).
- * - the env file: present, mode 0600, owned by this user, its content what the env step writes (and the
- *   config dir 0700); with `compareKey`, whether its key equals the one on stdin (only same/different).
- * - each applicable shell's rc block (as the env step decides which apply): present and intact; a block in
- *   a shell's file that no longer applies is stale.
- * - overrides: files kilo applies over kilo.jsonc that set a managed key (opencode.json(c) beside it,
- *   ~/.kilo, ~/.kilocode, the system dir), KILO_CONFIG / KILO_CONFIG_CONTENT / KILO_CONFIG_DIR set in a
- *   startup file or in the check's own environment; and `autoupdate` back on for a pinned host.
+ * even a directory), and takes no lock; a deploy still holding the HOME's lock makes the result `busy`.
+ * What it looks at: docs/operations.md, "Drift: kilo-fleet doctor".
  */
 import * as fs from "node:fs";
 import * as path from "node:path";

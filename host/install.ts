@@ -1,21 +1,8 @@
 /**
- * The install step on the host: `npm install -g --prefix ~/.local @kilocode/cli@<version>` (user level, no
- * sudo), skipped when the installed package.json already has the version. npm (found by the tool's sh
- * header, `KILO_FLEET_NPM`) runs with a throw-away cache and `--ignore-scripts`: kilo's postinstall only
- * hard-links the platform binary (its launcher finds the platform package by itself) and runs
- * `kilo --version`, which makes kilo's directories in HOME; with it off, an install adds nothing outside
- * the prefix and runs no package code.
- *
- * `latest`: asks the registry (`npm view @kilocode/cli@latest version`, one metadata request) and skips
- * when that version is installed; when the registry cannot be asked, it installs.
- *
- * `caCertificates`: npm's `--cafile` REPLACES its trusted roots, so it gets a bundle of node's roots plus
- * these (written to the temp dir). `tokenOnStdin`: the registry's token is read from stdin (never argv or
- * the environment) into a temp 0600 npmrc given as `--userconfig` to this install only; the temp dir,
- * token and all, is removed after.
- *
- * The delete uninstalls only a kilo that kilo-fleet installed (the state file says `installed`), never one
- * it found there (`preexisting`).
+ * The install step on the host for `install.method: npm`: `npm install -g --prefix ~/.local
+ * @kilocode/cli@<version>` (user level, no sudo), with a throw-away cache and `--ignore-scripts`, skipped
+ * when the pin is in place; the registry token only from stdin; the delete removes only a kilo kilo-fleet
+ * installed. Why each choice: docs/design.md, "install.method npm"; the CA bundle: docs/security.md.
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";

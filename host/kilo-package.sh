@@ -1,51 +1,17 @@
 #!/bin/sh
-# kilo-fleet: installs kilo from its per-platform npm package, without Node.js or npm.
+# kilo-fleet: installs kilo from its per-platform npm package, without Node.js or npm: downloads the
+# platform package's tarball, checks it against the lock file's sha512, unpacks it under the user's data dir
+# and links ~/.local/bin/kilo to its binary. POSIX sh (dash, bash, busybox ash, macOS sh); it needs curl or
+# wget, tar, gzip, one of sha512sum / shasum / openssl, and awk, sed, uname, mkdir, mv, rm, rmdir, ln,
+# readlink, ls, env, cat, find, touch, sleep (check-tools says which is missing).
 #
-# `@kilocode/cli` is a small node wrapper; the real kilo is the self-contained (Bun-compiled) `bin/kilo` of a
-# per-platform package (`@kilocode/cli-linux-x64`, `-darwin-arm64`, ...). This script downloads that package's
-# tarball, checks it against the sha512 the lock file recorded, unpacks it under the user's data dir (one
-# directory per version) and links ~/.local/bin/kilo to its binary. POSIX sh (dash, bash, busybox ash, macOS
-# sh); it needs curl or wget, tar, gzip, one of sha512sum / shasum / openssl, and awk, sed, uname, mkdir, mv,
-# rm, rmdir, ln, readlink, ls, env, cat, find, touch, sleep (check-tools says which is missing).
+#   sh kilo-package.sh platform | check-tools | install <version> <registry-url> <lock-lines> | uninstall
 #
-#   sh kilo-package.sh platform
-#       Prints this host's platform suffix: linux-x64, linux-x64-musl, linux-x64-baseline[-musl],
-#       linux-arm64[-musl], darwin-arm64, darwin-x64[-baseline].
-#   sh kilo-package.sh check-tools
-#       Exit 0 when every tool the install needs is here; otherwise one line naming what is missing, exit 1.
-#   sh kilo-package.sh install <version> <registry-url> <lock-lines>
-#       <lock-lines>: one line per platform, `<platform> <tarball-url> <sha512-integrity>` (all platforms of
-#       <version>, from stacks/kilo-fleet.lock.json); the host picks its own. <registry-url> may be empty; when
-#       set, a tarball URL on https://registry.npmjs.org/ is fetched from it instead (as npm does). <version>
-#       `latest` with no line for the platform asks the registry's metadata for the version and the sha512
-#       (unlocked). Idempotent: the same version and sha512 already in place and linked is a no-op.
-#   sh kilo-package.sh uninstall
-#       Removes exactly what install recorded: the version directories it unpacked, ~/.local/bin/kilo while it
-#       still points into kilo-fleet's directory, and the directories it created.
-#
-# The host tool (deployer/hostTool.ts) embeds this script's functions, from `set -u` to the line that says so,
-# into its sh header: its install-package and install-package-delete subcommands run kf_install/kf_uninstall.
-#
-# Output: progress lines go to stderr as `[kilo-fleet] ...`. A failure is one `kilo-fleet: ...` line on stderr
-# and exit 1 (exit 2 for a wrong command line). The last stdout line of a successful install or uninstall is
-#   kilo-fleet-result {"step":"install","method":"package","kiloVersion":"7.7.7","platform":"linux-x64","bin":"/home/u/.local/bin/kilo","changed":true}
-#   kilo-fleet-result {"step":"install-delete","outcome":"removed the kilo installed from its package"}
-#
-# Where things go:
-#   ${XDG_DATA_HOME:-$HOME/.local/share}/kilo-fleet/kilo/<version>/<platform>/   the unpacked package
-#   $HOME/.local/bin/kilo                                                         symlink to its bin/kilo
-#   ${XDG_STATE_HOME:-$HOME/.local/state}/kilo-fleet/kilo-package                 the record: lines
-#       `root <kilo dir>`, `link <link path>`, `dir <a directory it created>`,
-#       `version <version> <platform> <sha512-integrity>`
-# Temp names are `.<name>.kilo-fleet-tmp-<pid>` beside what they become (as the host tool's); one left by a
-# killed run (its pid no longer running) is removed by the next run.
-#
-# Safety: the download goes to a temp dir under the kilo dir and is checked before anything else changes; the
-# new version is unpacked, its package.json version checked and its `bin/kilo` run (as Bun, `--version`, with
-# a throw-away HOME) before it is renamed into place; the link is replaced atomically (a temp symlink, then
-# `mv -f`); the previous version is removed only after the new one is linked, and only if kilo-fleet installed
-# it. A ~/.local/bin/kilo that kilo-fleet did not create is never replaced. The per-HOME lock is the one of host/lock.ts: the directory
-# $HOME/.kilo-fleet.lock holding `owner` (`<pid> <hostname>`), made under a temp name and renamed into place.
+# <lock-lines>: one line per platform, `<platform> <tarball-url> <sha512-integrity>`. Progress goes to stderr
+# as `[kilo-fleet] ...`; a failure is one `kilo-fleet: ...` line and exit 1 (2 for a wrong command line); the
+# last stdout line of a success is a `kilo-fleet-result {json}` line. The host tool (deployer/hostTool.ts)
+# embeds this script's functions, from `set -u` to the line that says so, into its sh header.
+# Where things go, what is recorded, and the safety rules: docs/design.md, "install.method package".
 #
 # Test-only inputs (inert when unset; a remote session does not forward them):
 #   KILO_FLEET_TEST_UNAME_S, KILO_FLEET_TEST_UNAME_M   replace `uname -s` / `uname -m`

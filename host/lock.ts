@@ -1,19 +1,8 @@
 /**
- * One host-tool run at a time per HOME. Two stacks that share a host may deploy it at the same moment,
- * and every step is a read-modify-write of kilo.jsonc, the rc files and kilo-fleet's state files: without
- * a lock, one run's state could record the other run's file (test/reliability/concurrency.test.ts).
- *
- * Portable (POSIX, no flock(1), which macOS lacks): the lock is the directory `$HOME/.kilo-fleet.lock`.
- * - Taking it: a temp directory holding `owner` (`<pid> <hostname>`) is renamed to the lock's name;
- *   rename(2) of a directory onto an existing non-empty one fails, so exactly one run gets it, and a lock
- *   never exists without its owner.
- * - Stale rule: a lock whose owner ran on this host name and whose pid is no longer running (or is a
- *   zombie, see fsUtil `isRunning`) was left by a killed run. To break it, a contender makes `<lock>/break` (mkdir is atomic: one breaker at a time),
- *   checks the owner is still that dead pid, and renames the lock away (atomic) and removes it. A `break`
- *   directory older than 30 s is a breaker's own leftover and is ignored.
- * - Releasing: rename away, then remove. A run on another host name (a shared network HOME) is waited for.
- * - It waits up to 60 s (the tool's steps take well under a second), then fails with one line naming
- *   the lock. A HOME that cannot be written at all runs unlocked (every write would fail there anyway).
+ * One host-tool run at a time per HOME: the directory lock `$HOME/.kilo-fleet.lock` holding `owner`
+ * (`<pid> <hostname>`), taken by an atomic rename, broken when its owner died on this host, waited for up
+ * to 60 s. Portable (no flock(1), which macOS lacks). The rules and why: docs/design.md, "Scripts:
+ * idempotent, locked, recorded"; proved by test/reliability/concurrency.test.ts.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";

@@ -1,19 +1,8 @@
 /**
- * The pool check: before kilo spends a token, ask the Codex Pooler whether it is ready and what this
- * API key may use, and turn every way that can go wrong into a stable `code` and one line a platform
- * engineer can act on.
- *
- * Runs on the target host inside the bundled host tool (node >= 18 or Bun), and in the kilo-fleet CLI:
- * it uses only the global `fetch`, no imports.
- *
- * The protocol (icoretech/codex-pooler 0.6.8):
- *   - `GET <prefix>/readyz`, no auth: 200 `{"status":"ready"}` or 503 `{"status":"unavailable"}`, where
- *     <prefix> is whatever path comes before `/v1` in the base URL (a pooler mounted under a path);
- *   - `GET <prefix>/v1/models` with `Authorization: Bearer <key>`: the models this key may use, each
- *     with `id` and, when known, `context_length` (the effective window, 95 % of the raw one);
- *   - errors are `{"error": {"code", "message", "param", "type"}}`; 403/429/5xx come scrubbed (message
- *     "upstream request failed"), so they are told apart by `code` only. Server text is never shown:
- *     reasons are built from the code, the HTTP status and the base URL (without credentials).
+ * The pool check: before kilo spends a token, ask the Codex Pooler whether it is ready (`/readyz`) and what
+ * this API key may use (`/v1/models`), and turn every way that can go wrong into a stable `code` and one
+ * line a platform engineer can act on; server text is never shown. Runs inside the host tool (node >= 18
+ * or Bun) and in the CLI: only the global `fetch`, no imports. The protocol: docs/design.md, "The pool check".
  */
 
 /** A model the key may use, as `/v1/models` reports it. */

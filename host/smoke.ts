@@ -1,41 +1,9 @@
 /**
  * The smoke check (the tool's `smoke` subcommand): proves the deployed host works the way the Codex Pooler
- * docs describe (shared/codex-pooler-kilo.md, point 10) and fails with one line a person can act on when
- * it does not.
- *
- * 0. Reads what to check from the deployed kilo.jsonc (smokeTarget.ts): the default model, its provider's
- *    base URL and key variable, and the provider's models with their limits.
- * 1. Loads the env file the deploy wrote by sourcing it with /bin/sh (the same file the rc blocks source, so
- *    this proves that path) and takes the variables it exports; the key must be non-empty (kilo silently
- *    sends no Authorization header otherwise).
- * 2. Makes a scratch directory inside `~/.cache/kilo-fleet` (0700: only the user can enter it, unlike a
- *    shared /tmp) and removes it on every exit, SIGTERM/SIGHUP/SIGINT from a cancelled deploy included.
- *    kilo works in `work/` there, on a copy of the deployed config files, with its cache, data and state
- *    (session database, logs) and TMPDIR inside it too: a check leaves nothing behind — not kilo's
- *    first-run rewrite of kilo.jsonc, not the user's kilo history, and nothing a server echoed.
- * 3. Asks the pool first (poolCheck.ts: `/readyz`, then `/v1/models` with the key; no tokens) and fails fast
- *    with the pool's own reason; a model limit over the pool's `context_length` is a warning (the result's
- *    `warnings`, which KiloHost logs as the deploy's warnings). `level: "pool"` stops here.
- * 4. Runs kilo with project config off (`KILO_DISABLE_PROJECT_CONFIG=1`: kilo 7.7.7 otherwise walks up from
- *    its directory loading any kilo.jsonc/opencode.json/.kilo and AGENTS.md it finds; with it, kilo reads
- *    config and instructions from its config dir only), a HOME of its own, and an allowlisted environment:
- *    the env file's variables, PATH, user, locale, proxy and CA variables, and the XDG/KILO variables set
- *    here; nothing else of the deploy's environment (cloud credentials, PULUMI_ACCESS_TOKEN, SSH_AUTH_SOCK).
- *    Its permission (SMOKE_PERMISSION, in its config copy and as KILO_PERMISSION) allows the file-writing
- *    tools inside `work/` and nothing else: kilo 7.7.7 then offers the model only `write` and `apply_patch`,
- *    and refuses any other call. A model that calls another tool fails the check.
- * 5. Runs the seed command in kilo's own process group under `timeoutSeconds`, and reads kilo's JSON events.
- *    Passes only when kilo-ok.txt holds exactly `kilo ok` (one trailing newline tolerated) AND kilo's final
- *    text is `kilo ok`: kilo exits 0 even when no tool ran. Pool errors kilo reports map by their `code`.
- *
- * Failure: one stderr line `smoke check failed on <host>: <cause>`, exit 1. Every printed line goes through
- * sanitizeServerText (the key in every encoding a server could echo, control characters, length).
- *
- * What it relies on (kilo 7.7.7, measured against the stand-in pooler): one JSON object per stdout line:
- * `tool_use` (`part.tool`, `part.state.status`), `text` (`part.text`), and `error` (`error.name`,
- * `error.data.message`, `error.data.statusCode` for HTTP errors); an unknown model is an `UnknownError`
- * "Model not found: …"; with KILO_SESSION_RETRY_LIMIT=1 an unreachable pooler ends in an `APIError`
- * "Cannot connect to API" and a dropped stream in "Connection reset by server".
+ * docs describe (docs/codex-pooler.md, point 10) and fails with one line a person can act on when it does
+ * not: reads its target from the deployed kilo.jsonc, loads the env file, asks the pool (poolCheck.ts;
+ * `level: "pool"` stops there), then runs the seed command with kilo isolated in a scratch directory.
+ * The steps, the isolation and what it relies on in kilo 7.7.7's JSON events: docs/design.md, "The smoke check".
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -49,7 +17,7 @@ import type { SmokeArgs } from "../common/stepArgs";
 import { checkPool, contextLimitWarnings, poolErrorCode, poolErrorReason } from "./poolCheck";
 import { type SmokeTarget, smokeTarget } from "./smokeTarget";
 
-/** The seed's smoke prompt (codex-pooler-kilo docs, point 10). */
+/** The seed's smoke prompt (docs/codex-pooler.md, point 10). */
 export const SMOKE_PROMPT =
   "Use your tools to create kilo-ok.txt containing exactly: kilo ok. After the file exists, reply with exactly: kilo ok";
 const EXPECTED = "kilo ok";

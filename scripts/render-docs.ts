@@ -1,26 +1,32 @@
 /**
- * `npm run docs`: rewrites the README's generated config reference from the settings schema, then
- * formats the README with Biome (the tree's one formatter), so `npm run lint` and the README test agree.
+ * `npm run docs`: rewrites the generated config reference in docs/configuration.md from the settings schema,
+ * then formats the file with Biome (the tree's one formatter), so `npm run lint` and the docs test agree.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { spliceConfigReference } from "../deployer/configReference";
+import { join, relative } from "node:path";
+import { REFERENCE_END, REFERENCE_START, spliceConfigReference } from "../deployer/configReference";
 
 const ROOT = join(__dirname, "..");
-export const README_PATH = join(ROOT, "README.md");
+/** The file that holds the generated config reference, between the config-reference markers. */
+export const CONFIG_DOC_PATH = join(ROOT, "docs", "configuration.md");
 
-/** `readme` with the current config reference, as Biome formats it. */
-export function renderedReadme(readme: string): string {
-  return execFileSync(join(ROOT, "node_modules", ".bin", "biome"), ["format", "--stdin-file-path=README.md"], {
-    input: spliceConfigReference(readme),
+/** `doc` with the current config reference, as Biome formats it. */
+export function renderedConfigDoc(doc: string): string {
+  const name = relative(ROOT, CONFIG_DOC_PATH);
+  if (!doc.includes(REFERENCE_START) || !doc.includes(REFERENCE_END)) {
+    throw new Error(`${name} has no ${REFERENCE_START} … ${REFERENCE_END} block`);
+  }
+  return execFileSync(join(ROOT, "node_modules", ".bin", "biome"), ["format", `--stdin-file-path=${name}`], {
+    input: spliceConfigReference(doc),
     encoding: "utf8",
   });
 }
 
 if (process.argv[1]?.endsWith("render-docs.ts")) {
-  const before = readFileSync(README_PATH, "utf8");
-  const after = renderedReadme(before);
-  if (after !== before) writeFileSync(README_PATH, after);
-  process.stdout.write(`README.md: config reference ${after === before ? "already current" : "rewritten"}\n`);
+  const before = readFileSync(CONFIG_DOC_PATH, "utf8");
+  const after = renderedConfigDoc(before);
+  if (after !== before) writeFileSync(CONFIG_DOC_PATH, after);
+  const name = relative(ROOT, CONFIG_DOC_PATH);
+  process.stdout.write(`${name}: config reference ${after === before ? "already current" : "rewritten"}\n`);
 }

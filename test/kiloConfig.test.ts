@@ -4,7 +4,7 @@ import { HEADER_PREFIX } from "../common/kiloConfigMerge";
 import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import { formatErrors, parseSettings, resolveHost, type Settings } from "../deployer/settings";
 
-/** The seed's example kilo.jsonc (shared/codex-pooler-kilo.md, point 3), written out by hand, in its key order. */
+/** The seed's example kilo.jsonc (docs/codex-pooler.md, point 3), written out by hand, in its key order. */
 const SEED_EXAMPLE = {
   $schema: "https://app.kilo.ai/config.json",
   model: "codex-pooler/gpt-5.5",
