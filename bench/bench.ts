@@ -34,6 +34,7 @@ import {
   timeSmoke,
   treeUsage,
 } from "./hostRuns";
+import { measurePackage } from "./packageStart";
 import { hostStateBytes, type StateResource } from "./stateBytes";
 
 const progress = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
@@ -425,7 +426,7 @@ async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), "kilo-fleet-bench-"));
   const started = performance.now();
   try {
-    const needsProgram = (["eval", "unchanged", "state", "changes"] as const).some((p) => o.only.has(p));
+    const needsProgram = (["eval", "unchanged", "state", "changes", "package"] as const).some((p) => o.only.has(p));
     const program = needsProgram ? snapshotProgram(scratch) : "";
     if (o.only.has("eval") || o.only.has("unchanged")) await measureEvaluation(o, samples, program, scratch);
     if (!o.only.has("eval")) delete samples.evaluation;
@@ -448,6 +449,10 @@ async function main(): Promise<void> {
       const hosts = o.quick ? 4 : 50;
       samples.doctor = (await measureDoctor({ hosts, bounds: [1, 8] })).map((d) => ({ ...d }));
       for (const d of samples.doctor) progress(`doctor, ${d.hosts} hosts, --parallel ${d.parallel}: ${d.totalMs} ms`);
+    }
+    if (o.only.has("package")) {
+      samples.package = measurePackage(o.runs, join(scratch, "package"), program);
+      progress(`package: tarball ${samples.package.tarballBytes} B`);
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });

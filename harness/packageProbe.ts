@@ -23,6 +23,7 @@ export interface PackedProgram {
 export interface LoadedProgram {
   resources: { type: string; name: string; inputs: Record<string, unknown> }[];
   error?: string;
+  /** From the loader's start: to the first resource the program registered (not the stack), and to the end. */
   milliseconds: { firstResource?: number; total: number };
 }
 
@@ -63,12 +64,17 @@ export function packAndInstall(root = mkdtempSync(join(tmpdir(), "kilo-fleet-pac
     join(dir, "tsconfig.json"),
     `${JSON.stringify({ compilerOptions: { strict: true, target: "ES2020", module: "commonjs", moduleResolution: "node", skipLibCheck: true } })}\n`,
   );
-  writeFileSync(join(dir, "load.js"), LOADER);
+  writeLoader(dir);
   execFileSync("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"], {
     cwd: dir,
     stdio: ["ignore", "ignore", "pipe"],
   });
   return { tarball, dir };
+}
+
+/** Puts the loader (load.js) in `dir`, a program directory whose node_modules has @pulumi/pulumi. */
+export function writeLoader(dir: string): void {
+  writeFileSync(join(dir, "load.js"), LOADER);
 }
 
 /** The stdout each step prints on a host whose HOME is /home/dev (what the mocks give back). */
@@ -84,7 +90,7 @@ export function mockStepStdout(): Record<string, string> {
 }
 
 /**
- * Runs `program` (a file of `dir`) with run.js's `run`, TypeScript on when it ends in `.ts`, under mocks whose
+ * Runs `program` (a file of `dir`, which has the loader) with run.js's `run`, TypeScript on when it ends in `.ts`, under mocks whose
  * steps print `mockStepStdout()`.
  */
 export function loadProgram(dir: string, program: string): LoadedProgram {
@@ -119,7 +125,7 @@ let firstResource;
 pulumi.runtime.setMocks(
   {
     newResource(a) {
-      firstResource ??= performance.now() - started;
+      if (a.type !== "pulumi:pulumi:Stack") firstResource ??= performance.now() - started;
       resources.push({ type: a.type, name: a.name, inputs: a.inputs });
       const role = a.name.slice(a.name.lastIndexOf("-") + 1);
       return { id: a.name + "-id", state: { ...a.inputs, stdout: stdout[role] ?? "", stderr: "" } };
