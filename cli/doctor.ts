@@ -1,6 +1,6 @@
 /**
  * `kilo-fleet doctor`: is every host of a stack still what the stack says? Runs the host tool's read-only
- * `check` subcommand (host/doctor.ts) on each host, in parallel with a bound, and reports per host
+ * `check` subcommand (host/check.ts) on each host, in parallel with a bound, and reports per host
  * `ok`, `drifted: what` or `unreachable: why` (`error: why` when the host answered but could not be
  * checked, e.g. no node there).
  *
@@ -16,8 +16,9 @@
  * the session's stdin into a `mktemp` file in the host's TMPDIR that is removed when the check ends. It
  * changes nothing on any host.
  *
- * `--key-env VAR`: also compare the host's key with the one in $VAR; the key travels on the check's stdin
- * only (never an argument), is compared on the host, and only same/different comes back.
+ * `--key-env VAR`: also compare the host's key with the one in $VAR, by challenge (keyChallenge.ts): the
+ * host gets a fresh nonce on the check's stdin and answers with an HMAC of it keyed with its own key; the
+ * comparison happens here, and the key never leaves this machine.
  *
  * Output: a table (one line per host), progress on stderr when it is a terminal; `--json`: one JSON
  * document. Exit 0 every host matches, 1 some host drifted, 2 some host was unreachable or could not be
@@ -38,6 +39,7 @@ import { renderKiloConfig } from "../deployer/kiloConfig";
 import { type KiloLock, lockedIntegrity, readLockFile } from "../deployer/kiloLock";
 import { remoteCommandLine } from "../deployer/remoteCommandLine";
 import { formatErrors, parseSettings, resolveHost, type Settings } from "../deployer/settings";
+import { newChallenge, settleKey } from "./keyChallenge";
 import { loadProject, type Project, readStackConfig } from "./stackFile";
 
 export const DOCTOR_USAGE =
@@ -185,7 +187,7 @@ function execute(
 
 /**
  * The script an SSH host runs (through `remoteCommandLine`, so any login shell hands it to /bin/sh):
- * reads the key line (empty without --key-env; `read` takes it byte by byte, nothing more), says whether
+ * reads the nonce line (empty without --key-env; `read` takes it byte by byte, nothing more), says whether
  * it has the current tool, and if not receives it on the rest of stdin into a mktemp file removed on exit.
  */
 export function sshScript(toolId: string, toolBytes: number, args: CheckArgs): string {
@@ -193,7 +195,7 @@ export function sshScript(toolId: string, toolBytes: number, args: CheckArgs): s
   if (/['\\]/.test(word)) throw new Error("kilo-fleet: an encoded check argument holds a quote or backslash");
   return [
     "set -u",
-    "IFS= read -r kf_key || kf_key=",
+    "IFS= read -r kf_nonce || kf_nonce=",
     `kf_t="$HOME/${TOOL_DIR_IN_HOME}/${toolFileName(toolId)}"`,
     'if [ -f "$kf_t" ]; then',
     `  printf '%s\\n' '${HAVE_TOOL}'`,
@@ -207,7 +209,7 @@ export function sshScript(toolId: string, toolBytes: number, args: CheckArgs): s
     "  kf_t=$kf_tmp",
     "fi",
     args.compareKey
-      ? `printf '%s\\n' "$kf_key" | /bin/sh "$kf_t" check '${word}'`
+      ? `printf '%s\\n' "$kf_nonce" | /bin/sh "$kf_t" check '${word}'`
       : `/bin/sh "$kf_t" check '${word}' </dev/null`,
     "kf_rc=$?",
     "exit $kf_rc",
@@ -294,7 +296,9 @@ function report(target: DoctorTarget, run: Exec, started: number, tool: HostRepo
 export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promise<HostReport> {
   const started = Date.now();
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_SECONDS * 1000;
-  const keyLine = opts.key !== undefined ? `${opts.key}\n` : "";
+  // The key never leaves here: the host gets a fresh nonce and answers with an HMAC (keyChallenge.ts).
+  const nonce = opts.key !== undefined ? newChallenge() : undefined;
+  const keyLine = nonce !== undefined ? `${nonce}\n` : "";
   try {
     if (target.kind === "local") {
       const env = target.env ?? opts.env ?? process.env;
@@ -307,7 +311,12 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
         stdin: target.args.compareKey ? keyLine : "",
         timeoutMs,
       });
-      return report(target, run, started, toolPath === deployed ? "deployed" : "sent");
+      return settleKey(
+        report(target, run, started, toolPath === deployed ? "deployed" : "sent"),
+        run.stdout,
+        opts.key,
+        nonce,
+      );
     }
     const ssh = target.ssh;
     if (!ssh) throw new Error(`host ${target.name} has no ssh settings`);
@@ -352,7 +361,7 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
         timeoutMs,
         afterFirstLine: (line) => (line === SEND_TOOL ? opts.tool.text : undefined),
       });
-      return report(target, run, started, run.sentTool ? "sent" : "deployed");
+      return settleKey(report(target, run, started, run.sentTool ? "sent" : "deployed"), run.stdout, opts.key, nonce);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

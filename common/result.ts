@@ -77,9 +77,10 @@ export interface CheckFinding {
    * `kilo` (missing, or not the pinned version), `kilo.jsonc` (a managed key differs, or the file is missing
    * or unreadable), `env-file` (missing, mode, owner, content), `key` (the host's key is not the one compared),
    * `rc-block` (a shell's block missing, edited or stale), `override` (a file or variable kilo applies over
-   * kilo.jsonc), `autoupdate` (kilo may update itself away from the pin).
+   * kilo.jsonc), `autoupdate` (kilo may update itself away from the pin), `records` (kilo-fleet's own
+   * records are not where the environment now says).
    */
-  item: "kilo" | "kilo.jsonc" | "env-file" | "key" | "rc-block" | "override" | "autoupdate";
+  item: "kilo" | "kilo.jsonc" | "env-file" | "key" | "rc-block" | "override" | "autoupdate" | "records";
   /** One short line for people (never a secret; values truncated). */
   what: string;
   /** kilo.jsonc: the differing key path, and the JSON text expected and found (truncated; absent: "(absent)"). */
@@ -99,8 +100,16 @@ export interface CheckResult {
     /** How it is laid out: npm (`~/.local/lib/node_modules`), package (kilo-fleet's per-version dir), other, missing. */
     layout: "npm" | "package" | "other" | "missing";
   };
-  /** With compareKey: whether the host's key equals the one sent on stdin (`absent`: no env file or key line). */
+  /**
+   * Whether the host's key equals the one compared (`absent`: no env file or key line). Set by the deployer
+   * from `keyProof` (the host never sees the key it is compared with).
+   */
   key?: "same" | "different" | "absent";
+  /**
+   * With compareKey: the host's answer to the nonce on stdin, HMAC-SHA256 keyed with its key
+   * (common/keyProof.ts), and the env file it read the key from; absent when there is no key.
+   */
+  keyProof?: { hmac: string; file: string };
   /** A deploy held the HOME's lock while the check read it: what it saw may be mid-change. */
   busy?: boolean;
   /** Empty: the host matches the stack. */

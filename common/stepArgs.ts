@@ -104,7 +104,8 @@ export interface SmokeArgs {
 
 /**
  * The read-only drift check (`kilo-fleet doctor`): what the stack expects of this host. Changes nothing.
- * With `compareKey`, the key to compare with the host's arrives on stdin (never in this argument).
+ * With `compareKey`, a nonce arrives on stdin (never the key): the host answers with an HMAC of it keyed
+ * with its own key (common/keyProof.ts), and the deployer compares.
  */
 export interface CheckArgs {
   host: string;
@@ -116,7 +117,7 @@ export interface CheckArgs {
   var: string;
   /** Shell names, or "default" (as the env step resolves it). */
   shells: string[] | "default";
-  /** Read a key from stdin and say whether the host's equals it (same/different, never the key). */
+  /** Read a nonce from stdin and answer with `keyProof` (the key to compare never reaches the host). */
   compareKey: boolean;
   /**
    * install.method package, pinned: the lock's `sha512-…` integrity per platform for `version`, so the check

@@ -23,6 +23,10 @@ export interface ConfigState {
   createdFile: boolean;
   /** kilo-fleet copied the user's pre-existing file to the backup path. */
   backup: boolean;
+  /** The kilo.jsonc written (absolute): delete acts on it, wherever the environment says now. */
+  configFile?: string;
+  /** Its backup's path (absolute). */
+  backupFile?: string;
 }
 
 export interface ConfigPaths {
@@ -105,12 +109,25 @@ export function backupMode(configFile: string): number {
   }
 }
 
+/** The paths the state recorded (a record from before paths were recorded: this layout's). */
+function recordedPaths(p: ConfigPaths, state: ConfigState | undefined): ConfigPaths {
+  return state?.configFile === undefined
+    ? p
+    : { ...p, configFile: state.configFile, backupFile: state.backupFile ?? `${state.configFile}.kilo-fleet-backup` };
+}
+
 export function configApply(
   p: ConfigPaths,
   managed: Record<string, unknown>,
   paths: KeyPath[],
 ): { lines: string[]; result: ConfigResult } {
-  const state = readJson<ConfigState>(stateFile(p));
+  let state = readJson<ConfigState>(stateFile(p));
+  // kilo.jsonc moved (XDG_CONFIG_HOME changed): what kilo-fleet wrote at the old place goes first.
+  const moved: string[] = [];
+  if (state !== undefined && recordedPaths(p, state).configFile !== p.configFile) {
+    moved.push(...configDeleteLines(recordedPaths(p, state)));
+    state = undefined;
+  }
   const existing = readIfExists(p.configFile);
   const merged = onText(p.configFile, () => mergeKiloConfig(existing, managed, paths, state?.paths ?? []));
 
@@ -129,17 +146,19 @@ export function configApply(
   // Record the union of old and new paths (and the backup) before kilo.jsonc changes: a crash before the
   // final state still strips them all.
   const union = [...new Map([...(state?.paths ?? []), ...paths].map((k) => [JSON.stringify(k), k])).values()];
-  writeJson(stateFile(p), { paths: union, createdFile, backup } satisfies ConfigState);
+  const where = { configFile: p.configFile, backupFile: p.backupFile };
+  writeJson(stateFile(p), { paths: union, createdFile, backup, ...where } satisfies ConfigState);
 
   const changed = merged !== existing;
   if (changed) writeFileAtomic(p.configFile, merged);
-  writeJson(stateFile(p), { paths, createdFile, backup } satisfies ConfigState);
+  writeJson(stateFile(p), { paths, createdFile, backup, ...where } satisfies ConfigState);
   const warnings = overrideWarnings(p, paths);
   const status = changed ? (existing === undefined ? "created" : "updated") : "unchanged";
   const shown = tildePath(p.home, p.configFile);
   const overriddenBy = [...new Set(warnings.map((w) => w.file))];
   return {
     lines: [
+      ...moved,
       ...warnings.map((w) => w.line),
       `kilo-fleet: ${shown} ${status === "unchanged" ? "already up to date" : status} (kilo-fleet manages: ${paths.map((k) => k.join(".")).join(", ")})`,
     ],
@@ -161,8 +180,10 @@ export function configDelete(p: ConfigPaths): { lines: string[]; result: DeleteR
   };
 }
 
-function configDeleteLines(p: ConfigPaths): string[] {
-  const state = readJson<ConfigState>(stateFile(p));
+function configDeleteLines(layout: ConfigPaths): string[] {
+  const state = readJson<ConfigState>(stateFile(layout));
+  // The recorded kilo.jsonc, not whatever the environment names now.
+  const p = recordedPaths(layout, state);
   const all = state?.paths ?? [];
   const existing = readIfExists(p.configFile);
   const out: string[] = [];

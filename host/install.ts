@@ -1,7 +1,8 @@
 /**
  * The install step on the host for `install.method: npm`: `npm install -g --prefix ~/.local
  * @kilocode/cli@<version>` (user level, no sudo), with a throw-away cache and `--ignore-scripts`, skipped
- * when the pin is in place; the registry token only from stdin; the delete removes only a kilo kilo-fleet
+ * when the pin is in place; the registry token only from stdin, and to npm only on its stdin (never a file,
+ * so a `kill -9` leaves no copy); the delete removes only a kilo kilo-fleet
  * installed. Why each choice: docs/design.md, "install.method npm"; the CA bundle: docs/security.md.
  */
 import { spawnSync } from "node:child_process";
@@ -12,7 +13,16 @@ import type { HostLayout } from "../common/hostPaths";
 import type { DeleteResult, InstallResult } from "../common/result";
 import type { InstallArgs } from "../common/stepArgs";
 import { checkCaPem, npmCaBundle } from "./caFile";
-import { HostError, mkdirsRecorded, readIfExists, readStdin, recordDirs, removeFile, writeFileAtomic } from "./fsUtil";
+import {
+  HostError,
+  isRunning,
+  mkdirsRecorded,
+  readIfExists,
+  readStdin,
+  recordDirs,
+  removeFile,
+  writeFileAtomic,
+} from "./fsUtil";
 
 export const KILO_PACKAGE = "@kilocode/cli";
 
@@ -63,15 +73,19 @@ function npmPath(): string {
 interface NpmOpts {
   cache: string;
   cafile?: string;
-  userconfig?: string;
+  /** The npmrc's text (the token's line), given to npm on its stdin. */
+  npmrc?: string;
 }
+
+/** What npm reads its user config from when the npmrc goes on its stdin (Linux and macOS both have it). */
+const STDIN_NPMRC = "/dev/stdin";
 
 function npmFlags(o: NpmOpts): string[] {
   return [
     "--cache",
     o.cache,
     ...(o.cafile ? ["--cafile", o.cafile] : []),
-    ...(o.userconfig ? ["--userconfig", o.userconfig] : []),
+    ...(o.npmrc !== undefined ? ["--userconfig", STDIN_NPMRC] : []),
   ];
 }
 
@@ -98,8 +112,7 @@ function npm(
   registry: string | undefined,
   o: NpmOpts,
 ): { ok: boolean; log: string } {
-  const r = spawnSync(
-    npmPath(),
+  const r = spawnNpm(
     [
       ...command,
       ...npmFlags(o),
@@ -109,7 +122,8 @@ function npm(
       ...(registry ? ["--registry", registry] : []),
       target,
     ],
-    { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 * 1024 * 1024 },
+    o,
+    "pipe",
   );
   return { ok: r.status === 0, log: `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? String(r.error.message) : ""}` };
 }
@@ -126,8 +140,56 @@ export function npmErrorSummary(log: string): string {
   return `${code ? `${code}: ` : ""}${msg}`.slice(0, 400);
 }
 
+/**
+ * Runs npm; with an npmrc, behind `cat |`: node hands a child a socket as its stdin, which /dev/stdin cannot
+ * open, and `cat` turns it into the pipe npm reads its user config from.
+ */
+function spawnNpm(args: string[], o: NpmOpts, stderr: "pipe" | "ignore") {
+  const opts = { encoding: "utf8" as const, maxBuffer: 64 * 1024 * 1024 };
+  if (o.npmrc === undefined) return spawnSync(npmPath(), args, { ...opts, stdio: ["ignore", "pipe", stderr] });
+  return spawnSync("/bin/sh", ["-c", 'cat | "$@"', "sh", npmPath(), ...args], {
+    ...opts,
+    input: o.npmrc,
+    stdio: ["pipe", "pipe", stderr],
+  });
+}
+
+const TEMP_PREFIX = "kilo-fleet.";
+
+/** How old an earlier version's temp dir (`kilo-fleet.XXXXXX`, no pid) must be before it is swept. */
+const LEGACY_TEMP_AGE_MS = 3600_000;
+
+/**
+ * Removes the temp dirs of earlier runs whose process is gone (a `kill -9` skips the `finally`), and an
+ * earlier version's (no pid in the name) that hold an npmrc, once an hour old: that file holds a token.
+ */
+function sweepTempDirs(parent: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = /^kilo-fleet\.([1-9]\d*)\.[A-Za-z0-9]{6}$/.exec(n);
+    const legacy = /^kilo-fleet\.[A-Za-z0-9]{6}$/.test(n);
+    if (!legacy && (!m || Number(m[1]) === process.pid || isRunning(Number(m[1])))) continue;
+    try {
+      const dir = path.join(parent, n);
+      const st = fs.lstatSync(dir);
+      if (!st.isDirectory() || st.uid !== process.getuid?.()) continue;
+      if (legacy && (!fs.existsSync(path.join(dir, "npmrc")) || Date.now() - st.mtimeMs < LEGACY_TEMP_AGE_MS)) continue;
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // best effort: litter only
+    }
+  }
+}
+
 function withTempDir<T>(f: (dir: string) => T): T {
-  const dir = fs.mkdtempSync(path.join(process.env.TMPDIR || os.tmpdir(), "kilo-fleet."));
+  const parent = process.env.TMPDIR || os.tmpdir();
+  sweepTempDirs(parent);
+  const dir = fs.mkdtempSync(path.join(parent, `${TEMP_PREFIX}${process.pid}.`));
   try {
     return f(dir);
   } finally {
@@ -146,18 +208,15 @@ export function installApply(layout: HostLayout, args: InstallArgs): { lines: st
       o.cafile = path.join(tmp, "ca-bundle.pem");
       writeFileAtomic(o.cafile, npmCaBundle(args.caCertificates), 0o644);
     }
-    if (args.tokenOnStdin) {
-      o.userconfig = path.join(tmp, "npmrc");
-      fs.writeFileSync(o.userconfig, `${npmrcAuthLine(registry, readToken())}\n`, { mode: 0o600, flag: "wx" });
-    }
+    if (args.tokenOnStdin) o.npmrc = `${npmrcAuthLine(registry, readToken())}\n`;
     let want: string | undefined = version;
     if (version === "latest") {
-      const r = spawnSync(
-        npmPath(),
+      const r = spawnNpm(
         ["view", `${KILO_PACKAGE}@latest`, "version", ...npmFlags(o), "--no-update-notifier"].concat(
           registry ? ["--registry", registry] : [],
         ),
-        { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
+        o,
+        "ignore",
       );
       want = r.status === 0 ? r.stdout.trim().split("\n").pop() || undefined : undefined;
     }

@@ -2,8 +2,10 @@
  * The pool check: before kilo spends a token, ask the Codex Pooler whether it is ready (`/readyz`) and what
  * this API key may use (`/v1/models`), and turn every way that can go wrong into a stable `code` and one
  * line a platform engineer can act on; server text is never shown. Runs inside the host tool (node >= 18
- * or Bun) and in the CLI: only the global `fetch`, no imports. The protocol: docs/design.md, "The pool check".
+ * or Bun) and in the CLI: only the global `fetch`, and kilo's context arithmetic (common/contextWindow.ts, pure).
+ * The protocol: docs/design.md, "The pool check".
  */
+import { type CompactionSettings, limitsForWindow, tokensNeeded, usableInput } from "../common/contextWindow";
 
 /** A model the key may use, as `/v1/models` reports it. */
 export interface PoolModel {
@@ -351,36 +353,58 @@ export interface ModelLimitSettings {
 
 export interface ContextLimitWarning {
   model: string;
-  /** The setting to change, e.g. `kilo-fleet:models.gpt-5.5.limit.context`. */
+  /** The setting to change, e.g. `kilo-fleet:models.gpt-5.5.limit`. */
   setting: string;
   poolContextLength: number;
+  /** What one turn may reach by kilo's arithmetic (usable input + output); absent without `limit.output`. */
+  tokensNeeded?: number;
+  /** Limits that fit the pool's window the way the seed's fit theirs (common/contextWindow.ts). */
+  fits?: { context: number; input: number; output: number };
   message: string;
 }
 
 /**
- * One warning per configured model whose `limit.context` or `limit.input` exceeds the pool's
- * `context_length` for it (the Codex Pooler docs: use `/v1/models.context_length`, not the raw ceiling).
+ * One warning per configured model whose limits let a turn overflow the pool's `context_length` by kilo
+ * 7.7.7's own arithmetic (common/contextWindow.ts: usable input, after `compaction`, plus `limit.output`),
+ * naming limits that fit. A model without `limit.output`: its `limit.context`/`limit.input` over the window.
  */
 export function contextLimitWarnings(
   models: Readonly<Record<string, ModelLimitSettings>>,
   poolModels: readonly PoolModel[],
+  compaction: CompactionSettings = {},
 ): ContextLimitWarning[] {
   const out: ContextLimitWarning[] = [];
   for (const [id, m] of Object.entries(models)) {
     const pool = poolModels.find((p) => p.id === id)?.contextLength;
     if (pool === undefined) continue;
+    const setting = `kilo-fleet:models.${id}.limit`;
+    const { context, input, output } = m.limit ?? {};
+    if (typeof context === "number" && typeof output === "number") {
+      const limit = { context, output, ...(typeof input === "number" ? { input } : {}) };
+      const needed = tokensNeeded(limit, compaction);
+      if (needed <= pool) continue;
+      const fits = limitsForWindow(pool, output, compaction);
+      // Short (it is kept in the smoke step's result and the stack output): the setting names the model.
+      out.push({
+        model: id,
+        setting,
+        poolContextLength: pool,
+        tokensNeeded: needed,
+        fits,
+        message: `${setting} lets a turn reach ${needed} tokens (${usableInput(limit, compaction)} input + ${output} output), over the pool's context_length ${pool}: limit.context ${fits.context} and limit.input ${fits.input} fit`,
+      });
+      continue;
+    }
     const over = (["context", "input"] as const).filter((k) => {
       const v = m.limit?.[k];
       return typeof v === "number" && v > pool;
     });
     if (over.length === 0) continue;
-    const setting = `kilo-fleet:models.${id}.limit.${over[0]}`;
-    const what = over.map((k) => `kilo-fleet:models.${id}.limit.${k} ${m.limit?.[k]}`).join(" and ");
-    // Short (it is kept in the smoke step's result and the stack output): the setting names the model.
+    const what = over.map((k) => `${setting}.${k} ${m.limit?.[k]}`).join(" and ");
     const one = over.length === 1;
     out.push({
       model: id,
-      setting,
+      setting: `${setting}.${over[0]}`,
       poolContextLength: pool,
       message: `${what} exceed${one ? "s" : ""} the pool's context_length ${pool}: set ${one ? "it" : "them"} to at most ${pool}`,
     });

@@ -14,6 +14,7 @@ import { isJsonObject } from "../common/kiloConfigMerge";
 import { sanitizeServerText } from "../common/redact";
 import type { SmokeResult } from "../common/result";
 import type { SmokeArgs } from "../common/stepArgs";
+import { isRunning } from "./fsUtil";
 import { checkPool, contextLimitWarnings, poolErrorCode, poolErrorReason } from "./poolCheck";
 import { type SmokeTarget, smokeTarget } from "./smokeTarget";
 
@@ -89,13 +90,32 @@ interface KiloEvent {
 /** The most a failure line's server-text excerpt may hold (the whole line stays short too). */
 const QUOTE_CHARS = 160;
 const LINE_CHARS = 600;
+/** A warning is kilo-fleet's own text around values from the config: room for the limits it names. */
+const WARNING_CHARS = 240;
 
 class SmokeFailure extends Error {}
+
+/** Scratch directories are `smoke-<pid of the tool>-XXXXXX`: an earlier run's, whose tool is gone, is swept. */
+const SCRATCH_NAME = /^smoke-([1-9]\d*)-[A-Za-z0-9]{6}$/;
+/** An earlier version's scratch directory (no pid in its name): swept once this old. */
+const LEGACY_SCRATCH_NAME = /^smoke-[A-Za-z0-9]{6}$/;
+const LEGACY_SCRATCH_AGE_MS = 24 * 3600_000;
+
+/**
+ * The watchdog: a small sh, in a session of its own (a kill of the step's process group spares it), with
+ * nothing of the key (no environment beyond PATH, nothing in its argv). It reads the scratch directory and
+ * kilo's process group id, then waits on its stdin, which only the tool holds: `done` when the tool cleaned up itself; EOF when the tool died (a
+ * SIGKILL to the step's direct child, where /bin/sh is bash and execs down to node): it kills kilo's group
+ * and removes the scratch directory.
+ */
+const WATCHDOG =
+  'read -r d || exit 0; read -r g || g=; read -r l || l=; [ "$l" = done ] && exit 0; [ -n "$g" ] && kill -s KILL -- "-$g" 2>/dev/null; case $d in /*/smoke-[1-9]*-??????) rm -rf "$d" 2>/dev/null || { sleep 1; rm -rf "$d"; } ;; esac';
 
 /** The check's own state, cleaned up on every exit. */
 class Scratch {
   dir: string | undefined;
   child: ChildProcess | undefined;
+  private watchdog: ChildProcess | undefined;
   private made: string[] = [];
 
   constructor(private readonly parent: string) {}
@@ -113,14 +133,52 @@ class Scratch {
       throw new SmokeFailure(`${this.parent} is not a directory of this user; remove it and deploy again`);
     }
     if ((st.mode & 0o077) !== 0) fs.chmodSync(this.parent, 0o700);
-    this.dir = fs.mkdtempSync(path.join(this.parent, "smoke-"));
+    this.sweep();
+    this.dir = fs.mkdtempSync(path.join(this.parent, `smoke-${process.pid}-`));
+    this.watchdog = spawn("/bin/sh", ["-c", WATCHDOG, "kilo-fleet-smoke-watchdog"], {
+      detached: true,
+      stdio: ["pipe", "ignore", "ignore"],
+      env: { PATH: "/usr/bin:/bin" },
+    });
+    this.watchdog.stdin?.on("error", () => {
+      // gone: nothing to tell it
+    });
+    this.watchdog.unref();
+    // A path with a newline would reach it cut: it then only kills (the next run's sweep removes the dir).
+    this.watchdog.stdin?.write(`${this.dir.includes("\n") ? "" : this.dir}\n`);
     return this.dir;
+  }
+
+  /** Tells the watchdog kilo's process group (kilo was started detached: its pid). */
+  watch(child: ChildProcess): void {
+    this.child = child;
+    if (child.pid !== undefined) this.watchdog?.stdin?.write(`${child.pid}\n`);
+  }
+
+  /**
+   * Removes earlier runs' scratch directories whose tool is gone (killed before it could clean up), and an
+   * earlier version's (`smoke-XXXXXX`, no pid) once a day old: no check runs that long.
+   */
+  private sweep(): void {
+    for (const name of fs.readdirSync(this.parent)) {
+      const m = SCRATCH_NAME.exec(name);
+      const dir = path.join(this.parent, name);
+      if (m && Number(m[1]) !== process.pid && !isRunning(Number(m[1]))) {
+        fs.rmSync(dir, { recursive: true, force: true });
+      } else if (LEGACY_SCRATCH_NAME.test(name) && Date.now() - fs.lstatSync(dir).mtimeMs > LEGACY_SCRATCH_AGE_MS) {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
   }
 
   cleanup(): void {
     if (this.child?.pid !== undefined) killGroup(this.child.pid, "SIGKILL");
     if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
     this.dir = undefined;
+    if (this.watchdog) {
+      this.watchdog.stdin?.end(this.child?.pid !== undefined ? "done\n" : "\ndone\n");
+      this.watchdog = undefined;
+    }
     for (const d of this.made) {
       try {
         fs.rmdirSync(d);
@@ -378,7 +436,7 @@ async function smoke(
     });
     if (remainingMs() <= 0) throw timedOut();
     if (!pool.ok) throw new SmokeFailure(pool.reason);
-    for (const w of contextLimitWarnings(target.models, pool.models)) warnings.push(w.message);
+    for (const w of contextLimitWarnings(target.models, pool.models, target.compaction)) warnings.push(w.message);
   }
   const version = kiloVersion(layout.kiloBin, remainingMs());
   if (remainingMs() <= 0) throw timedOut();
@@ -394,7 +452,7 @@ async function smoke(
         level,
         kiloVersion: redact(version),
         seconds,
-        ...(warnings.length > 0 ? { warnings: warnings.map((w) => redact(w)) } : {}),
+        ...(warnings.length > 0 ? { warnings: warnings.map((w) => sanitizeServerText(w, key, WARNING_CHARS)) } : {}),
       },
     };
   };
@@ -426,7 +484,7 @@ async function smoke(
     ["run", "--model", target.model, "--pure", "--auto", "--format", "json", "--dir", work, SMOKE_PROMPT],
     { cwd: work, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
   );
-  scratch.child = child;
+  scratch.watch(child);
   const events: KiloEvent[] = [];
   let partial = "";
   let stderr = "";

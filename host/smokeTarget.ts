@@ -6,6 +6,7 @@
  * `config=sha256:…` trigger.
  */
 import { parse as parseJsonc } from "jsonc-parser";
+import type { CompactionSettings } from "../common/contextWindow";
 import { isJsonObject } from "../common/kiloConfigMerge";
 import type { ModelLimitSettings } from "./poolCheck";
 
@@ -18,6 +19,8 @@ export interface SmokeTarget {
   keyVar: string;
   /** The provider's models (what the key must be allowed to use), with their limits. */
   models: Record<string, ModelLimitSettings>;
+  /** kilo.jsonc's `compaction` (`reserved`, `threshold_percent`), when it has one: kilo's arithmetic uses it. */
+  compaction?: CompactionSettings;
 }
 
 /** The target, or an Error naming the file and what is missing (the config step writes all of it). */
@@ -44,5 +47,12 @@ export function smokeTarget(text: string, file: string): SmokeTarget {
     const num = (k: string) => (typeof limit[k] === "number" ? { [k]: limit[k] as number } : {});
     models[id] = { limit: { ...num("context"), ...num("input"), ...num("output") } };
   }
-  return { model, baseUrl: options.baseURL, keyVar, models };
+  const c = config.compaction;
+  const compaction: CompactionSettings | undefined = isJsonObject(c)
+    ? {
+        ...(typeof c.reserved === "number" ? { reserved: c.reserved } : {}),
+        ...(typeof c.threshold_percent === "number" ? { thresholdPercent: c.threshold_percent } : {}),
+      }
+    : undefined;
+  return { model, baseUrl: options.baseURL, keyVar, models, ...(compaction ? { compaction } : {}) };
 }

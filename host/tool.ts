@@ -18,12 +18,12 @@ import { KILO_CONFIG_SCHEMA_URL, managedKeyPaths } from "../common/kiloConfigMer
 import { formatResult, type StepResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import { decodeStepArg, type StepArgs, SUBCOMMANDS, type Subcommand } from "../common/stepArgs";
+import { checkPaths, runCheck } from "./check";
 import { configApply, configDelete } from "./configFile";
-import { checkPaths, runCheck } from "./doctor";
 import { cleanupDirs, HostError } from "./fsUtil";
 import { installApply, installDelete } from "./install";
 import { withHostLock } from "./lock";
-import { envApply, envDelete } from "./shellEnv";
+import { envApply, envDelete, envSweep } from "./shellEnv";
 import { runSmokeCheck } from "./smoke";
 
 /** What a subcommand printed: lines for people (warnings go to stderr), then its result. */
@@ -54,6 +54,12 @@ function envPaths(layout: HostLayout) {
   };
 }
 
+/** A delete's output, after it swept what a failed env step left (shellEnv.ts envSweep). */
+function withEnvSweep(layout: HostLayout, out: StepOutput): StepOutput {
+  const swept = envSweep(envPaths(layout));
+  return swept.length > 0 ? { ...out, lines: [...out.lines, ...swept] } : out;
+}
+
 /** The locked subcommands: file work on HOME. */
 function runLocked<S extends Exclude<Subcommand, "smoke" | "check">>(
   sub: S,
@@ -64,7 +70,7 @@ function runLocked<S extends Exclude<Subcommand, "smoke" | "check">>(
     case "install":
       return installApply(layout, args as StepArgs["install"]);
     case "install-delete": {
-      const out = installDelete(layout);
+      const out = withEnvSweep(layout, installDelete(layout));
       cleanupDirs(layout.stateDir);
       return out;
     }
@@ -74,7 +80,7 @@ function runLocked<S extends Exclude<Subcommand, "smoke" | "check">>(
       return configApply(configPaths(layout), managed, managedKeyPaths(managed));
     }
     case "config-delete": {
-      const out = configDelete(configPaths(layout));
+      const out = withEnvSweep(layout, configDelete(configPaths(layout)));
       cleanupDirs(layout.stateDir);
       return out;
     }
@@ -142,7 +148,7 @@ async function main(): Promise<void> {
     return;
   }
   if (sub === "check") {
-    // Read-only (kilo-fleet doctor): no lock, no write; see doctor.ts.
+    // Read-only (kilo-fleet doctor): no lock, no write; see check.ts.
     print(runCheck(checkPaths(layout, process.env), args as unknown as StepArgs["check"]));
     return;
   }

@@ -265,6 +265,62 @@ describe("doctor names exactly the drifted item on exactly the drifted host", ()
     expect((await doctorOn([d], KEY))[0]).toMatchObject({ status: "ok", key: "same" });
   });
 
+  test("XDG_CONFIG_HOME set after the deploy: the moved config dir is named; the steps move the files (issue 17, item 1)", async () => {
+    const d = deployed();
+    d.env = { ...d.env, XDG_CONFIG_HOME: join(d.home, "xdg") };
+    const [r] = await doctorOn([d]);
+    expect(r.status).toBe("drifted");
+    const moved = r.drift.filter((f) => /XDG_CONFIG_HOME changed/.test(f.what));
+    expect(moved.map((f) => [f.item, f.found, f.expected])).toEqual([
+      ["kilo.jsonc", "~/.config/kilo", "~/xdg/kilo"],
+      ["env-file", "~/.config/kilo", "~/xdg/kilo"],
+    ]);
+    repair(d);
+    expect((await doctorOn([d], KEY))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+    expect(readdirSync(join(d.home, ".config/kilo")).filter((n) => n.startsWith("codex-pooler"))).toEqual([]);
+  });
+
+  test("XDG_STATE_HOME set after the deploy: the records the steps would not find are named", async () => {
+    const d = deployed();
+    d.env = { ...d.env, XDG_STATE_HOME: join(d.home, "state-elsewhere") };
+    const [r] = await doctorOn([d]);
+    expect(r.status).toBe("drifted");
+    expect(r.drift.filter((f) => f.item === "records").map((f) => [f.found, f.expected])).toEqual([
+      ["~/.local/state/kilo-fleet", "~/state-elsewhere/kilo-fleet"],
+    ]);
+  });
+
+  test("--key-env hands the host no key: a tool file replaced by a recorder gets a fresh nonce only (issue 17, item 11)", async () => {
+    const d = deployed();
+    const rec = join(d.root, "recorded");
+    mkdirSync(rec);
+    // The user's (or anyone's) replacement of the deployed tool: records all it is given, answers a guess.
+    const recorder = `#!/bin/sh
+n=$(ls '${rec}' | wc -l | tr -d ' ')
+cat > '${rec}/stdin.'$n
+printf '%s\\n' "$@" > '${rec}/argv.'$n
+env > '${rec}/env.'$n
+printf 'kilo-fleet-result {"step":"check","kilo":{"layout":"npm"},"drift":[],"keyProof":{"hmac":"%s","file":"~/x"}}\\n' "$(printf '0%.0s' $(seq 64))"
+`;
+    writeFileSync(join(d.home, ".local/share/kilo-fleet", `tool-${tool.id}.cjs`), recorder);
+    const target = localTarget(built, "alpha", d, true);
+    const reports = [
+      await checkHosts([target], { tool, key: KEY, parallel: 1 }),
+      await checkHosts([target], { tool, key: KEY, parallel: 1 }),
+    ].flat();
+    const names = readdirSync(rec).sort();
+    expect(names).toEqual(["argv.0", "argv.3", "env.0", "env.3", "stdin.0", "stdin.3"]);
+    const stdins = ["stdin.0", "stdin.3"].map((n) => readFileSync(join(rec, n), "utf8"));
+    for (const text of stdins) expect(text).toMatch(/^[0-9a-f]{64}\n$/);
+    expect(stdins[0]).not.toBe(stdins[1]);
+    for (const n of names) expect(readFileSync(join(rec, n), "utf8")).not.toContain(KEY);
+    // A guessed answer is not the key's: the verdict is made here.
+    for (const r of reports) {
+      expect(r).toMatchObject({ status: "drifted", key: "different" });
+      expect(r.drift.map((f) => f.item)).toEqual(["key"]);
+    }
+  });
+
   test("kilo in kilo-fleet's package layout: its version is read through the link; a downgrade is named", async () => {
     const d = deployed(KEY, "package");
     const [r] = await doctorOn([d]);

@@ -217,7 +217,7 @@ describe("the CA certificates file", () => {
     expect(existsSync(join(h, "elsewhere.pem"))).toBe(false);
   });
 
-  it("the install subcommand: npm gets --cafile (node's roots plus the CA certificates) and, with a token on stdin, a temp 0600 npmrc as --userconfig, removed after; the token never in argv", () => {
+  it("the install subcommand: npm gets --cafile (node's roots plus the CA certificates) and, with a token on stdin, the npmrc on its stdin as --userconfig /dev/stdin (never a file); the token never in argv", () => {
     const h = home();
     const rec = join(h, "..", "npm-record");
     mkdirSync(rec);
@@ -231,7 +231,8 @@ prev=
 for a in "$@"; do
   case $prev in
   --cafile) cp "$a" '${rec}/cafile'; stat -c %a "$a" > '${rec}/cafile.mode' ;;
-  --userconfig) cp "$a" '${rec}/npmrc'; stat -c %a "$a" > '${rec}/npmrc.mode'; printf %s "$a" > '${rec}/npmrc.path' ;;
+  --userconfig) cat "$a" > '${rec}/npmrc'; printf %s "$a" > '${rec}/npmrc.path'
+    grep -rl "$KF_TEST_TOKEN" "$HOME" "$TMPDIR" > '${rec}/copies' ;;
   --prefix) prefix=$a ;;
   esac
   prev=$a
@@ -254,14 +255,15 @@ printf '#!/bin/sh\\n' > "$prefix/bin/kilo"; chmod 755 "$prefix/bin/kilo"
         caCertificates: ca.caCert,
       },
       `${token}\n`,
-      { KILO_FLEET_NPM: fakeNpm },
+      { KILO_FLEET_NPM: fakeNpm, KF_TEST_TOKEN: token },
     );
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(join(rec, "cafile"), "utf8")).toBe(npmCaBundle(ca.caCert));
     expect(readFileSync(join(rec, "cafile.mode"), "utf8").trim()).toBe("644");
     expect(readFileSync(join(rec, "npmrc"), "utf8")).toBe(`//npm.example.com/sub/:_authToken=${token}\n`);
-    expect(readFileSync(join(rec, "npmrc.mode"), "utf8").trim()).toBe("600");
-    expect(existsSync(readFileSync(join(rec, "npmrc.path"), "utf8"))).toBe(false);
+    expect(readFileSync(join(rec, "npmrc.path"), "utf8")).toBe("/dev/stdin");
+    // While npm ran, no file under HOME or TMPDIR held the token (a kill -9 then would leave none).
+    expect(readFileSync(join(rec, "copies"), "utf8")).toBe("");
     expect(readFileSync(join(rec, "argv"), "utf8")).not.toContain(token);
     expect(r.stdout + r.stderr).not.toContain(token);
     // A private key among the CA certificates: refused before npm runs.

@@ -68,7 +68,7 @@ test("installs kilo 7.7.7 from the registry, skips the second time without npm, 
   expect(calls()).toHaveLength(1);
   expect(calls()[0]).toMatch(
     new RegExp(
-      `^install -g --prefix ${h.home}/\\.local --ignore-scripts --cache ${h.tmp}/kilo-fleet\\.\\w+/npm-cache .*@kilocode/cli@${TEST_KILO_VERSION}$`,
+      `^install -g --prefix ${h.home}/\\.local --ignore-scripts --cache ${h.tmp}/kilo-fleet\\.\\d+\\.\\w+/npm-cache .*@kilocode/cli@${TEST_KILO_VERSION}$`,
     ),
   );
   const pkg = JSON.parse(readFileSync(join(h.home, ".local/lib/node_modules/@kilocode/cli/package.json"), "utf8"));

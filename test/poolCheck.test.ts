@@ -357,10 +357,13 @@ describe("poolErrorReason", () => {
   });
 });
 
-describe("contextLimitWarnings", () => {
+describe("contextLimitWarnings (kilo 7.7.7's arithmetic: issue 17, item 10)", () => {
   const pool = [{ id: "gpt-5.5", contextLength: 258_400 }, { id: "gpt-5.5-mini" }];
+  type Limit = { context?: number; input?: number; output?: number };
+  const w = (limit: Limit, compaction?: { reserved?: number; thresholdPercent?: number | null }) =>
+    contextLimitWarnings({ "gpt-5.5": { limit } }, pool, compaction);
 
-  it("one warning per model over the pool's context_length, naming the setting and the pool's figure", () => {
+  it("the seed's limits on a 258400 pool: a turn reaches 228000 − 20000 + 64000 = 272000; the fitting values are named", () => {
     expect(
       contextLimitWarnings(
         {
@@ -373,23 +376,59 @@ describe("contextLimitWarnings", () => {
     ).toEqual([
       {
         model: "gpt-5.5",
-        setting: "kilo-fleet:models.gpt-5.5.limit.context",
+        setting: "kilo-fleet:models.gpt-5.5.limit",
         poolContextLength: 258_400,
+        tokensNeeded: 272_000,
+        fits: { context: 258_400, input: 214_400, output: 64_000 },
         message:
-          "kilo-fleet:models.gpt-5.5.limit.context 272000 exceeds the pool's context_length 258400: set it to at most 258400",
+          "kilo-fleet:models.gpt-5.5.limit lets a turn reach 272000 tokens (208000 input + 64000 output), over the pool's context_length 258400: limit.context 258400 and limit.input 214400 fit",
       },
     ]);
+    // threshold_percent 75 compacts at min(208000, 272000 × 0.75 = 204000): 204000 + 64000 still overflows.
+    expect(w({ context: 272_000, input: 228_000, output: 64_000 }, { thresholdPercent: 75 })[0]?.tokensNeeded).toBe(
+      268_000,
+    );
   });
 
-  it("input over, both over, equal (no warning)", () => {
-    const w = (limit: { context: number; input?: number; output?: number }) =>
-      contextLimitWarnings({ "gpt-5.5": { limit } }, pool).map((x) => x.message);
-    expect(w({ context: 258_400, input: 258_400, output: 64_000 })).toEqual([]);
-    expect(w({ context: 200_000, input: 260_000 })).toEqual([
+  it("limit.input = context_length (what `models` printed) overflows without a threshold, fits with 75 %", () => {
+    const naive = { context: 258_400, input: 258_400, output: 64_000 };
+    // 258400 − 20000 + 64000.
+    expect(w(naive).map((x) => x.tokensNeeded)).toEqual([302_400]);
+    expect(w(naive, { thresholdPercent: null }).map((x) => x.tokensNeeded)).toEqual([302_400]);
+    // min(238400, 258400 × 0.75 = 193800) + 64000 = 257800.
+    expect(w(naive, { thresholdPercent: 75 })).toEqual([]);
+    // min(238400, 258400 × 0.8 = 206720) + 64000 = 270720.
+    expect(w(naive, { thresholdPercent: 80 }).map((x) => x.tokensNeeded)).toEqual([270_720]);
+  });
+
+  it("lowering limit.context alone (the old advice) keeps the hole: without limit.input kilo uses context − 32000", () => {
+    // 258400 − min(64000, 32000) + 64000.
+    expect(w({ context: 258_400, output: 64_000 }).map((x) => x.tokensNeeded)).toEqual([290_400]);
+  });
+
+  it("the values it names fit, with and without a threshold, and with compaction.reserved", () => {
+    for (const compaction of [{}, { thresholdPercent: 80 }, { thresholdPercent: 100 }, { reserved: 50_000 }]) {
+      const [warning] = w({ context: 258_400, input: 258_400, output: 64_000 }, compaction);
+      expect(warning?.fits).toBeDefined();
+      expect(w(warning?.fits ?? {}, compaction)).toEqual([]);
+    }
+    // compaction.reserved replaces the 20000: 258400 − 64000 + 50000.
+    expect(w({ context: 258_400, input: 258_400, output: 64_000 }, { reserved: 50_000 })[0]?.fits).toEqual({
+      context: 258_400,
+      input: 244_400,
+      output: 64_000,
+    });
+    // Exactly the window: no warning (194400 + 64000 = 258400).
+    expect(w({ context: 258_400, input: 214_400, output: 64_000 })).toEqual([]);
+  });
+
+  it("a model without limit.output: its limit.context or limit.input over the window", () => {
+    expect(w({ context: 200_000, input: 260_000 }).map((x) => x.message)).toEqual([
       "kilo-fleet:models.gpt-5.5.limit.input 260000 exceeds the pool's context_length 258400: set it to at most 258400",
     ]);
-    expect(w({ context: 300_000, input: 260_000 })).toEqual([
+    expect(w({ context: 300_000, input: 260_000 }).map((x) => x.message)).toEqual([
       "kilo-fleet:models.gpt-5.5.limit.context 300000 and kilo-fleet:models.gpt-5.5.limit.input 260000 exceed the pool's context_length 258400: set them to at most 258400",
     ]);
+    expect(w({ context: 258_400 })).toEqual([]);
   });
 });

@@ -15,6 +15,8 @@ describe("smokeTarget", () => {
       baseUrl: "https://pool.example.com/v1",
       keyVar: "TEAM_POOL_KEY",
       models: Object.fromEntries(Object.entries(b.spec.models).map(([id, m]) => [id, { limit: m.limit }])),
+      // kilo's context arithmetic uses it (the smoke check's context warning).
+      compaction: { thresholdPercent: 75 },
     });
   });
 
@@ -37,6 +39,21 @@ describe("smokeTarget", () => {
       keyVar: "POOL_KEY",
       models: { "openai/gpt-5": { limit: { context: 1000, output: 10 } }, bare: { limit: {} } },
     });
+  });
+
+  test("kilo.jsonc's compaction (reserved, threshold_percent) is read: kilo's context arithmetic uses it", () => {
+    const config = (compaction: unknown) =>
+      JSON.stringify({
+        model: "p/m",
+        compaction,
+        provider: { p: { options: { baseURL: "http://x/v1", apiKey: "{env:K}" }, models: { m: {} } } },
+      });
+    expect(smokeTarget(config({ reserved: 30000, threshold_percent: 80, auto: true }), FILE).compaction).toEqual({
+      reserved: 30000,
+      thresholdPercent: 80,
+    });
+    expect(smokeTarget(config({}), FILE).compaction).toEqual({});
+    expect(smokeTarget(config(undefined), FILE).compaction).toBeUndefined();
   });
 
   test.each([

@@ -8,12 +8,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { type ParseError, parse as parseJsonc } from "jsonc-parser";
 import { type HostLayout, tildePath } from "../common/hostPaths";
+import { keyProof, NONCE_PATTERN } from "../common/keyProof";
 import { isJsonObject, type KeyPath, managedKeyPaths, valueAt } from "../common/kiloConfigMerge";
 import type { CheckFinding, CheckResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import type { CheckArgs } from "../common/stepArgs";
 import { overrideWarnings } from "./configFile";
-import { envVars, parseKeyFromStdin, renderFishEnvFile, renderShEnvFile } from "./envFile";
+import { envVars, renderFishEnvFile, renderShEnvFile } from "./envFile";
 import { HostError, readIfExists, readStdin, resolveTarget } from "./fsUtil";
 import { LOCK_NAME } from "./lock";
 import { findBlock, homeWord, renderRcBlock } from "./rcBlock";
@@ -287,8 +288,8 @@ function checkEnv(
   p: CheckPaths,
   args: CheckArgs,
   shells: string[],
-  key: string | undefined,
-): { drift: CheckFinding[]; key?: CheckResult["key"] } {
+  nonce: string | undefined,
+): { drift: CheckFinding[]; keyProof?: CheckResult["keyProof"] } {
   const { layout } = p;
   const home = layout.home;
   const pinned = args.version !== "latest";
@@ -296,7 +297,7 @@ function checkEnv(
   const envCheck = fileProblems(home, layout.envFile, 0o600, "the env file");
   const drift = envCheck.drift;
   const text = envCheck.missing ? undefined : readIfExists(layout.envFile);
-  if (text === undefined) return { drift, ...(key !== undefined ? { key: "absent" as const } : {}) };
+  if (text === undefined) return { drift };
   const dirMode = fs.statSync(layout.configDir).mode & 0o7777;
   if (dirMode !== 0o700) {
     drift.push({
@@ -308,8 +309,8 @@ function checkEnv(
   const prefix = `export ${args.var}=`;
   const keyLine = text.split("\n").find((l) => l.startsWith(prefix));
   const value = keyLine === undefined ? undefined : unShQuote(keyLine.slice(prefix.length));
-  let keyState: CheckResult["key"];
-  if (key !== undefined) keyState = value === undefined ? "absent" : value === key ? "same" : "different";
+  const proof =
+    nonce !== undefined && value !== undefined ? { hmac: keyProof(value, nonce), file: envShown } : undefined;
   if (value === undefined) {
     drift.push({ item: "env-file", what: `${envShown} does not set ${args.var}`, file: envShown });
   } else if (pinned && !text.split("\n").includes("export KILO_DISABLE_AUTOUPDATE='1'")) {
@@ -331,10 +332,7 @@ function checkEnv(
       }
     }
   }
-  if (keyState === "different") {
-    drift.push({ item: "key", what: `the key in ${envShown} is not the one compared`, file: envShown });
-  }
-  return { drift, ...(keyState !== undefined ? { key: keyState } : {}) };
+  return { drift, ...(proof !== undefined ? { keyProof: proof } : {}) };
 }
 
 function checkRcBlocks(p: CheckPaths, shells: string[]): CheckFinding[] {
@@ -444,6 +442,62 @@ function checkOverrides(p: CheckPaths, paths: KeyPath[]): CheckFinding[] {
   return out;
 }
 
+/**
+ * The config dir kilo-fleet wrote to (its records: config.json's kilo.jsonc, shell.json's config dir) when it
+ * is not the one kilo reads now (XDG_CONFIG_HOME set or changed since): one finding per record.
+ */
+export function movedConfigDir(layout: HostLayout): CheckFinding[] {
+  const read = (name: string): Record<string, unknown> | undefined => {
+    try {
+      const v = JSON.parse(fs.readFileSync(path.join(layout.stateDir, name), "utf8"));
+      return isJsonObject(v) ? v : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const now = tildePath(layout.home, layout.configDir);
+  const out: CheckFinding[] = [];
+  const found = (item: CheckFinding["item"], dir: unknown) => {
+    if (typeof dir !== "string" || dir === layout.configDir) return;
+    const was = tildePath(layout.home, dir);
+    out.push({
+      item,
+      what: `kilo-fleet wrote to ${was}, but kilo now reads ${now} (XDG_CONFIG_HOME changed): deploy again to move the files`,
+      expected: now,
+      found: was,
+      file: was,
+    });
+  };
+  const config = read("config.json")?.configFile;
+  found("kilo.jsonc", typeof config === "string" ? path.dirname(config) : undefined);
+  found("env-file", read("shell.json")?.configDir);
+  return out;
+}
+
+/** The step records a state dir may hold (host/fsUtil.ts STEP_STATE_FILES, and the package install's). */
+const RECORDS = ["config.json", "shell.json", "install", "kilo-package"];
+
+/**
+ * kilo-fleet's records at the default place (`~/.local/state/kilo-fleet`) while XDG_STATE_HOME now names
+ * another, empty one: the steps would not find what they wrote (XDG_STATE_HOME set since the deploy).
+ */
+export function movedStateDir(layout: HostLayout): CheckFinding[] {
+  const usual = path.join(layout.home, ".local", "state", "kilo-fleet");
+  const has = (dir: string) => RECORDS.some((f) => fs.existsSync(path.join(dir, f)));
+  if (layout.stateDir === usual || has(layout.stateDir) || !has(usual)) return [];
+  const was = tildePath(layout.home, usual);
+  const now = tildePath(layout.home, layout.stateDir);
+  return [
+    {
+      item: "records",
+      what: `kilo-fleet's records are in ${was}, but XDG_STATE_HOME now names ${now}: its steps would not find what they wrote (unset XDG_STATE_HOME for them, or move the directory)`,
+      expected: now,
+      found: was,
+      file: was,
+    },
+  ];
+}
+
 /** Waits (reading only) for a deploy's lock to go; true when it is still held. */
 function waitForLock(home: string): boolean {
   const lock = path.join(home, LOCK_NAME);
@@ -455,22 +509,20 @@ function waitForLock(home: string): boolean {
   return false;
 }
 
-/** The check. `readKey` is how the key to compare is read (stdin in the tool). */
+/** The check. `readNonce` is how the challenge's nonce is read (stdin in the tool). */
 export function runCheck(
   p: CheckPaths,
   args: CheckArgs,
-  readKey: () => string = () => readStdin("the key to compare"),
+  readNonce: () => string = () => readStdin("the key challenge"),
 ): { lines: string[]; result: CheckResult } {
   if (typeof args.version !== "string" || !isJsonObject(args.managed) || typeof args.var !== "string") {
     throw new HostError("check: the argument needs version, managed and var");
   }
-  let key: string | undefined;
+  let nonce: string | undefined;
   if (args.compareKey) {
-    try {
-      key = parseKeyFromStdin(readKey());
-    } catch (e) {
-      throw new HostError(`check: ${(e as Error).message.replace("the env step", "the check")}`);
-    }
+    const line = readNonce();
+    nonce = line.endsWith("\n") ? line.slice(0, -1) : line;
+    if (!NONCE_PATTERN.test(nonce)) throw new HostError("check: stdin must hold the deployer's nonce (64 hex digits)");
   }
   const busy = waitForLock(p.layout.home);
   const paths = managedKeyPaths(args.managed);
@@ -492,8 +544,10 @@ export function runCheck(
     throw new HostError(`check: ${(e as Error).message}`);
   }
   const kilo = checkKilo(p, args);
-  const env = checkEnv(p, args, shells, key);
+  const env = checkEnv(p, args, shells, nonce);
   const drift = [
+    ...movedStateDir(p.layout),
+    ...movedConfigDir(p.layout),
     ...kilo.drift,
     ...checkConfig(p, args, paths),
     ...env.drift,
@@ -511,7 +565,7 @@ export function runCheck(
     result: {
       step: "check",
       kilo: kilo.kilo,
-      ...(env.key !== undefined ? { key: env.key } : {}),
+      ...(env.keyProof !== undefined ? { keyProof: env.keyProof } : {}),
       ...(busy ? { busy } : {}),
       drift,
     },
