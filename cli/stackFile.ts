@@ -7,12 +7,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { isMap, isScalar, type Node, parseDocument } from "yaml";
-import { ENCRYPTED, type SettingsError } from "../deployer/settings";
-
-/** Keys whose values must be `secure:` in a stack file (Pulumi.yaml declares the API key `secret: true`). */
-export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken"] as const;
-/** Keys holding an object whose every value must be `secure:` (`pulumi config set --secret --path 'apiKeys.<host>'`). */
-export const SECRET_MAP_KEYS = ["apiKeys"] as const;
+import { ENCRYPTED, SECRET_KEYS, SECRET_MAP_KEYS, type SettingsError } from "../deployer/settings";
 
 /** What the CLI needs of Pulumi.yaml. */
 export interface Project {
@@ -80,7 +75,6 @@ function defaultString(v: unknown): string {
 
 const SCHEMA_FIELDS = ["type", "default", "value", "secret", "description", "items"];
 
-/** Reads Pulumi.yaml in `projectDir`. */
 /** The nearest directory at or above `from` holding a Pulumi.yaml (the project a CLI run is about), if any. */
 export function findProjectDir(from: string): string | undefined {
   for (let dir = resolve(from); ; dir = dirname(dir)) {
@@ -89,6 +83,7 @@ export function findProjectDir(from: string): string | undefined {
   }
 }
 
+/** Reads Pulumi.yaml in `projectDir`. */
 export function loadProject(projectDir: string): Project {
   const doc = readYaml(join(projectDir, "Pulumi.yaml")) as ReturnType<typeof parseDocument>;
   const project = doc.toJSON() as Record<string, unknown>;

@@ -472,7 +472,7 @@ describe("the command", () => {
     expect(snapshot(d.home)).toEqual(before);
   });
 
-  test("usage and stack errors exit 2", async () => {
+  test("usage errors exit 2, an invalid stack 1", async () => {
     const env = { ...process.env, DOCTOR_TEST_KEY: undefined };
     for (const [argv, message] of [
       [[], /needs --stack NAME or --file PATH/],
@@ -490,8 +490,9 @@ describe("the command", () => {
     expect((await run(["--file", stack, "--key", "sk-abc"], env)).stderr).not.toContain("sk-abc");
     const bad = join(scratch, "Pulumi.bad.yaml");
     writeFileSync(bad, "config:\n  kilo-fleet:poolerBaseUrl: not-a-url\n  kilo-fleet:hosts: []\n");
+    // An invalid stack is a problem found (exit 1), as validate says it: one exit-code table (cli/shared.ts).
     const r = await run(["--file", bad], env);
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/invalid, no host checked\n {2}kilo-fleet:poolerBaseUrl: /);
   });
 
@@ -511,5 +512,34 @@ describe("the command", () => {
     expect(r.stderr).toBe("");
     expect(r.status).toBe(1);
     expect(r.stdout).toContain("alpha  drifted: autoupdate: ~/.config/kilo/kilo.jsonc sets autoupdate to true");
+  });
+});
+
+describe("the ssh invocation", () => {
+  test("ends ssh's options with --, so a host name can never be read as an option", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kilo-fleet-ssh-argv-"));
+    cleanup.push(dir);
+    const record = join(dir, "argv");
+    const fakeSsh = join(dir, "ssh");
+    writeFileSync(fakeSsh, `#!/bin/sh\nfor a in "$@"; do printf '%s\\n' "$a"; done >${record}\nexit 255\n`, {
+      mode: 0o755,
+    });
+    const [report] = await checkHosts(
+      [
+        {
+          name: "box",
+          kind: "ssh",
+          ssh: { host: "box.lan", user: "dev", port: 2222 },
+          args: { host: "box", version: "7.7.7", managed: {}, var: "K", shells: "default", compareKey: false },
+        },
+      ],
+      { tool, sshBinary: fakeSsh, timeoutMs: 10_000 },
+    );
+    expect(report.status).toBe("unreachable");
+    const argv = readFileSync(record, "utf8").split("\n");
+    const end = argv.indexOf("--");
+    expect(end).toBeGreaterThan(0);
+    expect(argv.slice(end + 1, end + 2)).toEqual(["box.lan"]);
+    expect(argv.slice(0, end)).toContain("-l");
   });
 });
