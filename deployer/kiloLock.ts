@@ -24,6 +24,7 @@ export const LOCK_COMMAND = "npm run kilo-fleet -- lock";
 export interface LockEntry {
   /** The platform package, e.g. `@kilocode/cli-linux-x64`. */
   package: string;
+  /** The platform package's tarball URL in the registry. */
   tarball: string;
   /** `sha512-<base64>` (npm's dist.integrity). */
   integrity: string;
@@ -33,7 +34,8 @@ export interface LockEntry {
 export type LockPlatforms = Record<string, LockEntry>;
 
 export interface KiloLock {
-  version: 1;
+  /** The lock format: 1 (a number, not the literal type, so the component schema can carry it). */
+  version: number;
   /** kilo version → platforms. */
   kilo: Record<string, LockPlatforms>;
 }

@@ -201,7 +201,7 @@ describe("examples against the component's schema", () => {
     const args = keywordArgs(source, "kilo_fleet.KiloHost");
     expect(Object.keys(args).length).toBeGreaterThan(2);
     expect(pythonProblems(args, kiloHost.inputProperties, kiloHost.requiredInputs ?? [], "KiloHost")).toEqual([]);
-    const outputs = [...source.matchAll(/laptop\.([a-z_]+)/g)].map((m) => camel(m[1]));
+    const outputs = [...source.matchAll(/(?<![\w-])laptop\.([a-z_]+)/g)].map((m) => camel(m[1]));
     expect(outputs.length).toBeGreaterThan(0);
     for (const o of outputs) expect(Object.keys(kiloHost.properties)).toContain(o);
   });
