@@ -280,14 +280,30 @@ describe("doctor names exactly the drifted item on exactly the drifted host", ()
     expect(readdirSync(join(d.home, ".config/kilo")).filter((n) => n.startsWith("codex-pooler"))).toEqual([]);
   });
 
-  test("XDG_STATE_HOME set after the deploy: the records the steps would not find are named", async () => {
+  test("XDG_STATE_HOME set after the deploy: the records stay where the steps find them, nothing to report (issue 17, item 1)", async () => {
     const d = deployed();
     d.env = { ...d.env, XDG_STATE_HOME: join(d.home, "state-elsewhere") };
-    const [r] = await doctorOn([d]);
+    expect((await doctorOn([d], KEY))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+  });
+
+  test("records an earlier version kept under XDG_STATE_HOME: named; the next apply moves them", async () => {
+    const d = deployed();
+    const xdg = join(d.home, "state-elsewhere");
+    const fixed = join(d.home, ".local/state/kilo-fleet");
+    mkdirSync(join(xdg, "kilo-fleet"), { recursive: true });
+    for (const name of readdirSync(fixed)) renameSync(join(fixed, name), join(xdg, "kilo-fleet", name));
+    rmSync(join(d.home, ".local/state"), { recursive: true });
+    d.env = { ...d.env, XDG_STATE_HOME: xdg };
+    const [r] = await doctorOn([d], KEY);
     expect(r.status).toBe("drifted");
-    expect(r.drift.filter((f) => f.item === "records").map((f) => [f.found, f.expected])).toEqual([
-      ["~/.local/state/kilo-fleet", "~/state-elsewhere/kilo-fleet"],
+    expect(r.drift.map((f) => [f.item, f.found, f.expected])).toEqual([
+      ["records", "~/state-elsewhere/kilo-fleet", "~/.local/state/kilo-fleet"],
     ]);
+    expect(r.drift[0].what).toMatch(/where an earlier version kept them \(XDG_STATE_HOME\): deploy again to move them/);
+    repair(d);
+    expect((await doctorOn([d], KEY))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+    // kilo-fleet's dir there is gone; the one above it is not on its records (made here by the test): kept.
+    expect(readdirSync(xdg)).toEqual([]);
   });
 
   test("--key-env hands the host no key: a tool file replaced by a recorder gets a fresh nonce only (issue 17, item 11)", async () => {
