@@ -10,6 +10,7 @@ import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import {
   DEFAULT_REGISTRY,
   emptyLock,
+  findProjectDir,
   fleetLockPath,
   type KiloLock,
   LockError,
@@ -48,7 +49,7 @@ import {
   stackFiles,
   UsageError,
 } from "./shared";
-import { findProjectDir, loadProject, type Project } from "./stackFile";
+import { loadProject, type Project } from "./stackFile";
 
 const STACK_OPTIONS = {
   stack: { type: "string", multiple: true, value: "NAME", description: "the stack stacks/Pulumi.NAME.yaml" },
@@ -309,7 +310,7 @@ async function lock(values: ParsedOptions, project: Project): Promise<number> {
   if (registryFlag !== undefined && !/^https?:\/\/\S+$/.test(registryFlag)) {
     throw new UsageError("--registry must be an http(s) URL");
   }
-  const lockPath = fleetLockPath(process.env, values.lock as string | undefined);
+  const lockPath = fleetLockPath(process.env, values.lock as string | undefined, { forWriting: true });
   const targets = files.length > 0 ? files : allStackFiles(project);
   if (targets.length === 0) {
     process.stderr.write(`no stack files in ${display(project.stackConfigDir)}\n`);

@@ -4,8 +4,8 @@
  * string the Pulumi runtime passes (structured values as JSON text). `secure:` values are never
  * decrypted: they become a placeholder, so nothing secret can reach the output.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { isMap, isScalar, type Node, parseDocument } from "yaml";
 import { ENCRYPTED, SECRET_KEYS, SECRET_MAP_KEYS, type SettingsError } from "../deployer/settings";
 
@@ -74,14 +74,6 @@ function defaultString(v: unknown): string {
 }
 
 const SCHEMA_FIELDS = ["type", "default", "value", "secret", "description", "items"];
-
-/** The nearest directory at or above `from` holding a Pulumi.yaml (the project a CLI run is about), if any. */
-export function findProjectDir(from: string): string | undefined {
-  for (let dir = resolve(from); ; dir = dirname(dir)) {
-    if (existsSync(join(dir, "Pulumi.yaml"))) return dir;
-    if (dirname(dir) === dir) return undefined;
-  }
-}
 
 /** Reads Pulumi.yaml in `projectDir`. */
 export function loadProject(projectDir: string): Project {

@@ -11,7 +11,7 @@ import { createHash, createHmac } from "node:crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { DISPLAY_PATHS } from "../common/hostPaths";
-import { type InstallResult, parseResult, type SmokeResult, type StepName } from "../common/result";
+import { type InstallResult, parseResult, type StepName } from "../common/result";
 import { type HostSpec, type HostSpecSsh, warningText } from "./hostSpec";
 import { hostStepCommands, type StepCommands } from "./hostSteps";
 import { hostToolArtifact } from "./hostTool";

@@ -6,6 +6,10 @@
 import type * as pulumi from "@pulumi/pulumi";
 import type { KiloLock } from "./kiloLock";
 
+/** Any JSON value: the component schema's `Any` (its inference takes no `unknown`); the settings schema checks it. */
+// biome-ignore lint/suspicious/noExplicitAny: the one place `any` stands for a free-form JSON value
+export type JsonValue = any;
+
 /** How much the smoke check does. */
 export const SmokeCheckLevel = {
   /** The pool checks (no tokens), then the seed's tool-using `kilo run` against the pool. */
@@ -157,13 +161,11 @@ export interface KiloHostArgs {
   /** `compaction.threshold_percent` (1-100), or 0 (or null) to leave compaction out. Default: 75. */
   compactionThresholdPercent?: number;
   /** kilo's `permission` object, e.g. `{ bash: "allow" }`. Default: not set (kilo's own defaults). */
-  // biome-ignore lint/suspicious/noExplicitAny: a free-form JSON object (the component schema's `Any` map)
   /** kilo's `permission` object, e.g. `{ bash: "allow" }`. Default: not set (kilo's own defaults). */
-  permission?: Record<string, any>;
+  permission?: Record<string, JsonValue>;
   /** Extra kilo.jsonc keys (not the ones kilo-fleet manages), e.g. `{ share: "disabled" }`. Default: {}. */
-  // biome-ignore lint/suspicious/noExplicitAny: a free-form JSON object (the component schema's `Any` map)
   /** Extra kilo.jsonc keys (not the ones kilo-fleet manages), e.g. `{ share: "disabled" }`. Default: {}. */
-  kiloSettings?: Record<string, any>;
+  kiloSettings?: Record<string, JsonValue>;
   /** The post-deploy smoke check. Default: {"enabled":true,"timeoutSeconds":180,"level":"kilo-run"}. */
   smokeCheck?: SmokeCheck;
   /**

@@ -91,9 +91,13 @@ export function mockStepStdout(): Record<string, string> {
 
 /**
  * Runs `program` (a file of `dir`, which has the loader) with run.js's `run`, TypeScript on when it ends in `.ts`, under mocks whose
- * steps print `mockStepStdout()`.
+ * steps print `mockStepStdout()`; `extra`: the stack's config, and the state mocked resources of a type get.
  */
-export function loadProgram(dir: string, program: string): LoadedProgram {
+export function loadProgram(
+  dir: string,
+  program: string,
+  extra: { config?: Record<string, string>; secretKeys?: string[]; stateByType?: Record<string, unknown> } = {},
+): LoadedProgram {
   const out = join(dir, `loaded-${Date.now()}-${Math.random().toString(16).slice(2)}.json`);
   const r = spawnSync(process.execPath, ["load.js", out, program], {
     cwd: dir,
@@ -103,6 +107,10 @@ export function loadProgram(dir: string, program: string): LoadedProgram {
       ...process.env,
       PULUMI_NODEJS_TYPESCRIPT: program.endsWith(".ts") ? "true" : "false",
       PROBE_STDOUT: JSON.stringify(mockStepStdout()),
+      PROBE_STATE_BY_TYPE: JSON.stringify(extra.stateByType ?? {}),
+      // How the language host hands a program its stack config.
+      PULUMI_CONFIG: JSON.stringify(extra.config ?? {}),
+      PULUMI_CONFIG_SECRET_KEYS: JSON.stringify(extra.secretKeys ?? []),
     },
   });
   try {
@@ -120,6 +128,7 @@ const started = performance.now();
 const [outFile, program] = process.argv.slice(2);
 const pulumi = require("@pulumi/pulumi");
 const stdout = JSON.parse(process.env.PROBE_STDOUT || "{}");
+const stateByType = JSON.parse(process.env.PROBE_STATE_BY_TYPE || "{}");
 const resources = [];
 let firstResource;
 pulumi.runtime.setMocks(
@@ -128,7 +137,7 @@ pulumi.runtime.setMocks(
       if (a.type !== "pulumi:pulumi:Stack") firstResource ??= performance.now() - started;
       resources.push({ type: a.type, name: a.name, inputs: a.inputs });
       const role = a.name.slice(a.name.lastIndexOf("-") + 1);
-      return { id: a.name + "-id", state: { ...a.inputs, stdout: stdout[role] ?? "", stderr: "" } };
+      return { id: a.name + "-id", state: { ...a.inputs, stdout: stdout[role] ?? "", stderr: "", ...stateByType[a.type] } };
     },
     call(a) {
       return a.inputs;

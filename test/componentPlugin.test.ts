@@ -4,7 +4,6 @@
  * Python, Go, .NET, Java or YAML program's KiloHost reaches) registers what `new KiloHost(...)` does.
  */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, expectTypeOf, it } from "vitest";
 import type { z } from "zod";

@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { KiloHost } from "../deployer/kiloHost";
+import { TEST_SSH_KEY } from "../harness/fakeSecrets";
 import { loadProgram, mockStepStdout, type PackedProgram, packAndInstall } from "../harness/packageProbe";
 import { evaluate, unwrapSecrets } from "../harness/pulumiMocks";
 
@@ -124,6 +125,50 @@ describe("the npm package", () => {
       expect(JSON.stringify(got.filter((r) => r.name !== "laptop-env"))).not.toContain(KEY);
     });
   }
+});
+
+describe("examples/typescript (KiloHost on another stack's VM) with the installed package", () => {
+  it("typechecks, and connects to the address and host key the stack reference gives", () => {
+    const dir = join(packed.dir, "example-ts");
+    mkdirSync(dir, { recursive: true });
+    cpSync(join(REPO, "examples", "typescript", "index.ts"), join(dir, "index.ts"));
+    const check = spawnSync(
+      process.execPath,
+      [
+        join(packed.dir, "node_modules", "typescript", "bin", "tsc"),
+        "--noEmit",
+        "--strict",
+        "--skipLibCheck",
+        "--module",
+        "commonjs",
+        "--moduleResolution",
+        "node",
+        "--target",
+        "ES2020",
+        join(dir, "index.ts"),
+      ],
+      { encoding: "utf8", cwd: packed.dir },
+    );
+    expect(check.stdout + check.stderr).toBe("");
+    const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFromTheVmStackOutputs0000";
+    const loaded = loadProgram(packed.dir, "example-ts/index.ts", {
+      config: {
+        "probe:vmStack": "org/vms/dev",
+        "probe:poolerBaseUrl": "https://pooler.example.com/v1",
+        "probe:codexPoolerApiKey": KEY,
+        "probe:sshPrivateKey": TEST_SSH_KEY,
+      },
+      secretKeys: ["probe:codexPoolerApiKey", "probe:sshPrivateKey"],
+      stateByType: { "pulumi:pulumi:StackReference": { outputs: { publicIp: "203.0.113.7", hostKey } } },
+    });
+    expect(loaded.error).toBeUndefined();
+    const env = loaded.resources.find((r) => r.name === "dev-vm-env");
+    expect(env?.type).toBe("command:remote:Command");
+    const connection = JSON.stringify(env?.inputs.connection);
+    expect(connection).toContain("203.0.113.7");
+    expect(connection).toContain(hostKey);
+    expect(loaded.resources.map((r) => r.type)).toContain("kilo-fleet:index:KiloHost");
+  });
 });
 
 describe("the kilo-fleet bin from the installed package", () => {
