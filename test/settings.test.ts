@@ -511,7 +511,7 @@ describe("all errors at once", () => {
       providerId: "a/b",
       apiKeyEnvVar: "1X",
       kiloVersion: "7.7",
-      compactionThresholdPercent: 0,
+      compactionThresholdPercent: 101,
       permission: "ask",
       kiloSettings: { model: "x" },
       smokeCheck: { enabled: "yes" },
