@@ -2,7 +2,7 @@
  * kilo-fleet as a package: the tarball `npm pack` makes, installed into a fresh program beside the repo and
  * loaded as Pulumi's nodejs language host loads programs (harness/packageProbe.ts), and its CLI as a bin.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
@@ -168,6 +168,47 @@ describe("examples/typescript (KiloHost on another stack's VM) with the installe
     expect(connection).toContain("203.0.113.7");
     expect(connection).toContain(hostKey);
     expect(loaded.resources.map((r) => r.type)).toContain("kilo-fleet:index:KiloHost");
+  });
+});
+
+describe("the component plugin, as Pulumi's plugin host runs it from a clone", () => {
+  it("serves KiloHost's schema (schema.json) over gRPC from package.json's main (dist/plugin.js)", async () => {
+    // `npm pack` above ran `prepare` (the build), as `npm install` does in a clone `pulumi package add` fetched.
+    const sdk = (m: string) => require(join(REPO, "node_modules", m));
+    const grpc = sdk("@grpc/grpc-js");
+    const rpc = sdk("@pulumi/pulumi/proto/provider_grpc_pb.js");
+    const pb = sdk("@pulumi/pulumi/proto/provider_pb.js");
+    const host = spawn(
+      process.execPath,
+      [join(REPO, "node_modules/@pulumi/pulumi/cmd/run-plugin/index.js"), REPO, "127.0.0.1:1"],
+      {
+        cwd: REPO,
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    try {
+      const port = await new Promise<string>((resolve, reject) => {
+        let out = "";
+        let err = "";
+        host.stdout.on("data", (d) => {
+          out += d;
+          const m = /^(\d+)\s/.exec(out);
+          if (m) resolve(m[1]);
+        });
+        host.stderr.on("data", (d) => (err += d));
+        host.on("exit", (code) => reject(new Error(`the plugin exited (${code}) before serving: ${err}`)));
+      });
+      const client = new rpc.ResourceProviderClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+      const served = await new Promise<string>((resolve, reject) =>
+        client.getSchema(new pb.GetSchemaRequest(), (e: Error | null, r: { getSchema(): string }) =>
+          e ? reject(e) : resolve(r.getSchema()),
+        ),
+      );
+      client.close();
+      expect(JSON.parse(served)).toEqual(JSON.parse(readFileSync(join(REPO, "schema.json"), "utf8")));
+    } finally {
+      host.kill();
+    }
   });
 });
 
