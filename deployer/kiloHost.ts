@@ -2,8 +2,7 @@
  * `KiloHost`: one developer machine (this one, or one reached over SSH) with the Kilo Code CLI
  * installed, configured for a Codex Pooler, and the Pool API key in the user's shell environment.
  * Usable on its own from any Pulumi program (example: docs/configuration.md). Children, in order:
- * `<name>-tool` → (`<name>-tool-copy`, SSH only) → `-install` → `-config` → `-env` → `-policy` (with a
- * policy) → `-smoke`, each one
+ * `<name>-tool` → (`<name>-tool-copy`, SSH only) → `-install` → `-config` → `-env` → `-smoke`, each one
  * short command running the host tool (deployer/hostSteps.ts). How their inputs are laid out so that a
  * change re-runs only the steps that use it (triggers, create-before-delete of the tool, the smoke
  * check's HMAC trigger, secrets only on stdin): docs/design.md, "How the step inputs are laid out".
@@ -12,177 +11,51 @@ import { createHash, createHmac } from "node:crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { DISPLAY_PATHS } from "../common/hostPaths";
-import { type InstallResult, parseResult, type SmokeResult, type StepName } from "../common/result";
+import { type InstallResult, parseResult, type StepName } from "../common/result";
 import { type HostSpec, type HostSpecSsh, warningText } from "./hostSpec";
 import { hostStepCommands, type StepCommands } from "./hostSteps";
 import { hostToolArtifact } from "./hostTool";
 import type { KiloConfig } from "./kiloConfig";
-import { type KiloLock, shippedLock } from "./kiloLock";
+import type { KiloHostArgs, SmokeCheckLevel } from "./kiloHostArgs";
+import { shippedLock } from "./kiloLock";
 import { resolveHosts } from "./resolveHosts";
-import type { ModelSettings, ShellName } from "./settings";
 import { compactPrivateKey } from "./sshKey";
 
 export const KILO_HOST_TYPE = "kilo-fleet:index:KiloHost";
 
-/**
- * The steps of a host, in order; each is a child named `<host>-<step>` (plus `<host>-tool-copy` over SSH, and
- * `<host>-policy` between env and smoke for a host with a policy).
- */
+/** The steps of a host, in order; each is a child named `<host>-<step>` (plus `<host>-tool-copy` over SSH). */
 export const HOST_STEPS = ["tool", "install", "config", "env", "smoke"] as const;
+/** A step's role: one of HOST_STEPS, or `policy` (between env and smoke, only for a host with a policy). */
 export type HostStep = (typeof HOST_STEPS)[number] | "policy";
 
-/** How to reach an SSH host. Each field may be an Output of another resource (e.g. an instance's `publicIp`). */
-export interface KiloHostSshArgs {
-  /** Host name or address to connect to; may not start with `-`. Required; no default. */
-  host: pulumi.Input<string>;
-  /** The remote user whose HOME gets kilo; may not start with `-`. Required; no default. */
-  user: pulumi.Input<string>;
-  /** SSH port. Default: 22. */
-  port?: pulumi.Input<number>;
-  /**
-   * The server's public host key, one `ssh-ed25519 AAAA...` line (from `ssh-keyscan`, or `npm run kilo-fleet --
-   * hostkeys`). Pins the server's identity: the provider refuses any other key before a command runs. Required unless
-   * `insecureIgnoreHostKey` is true; no default.
-   */
-  hostKey?: pulumi.Input<string>;
-  /**
-   * Accept whatever host key the server offers (anyone who can answer for `host` then receives the API key); a warning
-   * is logged. Only allowed without `hostKey`. Default: false (a `hostKey` is required).
-   */
-  insecureIgnoreHostKey?: boolean;
-  /** Seconds one SSH dial may take before it counts as failed (1-600). Default: 10. */
-  connectTimeoutSeconds?: number;
-  /** Dials before the host's step fails, e.g. for an offline laptop (1-20). Default: 3. */
-  connectAttempts?: number;
-}
-
-/** The smoke check's settings. */
-export interface KiloHostSmokeCheckArgs {
-  /** Run the post-deploy smoke check (its `level` says how much it does). Default: true. */
-  enabled?: boolean;
-  /** How long the smoke check may take, in seconds (10-3600). Default: 180. */
-  timeoutSeconds?: number;
-  /**
-   * `kilo-run`: the pool checks (key, URL, models; no tokens), then the seed's tool-using `kilo run` (~30 KB to the
-   * pool). `pool`: the pool checks only — for all but a few canary hosts of a large fleet. Default: "kilo-run".
-   */
-  level?: "kilo-run" | "pool";
-}
-
-/** What the env file adds with a policy. */
-export interface KiloHostPolicyEnvArgs {
-  /** The env file sets `KILO_TELEMETRY_LEVEL=off`. Default: true. */
-  telemetryOff?: boolean;
-  /** The env file sets `KILO_DISABLE_SHARE=1`. Default: true. */
-  shareOff?: boolean;
-}
-
-/**
- * The arguments of a `KiloHost`. Only `poolerBaseUrl` and `apiKey` are required. They are validated by the
- * same field schemas as a stack's `kilo-fleet:` settings (deployer/settings.ts), which hold every default:
- * the same rules, the same messages, keyed by the argument (`ssh.port: must be 1-65535`).
- *
- * Settings are plain values because they are rendered into the steps' commands when the component is
- * constructed; the secrets and the SSH connection may be `Input`s.
- */
-export interface KiloHostArgs {
-  /**
-   * The pooler's OpenAI-compatible `/v1` *base* URL, e.g. `https://pooler.example.com/v1` (kilo appends
-   * `/chat/completions` itself). Required; no default.
-   */
-  poolerBaseUrl: string;
-  /**
-   * The Pool API key. Pass a secret (`config.requireSecret(...)`): it reaches the host only as the env command's stdin
-   * and is written to the 0600 env file, never to kilo.jsonc. Required; no default.
-   */
-  apiKey: pulumi.Input<string>;
-  /** Reach the host over SSH. Default: not set, meaning the machine running Pulumi (a local host). */
-  ssh?: KiloHostSshArgs;
-  /**
-   * The SSH private key (PEM/OpenSSH text) for `ssh`. Pass a secret. Default: not set, meaning the SSH agent at
-   * `SSH_AUTH_SOCK` of the process running Pulumi; with neither, construction fails.
-   */
-  sshPrivateKey?: pulumi.Input<string>;
-  /**
-   * The kilo provider id (`provider.<id>` in kilo.jsonc, `<id>/<model>` on the command line). Default: "codex-pooler".
-   */
-  providerId?: string;
-  /**
-   * The environment variable holding the key; kilo.jsonc says `{env:<name>}`. Names that change how shells, loaders or
-   * runtimes behave (`PATH`, `LD_*`, `NODE_*`, …) and kilo's own (`KILO_*`, `XDG_*`) are refused. Default:
-   * "CODEX_POOLER_API_KEY".
-   */
-  apiKeyEnvVar?: string;
-  /** The exact `@kilocode/cli` version to install, or "latest" (unpinned: warned about). Default: "7.7.7". */
-  kiloVersion?: string;
-  /** The default model id; must be a key of `models`. Default: "gpt-5.5". */
-  model?: string;
-  /** The models the pool serves, as kilo model entries. Default: the Codex Pooler docs' `gpt-5.5` entry. */
-  models?: Record<string, ModelSettings>;
-  /** `compaction.threshold_percent` (1-100), or null to leave compaction out. Default: 75. */
-  compactionThresholdPercent?: number | null;
-  /** kilo's `permission` object, e.g. `{ bash: "allow" }`. Default: not set (kilo's own defaults). */
-  permission?: Record<string, unknown>;
-  /** Extra kilo.jsonc keys (not the ones kilo-fleet manages), e.g. `{ share: "disabled" }`. Default: {}. */
-  kiloSettings?: Record<string, unknown>;
-  /** The post-deploy smoke check. Default: {"enabled":true,"timeoutSeconds":180,"level":"kilo-run"}. */
-  smokeCheck?: KiloHostSmokeCheckArgs;
-  /**
-   * How kilo gets onto the host: `{ method: "package" }` downloads kilo's platform package with curl or wget and checks
-   * its sha512 against `kiloLock` (plain sh: no node needed on the host); `{ method: "npm" }` runs `npm install -g
-   * --prefix ~/.local` (node >= 18 and npm on the host). Default: {"method":"package"}.
-   */
-  install?: { method?: "package" | "npm" };
-  /**
-   * The kilo lock (`readLockFile("stacks/kilo-fleet.lock.json")`, written by `npm run kilo-fleet -- lock`): each
-   * platform package's sha512 for each pinned version. With install.method package, a pinned `kiloVersion` missing from
-   * it fails construction naming that command (`latest` installs unlocked). Default: the lock kilo-fleet ships
-   * (`stacks/kilo-fleet.lock.json` in its own directory), which locks the default `kiloVersion`.
-   */
-  kiloLock?: KiloLock;
-  /**
-   * Registry URL to install kilo from (either method). Default: not set (package: https://registry.npmjs.org; npm:
-   * npm's configured registry).
-   */
-  npmRegistry?: string;
-  /** Shells whose startup files get the env block. Default: not set (those whose rc file exists, plus sh). */
-  shells?: ShellName[];
-  /**
-   * The npm registry's auth token (for `npmRegistry`). Pass a secret: it reaches the host only as the install command's
-   * stdin, written to a temporary 0600 npmrc for that install and removed after. Default: not set.
-   */
-  npmToken?: pulumi.Input<string>;
-  /**
-   * PEM text of CA certificates the host must trust (a private pooler or registry): npm's install gets them with
-   * `--cafile` (plus node's roots), kilo through `NODE_EXTRA_CA_CERTS`. Default: not set.
-   */
-  caCertificates?: string;
-  /**
-   * Any text. Changing it re-runs every step of this host in place (`update`; nothing is deleted first), e.g. a date
-   * after `kilo-fleet doctor` found drift. Default: not set.
-   */
-  reconcile?: string;
-  /**
-   * The organisation's policy: kilo.jsonc keys written to kilo's managed config (`/etc/kilo/kilo.jsonc`, macOS
-   * `/Library/Application Support/kilo/kilo.jsonc`), root-owned, which win over each user's and project's config
-   * (docs/policy.md). `provider` and `enabled_providers` default to the pool. Default: not set.
-   */
-  policy?: Record<string, unknown>;
-  /**
-   * How the policy step gets root: `"sudo"` runs that one step through `sudo -n` (passwordless sudo; a host whose SSH
-   * user is root needs none); `"none"` runs it as the user. Default: "none".
-   */
-  become?: "sudo" | "none";
-  /**
-   * With a policy, what the user's env file adds, since kilo reads these only from the user's side: telemetry off
-   * (`KILO_TELEMETRY_LEVEL=off`) and sharing off (`KILO_DISABLE_SHARE=1`). Default:
-   * {"telemetryOff":true,"shareOff":true}.
-   */
-  policyEnv?: KiloHostPolicyEnvArgs;
-}
+/** The earlier names of the SSH and smoke check argument types. */
+export type {
+  Install,
+  InstallMethod,
+  KiloHostArgs,
+  KiloModel,
+  KiloModelLimit,
+  KiloModelModalities,
+  SmokeCheck,
+  SmokeCheck as KiloHostSmokeCheckArgs,
+  SmokeCheckLevel,
+  SshHost,
+  SshHost as KiloHostSshArgs,
+} from "./kiloHostArgs";
 
 /** What a passing smoke check reported (a failing one fails the deploy instead). */
-export type SmokeOutput = Pick<SmokeResult, "pass" | "level" | "kiloVersion" | "seconds" | "warnings">;
+export interface SmokeOutput {
+  /** Always true: a failing check fails the deploy. */
+  pass: boolean;
+  /** How much the check did. */
+  level: SmokeCheckLevel;
+  /** The kilo version the check ran. */
+  kiloVersion: string;
+  /** How long the check took. */
+  seconds: number;
+  /** What the check found worth saying (e.g. a limit over the pool's window). */
+  warnings?: string[];
+}
 
 type Step = command.local.Command | command.remote.Command;
 
@@ -205,22 +78,43 @@ function resultOf<S extends StepName>(name: string, step: S, stdout: string | un
   return r;
 }
 
+/** A KiloHost's steps. `toolCopy` exists for SSH hosts; `smoke` is undefined when the smoke check is disabled. */
+export interface KiloHostSteps {
+  tool: Step;
+  toolCopy?: command.remote.CopyToRemote;
+  install: Step;
+  config: Step;
+  env: Step;
+  /** kilo's managed config; undefined without a policy. */
+  policy?: Step;
+  smoke?: Step;
+}
+
+interface Plain {
+  spec: HostSpec;
+  kiloConfig: KiloConfig;
+  steps: KiloHostSteps;
+}
+/** A KiloHost's plain values, kept beside it: the component's schema lists only its Output properties. */
+const PLAIN = new WeakMap<KiloHost, Plain>();
+
+/**
+ * The Kilo Code CLI on one developer machine (this one, or one reached over SSH), configured for a Codex Pooler,
+ * with the Pool API key in the user's shell environment.
+ */
 export class KiloHost extends pulumi.ComponentResource {
   /** This host's resolved settings (no secrets). */
-  readonly spec: HostSpec;
+  get spec(): HostSpec {
+    return (PLAIN.get(this) as Plain).spec;
+  }
   /** The managed kilo.jsonc keys, as rendered for this host (plain JSON, no secret). */
-  readonly kiloConfig: KiloConfig;
-  /** The steps. `toolCopy` exists for SSH hosts; `smoke` is undefined when the smoke check is disabled. */
-  readonly steps: {
-    tool: Step;
-    toolCopy?: command.remote.CopyToRemote;
-    install: Step;
-    config: Step;
-    env: Step;
-    /** kilo's managed config; undefined without a policy. */
-    policy?: Step;
-    smoke?: Step;
-  };
+  get kiloConfig(): KiloConfig {
+    return (PLAIN.get(this) as Plain).kiloConfig;
+  }
+  /** The steps, each a child resource. */
+  get steps(): KiloHostSteps {
+    return (PLAIN.get(this) as Plain).steps;
+  }
   /** The kilo version the install step reports. */
   readonly kiloVersion: pulumi.Output<string>;
   /** Where kilo.jsonc is on the host. */
@@ -256,8 +150,8 @@ export class KiloHost extends pulumi.ComponentResource {
       ...(lock !== undefined ? { lock } : {}),
     });
     super(KILO_HOST_TYPE, name, {}, opts);
-    this.spec = spec;
-    this.kiloConfig = commands.kiloConfig;
+    const plain: Plain = { spec, kiloConfig: commands.kiloConfig, steps: {} as KiloHostSteps };
+    PLAIN.set(this, plain);
     for (const w of own?.warnings ?? []) void pulumi.log.warn(`${name}: ${warningText(w)}`, this);
 
     const step = (
@@ -316,7 +210,7 @@ export class KiloHost extends pulumi.ComponentResource {
       ];
       smoke = step("smoke", commands.smoke, policy ?? env, { triggers, sensitive: true });
     }
-    this.steps = { tool: toolStepResource, toolCopy, install, config, env, policy, smoke };
+    plain.steps = { tool: toolStepResource, toolCopy, install, config, env, policy, smoke };
 
     // Secret when the install got an npm token (its output is kept secret then); the version is not.
     this.kiloVersion = pulumi.unsecret(

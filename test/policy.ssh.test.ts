@@ -3,7 +3,7 @@
  * sudo, `dpkg -i`'d by the setup) writes the real /etc/kilo, and the real kilo 7.7.7 resolving its
  * effective config: a user kilo.jsonc, a project kilo.jsonc and KILO_CONFIG_CONTENT lose to the policy.
  * The same user whose sudo wants a password, without sudo, or without become, gets one line and nothing
- * is written. sshd runs in a private mount namespace (test/support/sshd.ts `privateSystem`) whose /etc,
+ * is written. sshd runs in a private mount namespace (harness/sshd.ts `privateSystem`) whose /etc,
  * /usr, /var and /run are overlays: other test files running kilo never see this /etc/kilo, and the
  * machine's own /etc/kilo (and its packages) stay as they were, even when this test fails or is killed.
  * No API key exists in this file: `kilo debug config` prints resolved {env:…} values.
@@ -19,8 +19,8 @@ import { hostStepCommands, policyStep } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { resolveHosts } from "../deployer/resolveHosts";
 import { ensureKilo, testCacheDir } from "../harness/kilo";
+import { privateSystemDebs, type SshServer, startSshd } from "../harness/sshd";
 import { renderPolicyFile } from "../host/policy";
-import { privateSystemDebs, type SshServer, startSshd } from "./support/sshd";
 
 const tool = hostToolArtifact();
 const HOST = "dev-box-1";
