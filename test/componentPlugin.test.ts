@@ -65,6 +65,9 @@ describe("the component schema", () => {
       "npmToken",
       "caCertificates",
       "reconcile",
+      "policy",
+      "become",
+      "policyEnv",
     ];
     expect(Object.keys(inputs).sort()).toEqual([...argKeys].sort());
     for (const [k, p] of Object.entries(inputs)) {
