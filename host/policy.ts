@@ -11,7 +11,7 @@ import { parse as parseJsonc } from "jsonc-parser";
 import { renderPolicyFile } from "../common/policyFile";
 import type { DeleteResult, PolicyResult } from "../common/result";
 import { crashPoint, HostError, readIfExists, removeFile, removeStaleTemps, writeFileAtomic } from "./fsUtil";
-import { withHostLock } from "./lock";
+import { LOCK_NAME, withHostLock } from "./lock";
 
 export { POLICY_FILE_HEADER, renderPolicyFile } from "../common/policyFile";
 
@@ -166,31 +166,50 @@ export function policyDelete(dir: string): { lines: string[]; result: DeleteResu
     lines: [`kilo-fleet: ${line}`],
     result: { step: "policy-delete", outcome: line },
   });
-  if (!fs.existsSync(recordFile)) return done(`nothing recorded in ${dir}; left it untouched`);
-  let createdDir = false;
-  const line = withHostLock(dir, () => {
-    const record = readRecord(recordFile);
-    if (record === undefined) return `nothing recorded in ${dir}; left it untouched`;
-    createdDir = record.createdDir;
-    let what: string;
-    if (record.previous) {
-      const p = record.previous;
-      writeFileAtomic(record.file, Buffer.from(p.base64, "base64"), p.mode);
-      if (isRoot()) fs.chownSync(record.file, p.uid, p.gid);
-      what = `put back the managed file that was at ${record.file}`;
-    } else {
-      what = removeFile(record.file) ? `removed ${record.file}` : `${record.file} was already gone`;
-    }
-    removeFile(recordFile);
-    return what;
-  });
-  if (createdDir) {
-    try {
-      fs.rmdirSync(dir);
-      crashPoint();
-    } catch {
-      // someone else's files are in it now: leave it
-    }
+  // What a killed run left beside the managed dir (a directory being created or removed).
+  removeStaleTemps(dir);
+  if (!fs.existsSync(dir)) return done(`nothing recorded in ${dir}; left it untouched`);
+  // Taken even with no record: a run killed before it let go of the lock left it there (broken here).
+  return done(
+    withHostLock(dir, () => {
+      const record = readRecord(recordFile);
+      if (record === undefined) return `nothing recorded in ${dir}; left it untouched`;
+      const what = restoreOrRemove(record);
+      if (record.createdDir && removeOwnDir(dir)) return `${what}; removed ${dir}`;
+      removeFile(recordFile);
+      return what;
+    }),
+  );
+}
+
+/**
+ * Removes the managed dir kilo-fleet created, when nothing but its record and lock is left in it: renamed
+ * to a temp name with the record inside, then removed, so a crash never leaves it without the record that
+ * says it is kilo-fleet's (the next run removes the temp name). False when someone else's files are in it.
+ */
+function removeOwnDir(dir: string): boolean {
+  removeStaleTemps(path.join(dir, POLICY_RECORD_NAME));
+  const ours = (n: string) => n === POLICY_RECORD_NAME || n === LOCK_NAME || n.startsWith(`.${LOCK_NAME}.`);
+  if (!fs.readdirSync(dir).every(ours)) return false;
+  const tmp = path.join(path.dirname(dir), `.${path.basename(dir)}.kilo-fleet-tmp-${process.pid}`);
+  try {
+    fs.renameSync(dir, tmp);
+  } catch {
+    return false;
   }
-  return done(line);
+  crashPoint();
+  fs.rmSync(tmp, { recursive: true, force: true });
+  crashPoint();
+  return true;
+}
+
+/** Puts back the managed file that was there before kilo-fleet's, or removes kilo-fleet's. */
+function restoreOrRemove(record: PolicyRecord): string {
+  if (record.previous) {
+    const p = record.previous;
+    writeFileAtomic(record.file, Buffer.from(p.base64, "base64"), p.mode);
+    if (isRoot()) fs.chownSync(record.file, p.uid, p.gid);
+    return `put back the managed file that was at ${record.file}`;
+  }
+  return removeFile(record.file) ? `removed ${record.file}` : `${record.file} was already gone`;
 }

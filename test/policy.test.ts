@@ -419,3 +419,59 @@ describe("the smoke check with a policy (the real kilo, the stand-in pooler, lev
     }
   }, 120_000);
 });
+
+describe("killed at every write/rename boundary (KILO_FLEET_TEST_CRASH_AT), the policy step converges", () => {
+  const THEIRS = '{ "share": "manual" }';
+  const run = (p: ReturnType<typeof place>, sub: "policy-apply" | "policy-delete", crashAt?: number) =>
+    spawnSync(
+      process.execPath,
+      [toolFile, sub, encodeStepArg(sub === "policy-apply" ? { host: "h1", policy: POLICY } : { host: "h1" })],
+      {
+        encoding: "utf8",
+        env: scriptEnv(p.home, p.home, {
+          KILO_FLEET_TEST_SYSTEM_DIR: p.dir,
+          ...(crashAt ? { KILO_FLEET_TEST_CRASH_AT: String(crashAt) } : {}),
+        }),
+      },
+    );
+  const text = renderPolicyFile(POLICY);
+  it.each([
+    ["no managed dir", false],
+    ["an administrator's managed file", true],
+  ])(
+    "%s: every crash of apply, then of delete, leaves the old or the new file, and the next runs end as before",
+    (_, theirs) => {
+      const setup = () => {
+        const p = place();
+        if (theirs) {
+          mkdirSync(p.dir, { mode: 0o755 });
+          writeFileSync(join(p.dir, "kilo.jsonc"), THEIRS, { mode: 0o640 });
+        }
+        return { p, before: snapshotObject(snapshot(p.etc)) };
+      };
+      const fileNow = (p: ReturnType<typeof place>) =>
+        existsSync(join(p.dir, "kilo.jsonc")) ? readFileSync(join(p.dir, "kilo.jsonc"), "utf8") : undefined;
+      const old = theirs ? THEIRS : undefined;
+      let crashes = 0;
+      for (const op of ["policy-apply", "policy-delete"] as const) {
+        for (let n = 1; n < 60; n++) {
+          const { p, before } = setup();
+          if (op === "policy-delete") expect(run(p, "policy-apply").status).toBe(0);
+          const r = run(p, op, n);
+          if (r.status === 0) break;
+          crashes++;
+          expect(r.signal, `${op} at ${n}`).toBe("SIGKILL");
+          expect([old, text], `${op} at ${n}`).toContain(fileNow(p));
+          // The next deploy (or destroy) finishes the job; a destroy then leaves everything as before.
+          const again = run(p, op);
+          expect(again.status, `${op} at ${n}: ${again.stderr}`).toBe(0);
+          expect(fileNow(p), `${op} at ${n}`).toBe(op === "policy-apply" ? text : old);
+          if (op === "policy-apply") expect(run(p, "policy-delete").status).toBe(0);
+          expect(snapshotObject(snapshot(p.etc)), `${op} at ${n}`).toEqual(before);
+        }
+      }
+      expect(crashes).toBeGreaterThan(10);
+    },
+    120_000,
+  );
+});
