@@ -3,7 +3,7 @@
  * for programs that want it, and the step result types. Importing it creates no resource.
  * (The repo's own Pulumi program is program/index.ts.)
  */
-export type { ConfigResult, EnvResult, InstallResult, SmokeResult } from "./common/result";
+export type { ConfigResult, EnvResult, InstallResult, PolicyResult, SmokeResult } from "./common/result";
 export {
   deployFleet,
   type Fleet,
