@@ -9,9 +9,21 @@
  * No API key exists in this file: `kilo debug config` prints resolved {env:…} values.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { doctor, type HostReport } from "../cli/doctor";
 import { parseResult } from "../common/result";
 import { shQuote } from "../common/shellQuote";
 import type { HostSpec } from "../deployer/hostSpec";
@@ -234,4 +246,56 @@ describe("the policy in the real /etc/kilo, through sudo -n, over SSH", () => {
     expect(d.code, d.stderr).toBe(0);
     expect(nsEtcKilo()).toBe("absent\n");
   });
+
+  test("kilo-fleet doctor over SSH (as the user) checks the real /etc/kilo against the policy and names the bypasses", async () => {
+    expect(sudoers(`${server.user} ALL=(ALL) NOPASSWD: ALL`).code).toBe(0);
+    expect((await apply()).code).toBe(0);
+    const scratch = mkdtempSync(join(tmpdir(), "kilo-fleet-policy-doctor-"));
+    try {
+      const stack = join(scratch, "Pulumi.policy.yaml");
+      writeFileSync(
+        stack,
+        [
+          "config:",
+          "  kilo-fleet:poolerBaseUrl: http://127.0.0.1:9/v1",
+          `  kilo-fleet:policy: '${JSON.stringify(STACK_POLICY)}'`,
+          "  kilo-fleet:become: sudo",
+          "  kilo-fleet:hosts:",
+          `    - name: ${HOST}`,
+          `      ssh: { host: 127.0.0.1, port: ${server.port}, user: ${server.user}, hostKey: "${server.hostPublicKey}" }`,
+          "",
+        ].join("\n"),
+      );
+      const policyFindings = async () => {
+        let stdout = "";
+        const code = await doctor(["--file", stack, "--identity", server.privateKeyPath, "--json"], {
+          env: process.env,
+          stdout: (t) => {
+            stdout += t;
+          },
+          stderr: () => {},
+          stderrIsTTY: false,
+          projectDir: join(__dirname, ".."),
+          tool,
+        });
+        const host = (JSON.parse(stdout) as { hosts: HostReport[] }).hosts[0];
+        expect(host.status, `${code}`).not.toBe("unreachable");
+        return host.drift.filter((d) => d.item === "policy").map((d) => d.what);
+      };
+      expect(await policyFindings()).toEqual([]);
+      // Another managed file that sets a policy key, and KILO_PERMISSION in a startup file.
+      expect(server.inNamespace(`printf '{"model":"other/m"}\\n' > /etc/kilo/opencode.json`).code).toBe(0);
+      expect(server.asUser(["sh", "-c", `printf 'export KILO_PERMISSION={}\\n' >> .profile`]).code).toBe(0);
+      expect(await policyFindings()).toEqual([
+        "/etc/kilo/opencode.json is a managed file too and sets model: kilo may take those from it instead of the policy",
+        "~/.profile line 1 sets KILO_PERMISSION, so kilo lays it over the policy's permission",
+      ]);
+    } finally {
+      server.inNamespace("rm -f /etc/kilo/opencode.json");
+      server.asUser(["rm", "-f", ".profile"]);
+      rmSync(scratch, { recursive: true, force: true });
+    }
+    expect((await remove()).code).toBe(0);
+    expect(nsEtcKilo()).toBe("absent\n");
+  }, 60_000);
 });
