@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { checkArgsFor } from "../cli/doctor";
+import { decodeStepArg } from "../common/stepArgs";
 import { hostStepCommands, policySha256 } from "../deployer/hostSteps";
 import { resolveHosts } from "../deployer/resolveHosts";
 
@@ -132,5 +133,24 @@ describe("around the policy", () => {
     const args = checkArgsFor(r.specs[2], false, undefined);
     expect(args.policy).toEqual(r.specs[2].policy);
     expect([args.telemetryOff, args.shareOff]).toEqual([true, true]);
+  });
+});
+
+describe("a hostile policy value", () => {
+  it("travels as one quoted word: no ' or \\ in the command, the same JSON on the host", () => {
+    const nasty = 'it\'s a \\ test; $(rm -rf ~) `x` "q" %27';
+    const r = resolveHosts({
+      stack: stack({ policy: { instructions: [nasty], username: nasty } }, [{ name: "a", local: true }]),
+    });
+    expect(r.errors).toEqual([]);
+    const steps = hostStepCommands("a", r.specs[0], { id: "0123456789ab", file: "/tool" }, "local");
+    const create = steps.policy?.create ?? "";
+    const word = /policy-apply '([^']*)'$/.exec(create)?.[1];
+    expect(word).toBeDefined();
+    expect(create.split("'").length).toBe(3);
+    expect(create).not.toContain("\\");
+    const back = decodeStepArg(word ?? "") as { policy: { instructions: string[]; username: string } };
+    expect(back.policy.instructions).toEqual([nasty]);
+    expect(back.policy.username).toBe(nasty);
   });
 });
