@@ -91,6 +91,7 @@ function runLocked<S extends Exclude<Subcommand, "smoke" | "check">>(
         pinned: a.pinned,
         shells: a.shells === "default" ? "default" : a.shells.join(","),
         ...(a.caCertificates !== undefined ? { caCertificates: a.caCertificates } : {}),
+        ...(a.proxy !== undefined ? { proxy: a.proxy } : {}),
       });
     }
     case "env-delete": {
