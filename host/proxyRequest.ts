@@ -101,9 +101,10 @@ function requestText(target: string, url: URL, headers: Record<string, string>, 
 
 /** What the proxy's refusal of a request means, in one line naming the setting. */
 function refusal(shown: string, setting: string, status: number, what: string): ProxyFailure {
-  if (status === 407) {
+  // 407 is the standard answer; tinyproxy answers a CONNECT with 401.
+  if (status === 407 || status === 401) {
     return new ProxyFailure(
-      `the egress proxy ${shown} (${setting}) asks for credentials (HTTP 407) — set ${PROXY_SETTING}.credentials, or check them`,
+      `the egress proxy ${shown} (${setting}) refused the credentials or asks for them (HTTP ${status}) — set ${PROXY_SETTING}.credentials, or check them`,
     );
   }
   return new ProxyFailure(

@@ -440,6 +440,8 @@ async function smoke(
     // The env file's proxy is kilo-fleet:proxy; otherwise failures name the session's variable.
     ...(fromEnvFile.has("HTTPS_PROXY") ? { proxySetting: PROXY_SETTING } : {}),
   });
+  // A proxy that did not answer is named as such, even when it used up the check's time.
+  if (!pool.ok && pool.code === "proxy") throw new SmokeFailure(pool.reason);
   if (remainingMs() <= 0) throw timedOut();
   if (!pool.ok) throw new SmokeFailure(pool.reason);
   for (const w of contextLimitWarnings(target.models, pool.models, target.compaction)) warnings.push(w.message);
