@@ -4,8 +4,7 @@
  * `ok`, `drifted: what` or `unreachable: why` (`error: why` when the host answered but could not be
  * checked, e.g. no node there).
  *
- *   npm run kilo-fleet -- doctor (--stack NAME | --file PATH) [--host NAME ...] [--json]
- *        [--identity FILE] [--key-env VAR] [--parallel N] [--timeout SECONDS]
+ * Options: `DOCTOR_COMMAND` below (`doctor --help`).
  *
  * Reads the stack as `validate` and `render` do (never decrypting anything). A local host runs the tool
  * here; an SSH host is reached with the system `ssh` client: BatchMode, StrictHostKeyChecking=yes, the
@@ -21,42 +20,66 @@
  * comparison happens here, and the key never leaves this machine.
  *
  * Output: a table (one line per host), progress on stderr when it is a terminal; `--json`: one JSON
- * document. Exit 0 every host matches, 1 some host drifted, 2 some host was unreachable or could not be
- * checked, or the stack is invalid, or the command line is wrong.
+ * document. Exit codes (cli/shared.ts `EXIT`): 0 every host matches, 1 some host drifted or the stack is
+ * invalid, 2 the command line is wrong, 3 some host was unreachable or could not be checked.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 import { type CheckFinding, type CheckResult, parseResult } from "../common/result";
 import { type CheckArgs, encodeStepArg } from "../common/stepArgs";
-import { fleetLockPath } from "../deployer/fleet";
-import { hostSpec } from "../deployer/hostSpec";
+import type { HostSpec } from "../deployer/hostSpec";
 import { envShells } from "../deployer/hostSteps";
 import { type HostToolArtifact, hostToolArtifact } from "../deployer/hostTool";
 import { renderKiloConfig } from "../deployer/kiloConfig";
-import { type KiloLock, lockedIntegrity, readLockFile } from "../deployer/kiloLock";
-import { remoteCommandLine } from "../deployer/remoteCommandLine";
-import { formatErrors, parseSettings, resolveHost, type Settings } from "../deployer/settings";
+import { fleetLockPath, type KiloLock, lockedIntegrity, readLockFile } from "../deployer/kiloLock";
+import { SSH_CONNECT_DEFAULTS } from "../deployer/settings";
 import { newChallenge, settleKey } from "./keyChallenge";
-import { loadProject, type Project, readStackConfig } from "./stackFile";
+import { remoteCommandLine } from "./remoteCommandLine";
+import {
+  type CommandSpec,
+  commandHelp,
+  display,
+  EXIT,
+  loadStack,
+  oneStackFile,
+  type ParsedOptions,
+  parseCommandLine,
+  UsageError,
+} from "./shared";
+import { loadProject, type Project } from "./stackFile";
 
-export const DOCTOR_USAGE =
-  "kilo-fleet doctor (--stack NAME | --file PATH) [--host NAME ...] [--json] [--identity FILE] [--key-env VAR] [--parallel N] [--timeout SECONDS]";
+/** `doctor`'s options table. */
+export const DOCTOR_COMMAND: CommandSpec = {
+  name: "doctor",
+  synopsis:
+    "(--stack NAME | --file PATH) [--host NAME ...] [--json] [--identity FILE] [--key-env VAR] [--parallel N] [--timeout SECONDS]",
+  summary: "Check, read-only, that every host of a stack is still what the stack says",
+  online: true,
+  options: {
+    stack: { type: "string", multiple: true, value: "NAME", description: "the stack stacks/Pulumi.NAME.yaml" },
+    file: { type: "string", multiple: true, value: "PATH", description: "a stack file by path" },
+    host: { type: "string", multiple: true, value: "NAME", description: "check only this host (repeatable)" },
+    json: { type: "boolean", description: "one JSON document" },
+    identity: { type: "string", value: "FILE", description: "the SSH private key (default: your agent)" },
+    "key-env": { type: "string", value: "VAR", description: "also compare each host's key with the one in $VAR" },
+    parallel: { type: "string", value: "N", description: "hosts checked at once, 1-256 (8)" },
+    timeout: { type: "string", value: "SECONDS", description: "seconds per host, 1-3600 (60)" },
+  },
+};
+
+export const DOCTOR_USAGE = `kilo-fleet doctor ${DOCTOR_COMMAND.synopsis}`;
 
 /** The default bound on hosts checked at once. */
 export const DEFAULT_PARALLEL = 8;
-/** ssh's ConnectTimeout (seconds). */
-export const CONNECT_TIMEOUT_SECONDS = 10;
 /** The whole check of one host, connection included (seconds). */
 export const DEFAULT_TIMEOUT_SECONDS = 60;
 
 /** The markers the SSH wrapper prints before the check runs (see `sshScript`). */
 const SEND_TOOL = "kilo-fleet-doctor: send-tool";
 const HAVE_TOOL = "kilo-fleet-doctor: have-tool";
-
-export class DoctorUsageError extends Error {}
 
 /** One host to check. */
 export interface DoctorTarget {
@@ -109,24 +132,22 @@ interface Exec {
 }
 
 /**
- * The check's argument for one host of a stack. `lock`: the lock `pulumi up` uses (deployer/fleet.ts
- * `fleetLockPath`); a package-method host pinned to a locked version is checked against it.
+ * The check's argument for one host. `lock`: the lock `pulumi up` uses (`fleetLockPath`); a package-method
+ * host pinned to a locked version is checked against it.
  */
 export function checkArgsFor(
-  settings: Settings,
-  host: Settings["hosts"][number],
+  spec: HostSpec,
   compareKey: boolean,
   lock: KiloLock | undefined = readLockFile(fleetLockPath()),
 ): CheckArgs {
-  const spec = hostSpec(settings, host);
   const locked =
     spec.install.method === "package" && spec.kiloVersion !== "latest" && lock?.kilo[spec.kiloVersion]
       ? lockedIntegrity(lock, spec.kiloVersion)
       : undefined;
   return {
-    host: host.name,
+    host: spec.name,
     version: spec.kiloVersion,
-    managed: renderKiloConfig(spec, spec),
+    managed: renderKiloConfig(spec),
     var: spec.apiKeyEnvVar,
     shells: envShells(spec),
     compareKey,
@@ -266,7 +287,7 @@ function report(target: DoctorTarget, run: Exec, started: number, tool: HostRepo
     return {
       ...base,
       status: "unreachable",
-      reason: sshReason(run.stderr, pinned, target.ssh ?? { host: "?", port: 22 }),
+      reason: sshReason(run.stderr, pinned, target.ssh ?? { host: "?", port: 0 }),
       drift: [],
     };
   }
@@ -337,7 +358,7 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
         "-o",
         "CheckHostIP=no",
         "-o",
-        `ConnectTimeout=${ssh.connectTimeoutSeconds ?? CONNECT_TIMEOUT_SECONDS}`,
+        `ConnectTimeout=${ssh.connectTimeoutSeconds ?? SSH_CONNECT_DEFAULTS.connectTimeoutSeconds}`,
         "-o",
         "ServerAliveInterval=10",
         "-o",
@@ -352,6 +373,7 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
         String(ssh.port),
         "-l",
         ssh.user,
+        "--",
         ssh.host,
         remoteCommandLine(sshScript(opts.tool.id, Buffer.byteLength(opts.tool.text), target.args)),
       ];
@@ -406,10 +428,11 @@ export function statusLine(r: HostReport): string {
   return `${r.status}: ${r.reason ?? ""}`;
 }
 
+/** The run's exit code (cli/shared.ts `EXIT`): a host not checked wins over a drifted one. */
 export function exitCode(reports: HostReport[]): number {
-  if (reports.some((r) => r.status === "unreachable" || r.status === "error")) return 2;
-  if (reports.some((r) => r.status === "drifted")) return 1;
-  return 0;
+  if (reports.some((r) => r.status === "unreachable" || r.status === "error")) return EXIT.unchecked;
+  if (reports.some((r) => r.status === "drifted")) return EXIT.problem;
+  return EXIT.ok;
 }
 
 interface DoctorArgs {
@@ -422,79 +445,33 @@ interface DoctorArgs {
   timeoutMs: number;
 }
 
-function parseDoctorArgs(rest: string[], project: Project): DoctorArgs {
-  let file: string | undefined;
-  const hosts: string[] = [];
-  let json = false;
-  let identity: string | undefined;
-  let keyEnv: string | undefined;
-  let parallel = DEFAULT_PARALLEL;
-  let timeoutMs = DEFAULT_TIMEOUT_SECONDS * 1000;
-  for (let i = 0; i < rest.length; i++) {
-    const [flag, inline] = rest[i].startsWith("--") ? rest[i].split(/=(.*)/s, 2) : [rest[i], undefined];
-    if (/^--(api-?)?key$/.test(flag)) {
-      throw new DoctorUsageError(
-        `${flag} is refused: a key on the command line lands in shell history and in the process list; export it in an environment variable and name that with --key-env VAR`,
-      );
-    }
-    if (flag === "--json") {
-      if (inline !== undefined) throw new DoctorUsageError("--json takes no value");
-      json = true;
-      continue;
-    }
-    if (!["--stack", "--file", "--host", "--identity", "--key-env", "--parallel", "--timeout"].includes(flag)) {
-      throw new DoctorUsageError(`unknown argument "${rest[i]}"`);
-    }
-    const value = inline ?? rest[++i];
-    if (value === undefined || value === "") throw new DoctorUsageError(`${flag} needs a value`);
-    switch (flag) {
-      case "--stack": {
-        if (file !== undefined) throw new DoctorUsageError("doctor takes one --stack or --file");
-        if (!/^[A-Za-z0-9_.-]+$/.test(value)) throw new DoctorUsageError(`"${value}" is not a stack name`);
-        const path = join(project.stackConfigDir, `Pulumi.${value}.yaml`);
-        if (!existsSync(path)) throw new DoctorUsageError(`no stack "${value}" (no ${display(path)})`);
-        file = path;
-        break;
-      }
-      case "--file":
-        if (file !== undefined) throw new DoctorUsageError("doctor takes one --stack or --file");
-        if (!existsSync(value)) throw new DoctorUsageError(`no such file: ${value}`);
-        file = resolve(value);
-        break;
-      case "--host":
-        hosts.push(value);
-        break;
-      case "--identity":
-        if (!existsSync(value)) throw new DoctorUsageError(`--identity: no such file: ${value}`);
-        identity = resolve(value);
-        break;
-      case "--key-env":
-        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(value)) {
-          throw new DoctorUsageError(`--key-env "${value}" is not a variable name`);
-        }
-        keyEnv = value;
-        break;
-      case "--parallel": {
-        const n = Number(value);
-        if (!Number.isInteger(n) || n < 1 || n > 256) throw new DoctorUsageError("--parallel must be 1-256");
-        parallel = n;
-        break;
-      }
-      default: {
-        const s = Number(value);
-        if (!Number.isInteger(s) || s < 1 || s > 3600)
-          throw new DoctorUsageError("--timeout must be whole seconds, 1-3600");
-        timeoutMs = s * 1000;
-      }
-    }
+/** The command line's values, checked. */
+function doctorArgs(values: ParsedOptions, project: Project): DoctorArgs {
+  if (values.stack === undefined && values.file === undefined) {
+    throw new UsageError("doctor needs --stack NAME or --file PATH");
   }
-  if (file === undefined) throw new DoctorUsageError("doctor needs --stack NAME or --file PATH");
-  return { file, hosts, json, identity, keyEnv, parallel, timeoutMs };
-}
-
-function display(path: string): string {
-  const rel = relative(process.cwd(), path);
-  return rel === "" || rel.startsWith("..") ? path : rel;
+  const file = oneStackFile("doctor", values, project);
+  const identity = values.identity as string | undefined;
+  if (identity !== undefined && !existsSync(identity)) throw new UsageError(`--identity: no such file: ${identity}`);
+  const keyEnv = values["key-env"] as string | undefined;
+  if (keyEnv !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(keyEnv)) {
+    throw new UsageError(`--key-env "${keyEnv}" is not a variable name`);
+  }
+  const whole = (name: string, min: number, max: number, fallback: number, message: string) => {
+    if (values[name] === undefined) return fallback;
+    const n = Number(values[name]);
+    if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(message);
+    return n;
+  };
+  return {
+    file,
+    hosts: (values.host as string[] | undefined) ?? [],
+    json: values.json === true,
+    ...(identity !== undefined ? { identity: resolve(identity) } : {}),
+    ...(keyEnv !== undefined ? { keyEnv } : {}),
+    parallel: whole("parallel", 1, 256, DEFAULT_PARALLEL, "--parallel must be 1-256"),
+    timeoutMs: whole("timeout", 1, 3600, DEFAULT_TIMEOUT_SECONDS, "--timeout must be whole seconds, 1-3600") * 1000,
+  };
 }
 
 export interface DoctorIo {
@@ -514,67 +491,61 @@ export async function doctor(argv: string[], io: DoctorIo): Promise<number> {
   let args: DoctorArgs;
   let project: Project;
   try {
+    const values = parseCommandLine(DOCTOR_COMMAND, argv);
+    if (values.help) {
+      io.stdout(commandHelp(DOCTOR_COMMAND));
+      return EXIT.ok;
+    }
     project = loadProject(io.projectDir);
-    args = parseDoctorArgs(argv, project);
+    args = doctorArgs(values, project);
   } catch (e) {
-    if (!(e instanceof DoctorUsageError)) throw e;
+    if (!(e instanceof UsageError)) throw e;
     io.stderr(`kilo-fleet: ${e.message}\nusage: ${DOCTOR_USAGE}\n`);
-    return 2;
+    return EXIT.usage;
   }
   let key: string | undefined;
   if (args.keyEnv !== undefined) {
     key = io.env[args.keyEnv] ?? "";
     if (key === "") {
       io.stderr(`kilo-fleet: $${args.keyEnv} is not set: export the key to compare in it\n`);
-      return 2;
+      return EXIT.usage;
     }
     if (/[\u0000-\u001f\u007f]/.test(key)) {
       io.stderr(`kilo-fleet: $${args.keyEnv} holds a control character or newline; it cannot be a key\n`);
-      return 2;
+      return EXIT.usage;
     }
   }
-  let settings: Settings;
-  try {
-    const stack = readStackConfig(args.file, project);
-    const parsed = parseSettings(stack.raw);
-    const errors = [...stack.errors, ...(parsed.ok ? [] : parsed.errors)];
-    if (!parsed.ok || errors.length > 0) {
-      io.stderr(`${display(args.file)}: invalid, no host checked\n`);
-      for (const line of formatErrors(errors).split("\n")) io.stderr(`  ${line}\n`);
-      return 2;
-    }
-    settings = parsed.settings;
-  } catch (e) {
-    io.stderr(`kilo-fleet: ${(e as Error).message}\n`);
-    return 2;
+  const loaded = loadStack(args.file, project);
+  if (loaded.errors.length > 0) {
+    io.stderr(`${display(args.file)}: invalid, no host checked\n`);
+    for (const line of loaded.errors) io.stderr(`  ${line}\n`);
+    return EXIT.problem;
   }
-  const names = settings.hosts.map((h) => h.name);
+  const names = loaded.specs.map((s) => s.name);
   for (const h of args.hosts) {
     if (!names.includes(h)) {
       io.stderr(`kilo-fleet: no host "${h}" in ${display(args.file)} (hosts: ${names.join(", ")})\n`);
-      return 2;
+      return EXIT.usage;
     }
   }
-  const chosen = settings.hosts.filter((h) => args.hosts.length === 0 || args.hosts.includes(h.name));
-  const targets: DoctorTarget[] = chosen.map((h) => {
-    const resolved = resolveHost(settings, h);
-    return {
-      name: h.name,
-      kind: resolved.kind,
-      ...(resolved.ssh
-        ? {
-            ssh: {
-              host: resolved.ssh.host,
-              user: resolved.ssh.user,
-              port: resolved.ssh.port,
-              ...(resolved.ssh.hostKey !== undefined ? { hostKey: resolved.ssh.hostKey } : {}),
-              connectTimeoutSeconds: hostSpec(settings, h).ssh?.connectTimeoutSeconds as number | undefined,
-            },
-          }
-        : {}),
-      args: checkArgsFor(settings, h, key !== undefined),
-    };
-  });
+  const lock = readLockFile(fleetLockPath(io.env));
+  const chosen = loaded.specs.filter((s) => args.hosts.length === 0 || args.hosts.includes(s.name));
+  const targets: DoctorTarget[] = chosen.map((spec) => ({
+    name: spec.name,
+    kind: spec.ssh ? "ssh" : "local",
+    ...(spec.ssh
+      ? {
+          ssh: {
+            host: spec.ssh.host as string,
+            user: spec.ssh.user as string,
+            port: spec.ssh.port as number,
+            ...(spec.ssh.hostKey !== undefined ? { hostKey: spec.ssh.hostKey as string } : {}),
+            connectTimeoutSeconds: spec.ssh.connectTimeoutSeconds,
+          },
+        }
+      : {}),
+    args: checkArgsFor(spec, key !== undefined, lock),
+  }));
   const tool = io.tool ?? hostToolArtifact();
   const started = Date.now();
   const reports = await checkHosts(targets, {

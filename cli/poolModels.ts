@@ -3,14 +3,14 @@
  * `kilo-fleet:model` / `kilo-fleet:models` settings for a stack file.
  */
 import { stringify } from "yaml";
+import { limitsForWindow } from "../common/contextWindow";
 import { SEED_MODEL } from "../deployer/settings";
 import type { PoolModel } from "../host/poolCheck";
 
 /**
- * `limit.output` when the pool gives a context length. kilo suppresses `max_tokens` for GPT-5 models on
- * OpenAI-compatible providers, so this only feeds kilo's local context accounting; 64000 is the Codex
- * Pooler's Kilo guide's figure (and the seed's). Clamped to the context, since the settings require
- * `output <= context`.
+ * The largest `limit.output`: the Codex Pooler's Kilo guide's figure (and the seed's). kilo suppresses
+ * `max_tokens` for GPT-5 models on OpenAI-compatible providers, so it only feeds kilo's context accounting;
+ * a small window gets a quarter of itself, so some input stays usable.
  */
 export const DEFAULT_OUTPUT_LIMIT = 64_000;
 
@@ -47,11 +47,11 @@ function cleanName(s: string): string {
 }
 
 /**
- * One kilo model entry per pool model. Limits: `limit.context` and `limit.input` are the pool's
- * `context_length` (the Codex Pooler's Kilo guide: use `/v1/models.context_length` for both, not the
- * raw ceiling; kilo's `limit.input` is its pre-compaction boundary, not an input+output envelope), and
- * `limit.output` is `min(64000, context)`. The other fields follow the seed entry (tools on, reasoning
- * on, no temperature, text+image in, text out) unless the pool reports otherwise.
+ * One kilo model entry per pool model. Limits fit the pool's window as the seed's fit 272000 (kilo's usable
+ * input plus `limit.output` = the pool's `context_length`; common/contextWindow.ts): `limit.context` the
+ * window, `limit.output` min(64000, a quarter of it), `limit.input` the window less output plus kilo's
+ * compaction reserve. The other fields follow the seed entry (tools on, reasoning on, no temperature,
+ * text+image in, text out) unless the pool reports otherwise.
  */
 export function kiloModelsFromPool(poolModels: readonly PoolModel[]): PoolModelsBlock {
   const models: Record<string, KiloModelEntry> = {};
@@ -72,7 +72,7 @@ export function kiloModelsFromPool(poolModels: readonly PoolModel[]): PoolModels
       temperature: false,
       attachment: input.some((x) => x !== "text"),
       modalities: { input: input.length > 0 ? input : ["text"], output: ["text"] },
-      limit: { context, input: context, output: Math.min(DEFAULT_OUTPUT_LIMIT, context) },
+      limit: limitsForWindow(context, Math.min(DEFAULT_OUTPUT_LIMIT, Math.floor(context / 4))),
     };
   }
   const ids = poolModels.map((m) => m.id);
@@ -89,7 +89,8 @@ export function renderModelsYaml(block: PoolModelsBlock, baseUrl: string): strin
   const n = Object.keys(block.models).length;
   const header = [
     `# The ${n} model${n === 1 ? "" : "s"} this API key may use at ${baseUrl} (its /v1/models).`,
-    "# limit.context and limit.input: the pool's context_length; limit.output: min(64000, context).",
+    "# limit.context: the pool's context_length; limit.output: min(64000, a quarter of it); limit.input: so that",
+    "# kilo's usable input (limit.input less its compaction reserve) plus limit.output is exactly the window.",
     "# Paste under `config:` in stacks/Pulumi.<stack>.yaml (kilo-fleet:model: pick the default model).",
   ];
   const lines = body.trimEnd().split("\n");

@@ -7,12 +7,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { isMap, isScalar, type Node, parseDocument } from "yaml";
-import { ENCRYPTED, type SettingsError } from "../deployer/settings";
-
-/** Keys whose values must be `secure:` in a stack file (Pulumi.yaml declares the API key `secret: true`). */
-export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken"] as const;
-/** Keys holding an object whose every value must be `secure:` (`pulumi config set --secret --path 'apiKeys.<host>'`). */
-export const SECRET_MAP_KEYS = ["apiKeys"] as const;
+import { ENCRYPTED, SECRET_KEYS, SECRET_MAP_KEYS, type SettingsError } from "../deployer/settings";
 
 /** What the CLI needs of Pulumi.yaml. */
 export interface Project {

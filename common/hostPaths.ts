@@ -1,8 +1,9 @@
 /**
  * Where kilo-fleet puts things on a host. `hostLayout` gives the absolute paths from the host user's
  * environment (run by the host tool); `DISPLAY_PATHS` are the same places as a person writes them, for
- * the deployer's outputs and docs. kilo honours XDG_CONFIG_HOME; kilo-fleet's own state honours
- * XDG_STATE_HOME. An empty variable counts as unset, as `${VAR:-default}` does in sh.
+ * the deployer's outputs and docs. kilo honours XDG_CONFIG_HOME; kilo-fleet's own records stay at one
+ * place in HOME whatever the environment says. An empty variable counts as unset, as `${VAR:-default}`
+ * does in sh.
  */
 import * as path from "node:path";
 
@@ -11,6 +12,12 @@ import * as path from "node:path";
  * is written over SFTP, which expands no variables.
  */
 export const TOOL_DIR_IN_HOME = ".local/share/kilo-fleet";
+
+/**
+ * kilo-fleet's records, relative to HOME. Fixed (not XDG_STATE_HOME): a step must find what an earlier one
+ * wrote even when the environment changed in between (host/kilo-package.sh uses the same place).
+ */
+export const STATE_DIR_IN_HOME = ".local/state/kilo-fleet";
 
 /** The tool file's name for a build id (the first 12 hex digits of its sha256). */
 export const toolFileName = (id: string): string => `tool-${id}.cjs`;
@@ -29,6 +36,8 @@ export interface HostLayout {
   fishEnvFile: string;
   /** kilo-fleet's own records of what it created: one JSON file per step. */
   stateDir: string;
+  /** `$XDG_STATE_HOME/kilo-fleet` when that is another place: where an earlier version kept the records. */
+  xdgStateDir?: string;
   /** User-level npm prefix: kilo lands in `<prefix>/bin/kilo`, no sudo. */
   npmPrefix: string;
   /** The directory the rc blocks put on PATH. */
@@ -48,6 +57,9 @@ export function hostLayout(env: NodeJS.ProcessEnv, home: string): HostLayout {
   const configDir = path.join(orDefault(env.XDG_CONFIG_HOME, path.join(home, ".config")), "kilo");
   const configFile = path.join(configDir, "kilo.jsonc");
   const npmPrefix = path.join(home, ".local");
+  const stateDir = path.join(home, STATE_DIR_IN_HOME);
+  const xdgState = env.XDG_STATE_HOME && path.isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : undefined;
+  const xdgStateDir = xdgState !== undefined ? path.join(path.resolve(xdgState), "kilo-fleet") : undefined;
   return {
     home,
     configDir,
@@ -55,7 +67,8 @@ export function hostLayout(env: NodeJS.ProcessEnv, home: string): HostLayout {
     backupFile: `${configFile}.kilo-fleet-backup`,
     envFile: path.join(configDir, "codex-pooler.env"),
     fishEnvFile: path.join(configDir, "codex-pooler.env.fish"),
-    stateDir: path.join(orDefault(env.XDG_STATE_HOME, path.join(home, ".local", "state")), "kilo-fleet"),
+    stateDir,
+    ...(xdgStateDir !== undefined && xdgStateDir !== stateDir ? { xdgStateDir } : {}),
     npmPrefix,
     binDir: path.join(npmPrefix, "bin"),
     kiloBin: path.join(npmPrefix, "bin", "kilo"),

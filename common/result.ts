@@ -78,7 +78,7 @@ export interface CheckFinding {
    * or unreadable), `env-file` (missing, mode, owner, content), `key` (the host's key is not the one compared),
    * `rc-block` (a shell's block missing, edited or stale), `override` (a file or variable kilo applies over
    * kilo.jsonc), `autoupdate` (kilo may update itself away from the pin), `records` (kilo-fleet's own
-   * records are not where the environment now says).
+   * records are still where an earlier version kept them, under XDG_STATE_HOME).
    */
   item: "kilo" | "kilo.jsonc" | "env-file" | "key" | "rc-block" | "override" | "autoupdate" | "records";
   /** One short line for people (never a secret; values truncated). */

@@ -3,15 +3,14 @@
  * `index.ts` is only `deployFleet(...readStackConfig())`; tests call these functions directly.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { API_KEYS_KEY, apiKeyErrors, apiKeyHostNames, keyForHost, perHostApiKeys, setApiKeyCommand } from "./apiKeys";
-import { hostSpec } from "./hostSpec";
+import { API_KEYS_KEY, apiKeyHostNames, keyForHost, perHostApiKeys } from "./apiKeys";
+import { type HostSpec, warningText } from "./hostSpec";
 import type { KiloConfig } from "./kiloConfig";
 import { KiloHost, type SmokeOutput } from "./kiloHost";
-import { type KiloLock, LockError, lockProblems, pinnedVersions, readLockFile, shippedLockPath } from "./kiloLock";
-import { CONFIG_NAMESPACE, formatKeyPath, parseSettings, type Settings, type SettingsError } from "./settings";
+import { fleetLockPath } from "./kiloLock";
+import { type Resolved, resolveHosts } from "./resolveHosts";
+import { CONFIG_NAMESPACE, SECRET_KEYS, type SettingsError } from "./settings";
 
-/** The config keys that hold secrets; they are read with `Config.getSecret`, never as plain config. */
-export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken"] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 
 /**
@@ -39,101 +38,44 @@ export interface HostExports {
 }
 
 export interface Fleet {
-  /** The validated settings, with the secrets left out. */
-  settings: Settings;
+  /** Each host's resolved spec, in config order. */
+  specs: HostSpec[];
   /** One KiloHost per host, by host name, in config order. */
   hosts: Record<string, KiloHost>;
   /** Per-host stack exports, by host name. */
   outputs: Record<string, HostExports>;
 }
 
-export type FleetCheck =
-  | { ok: true; settings: Settings; warnings: string[]; lock: KiloLock | undefined }
-  | { ok: false; errors: SettingsError[]; warnings: string[] };
-
 /**
- * The lock file `pulumi up` checks pinned versions against: `KILO_FLEET_LOCK_FILE` when set, otherwise
- * `stacks/kilo-fleet.lock.json` beside the program (the file `npm run kilo-fleet -- lock` writes).
- */
-export function fleetLockPath(env: NodeJS.ProcessEnv = process.env): string {
-  return env.KILO_FLEET_LOCK_FILE || shippedLockPath();
-}
-
-/** The lock at `lockPath` and the errors of the pinned versions it lacks (as validate reports them). */
-function checkLock(settings: Settings, lockPath: string): { lock?: KiloLock; errors: SettingsError[] } {
-  let lock: KiloLock | undefined;
-  try {
-    lock = readLockFile(lockPath);
-  } catch (e) {
-    if (!(e instanceof LockError)) throw e;
-    return { errors: [{ key: "kilo-fleet lock file", message: e.message }] };
-  }
-  return { lock, errors: lockProblems(lock, pinnedVersions(settings), lockPath) };
-}
-
-/**
- * Validates the stack config, everything at once: the settings schema, plus what only the program can
- * know — the API key is present, and every SSH host has a way to authenticate (the `sshPrivateKey`
+ * Resolves the stack config for `pulumi up`, everything at once: the settings, plus what only the program
+ * can know — the API key is present, and every SSH host has a way to authenticate (the `sshPrivateKey`
  * secret, or an SSH agent in `env.SSH_AUTH_SOCK`), and every pinned kilo version is in the lock file at
- * `lockPath` (as `validate` checks; `latest` is unlocked, and each such host warns). Secrets in `rawConfig`
- * are ignored: `secrets` is what counts, so no plaintext secret ever enters `Settings`.
+ * `lockPath` (as `validate` checks). Secrets in `rawConfig` are ignored: `secrets` is what counts, so no
+ * plaintext secret ever enters the specs.
  */
 export function checkFleetConfig(
   rawConfig: Record<string, unknown>,
   secrets: FleetSecrets,
   env: NodeJS.ProcessEnv = process.env,
   lockPath: string = fleetLockPath(env),
-): FleetCheck {
+): Resolved {
   const raw: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(rawConfig)) {
     const secret = [...SECRET_KEYS, API_KEYS_KEY].some((s) => k === `${CONFIG_NAMESPACE}:${s}`);
     if (!secret) raw[k] = v;
   }
-  const parsed = parseSettings(raw);
-  const errors: SettingsError[] = parsed.ok ? [] : [...parsed.errors];
-  // Per-host keys: entries naming no host, and hosts left with no key (neither their own nor the fleet's).
-  const rawHosts = parseHostsForCheck(raw);
-  const names = (Array.isArray(rawHosts) ? rawHosts : [{ name: "local" }]).flatMap((h: unknown) =>
-    h !== null && typeof h === "object" && typeof (h as { name?: unknown }).name === "string"
-      ? [(h as { name: string }).name]
-      : [],
+  return resolveHosts(
+    { stack: raw },
+    {
+      lockFile: { path: lockPath },
+      secrets: {
+        fleetKey: secrets.codexPoolerApiKey !== undefined,
+        apiKeyHosts: Object.keys(secrets.apiKeys ?? {}),
+        missingKey: "error",
+        sshAuth: secrets.sshPrivateKey !== undefined || Boolean(env.SSH_AUTH_SOCK),
+      },
+    },
   );
-  const perHost = Object.keys(secrets.apiKeys ?? {});
-  const keys = apiKeyErrors(names, secrets.apiKeys ?? {}, secrets.codexPoolerApiKey !== undefined);
-  errors.push(...keys.entries);
-  if (perHost.length === 0 && secrets.codexPoolerApiKey === undefined) {
-    errors.push({
-      key: formatKeyPath(["codexPoolerApiKey"]),
-      message: `is required (the Pool API key): pulumi config set --secret codexPoolerApiKey <key>, or one key per host: ${setApiKeyCommand("<host>")}`,
-    });
-  } else errors.push(...keys.missing);
-  if (secrets.sshPrivateKey === undefined && !env.SSH_AUTH_SOCK) {
-    const rawHosts = parseHostsForCheck(raw);
-    (Array.isArray(rawHosts) ? rawHosts : []).forEach((h, i) => {
-      if (h !== null && typeof h === "object" && "ssh" in h && (h as { ssh?: unknown }).ssh !== undefined) {
-        errors.push({
-          key: formatKeyPath(["hosts", i, "ssh"]),
-          message:
-            "no way to authenticate: set the sshPrivateKey secret (pulumi config set --secret sshPrivateKey < key-file) or run Pulumi with an SSH agent (SSH_AUTH_SOCK)",
-        });
-      }
-    });
-  }
-  const locked = parsed.ok ? checkLock(parsed.settings, lockPath) : { errors: [] };
-  errors.push(...locked.errors);
-  if (!parsed.ok || errors.length > 0) return { ok: false, errors, warnings: parsed.warnings };
-  return { ok: true, settings: parsed.settings, warnings: parsed.warnings, lock: locked.lock };
-}
-
-/** The raw `hosts` value (JSON text from the runtime, or structured), for the SSH-auth check. */
-function parseHostsForCheck(raw: Record<string, unknown>): unknown {
-  const v = raw[`${CONFIG_NAMESPACE}:hosts`];
-  if (typeof v !== "string") return v;
-  try {
-    return JSON.parse(v);
-  } catch {
-    return undefined;
-  }
 }
 
 /** The error that stops the program: every problem, one per line, and nothing deployed. */
@@ -145,9 +87,9 @@ export function configError(errors: readonly SettingsError[]): pulumi.RunError {
 }
 
 /**
- * Validates the config (throwing one `pulumi.RunError` listing every error before any resource is
- * created), then creates one `KiloHost` per host from that host's resolved spec. Warnings about a host
- * (an unpinned version, an unpinned host key, plain http) are logged by its KiloHost, on that resource.
+ * Resolves the config (throwing one `pulumi.RunError` listing every error before any resource is
+ * created), then creates one `KiloHost` per host from that host's resolved spec, and logs the warnings
+ * `validate` prints, each once (a host's own on its KiloHost).
  */
 export function deployFleet(
   rawConfig: Record<string, unknown>,
@@ -155,35 +97,35 @@ export function deployFleet(
   opts?: pulumi.ComponentResourceOptions,
   lockPath: string = fleetLockPath(),
 ): Fleet {
-  const check = checkFleetConfig(rawConfig, secrets, process.env, lockPath);
-  if (!check.ok) throw configError(check.errors);
-  const { settings, lock } = check;
+  const resolved = checkFleetConfig(rawConfig, secrets, process.env, lockPath);
+  if (resolved.errors.length > 0) throw configError(resolved.errors);
+  const { specs, lock } = resolved;
 
   const hosts: Record<string, KiloHost> = {};
   const outputs: Record<string, HostExports> = {};
-  for (const h of settings.hosts) {
-    const spec = hostSpec(settings, h);
+  for (const spec of specs) {
     const kiloHost = new KiloHost(
-      h.name,
+      spec.name,
       {
-        ...spec,
+        poolerBaseUrl: spec.poolerBaseUrl,
         ...(lock !== undefined ? { kiloLock: lock } : {}),
         // This host's own key (kilo-fleet:apiKeys), else the fleet key: checkFleetConfig made sure of one.
-        apiKey: keyForHost(h.name, secrets) as pulumi.Input<string>,
+        apiKey: keyForHost(spec.name, secrets) as pulumi.Input<string>,
         ...(secrets.npmToken !== undefined ? { npmToken: secrets.npmToken } : {}),
         ...(spec.ssh !== undefined && secrets.sshPrivateKey !== undefined
           ? { sshPrivateKey: secrets.sshPrivateKey }
           : {}),
       },
       opts,
+      spec,
     );
-    hosts[h.name] = kiloHost;
-    outputs[h.name] = {
+    hosts[spec.name] = kiloHost;
+    outputs[spec.name] = {
       kind: spec.ssh ? "ssh" : "local",
       kiloVersion: kiloHost.kiloVersion,
       configPath: kiloHost.configPath,
       envFilePath: kiloHost.envFilePath,
-      smoke: settings.smokeCheck.enabled
+      smoke: spec.smokeCheck.enabled
         ? kiloHost.smoke.apply((r) =>
             r ? { enabled: true as const, ...r } : { enabled: true as const, pass: false as const },
           )
@@ -191,7 +133,8 @@ export function deployFleet(
       kiloConfig: kiloHost.kiloConfig,
     };
   }
-  return { settings, hosts, outputs };
+  for (const w of resolved.warnings) void pulumi.log.warn(warningText(w), w.host ? hosts[w.host] : undefined);
+  return { specs, hosts, outputs };
 }
 
 /**

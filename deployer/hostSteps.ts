@@ -150,7 +150,7 @@ export function hostStepCommands(
   env: StepCommands;
   smoke?: StepCommands;
 } {
-  const kiloConfig = renderKiloConfig(spec, spec);
+  const kiloConfig = renderKiloConfig(spec);
   // kilo-fleet:reconcile: last in every step's argument (and a comment line of the tool step), so a new
   // value changes every command and @pulumi/command re-runs each one in place.
   const r = spec.reconcile !== undefined ? { reconcile: spec.reconcile } : {};

@@ -1,5 +1,7 @@
 /**
- * The host tool as an artifact: host/tool.ts bundled by esbuild (deterministic: same sources, same bytes)
+ * Bundles host/ (host/tool.ts and what it imports, by path, with esbuild): deployer/'s one tie to host/.
+ *
+ * The host tool as an artifact: host/tool.ts bundled deterministically (same sources, same bytes)
  * behind host/header.sh (which embeds host/kilo-package.sh's functions: the package install runs in sh,
  * before any JavaScript runtime is needed), written once to `build/host-tool/tool-<id>.cjs` beside the
  * project (`id` = the first 12 hex digits of its sha256). Each host gets it once, by its own step, at

@@ -6,11 +6,11 @@ import { KILO_CONFIG_SCHEMA_URL, managedKeyPaths, mergeKiloConfig } from "../com
 
 export { KILO_CONFIG_SCHEMA_URL, managedKeyPaths };
 
-import type { Settings } from "./settings";
+import type { HostSpec } from "./hostSpec";
 
-/** The settings kilo.jsonc is rendered from (a stack's `Settings` and a `HostSpec` both have them). */
+/** The parts of a host's spec kilo.jsonc is rendered from. */
 export type KiloConfigSettings = Pick<
-  Settings,
+  HostSpec,
   | "apiKeyEnvVar"
   | "poolerBaseUrl"
   | "models"
@@ -18,6 +18,8 @@ export type KiloConfigSettings = Pick<
   | "compactionThresholdPercent"
   | "permission"
   | "kiloSettings"
+  | "model"
+  | "kiloVersion"
 >;
 
 // The kilo SDK is an ES module; this CommonJS project only borrows its types.
@@ -28,32 +30,28 @@ type ProviderConfig = import("@kilocode/sdk/v2", { with: { "resolution-mode": "i
 export type KiloConfig = Config & Record<string, unknown>;
 
 /** The kilo.jsonc content kilo-fleet manages for one host. */
-export function renderKiloConfig(
-  settings: KiloConfigSettings,
-  host: { model: string; kiloVersion: string },
-): KiloConfig {
+export function renderKiloConfig(spec: KiloConfigSettings): KiloConfig {
   const providerConfig: ProviderConfig = {
     options: {
-      apiKey: `{env:${settings.apiKeyEnvVar}}`,
-      baseURL: settings.poolerBaseUrl,
+      apiKey: `{env:${spec.apiKeyEnvVar}}`,
+      baseURL: spec.poolerBaseUrl,
     },
-    models: structuredClone(settings.models) as ProviderConfig["models"],
+    models: structuredClone(spec.models) as ProviderConfig["models"],
   };
   const config: KiloConfig = {
     $schema: KILO_CONFIG_SCHEMA_URL,
-    model: `${settings.providerId}/${host.model}`,
-    enabled_providers: [settings.providerId],
-    provider: { [settings.providerId]: providerConfig },
+    model: `${spec.providerId}/${spec.model}`,
+    enabled_providers: [spec.providerId],
+    provider: { [spec.providerId]: providerConfig },
   };
-  if (settings.compactionThresholdPercent !== null) {
-    config.compaction = { threshold_percent: settings.compactionThresholdPercent };
+  if (spec.compactionThresholdPercent !== null) {
+    config.compaction = { threshold_percent: spec.compactionThresholdPercent };
   }
   // A pinned fleet must not let kilo upgrade itself away from the pin.
-  if (host.kiloVersion !== "latest") config.autoupdate = false;
-  if (settings.permission !== undefined)
-    config.permission = structuredClone(settings.permission) as Config["permission"];
-  for (const key of Object.keys(settings.kiloSettings).sort()) {
-    config[key] = structuredClone(settings.kiloSettings[key]);
+  if (spec.kiloVersion !== "latest") config.autoupdate = false;
+  if (spec.permission !== undefined) config.permission = structuredClone(spec.permission) as Config["permission"];
+  for (const key of Object.keys(spec.kiloSettings).sort()) {
+    config[key] = structuredClone(spec.kiloSettings[key]);
   }
   return config;
 }

@@ -12,11 +12,12 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { DISPLAY_PATHS } from "../common/hostPaths";
 import { type InstallResult, parseResult, type SmokeResult, type StepName } from "../common/result";
-import { type HostSpec, type HostSpecSsh, parseHostArgs, specWarnings } from "./hostSpec";
+import { type HostSpec, type HostSpecSsh, warningText } from "./hostSpec";
 import { hostStepCommands, type StepCommands } from "./hostSteps";
 import { hostToolArtifact } from "./hostTool";
 import type { KiloConfig } from "./kiloConfig";
-import { type KiloLock, LockError, lockedIntegrity, shippedLock } from "./kiloLock";
+import { type KiloLock, shippedLock } from "./kiloLock";
+import { resolveHosts } from "./resolveHosts";
 import type { ModelSettings, ShellName } from "./settings";
 import { compactPrivateKey } from "./sshKey";
 
@@ -28,21 +29,21 @@ export type HostStep = (typeof HOST_STEPS)[number];
 
 /** How to reach an SSH host. Each field may be an Output of another resource (e.g. an instance's `publicIp`). */
 export interface KiloHostSshArgs {
-  /** Host name or address to connect to. Required. */
+  /** Host name or address to connect to; may not start with `-`. Required; no default. */
   host: pulumi.Input<string>;
-  /** The remote user whose HOME gets kilo. Required. */
+  /** The remote user whose HOME gets kilo; may not start with `-`. Required; no default. */
   user: pulumi.Input<string>;
   /** SSH port. Default: 22. */
   port?: pulumi.Input<number>;
   /**
-   * The server's public host key, one `ssh-ed25519 AAAA...` line (from `ssh-keyscan`, or
-   * `npm run kilo-fleet -- hostkeys`). Pins the server's identity: the provider refuses any other key
-   * before a command runs. Required unless `insecureIgnoreHostKey` is true; no default.
+   * The server's public host key, one `ssh-ed25519 AAAA...` line (from `ssh-keyscan`, or `npm run kilo-fleet --
+   * hostkeys`). Pins the server's identity: the provider refuses any other key before a command runs. Required unless
+   * `insecureIgnoreHostKey` is true; no default.
    */
   hostKey?: pulumi.Input<string>;
   /**
-   * Accept whatever host key the server offers (anyone who can answer for `host` then receives the API
-   * key); a warning is logged. Only allowed without `hostKey`. Default: false (a `hostKey` is required).
+   * Accept whatever host key the server offers (anyone who can answer for `host` then receives the API key); a warning
+   * is logged. Only allowed without `hostKey`. Default: false (a `hostKey` is required).
    */
   insecureIgnoreHostKey?: boolean;
   /** Seconds one SSH dial may take before it counts as failed (1-600). Default: 10. */
@@ -53,14 +54,13 @@ export interface KiloHostSshArgs {
 
 /** The smoke check's settings. */
 export interface KiloHostSmokeCheckArgs {
-  /** Run the post-deploy smoke check (a real `kilo run` against the pooler). Default: true. */
+  /** Run the post-deploy smoke check (its `level` says how much it does). Default: true. */
   enabled?: boolean;
   /** How long the smoke check may take, in seconds (10-3600). Default: 180. */
   timeoutSeconds?: number;
   /**
-   * `kilo-run`: the pool checks (key, URL, models; no tokens), then the seed's tool-using `kilo run`
-   * (~30 KB to the pool). `pool`: the pool checks only — for all but a few canary hosts of a large fleet.
-   * Default: "kilo-run".
+   * `kilo-run`: the pool checks (key, URL, models; no tokens), then the seed's tool-using `kilo run` (~30 KB to the
+   * pool). `pool`: the pool checks only — for all but a few canary hosts of a large fleet. Default: "kilo-run".
    */
   level?: "kilo-run" | "pool";
 }
@@ -80,20 +80,26 @@ export interface KiloHostArgs {
    */
   poolerBaseUrl: string;
   /**
-   * The Pool API key. Required; no default. Pass a secret (`config.requireSecret(...)`): it reaches the
-   * host only as the env command's stdin and is written to the 0600 env file, never to kilo.jsonc.
+   * The Pool API key. Pass a secret (`config.requireSecret(...)`): it reaches the host only as the env command's stdin
+   * and is written to the 0600 env file, never to kilo.jsonc. Required; no default.
    */
   apiKey: pulumi.Input<string>;
   /** Reach the host over SSH. Default: not set, meaning the machine running Pulumi (a local host). */
   ssh?: KiloHostSshArgs;
   /**
-   * The SSH private key (PEM/OpenSSH text) for `ssh`. Pass a secret. Default: not set, meaning the SSH
-   * agent at `SSH_AUTH_SOCK` of the process running Pulumi; with neither, construction fails.
+   * The SSH private key (PEM/OpenSSH text) for `ssh`. Pass a secret. Default: not set, meaning the SSH agent at
+   * `SSH_AUTH_SOCK` of the process running Pulumi; with neither, construction fails.
    */
   sshPrivateKey?: pulumi.Input<string>;
-  /** The kilo provider id (`provider.<id>` in kilo.jsonc, `<id>/<model>` on the command line). Default: "codex-pooler". */
+  /**
+   * The kilo provider id (`provider.<id>` in kilo.jsonc, `<id>/<model>` on the command line). Default: "codex-pooler".
+   */
   providerId?: string;
-  /** The environment variable holding the key; kilo.jsonc says `{env:<name>}`. Default: "CODEX_POOLER_API_KEY". */
+  /**
+   * The environment variable holding the key; kilo.jsonc says `{env:<name>}`. Names that change how shells, loaders or
+   * runtimes behave (`PATH`, `LD_*`, `NODE_*`, …) and kilo's own (`KILO_*`, `XDG_*`) are refused. Default:
+   * "CODEX_POOLER_API_KEY".
+   */
   apiKeyEnvVar?: string;
   /** The exact `@kilocode/cli` version to install, or "latest" (unpinned: warned about). Default: "7.7.7". */
   kiloVersion?: string;
@@ -107,42 +113,41 @@ export interface KiloHostArgs {
   permission?: Record<string, unknown>;
   /** Extra kilo.jsonc keys (not the ones kilo-fleet manages), e.g. `{ share: "disabled" }`. Default: {}. */
   kiloSettings?: Record<string, unknown>;
-  /** The post-deploy smoke check. Default: `{ enabled: true, timeoutSeconds: 180 }`. */
+  /** The post-deploy smoke check. Default: {"enabled":true,"timeoutSeconds":180,"level":"kilo-run"}. */
   smokeCheck?: KiloHostSmokeCheckArgs;
   /**
-   * How kilo gets onto the host: `{ method: "package" }` downloads kilo's platform package with curl or wget
-   * and checks its sha512 against `kiloLock` (plain sh: no node needed on the host); `{ method: "npm" }` runs
-   * `npm install -g --prefix ~/.local` (node >= 18 and npm on the host). Default: `{ method: "package" }`.
+   * How kilo gets onto the host: `{ method: "package" }` downloads kilo's platform package with curl or wget and checks
+   * its sha512 against `kiloLock` (plain sh: no node needed on the host); `{ method: "npm" }` runs `npm install -g
+   * --prefix ~/.local` (node >= 18 and npm on the host). Default: {"method":"package"}.
    */
   install?: { method?: "package" | "npm" };
   /**
-   * The kilo lock (deployer/kiloLock.ts: `readLockFile("stacks/kilo-fleet.lock.json")`, written by
-   * `npm run kilo-fleet -- lock`): each platform package's sha512 for each pinned version. With
-   * install.method package, a pinned `kiloVersion` missing from it fails construction naming that command
-   * (`latest` installs unlocked). Default: the lock kilo-fleet ships (`stacks/kilo-fleet.lock.json` in its
-   * own directory), which locks the default `kiloVersion`.
+   * The kilo lock (`readLockFile("stacks/kilo-fleet.lock.json")`, written by `npm run kilo-fleet -- lock`): each
+   * platform package's sha512 for each pinned version. With install.method package, a pinned `kiloVersion` missing from
+   * it fails construction naming that command (`latest` installs unlocked). Default: the lock kilo-fleet ships
+   * (`stacks/kilo-fleet.lock.json` in its own directory), which locks the default `kiloVersion`.
    */
   kiloLock?: KiloLock;
   /**
-   * Registry URL to install kilo from (either method). Default: not set (package: https://registry.npmjs.org;
-   * npm: npm's configured registry).
+   * Registry URL to install kilo from (either method). Default: not set (package: https://registry.npmjs.org; npm:
+   * npm's configured registry).
    */
   npmRegistry?: string;
   /** Shells whose startup files get the env block. Default: not set (those whose rc file exists, plus sh). */
   shells?: ShellName[];
   /**
-   * The npm registry's auth token (for `npmRegistry`). Pass a secret: it reaches the host only as the install
-   * command's stdin, written to a temporary 0600 npmrc for that install and removed after. Default: not set.
+   * The npm registry's auth token (for `npmRegistry`). Pass a secret: it reaches the host only as the install command's
+   * stdin, written to a temporary 0600 npmrc for that install and removed after. Default: not set.
    */
   npmToken?: pulumi.Input<string>;
   /**
-   * PEM text of CA certificates the host must trust (a private pooler or registry): npm's install gets
-   * them with `--cafile` (plus node's roots), kilo through `NODE_EXTRA_CA_CERTS`. Default: not set.
+   * PEM text of CA certificates the host must trust (a private pooler or registry): npm's install gets them with
+   * `--cafile` (plus node's roots), kilo through `NODE_EXTRA_CA_CERTS`. Default: not set.
    */
   caCertificates?: string;
   /**
-   * Any text. Changing it re-runs every step of this host in place (`update`; nothing is deleted first),
-   * e.g. a date after `kilo-fleet doctor` found drift. Default: not set.
+   * Any text. Changing it re-runs every step of this host in place (`update`; nothing is deleted first), e.g. a date
+   * after `kilo-fleet doctor` found drift. Default: not set.
    */
   reconcile?: string;
 }
@@ -194,26 +199,22 @@ export class KiloHost extends pulumi.ComponentResource {
   /** The smoke check's result; undefined when the smoke check is disabled. Not secret. */
   readonly smoke: pulumi.Output<SmokeOutput | undefined>;
 
-  constructor(name: string, args: KiloHostArgs, opts?: pulumi.ComponentResourceOptions) {
+  /**
+   * `resolved`: the host's spec as a fleet resolved it (deployer/fleet.ts, which logs its warnings); a
+   * KiloHost on its own resolves `args` as a one-host stack.
+   */
+  constructor(name: string, args: KiloHostArgs, opts?: pulumi.ComponentResourceOptions, resolved?: HostSpec) {
     // Validate before registering anything: invalid arguments leave no half-made host behind.
-    const parsed = parseHostArgs(args as unknown as Record<string, unknown>);
-    if (!parsed.ok) {
+    const own = resolved
+      ? undefined
+      : resolveHosts({ kiloHost: name, args: args as unknown as Record<string, unknown> });
+    if (own && own.errors.length > 0) {
       throw new pulumi.RunError(
-        `KiloHost "${name}": invalid arguments:\n${parsed.errors.map((e) => `  ${e.key}: ${e.message}`).join("\n")}`,
+        `KiloHost "${name}": invalid arguments:\n${own.errors.map((e) => `  ${e.key}: ${e.message}`).join("\n")}`,
       );
     }
-    const spec = parsed.spec;
+    const spec = resolved ?? (own?.specs[0] as HostSpec);
     const lock = spec.install.method === "package" ? (args.kiloLock ?? shippedLock()) : undefined;
-    if (spec.install.method === "package") {
-      try {
-        lockedIntegrity(lock, spec.kiloVersion);
-      } catch (e) {
-        if (!(e instanceof LockError)) throw e;
-        throw new pulumi.RunError(
-          `KiloHost "${name}": invalid arguments:\n  kiloVersion: ${e.message} (install.method package)`,
-        );
-      }
-    }
     const connection = spec.ssh ? sshConnection(name, spec.ssh, args.sshPrivateKey) : undefined;
     const tool = hostToolArtifact();
     // Every command before any child: a builder error leaves no half-registered host.
@@ -226,7 +227,7 @@ export class KiloHost extends pulumi.ComponentResource {
     super(KILO_HOST_TYPE, name, {}, opts);
     this.spec = spec;
     this.kiloConfig = commands.kiloConfig;
-    for (const w of specWarnings(spec)) void pulumi.log.warn(`${name}: ${w}`, this);
+    for (const w of own?.warnings ?? []) void pulumi.log.warn(`${name}: ${warningText(w)}`, this);
 
     const step = (
       role: HostStep,

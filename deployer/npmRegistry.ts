@@ -32,10 +32,10 @@ export function checkNpmRegistryUrl(url: string): string | undefined {
 }
 
 /** The warning for a valid `npmRegistry`, or undefined. */
-export function npmRegistryWarning(url: string, keyName: string): string | undefined {
+export function npmRegistryWarning(url: string): string | undefined {
   const u = new URL(url);
   if (u.protocol === "http:" && !LOOPBACK(u.hostname)) {
-    return `${keyName}: plain http to ${u.hostname}: the kilo CLI is downloaded without TLS and can be altered in transit, and npmToken (if set) crosses the network unencrypted (use https)`;
+    return `plain http to ${u.hostname}: the kilo CLI is downloaded without TLS and can be altered in transit, and npmToken (if set) crosses the network unencrypted (use https)`;
   }
   return undefined;
 }

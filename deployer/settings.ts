@@ -9,13 +9,19 @@
 import { z } from "zod";
 import { shQuote } from "../common/shellQuote";
 import { SHELL_RC_FILES, type ShellName } from "../common/shells";
-import { caCertificatesProblems, caCertificatesWarnings } from "./caCertificates";
-import { checkNpmRegistryUrl, npmRegistryWarning } from "./npmRegistry";
+import { caCertificatesProblems } from "./caCertificates";
+import { reservedEnvVarReason } from "./envVarName";
+import { checkNpmRegistryUrl } from "./npmRegistry";
 import { checkPoolerBaseUrl } from "./poolerUrl";
 
 export { SHELL_RC_FILES, type ShellName };
 
 export const CONFIG_NAMESPACE = "kilo-fleet";
+
+/** The keys that hold one secret; `pulumi up` reads them with `Config.getSecret`, never as plain config. */
+export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken"] as const;
+/** The key holding one secret per host (`apiKeys.<host>`): its names are structure, its values secrets. */
+export const SECRET_MAP_KEYS = ["apiKeys"] as const;
 
 /** The seed's model entry (docs/codex-pooler.md, point 3): the default of `models`. */
 export const SEED_MODEL = {
@@ -120,7 +126,8 @@ const hostName = z
 const sshTarget = z
   .string()
   .min(1, { message: "is required" })
-  .refine((s) => noControlChars(s) && !/\s/.test(s), { message: "must not contain whitespace or control characters" });
+  .refine((s) => noControlChars(s) && !/\s/.test(s), { message: "must not contain whitespace or control characters" })
+  .refine((s) => !s.startsWith("-"), { message: "must not start with '-' (ssh would read it as an option)" });
 
 /** PEM text with one or more CA certificates (deployer/caCertificates.ts); never a private key. */
 const caCertificates = z.string({ error: "must be PEM text (one or more certificates)" }).superRefine((s, ctx) => {
@@ -155,6 +162,9 @@ const connectAttempts = z
 /** The SSH dial's defaults: an offline host fails after about attempts x timeout seconds, not minutes. */
 export const SSH_CONNECT_DEFAULTS = { connectTimeoutSeconds: 10, connectAttempts: 3 } as const;
 
+/** The SSH port when a host names none. */
+const SSH_PORT_DEFAULT = 22;
+
 export const hostOverrides = {
   /** Overrides `reconcile` for this host. */
   reconcile: reconcile.optional(),
@@ -180,7 +190,7 @@ export const sshConnection = z.strictObject({
     .int({ message: "must be 1-65535" })
     .min(1, { message: "must be 1-65535" })
     .max(65535, { message: "must be 1-65535" })
-    .optional(),
+    .default(SSH_PORT_DEFAULT),
   hostKey: z
     .string()
     .regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, {
@@ -259,6 +269,10 @@ export const settingsSchema = z.strictObject({
   apiKeyEnvVar: z
     .string()
     .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: "must be a shell variable name ([A-Za-z_][A-Za-z0-9_]*)" })
+    .superRefine((name, ctx) => {
+      const reason = reservedEnvVarReason(name);
+      if (reason) ctx.addIssue({ code: "custom", message: `is refused: ${reason}` });
+    })
     .default("CODEX_POOLER_API_KEY"),
   kiloVersion: kiloVersion.default("7.7.7"),
   model: modelId.default("gpt-5.5"),
@@ -334,10 +348,11 @@ export const settingsSchema = z.strictObject({
 });
 
 /**
- * Rules across keys (model ↔ models, unique host names). Checked on the raw input, not in the schema,
- * so they are reported together with every other error instead of only once the rest is valid.
+ * Rules across keys (model ↔ models, unique host names, pinned host keys). Checked on the raw input, not in
+ * the schema, so they are reported together with every other error instead of only once the rest is valid.
  */
-function crossKeyErrors(input: Record<string, unknown>): SettingsError[] {
+function crossKeyErrors(input: Record<string, unknown>, opts: ParseOptions): SettingsError[] {
+  const naming = opts.naming ?? "stack";
   const errors: SettingsError[] = [];
   const models = input.models;
   const defined =
@@ -345,7 +360,7 @@ function crossKeyErrors(input: Record<string, unknown>): SettingsError[] {
   const checkModel = (m: unknown, path: (string | number)[]) => {
     if (typeof m === "string" && defined.length > 0 && !defined.includes(m)) {
       errors.push({
-        key: formatKeyPath(path),
+        key: keyName(path, naming),
         message: `"${m}" is not a key of models (defined: ${defined.join(", ")})`,
       });
     }
@@ -356,7 +371,7 @@ function crossKeyErrors(input: Record<string, unknown>): SettingsError[] {
     for (const [id, m] of Object.entries(models)) {
       if (!isPlainObject(m)) continue;
       for (const issue of limitIssues(m.limit)) {
-        errors.push({ key: formatKeyPath(["models", id, ...issue.path]), message: issue.message });
+        errors.push({ key: keyName(["models", id, ...issue.path], naming), message: issue.message });
       }
     }
   }
@@ -366,12 +381,12 @@ function crossKeyErrors(input: Record<string, unknown>): SettingsError[] {
       if (h === null || typeof h !== "object") return;
       const host = h as Record<string, unknown>;
       checkModel(host.model, ["hosts", i, "model"]);
-      errors.push(...hostKeyErrors(host.ssh, i));
+      if (!opts.unpinnedHostKeys) errors.push(...hostKeyErrors(host.ssh, i, naming));
       if (typeof host.name !== "string") return;
       const first = seen.get(host.name);
       if (first !== undefined) {
         errors.push({
-          key: formatKeyPath(["hosts", i, "name"]),
+          key: keyName(["hosts", i, "name"], naming),
           message: `duplicate host name "${host.name}" (also hosts[${first}])`,
         });
       } else seen.set(host.name, i);
@@ -381,20 +396,6 @@ function crossKeyErrors(input: Record<string, unknown>): SettingsError[] {
 }
 
 export type Settings = z.output<typeof settingsSchema>;
-/** The settings of one host: fleet settings with that host's overrides applied. */
-export interface ResolvedHost {
-  name: string;
-  kind: "local" | "ssh";
-  /** `hostKey` is set unless `insecureIgnoreHostKey` is true (the schema refuses anything else). */
-  ssh?: { host: string; user: string; port: number; hostKey?: string; insecureIgnoreHostKey: boolean };
-  kiloVersion: string;
-  model: string;
-  /** Explicit shells, or undefined for "those whose rc file exists, plus sh". */
-  shells?: ShellName[];
-  /** PEM text the host must trust (the host's own, else the fleet's), or undefined. */
-  caCertificates?: string;
-}
-
 function managedKeyHint(k: string): string {
   switch (k) {
     case "model":
@@ -419,9 +420,36 @@ export interface SettingsError {
   message: string;
 }
 
-export type ParseResult =
-  | { ok: true; settings: Settings; warnings: string[] }
-  | { ok: false; errors: SettingsError[]; warnings: string[] };
+export type ParseResult = { ok: true; settings: Settings } | { ok: false; errors: SettingsError[] };
+
+/**
+ * How errors name a key: a stack's `kilo-fleet:hosts[0].ssh.port`, or a KiloHost's argument `ssh.port` (its
+ * arguments are read as a one-host stack, so `hosts[0].` is left out).
+ */
+export type KeyNaming = "stack" | "args";
+
+export interface ParseOptions {
+  naming?: KeyNaming;
+  /** An SSH host without `hostKey` is no error (`kilo-fleet hostkeys` is how a stack gets its keys). */
+  unpinnedHostKeys?: boolean;
+}
+
+/** A config path as `naming` spells it. */
+export function keyName(path: readonly PropertyKey[], naming: KeyNaming = "stack"): string {
+  if (naming === "stack") return formatKeyPath(path);
+  return formatArgPath(path[0] === "hosts" && path[1] === 0 ? path.slice(2) : path);
+}
+
+/** `ssh.port`, `models["gpt-5.5"].limit.input`: an argument path as a person writes it. */
+export function formatArgPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const p of path) {
+    if (typeof p === "number") out += `[${p}]`;
+    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(String(p))) out += out === "" ? String(p) : `.${String(p)}`;
+    else out += `[${JSON.stringify(String(p))}]`;
+  }
+  return out || "(arguments)";
+}
 
 /** Formats a config path the way `pulumi config set --path` spells it. */
 export function formatKeyPath(path: readonly PropertyKey[]): string {
@@ -503,27 +531,25 @@ const STRUCTURED_KEYS = new Set([
  * `__proto__` keys (possible in JSON text from `pulumi config`) would be dropped silently by the schema and
  * by any plain-object copy: refuse them, naming where they are.
  */
-function prototypeKeyErrors(value: unknown, path: (string | number)[] = []): SettingsError[] {
+function prototypeKeyErrors(value: unknown, naming: KeyNaming, path: (string | number)[] = []): SettingsError[] {
   if (value === null || typeof value !== "object") return [];
   const errors: SettingsError[] = [];
   if (!Array.isArray(value) && Object.hasOwn(value, "__proto__")) {
-    errors.push({ key: formatKeyPath([...path, "__proto__"]), message: "is not allowed as a key" });
+    errors.push({ key: keyName([...path, "__proto__"], naming), message: "is not allowed as a key" });
   }
   for (const [k, v] of Object.entries(value)) {
-    errors.push(...prototypeKeyErrors(v, [...path, Array.isArray(value) ? Number(k) : k]));
+    errors.push(...prototypeKeyErrors(v, naming, [...path, Array.isArray(value) ? Number(k) : k]));
   }
   return errors;
 }
 
 /**
- * Parses the raw `kilo-fleet:` config. `raw` maps full keys (`kilo-fleet:model`) to values: strings as
- * the Pulumi runtime gives them (structured values as JSON text), or structured values as read from a
- * stack YAML file. Keys of other namespaces are ignored.
+ * The `kilo-fleet:` keys of a raw config, decoded: `raw` maps full keys (`kilo-fleet:model`) to values,
+ * strings as the Pulumi runtime gives them (structured values as JSON text), or structured values as read
+ * from a stack YAML file. Keys of other namespaces are left out.
  */
-export function parseSettings(raw: Record<string, unknown>): ParseResult {
+export function decodeConfig(raw: Record<string, unknown>): Record<string, unknown> {
   const input: Record<string, unknown> = {};
-  const errors: SettingsError[] = [];
-  const warnings: string[] = [];
   for (const [fullKey, value] of Object.entries(raw)) {
     const [ns, ...rest] = fullKey.split(":");
     if (ns !== CONFIG_NAMESPACE || rest.length === 0) continue;
@@ -540,8 +566,18 @@ export function parseSettings(raw: Record<string, unknown>): ParseResult {
     if (key === "compactionThresholdPercent" && v === "") v = null;
     input[key] = v;
   }
+  return input;
+}
 
-  errors.push(...prototypeKeyErrors(input));
+/** Parses the raw `kilo-fleet:` config (see `decodeConfig`): the settings, or every error at once. */
+export function parseSettings(raw: Record<string, unknown>, opts: ParseOptions = {}): ParseResult {
+  return parseSettingsInput(decodeConfig(raw), opts);
+}
+
+/** Validates decoded settings (keys without the namespace) and applies the schema's defaults. */
+export function parseSettingsInput(input: Record<string, unknown>, opts: ParseOptions = {}): ParseResult {
+  const naming = opts.naming ?? "stack";
+  const errors: SettingsError[] = [...prototypeKeyErrors(input, naming)];
   const result = settingsSchema.safeParse(input, { error: typeErrorMessage });
   if (!result.success) {
     for (const issue of result.error.issues) {
@@ -550,53 +586,18 @@ export function parseSettings(raw: Record<string, unknown>): ParseResult {
         for (const k of issue.keys) {
           const hint = didYouMean(k, known);
           errors.push({
-            key: formatKeyPath([...issue.path, k]),
-            message: `unknown key${hint ? ` (did you mean ${hint}?)` : ""}`,
+            key: keyName([...issue.path, k], naming),
+            message: `${naming === "args" ? "unknown argument" : "unknown key"}${hint ? ` (did you mean ${hint}?)` : ""}`,
           });
         }
       } else {
-        errors.push({ key: formatKeyPath(issue.path), message: issue.message });
+        errors.push({ key: keyName(issue.path, naming), message: issue.message });
       }
     }
   }
-  errors.push(...crossKeyErrors(input));
-  if (errors.length > 0) return { ok: false, errors: dedupe(errors), warnings };
-
-  const settings = (result as { data: Settings }).data;
-  const versions = [settings.kiloVersion, ...settings.hosts.map((h) => h.kiloVersion)];
-  if (versions.includes("latest")) {
-    warnings.push(
-      `${CONFIG_NAMESPACE}:kiloVersion: "latest" means the fleet is no longer pinned: hosts drift as Kilo releases, and kilo may update itself`,
-    );
-  }
-  const pooler = new URL(settings.poolerBaseUrl);
-  if (pooler.protocol === "http:" && !isLoopbackHost(pooler.hostname)) {
-    warnings.push(
-      `${CONFIG_NAMESPACE}:poolerBaseUrl: plain http to ${pooler.hostname}: the API key crosses the network unencrypted (use https for a deployed pooler)`,
-    );
-  }
-  settings.hosts.forEach((h, i) => {
-    if (h.ssh?.insecureIgnoreHostKey === true) {
-      warnings.push(
-        `${formatKeyPath(["hosts", i, "ssh", "insecureIgnoreHostKey"])}: the server's host key is not checked, so anyone who can answer for ${h.ssh.host} receives the API key; pin it instead (${keyscanLine(h.ssh.host, h.ssh.port ?? 22)})`,
-      );
-    }
-  });
-  if (settings.npmRegistry !== undefined) {
-    const w = npmRegistryWarning(settings.npmRegistry, formatKeyPath(["npmRegistry"]));
-    if (w) warnings.push(w);
-  }
-  const caSettings: [string, string | undefined][] = [
-    [formatKeyPath(["caCertificates"]), settings.caCertificates],
-    ...settings.hosts.map((h, i): [string, string | undefined] => [
-      formatKeyPath(["hosts", i, "caCertificates"]),
-      h.caCertificates,
-    ]),
-  ];
-  for (const [key, pem] of caSettings) {
-    if (pem !== undefined) for (const w of caCertificatesWarnings(pem)) warnings.push(`${key}: ${w}`);
-  }
-  return { ok: true, settings, warnings };
+  errors.push(...crossKeyErrors(input, opts));
+  if (errors.length > 0) return { ok: false, errors: dedupe(errors) };
+  return { ok: true, settings: (result as { data: Settings }).data };
 }
 
 /** The `ssh-keyscan` command line that fetches a server's ed25519 host key. */
@@ -609,24 +610,30 @@ export function keyscanLine(host: string, port: number): string {
  * An SSH host must pin its server's host key, or say `insecureIgnoreHostKey: true` (checked on the raw
  * input, so it is reported with every other error).
  */
-function hostKeyErrors(ssh: unknown, i: number): SettingsError[] {
+function hostKeyErrors(ssh: unknown, i: number, naming: KeyNaming): SettingsError[] {
   if (!isPlainObject(ssh)) return [];
   const insecure = ssh.insecureIgnoreHostKey === true;
   if (ssh.hostKey !== undefined && insecure) {
     return [
       {
-        key: formatKeyPath(["hosts", i, "ssh", "insecureIgnoreHostKey"]),
+        key: keyName(["hosts", i, "ssh", "insecureIgnoreHostKey"], naming),
         message: "must not be true when hostKey is set (the pinned key would be ignored); remove one of them",
       },
     ];
   }
   if (ssh.hostKey !== undefined || insecure) return [];
   // A host the schema refuses (whitespace, control characters) is not repeated here.
-  const host =
-    typeof ssh.host === "string" && ssh.host !== "" && noControlChars(ssh.host) && !/\s/.test(ssh.host)
-      ? ssh.host
-      : "<host>";
-  const port = typeof ssh.port === "number" ? ssh.port : 22;
+  const host = typeof ssh.host === "string" && sshTarget.safeParse(ssh.host).success ? ssh.host : "<host>";
+  if (naming === "args") {
+    return [
+      {
+        key: "ssh.hostKey",
+        message:
+          "is required: pin the server's host key (one `ssh-keyscan` line, e.g. from `npm run kilo-fleet -- hostkeys`), or anyone who can answer for the host receives the API key; to accept any host key instead, set ssh.insecureIgnoreHostKey: true",
+      },
+    ];
+  }
+  const port = typeof ssh.port === "number" ? ssh.port : SSH_PORT_DEFAULT;
   return [
     {
       key: formatKeyPath(["hosts", i, "ssh", "hostKey"]),
@@ -676,31 +683,4 @@ function dedupe(errors: SettingsError[]): SettingsError[] {
 /** Formats errors one per line, `key: message`. */
 export function formatErrors(errors: readonly SettingsError[]): string {
   return errors.map((e) => `${e.key}: ${e.message}`).join("\n");
-}
-
-/** Applies a host's overrides to the fleet settings. */
-export function resolveHost(settings: Settings, host: HostSettings): ResolvedHost {
-  const base = {
-    name: host.name,
-    kiloVersion: host.kiloVersion ?? settings.kiloVersion,
-    model: host.model ?? settings.model,
-    shells: host.shells,
-    ...(host.caCertificates !== undefined || settings.caCertificates !== undefined
-      ? { caCertificates: host.caCertificates ?? settings.caCertificates }
-      : {}),
-  };
-  if (host.ssh) {
-    return {
-      ...base,
-      kind: "ssh",
-      ssh: {
-        host: host.ssh.host,
-        user: host.ssh.user,
-        port: host.ssh.port ?? 22,
-        hostKey: host.ssh.hostKey,
-        insecureIgnoreHostKey: host.ssh.insecureIgnoreHostKey === true,
-      },
-    };
-  }
-  return { ...base, kind: "local" };
 }

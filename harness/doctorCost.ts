@@ -80,7 +80,7 @@ export function localTarget(built: Built, name: string, d: DeployedHome, compare
     name,
     kind: "local",
     env: d.env,
-    args: { ...checkArgsFor(built.settings, built.settings.hosts[0], compareKey), host: name },
+    args: { ...checkArgsFor(built.spec, compareKey), host: name },
   };
 }
 

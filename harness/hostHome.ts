@@ -16,10 +16,11 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { type HostSpec, hostSpec } from "../deployer/hostSpec";
+import type { HostSpec } from "../deployer/hostSpec";
 import { hostStepCommands, toolStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
-import { parseSettings, type ResolvedHost, resolveHost, type Settings } from "../deployer/settings";
+import { resolveHosts } from "../deployer/resolveHosts";
+import { parseSettings, type Settings } from "../deployer/settings";
 import { ensureKilo } from "./kilo";
 import { type Run, runScriptSync, spawnScript } from "./runScript";
 
@@ -27,21 +28,23 @@ export type { Run };
 
 export interface Built {
   settings: Settings;
-  host: ResolvedHost;
   /** The host's resolved spec, as the component gets it. */
   spec: HostSpec;
 }
 
 /** Settings as a stack would give them (`kilo-fleet:` keys), resolved for the first host. */
 export function buildSettings(extra: Record<string, unknown> = {}, hostExtra: Record<string, unknown> = {}): Built {
-  const r = parseSettings({
+  const raw = {
     "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1",
     "kilo-fleet:hosts": [{ name: "test-host", local: true, ...hostExtra }],
     ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [`kilo-fleet:${k}`, v])),
-  });
-  if (!r.ok) throw new Error(r.errors.map((e) => `${e.key}: ${e.message}`).join("\n"));
-  const h = r.settings.hosts[0];
-  return { settings: r.settings, host: resolveHost(r.settings, h), spec: hostSpec(r.settings, h) };
+  };
+  const r = parseSettings(raw);
+  const resolved = resolveHosts({ stack: raw });
+  if (!r.ok || resolved.errors.length > 0) {
+    throw new Error(resolved.errors.map((e) => `${e.key}: ${e.message}`).join("\n"));
+  }
+  return { settings: r.settings, spec: resolved.specs[0] };
 }
 
 /**
@@ -49,7 +52,7 @@ export function buildSettings(extra: Record<string, unknown> = {}, hostExtra: Re
  * "ssh": as for an SSH host, whose tool step does not copy the file: see `shipToolOverSsh`).
  */
 export function deployScripts(b: Built, kind: "local" | "ssh" = "local") {
-  return hostStepCommands(b.host.name, b.spec, hostToolArtifact(), kind);
+  return hostStepCommands(b.spec.name, b.spec, hostToolArtifact(), kind);
 }
 
 /** Puts the host tool into HOME the way a local host's tool step does (its create), so step commands run. */

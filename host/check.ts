@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type ParseError, parse as parseJsonc } from "jsonc-parser";
-import { type HostLayout, tildePath } from "../common/hostPaths";
+import { type HostLayout, STATE_DIR_IN_HOME, tildePath } from "../common/hostPaths";
 import { keyProof, NONCE_PATTERN } from "../common/keyProof";
 import { isJsonObject, type KeyPath, managedKeyPaths, valueAt } from "../common/kiloConfigMerge";
 import type { CheckFinding, CheckResult } from "../common/result";
@@ -18,6 +18,7 @@ import { envVars, renderFishEnvFile, renderShEnvFile } from "./envFile";
 import { HostError, readIfExists, readStdin, resolveTarget } from "./fsUtil";
 import { LOCK_NAME } from "./lock";
 import { findBlock, homeWord, renderRcBlock } from "./rcBlock";
+import { RECORD_FILES, recordsDir } from "./records";
 import { resolveShells } from "./shellEnv";
 
 /** How long the check waits for a running deploy's lock to go before reading anyway (`busy`). */
@@ -56,7 +57,8 @@ export interface CheckPaths {
 export function checkPaths(layout: HostLayout, env: NodeJS.ProcessEnv): CheckPaths {
   const dataHome = env.XDG_DATA_HOME ? env.XDG_DATA_HOME : path.join(layout.home, ".local", "share");
   return {
-    layout,
+    // The records are read where they are: an earlier version's XDG_STATE_HOME place until a step moves them.
+    layout: { ...layout, stateDir: recordsDir(layout) },
     systemDir:
       env.KILO_FLEET_TEST_SYSTEM_DIR ||
       (process.platform === "darwin" ? "/Library/Application Support/kilo" : "/etc/kilo"),
@@ -474,23 +476,23 @@ export function movedConfigDir(layout: HostLayout): CheckFinding[] {
   return out;
 }
 
-/** The step records a state dir may hold (host/fsUtil.ts STEP_STATE_FILES, and the package install's). */
-const RECORDS = ["config.json", "shell.json", "install", "kilo-package"];
-
 /**
- * kilo-fleet's records at the default place (`~/.local/state/kilo-fleet`) while XDG_STATE_HOME now names
- * another, empty one: the steps would not find what they wrote (XDG_STATE_HOME set since the deploy).
+ * kilo-fleet's records at the place an earlier version kept them (`$XDG_STATE_HOME/kilo-fleet`): the next
+ * deploy moves them to the fixed place (records.ts); a record left at both places is named too.
  */
 export function movedStateDir(layout: HostLayout): CheckFinding[] {
-  const usual = path.join(layout.home, ".local", "state", "kilo-fleet");
-  const has = (dir: string) => RECORDS.some((f) => fs.existsSync(path.join(dir, f)));
-  if (layout.stateDir === usual || has(layout.stateDir) || !has(usual)) return [];
-  const was = tildePath(layout.home, usual);
-  const now = tildePath(layout.home, layout.stateDir);
+  const old = layout.xdgStateDir;
+  const fixed = path.join(layout.home, STATE_DIR_IN_HOME);
+  const has = (dir: string) => RECORD_FILES.some((f) => fs.existsSync(path.join(dir, f)));
+  if (old === undefined || !has(old)) return [];
+  const was = tildePath(layout.home, old);
+  const now = tildePath(layout.home, fixed);
   return [
     {
       item: "records",
-      what: `kilo-fleet's records are in ${was}, but XDG_STATE_HOME now names ${now}: its steps would not find what they wrote (unset XDG_STATE_HOME for them, or move the directory)`,
+      what: has(fixed)
+        ? `kilo-fleet's records are in ${now}, and earlier ones are left in ${was}: check them and remove ${was}`
+        : `kilo-fleet's records are in ${was}, where an earlier version kept them (XDG_STATE_HOME): deploy again to move them to ${now}`,
       expected: now,
       found: was,
       file: was,

@@ -198,7 +198,7 @@ export function writeJson(file: string, value: unknown): void {
 
 /** The step state files in the state dir; when none is left, the recorded directories are removed. */
 export const STEP_STATE_FILES = ["config.json", "shell.json", "install"] as const;
-const DIRS_FILE = "dirs.json";
+export const DIRS_FILE = "dirs.json";
 
 /** Adds `dirs` to the state dir's record of the directories kilo-fleet created. */
 function addDirsRecord(stateDir: string, dirs: string[]): void {
@@ -215,7 +215,7 @@ function addDirsRecord(stateDir: string, dirs: string[]): void {
  * into place. A crash leaves either nothing (a stale temp dir, removed on the next run) or recorded
  * directories, never an unrecorded one that the last delete would leave behind.
  */
-function makeStateDir(stateDir: string): string[] {
+export function makeStateDir(stateDir: string): string[] {
   const missing = missingDirs(stateDir);
   if (missing.length === 0) return missing;
   const top = missing[0];

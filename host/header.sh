@@ -37,7 +37,7 @@ kf_install_package() {
   # node and npm, which a host that used that method has.
   kf_paths
   kf_npm_state=
-  { read -r kf_npm_state <"$kf_state_dir/install"; } 2>/dev/null || kf_npm_state=
+  { read -r kf_npm_state <"$(kf_record_file install)"; } 2>/dev/null || kf_npm_state=
   if [ "$kf_npm_state" = installed ]; then
     kf_log "removing the kilo install.method npm installed"
     /bin/sh "$0" install-delete '{"host":"-"}' >/dev/null || exit 1
@@ -182,7 +182,7 @@ if kf_find_node; then
   if [ -n "$kf_need_npm" ]; then
     # A kilo that install.method package installed goes first (npm would not replace its link).
     kf_paths
-    if [ -n "$(kf_records version)" ]; then
+    if awk '/^version / { f = 1 } END { exit f ? 0 : 1 }' "$(kf_record_file kilo-package)" 2>/dev/null; then
       kf_log "removing the kilo install.method package installed"
       (kf_uninstall) >/dev/null || exit 1
     fi

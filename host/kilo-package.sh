@@ -183,10 +183,13 @@ kf_paths() {
 '*) kf_fail "HOME contains a newline" ;; esac
   kf_data_home=$kf_home/.local/share
   case ${XDG_DATA_HOME:-} in /*) kf_data_home=${XDG_DATA_HOME%/} ;; esac
-  kf_state_home=$kf_home/.local/state
-  case ${XDG_STATE_HOME:-} in /*) kf_state_home=${XDG_STATE_HOME%/} ;; esac
   kf_kilo_dir=$kf_data_home/kilo-fleet/kilo
-  kf_state_dir=$kf_state_home/kilo-fleet
+  # The records stay at one place whatever the environment says (common/hostPaths.ts STATE_DIR_IN_HOME);
+  # an earlier version kept them under XDG_STATE_HOME (kf_migrate moves them).
+  kf_state_dir=$kf_home/.local/state/kilo-fleet
+  kf_xdg_state_dir=
+  case ${XDG_STATE_HOME:-} in /*) kf_xdg_state_dir=${XDG_STATE_HOME%/}/kilo-fleet ;; esac
+  [ "$kf_xdg_state_dir" != "$kf_state_dir" ] || kf_xdg_state_dir=
   kf_state=$kf_state_dir/kilo-package
   kf_bin_dir=$kf_home/.local/bin
   kf_link=$kf_bin_dir/kilo
@@ -341,6 +344,7 @@ kf_begin() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
   kf_lock_take
+  kf_migrate
   kf_sweep
 }
 
@@ -426,6 +430,108 @@ kf_mkdirs_recorded() {
     printf '%s\n' "$kf_missing" | awk 'NF { print "dir " $0 }'
   } | kf_state_write
   mkdir -p "$1" 2>/dev/null || kf_fail "cannot create $1"
+}
+
+# Record $1 where it is: at the state dir, else where an earlier version kept it (read-only callers).
+kf_record_file() {
+  if [ ! -f "$kf_state_dir/$1" ] && [ -n "$kf_xdg_state_dir" ] && [ -f "$kf_xdg_state_dir/$1" ]; then
+    printf '%s' "$kf_xdg_state_dir/$1"
+  else
+    printf '%s' "$kf_state_dir/$1"
+  fi
+}
+
+# The element lines (JSON string literals) of dirs.json $1, the host tool's list of directories it made.
+kf_dirs_lines() {
+  [ ! -f "$1" ] || awk '{ sub(/^[ \t]+/, ""); sub(/,[ \t]*$/, "") } /^"/ { print }' "$1"
+}
+
+# Writes stdin's element lines (deduplicated) as dirs.json $1, atomically, as JSON.stringify(list, null, 2).
+kf_dirs_write() {
+  kf_dw=${1%/*}/.${1##*[/]}.kilo-fleet-tmp-$$
+  (umask 077 && awk 'NF && !seen[$0]++ { l[n++] = $0 } END {
+    if (n == 0) { print "[]"; exit }
+    print "["; for (i = 0; i < n; i++) print "  " l[i] (i < n - 1 ? "," : ""); print "]"
+  }' >"$kf_dw") && mv -f "$kf_dw" "$1" || {
+    rm -f "$kf_dw"
+    kf_fail "cannot write $1"
+  }
+}
+
+# Whether directory $1 is in the records' lists of directories kilo-fleet made.
+kf_recorded_dir() {
+  kf_records dir | awk -v d="$1" '$0 == d { f = 1 } END { exit f ? 0 : 1 }' && return 0
+  kf_rj=$(kf_json_str "$1")
+  kf_dirs_lines "$kf_state_dir/dirs.json" | awk -v d="$kf_rj" '$0 == d { f = 1 } END { exit f ? 0 : 1 }'
+}
+
+# Removes directory $1 from the records' lists of directories kilo-fleet made.
+kf_drop_dir() {
+  if [ -f "$kf_state" ]; then
+    awk -v l="dir $1" '$0 != l' "$kf_state" | kf_state_write
+  fi
+  [ -f "$kf_state_dir/dirs.json" ] || return 0
+  kf_rj=$(kf_json_str "$1")
+  kf_dirs_lines "$kf_state_dir/dirs.json" | awk -v d="$kf_rj" '$0 != d' | kf_dirs_write "$kf_state_dir/dirs.json"
+}
+
+# Moves the records an earlier version kept under XDG_STATE_HOME to the state dir (host/records.ts does the
+# same): the new directories are recorded in each record that can remove them; the old place and the
+# parents kilo-fleet made for it go once empty; a step record at both places is left, with a warning.
+kf_migrate() {
+  kf_mo=$kf_xdg_state_dir
+  [ -n "$kf_mo" ] && [ -d "$kf_mo" ] && [ ! -L "$kf_mo" ] || return 0
+  kf_mnames=
+  for kf_n in config.json shell.json install kilo-package dirs.json; do
+    [ ! -f "$kf_mo/$kf_n" ] || kf_mnames="$kf_mnames $kf_n"
+  done
+  [ -n "$kf_mnames" ] || return 0
+  kf_made=$(kf_missing_dirs "$kf_state_dir")
+  kf_state_ensure
+  for kf_n in $kf_mnames; do
+    kf_mf=$kf_mo/$kf_n
+    kf_mt=$kf_state_dir/$kf_n
+    case $kf_n in
+    kilo-package)
+      { cat "$kf_mf" && { [ ! -f "$kf_state" ] || cat "$kf_state"; }; } | awk 'NF && !seen[$0]++' | kf_state_write
+      rm -f "$kf_mf"
+      ;;
+    dirs.json) ;;
+    *)
+      if [ ! -f "$kf_mt" ]; then
+        kf_mw=$kf_state_dir/.$kf_n.kilo-fleet-tmp-$$
+        (umask 077 && cat "$kf_mf" >"$kf_mw") && mv -f "$kf_mw" "$kf_mt" || {
+          rm -f "$kf_mw"
+          kf_fail "cannot move $kf_mf to $kf_mt"
+        }
+        rm -f "$kf_mf"
+      elif [ "$(cat "$kf_mf")" = "$(cat "$kf_mt")" ]; then
+        rm -f "$kf_mf"
+      else
+        printf 'kilo-fleet: warning: %s and %s are both kilo-fleet records; the one at %s is used, the other is left for you to check and remove\n' \
+          "$kf_mf" "$kf_mt" "$kf_state_dir" >&2
+      fi
+      ;;
+    esac
+  done
+  # The host tool's list of directories: the old one's and the new place's, when it has records there.
+  if [ -f "$kf_mo/dirs.json" ] || { [ -n "$kf_made" ] &&
+    { [ -f "$kf_state_dir/config.json" ] || [ -f "$kf_state_dir/shell.json" ] || [ -f "$kf_state_dir/install" ]; }; }; then
+    {
+      kf_dirs_lines "$kf_state_dir/dirs.json"
+      kf_dirs_lines "$kf_mo/dirs.json"
+      printf '%s\n' "$kf_made" | while IFS= read -r kf_d; do [ -z "$kf_d" ] || { kf_json_str "$kf_d" && echo; }; done
+    } | kf_dirs_write "$kf_state_dir/dirs.json"
+    rm -f "$kf_mo/dirs.json"
+  fi
+  # The old place, then each parent kilo-fleet made for it, while empty.
+  kf_md=$kf_mo
+  while rmdir "$kf_md" 2>/dev/null; do
+    kf_drop_dir "$kf_md"
+    kf_md=${kf_md%/*}
+    [ -n "$kf_md" ] && kf_recorded_dir "$kf_md" || break
+  done
+  kf_log "moved its records from $kf_mo to $kf_state_dir"
 }
 
 # ---------------------------------------------------------------------------------------------------------

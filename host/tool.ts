@@ -23,6 +23,7 @@ import { configApply, configDelete } from "./configFile";
 import { cleanupDirs, HostError } from "./fsUtil";
 import { installApply, installDelete } from "./install";
 import { withHostLock } from "./lock";
+import { migrateRecords } from "./records";
 import { envApply, envDelete, envSweep } from "./shellEnv";
 import { runSmokeCheck } from "./smoke";
 
@@ -154,7 +155,14 @@ async function main(): Promise<void> {
     return;
   }
   // One run at a time per HOME (two stacks sharing a host): see lock.ts.
-  print(withHostLock(home, () => runLocked(sub, args as never, layout)));
+  // Records an earlier version kept under XDG_STATE_HOME move to the fixed place first (records.ts).
+  print(
+    withHostLock(home, () => {
+      const moved = migrateRecords(layout);
+      const out = runLocked(sub, args as never, layout);
+      return moved.length > 0 ? { ...out, lines: [...moved, ...out.lines] } : out;
+    }),
+  );
 }
 
 main().catch((e) => {

@@ -1,15 +1,32 @@
 /**
- * `npm run docs`: rewrites the generated config reference in docs/configuration.md from the settings schema,
- * then formats the file with Biome (the tree's one formatter), so `npm run lint` and the docs test agree.
+ * `npm run docs`: rewrites the generated config reference in docs/configuration.md and KiloHostArgs' doc
+ * comments in deployer/kiloHost.ts from the one settings table (deployer/settingsDocs.ts), then formats them
+ * with Biome (the tree's one formatter), so `npm run lint` and the docs tests agree.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { REFERENCE_END, REFERENCE_START, spliceConfigReference } from "../deployer/configReference";
+import { REFERENCE_END, REFERENCE_START, spliceConfigReference } from "../cli/configReference";
+import { renderArgDocs } from "../deployer/settingsDocs";
 
 const ROOT = join(__dirname, "..");
 /** The file that holds the generated config reference, between the config-reference markers. */
 export const CONFIG_DOC_PATH = join(ROOT, "docs", "configuration.md");
+
+/** The file whose KiloHost argument doc comments are generated. */
+export const KILO_HOST_PATH = join(ROOT, "deployer", "kiloHost.ts");
+
+/** deployer/kiloHost.ts's `source` with the table's argument doc comments, as Biome formats it. */
+export function renderedKiloHost(source: string): string {
+  return execFileSync(
+    join(ROOT, "node_modules", ".bin", "biome"),
+    ["format", "--stdin-file-path=deployer/kiloHost.ts"],
+    {
+      input: renderArgDocs(source),
+      encoding: "utf8",
+    },
+  );
+}
 
 /** `doc` with the current config reference, as Biome formats it. */
 export function renderedConfigDoc(doc: string): string {
@@ -29,4 +46,10 @@ if (process.argv[1]?.endsWith("render-docs.ts")) {
   if (after !== before) writeFileSync(CONFIG_DOC_PATH, after);
   const name = relative(ROOT, CONFIG_DOC_PATH);
   process.stdout.write(`${name}: config reference ${after === before ? "already current" : "rewritten"}\n`);
+  const source = readFileSync(KILO_HOST_PATH, "utf8");
+  const rendered = renderedKiloHost(source);
+  if (rendered !== source) writeFileSync(KILO_HOST_PATH, rendered);
+  process.stdout.write(
+    `deployer/kiloHost.ts: argument docs ${rendered === source ? "already current" : "rewritten"}\n`,
+  );
 }

@@ -7,7 +7,8 @@ import {
   normalizeCaCertificates,
   pemBlocks,
 } from "../deployer/caCertificates";
-import { formatErrors, parseSettings, resolveHost } from "../deployer/settings";
+import { resolveHosts } from "../deployer/resolveHosts";
+import { formatErrors, parseSettings } from "../deployer/settings";
 import { makePrivateCa } from "../harness/privateCa";
 
 const ca = makePrivateCa({ name: "ca-one" });
@@ -69,7 +70,7 @@ describe("caCertificatesProblems", () => {
 });
 
 describe("caCertificates in the settings", () => {
-  it("fleet-wide, overridable per host; resolveHost gives each host its own", () => {
+  it("fleet-wide, overridable per host; each host's spec has its own", () => {
     const r = parse({
       "kilo-fleet:caCertificates": ca.caCert,
       "kilo-fleet:hosts": JSON.stringify([
@@ -78,11 +79,20 @@ describe("caCertificates in the settings", () => {
       ]),
     });
     if (!r.ok) throw new Error(formatErrors(r.errors));
-    expect(resolveHost(r.settings, r.settings.hosts[0]).caCertificates).toBe(ca.caCert);
-    expect(resolveHost(r.settings, r.settings.hosts[1]).caCertificates).toBe(ca2.caCert);
-    const none = parse({});
-    if (!none.ok) throw new Error("invalid");
-    expect(resolveHost(none.settings, none.settings.hosts[0])).not.toHaveProperty("caCertificates");
+    const specs = resolveHosts({
+      stack: {
+        "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1",
+        "kilo-fleet:caCertificates": ca.caCert,
+        "kilo-fleet:hosts": JSON.stringify([
+          { name: "a", local: true },
+          { name: "b", ssh: { host: "h", user: "u", hostKey: HOST_KEY }, caCertificates: ca2.caCert },
+        ]),
+      },
+    }).specs;
+    expect(specs[0].caCertificates).toBe(ca.caCert);
+    expect(specs[1].caCertificates).toBe(ca2.caCert);
+    const [none] = resolveHosts({ stack: { "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" } }).specs;
+    expect(none).not.toHaveProperty("caCertificates");
   });
 
   it("errors name the key: fleet or the host's", () => {

@@ -13,7 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
-import { formatErrors, parseSettings, resolveHost } from "../deployer/settings";
+import { resolveHosts } from "../deployer/resolveHosts";
+import { formatErrors, parseSettings } from "../deployer/settings";
 import { type FakePooler, SMOKE_FILE, startFakePooler } from "../harness/fakePooler";
 import { ensureKilo, type KiloInstall } from "../harness/kilo";
 import { makePrivateCa, type PrivateCa, startTlsFront, type TlsFront } from "../harness/privateCa";
@@ -65,7 +66,7 @@ async function kiloRun(baseUrl: string, extraEnv: Record<string, string>) {
   mkdirSync(join(home, ".config", "kilo"), { recursive: true });
   writeFileSync(
     join(home, ".config", "kilo", "kilo.jsonc"),
-    renderKiloConfigText(renderKiloConfig(r.settings, resolveHost(r.settings, r.settings.hosts[0]))),
+    renderKiloConfigText(renderKiloConfig(resolveHosts({ stack: { "kilo-fleet:poolerBaseUrl": baseUrl } }).specs[0])),
   );
   const child = spawn(
     kilo.bin,

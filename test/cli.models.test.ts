@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { kiloModelsFromPool } from "../cli/poolModels";
 import { loadProject, readStackConfig } from "../cli/stackFile";
+import { tokensNeeded, usableInput } from "../common/contextWindow";
 import { parseSettings } from "../deployer/settings";
 import { type FakePooler, type FakePoolerOptions, startFakePooler } from "../harness/fakePooler";
 import { contextLimitWarnings } from "../host/poolCheck";
@@ -107,11 +108,23 @@ describe("kilo-fleet models", () => {
         temperature: false,
         attachment: true,
         modalities: { input: ["text", "image"], output: ["text"] },
-        limit: { context: 258_400, input: 258_400, output: 64_000 },
+        limit: { context: 258_400, input: 214_400, output: 64_000 },
       },
-      "gpt-5.5-mini": expect.objectContaining({ limit: { context: 60_800, input: 60_800, output: 60_800 } }),
-      "gpt-5.5-nocontext": expect.objectContaining({ limit: { context: 258_400, input: 258_400, output: 64_000 } }),
+      "gpt-5.5-mini": expect.objectContaining({ limit: { context: 60_800, input: 60_800, output: 15_200 } }),
+      "gpt-5.5-nocontext": expect.objectContaining({ limit: { context: 258_400, input: 214_400, output: 64_000 } }),
     });
+    // kilo's own arithmetic: usable input plus output is exactly the pool's window, so it never overflows,
+    // with compaction off or at the default threshold.
+    for (const [id, window] of [
+      ["gpt-5.5", 258_400],
+      ["gpt-5.5-mini", 60_800],
+      ["gpt-5.5-nocontext", 258_400],
+    ] as const) {
+      const limit = result.settings.models[id].limit;
+      expect(tokensNeeded(limit), id).toBe(window);
+      expect(tokensNeeded(limit, { thresholdPercent: 75 }), id).toBeLessThanOrEqual(window);
+      expect(usableInput(limit), id).toBeGreaterThan(0);
+    }
     // The pool has nothing to warn about in what it printed.
     expect(
       contextLimitWarnings(result.settings.models, [
@@ -156,7 +169,7 @@ describe("kilo-fleet models", () => {
           temperature: false,
           attachment: true,
           modalities: { input: ["text", "image"], output: ["text"] },
-          limit: { context: 258_400, input: 258_400, output: 64_000 },
+          limit: { context: 258_400, input: 214_400, output: 64_000 },
         },
       },
     });
@@ -289,7 +302,7 @@ describe("kiloModelsFromPool", () => {
           temperature: false,
           attachment: false,
           modalities: { input: ["text"], output: ["text"] },
-          limit: { context: 1000, input: 1000, output: 1000 },
+          limit: { context: 1000, input: 1000, output: 250 },
         },
       },
     });

@@ -1,12 +1,15 @@
 /** The offline CLI, run as a subprocess the way `npm run kilo-fleet -- …` runs it. */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { COMMANDS } from "../cli/kilo-fleet";
+import { EXIT } from "../cli/shared";
 import { loadProject, readStackConfig } from "../cli/stackFile";
 import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
-import { ENCRYPTED, parseSettings, resolveHost } from "../deployer/settings";
+import { resolveHosts } from "../deployer/resolveHosts";
+import { ENCRYPTED, parseSettings } from "../deployer/settings";
 
 const ROOT = join(__dirname, "..");
 const TSX = join(ROOT, "node_modules", ".bin", "tsx");
@@ -82,7 +85,7 @@ describe("validate", () => {
       stackFile("config:\n  kilo-fleet:poolerBaseUrl: http://localhost:4000/v1\n  kilo-fleet:kiloVersion: latest\n"),
     );
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/warning: kilo-fleet:kiloVersion: "latest" means the fleet is no longer pinned/);
+    expect(r.stderr).toMatch(/warning: kilo-fleet:kiloVersion: "latest" means kilo is not pinned/);
   });
 
   it("reads secure: values without decrypting or printing them", () => {
@@ -200,10 +203,8 @@ describe("render", () => {
   it("prints the kilo.jsonc the dev host would get: the seed example", () => {
     const r = cli("render", "--stack", "dev");
     expect(r.code).toBe(0);
-    const parsed = parseSettings({ "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" });
-    if (!parsed.ok) throw new Error("unreachable");
-    const s = parsed.settings;
-    expect(r.stdout).toBe(renderKiloConfigText(renderKiloConfig(s, resolveHost(s, s.hosts[0]))));
+    const [spec] = resolveHosts({ stack: { "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" } }).specs;
+    expect(r.stdout).toBe(renderKiloConfigText(renderKiloConfig(spec)));
   });
 
   it("--host picks a host of a fleet", () => {
@@ -248,6 +249,23 @@ describe("usage errors exit 2 with the usage line", () => {
     const r = cli("--help");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(USAGE_LINE);
+  });
+
+  it.each(COMMANDS.map((c) => c.name))("%s --help prints that command's options and the exit codes, exit 0", (name) => {
+    const r = cli(name, "--help");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe("");
+    const command = COMMANDS.find((c) => c.name === name);
+    expect(r.stdout.split("\n")[0]).toBe(`usage: kilo-fleet ${name} ${command?.synopsis}`);
+    for (const option of Object.keys(command?.options ?? {})) expect(r.stdout).toContain(`  --${option}`);
+    expect(r.stdout).toContain("exit codes: 0 ok, 1 a problem was found, 2 the command line is wrong, 3 something");
+  });
+
+  it("docs/cli.md lists every command and the one exit-code table", () => {
+    const doc = readFileSync(join(ROOT, "docs", "cli.md"), "utf8");
+    for (const c of COMMANDS) expect(doc).toContain(`| \`${c.name}\` `);
+    for (const code of Object.values(EXIT)) expect(doc).toMatch(new RegExp(`^\\| ${code} +\\| `, "m"));
+    expect(Object.values(EXIT)).toEqual([0, 1, 2, 3]);
   });
 });
 

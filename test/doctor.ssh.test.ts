@@ -160,7 +160,7 @@ describe("doctor over SSH", () => {
     const t = Date.now();
     const { code, byName, doc } = await runDoctor([]);
     process.stdout.write(`[doctor ssh] 4 hosts in ${Date.now() - t} ms\n`);
-    expect(code).toBe(2);
+    expect(code).toBe(3);
     expect(doc.hosts.map((h) => h.host)).toEqual(["laptop", "remote", "asleep", "impostor"]);
     expect(byName.laptop).toMatchObject({ status: "ok", kind: "local", drift: [] });
     expect(byName.remote).toMatchObject({
@@ -206,7 +206,7 @@ describe("doctor over SSH", () => {
         tool,
       });
       expect(Date.now() - t).toBeLessThan(8_000);
-      expect(code).toBe(2);
+      expect(code).toBe(3);
       expect(out).toMatch(/^silent {2}unreachable: no answer within 2 s$/m);
     } finally {
       silent.close();

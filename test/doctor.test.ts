@@ -280,14 +280,30 @@ describe("doctor names exactly the drifted item on exactly the drifted host", ()
     expect(readdirSync(join(d.home, ".config/kilo")).filter((n) => n.startsWith("codex-pooler"))).toEqual([]);
   });
 
-  test("XDG_STATE_HOME set after the deploy: the records the steps would not find are named", async () => {
+  test("XDG_STATE_HOME set after the deploy: the records stay where the steps find them, nothing to report (issue 17, item 1)", async () => {
     const d = deployed();
     d.env = { ...d.env, XDG_STATE_HOME: join(d.home, "state-elsewhere") };
-    const [r] = await doctorOn([d]);
+    expect((await doctorOn([d], KEY))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+  });
+
+  test("records an earlier version kept under XDG_STATE_HOME: named; the next apply moves them", async () => {
+    const d = deployed();
+    const xdg = join(d.home, "state-elsewhere");
+    const fixed = join(d.home, ".local/state/kilo-fleet");
+    mkdirSync(join(xdg, "kilo-fleet"), { recursive: true });
+    for (const name of readdirSync(fixed)) renameSync(join(fixed, name), join(xdg, "kilo-fleet", name));
+    rmSync(join(d.home, ".local/state"), { recursive: true });
+    d.env = { ...d.env, XDG_STATE_HOME: xdg };
+    const [r] = await doctorOn([d], KEY);
     expect(r.status).toBe("drifted");
-    expect(r.drift.filter((f) => f.item === "records").map((f) => [f.found, f.expected])).toEqual([
-      ["~/.local/state/kilo-fleet", "~/state-elsewhere/kilo-fleet"],
+    expect(r.drift.map((f) => [f.item, f.found, f.expected])).toEqual([
+      ["records", "~/state-elsewhere/kilo-fleet", "~/.local/state/kilo-fleet"],
     ]);
+    expect(r.drift[0].what).toMatch(/where an earlier version kept them \(XDG_STATE_HOME\): deploy again to move them/);
+    repair(d);
+    expect((await doctorOn([d], KEY))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+    // kilo-fleet's dir there is gone; the one above it is not on its records (made here by the test): kept.
+    expect(readdirSync(xdg)).toEqual([]);
   });
 
   test("--key-env hands the host no key: a tool file replaced by a recorder gets a fresh nonce only (issue 17, item 11)", async () => {
@@ -472,7 +488,7 @@ describe("the command", () => {
     expect(snapshot(d.home)).toEqual(before);
   });
 
-  test("usage and stack errors exit 2", async () => {
+  test("usage errors exit 2, an invalid stack 1", async () => {
     const env = { ...process.env, DOCTOR_TEST_KEY: undefined };
     for (const [argv, message] of [
       [[], /needs --stack NAME or --file PATH/],
@@ -490,8 +506,9 @@ describe("the command", () => {
     expect((await run(["--file", stack, "--key", "sk-abc"], env)).stderr).not.toContain("sk-abc");
     const bad = join(scratch, "Pulumi.bad.yaml");
     writeFileSync(bad, "config:\n  kilo-fleet:poolerBaseUrl: not-a-url\n  kilo-fleet:hosts: []\n");
+    // An invalid stack is a problem found (exit 1), as validate says it: one exit-code table (cli/shared.ts).
     const r = await run(["--file", bad], env);
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/invalid, no host checked\n {2}kilo-fleet:poolerBaseUrl: /);
   });
 
@@ -511,5 +528,34 @@ describe("the command", () => {
     expect(r.stderr).toBe("");
     expect(r.status).toBe(1);
     expect(r.stdout).toContain("alpha  drifted: autoupdate: ~/.config/kilo/kilo.jsonc sets autoupdate to true");
+  });
+});
+
+describe("the ssh invocation", () => {
+  test("ends ssh's options with --, so a host name can never be read as an option", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kilo-fleet-ssh-argv-"));
+    cleanup.push(dir);
+    const record = join(dir, "argv");
+    const fakeSsh = join(dir, "ssh");
+    writeFileSync(fakeSsh, `#!/bin/sh\nfor a in "$@"; do printf '%s\\n' "$a"; done >${record}\nexit 255\n`, {
+      mode: 0o755,
+    });
+    const [report] = await checkHosts(
+      [
+        {
+          name: "box",
+          kind: "ssh",
+          ssh: { host: "box.lan", user: "dev", port: 2222 },
+          args: { host: "box", version: "7.7.7", managed: {}, var: "K", shells: "default", compareKey: false },
+        },
+      ],
+      { tool, sshBinary: fakeSsh, timeoutMs: 10_000 },
+    );
+    expect(report.status).toBe("unreachable");
+    const argv = readFileSync(record, "utf8").split("\n");
+    const end = argv.indexOf("--");
+    expect(end).toBeGreaterThan(0);
+    expect(argv.slice(end + 1, end + 2)).toEqual(["box.lan"]);
+    expect(argv.slice(0, end)).toContain("-l");
   });
 });

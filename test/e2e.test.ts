@@ -20,10 +20,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, type ExpectStatic, it } from "vitest";
 import { parseResult } from "../common/result";
-import { hostSpec } from "../deployer/hostSpec";
 import { hostStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
-import { parseSettings } from "../deployer/settings";
+import { resolveHosts } from "../deployer/resolveHosts";
 import { type FakePooler, startFakePooler } from "../harness/fakePooler";
 import { ensureKilo } from "../harness/kilo";
 import { runScript } from "../harness/runScript";
@@ -129,14 +128,16 @@ function filesContaining(dir: string, text: string, base = dir): string[] {
 }
 
 function steps(pooler: FakePooler, kind: "local" | "ssh") {
-  const r = parseSettings({
-    "kilo-fleet:poolerBaseUrl": pooler.url,
-    "kilo-fleet:kiloVersion": "7.7.7",
-    "kilo-fleet:hosts": JSON.stringify([{ name: HOST, local: true }]),
-    "kilo-fleet:smokeCheck": JSON.stringify({ timeoutSeconds: 120 }),
+  const r = resolveHosts({
+    stack: {
+      "kilo-fleet:poolerBaseUrl": pooler.url,
+      "kilo-fleet:kiloVersion": "7.7.7",
+      "kilo-fleet:hosts": JSON.stringify([{ name: HOST, local: true }]),
+      "kilo-fleet:smokeCheck": JSON.stringify({ timeoutSeconds: 120 }),
+    },
   });
-  if (!r.ok) throw new Error(JSON.stringify(r.errors));
-  const s = hostStepCommands(HOST, hostSpec(r.settings, r.settings.hosts[0]), hostToolArtifact(), kind);
+  if (r.errors.length > 0) throw new Error(JSON.stringify(r.errors));
+  const s = hostStepCommands(HOST, r.specs[0], hostToolArtifact(), kind);
   if (!s.smoke) throw new Error("no smoke step");
   return { ...s, smoke: s.smoke };
 }

@@ -293,7 +293,7 @@ describe("a stand-in registry on loopback, through the tool's install-package", 
         },
       },
     };
-    return hostStepCommands(built.host.name, built.spec, tool, "local", lock ? { lock } : {}).install;
+    return hostStepCommands(built.spec.name, built.spec, tool, "local", lock ? { lock } : {}).install;
   };
   /** `kilo --version` through the link (kilo makes directories in the HOME it runs with: a throw-away one). */
   const linkedVersion = async (home: string) => {

@@ -17,7 +17,7 @@ import {
   preferredHostKey,
   scanHostKeys,
   sshKeyFingerprint,
-} from "../deployer/hostKeys";
+} from "../cli/hostKeys";
 import { type SshServer, startSshd } from "./support/sshd";
 
 const ROOT = join(__dirname, "..");
@@ -149,7 +149,7 @@ describe("scanning the loopback sshd", () => {
     );
   });
 
-  it("exit 1: a pinned key that differs, and an unreachable host, each on its own line; --json says the same", () => {
+  it("exit 3 (a host not checked wins over a key that differs): a pinned key that differs, and an unreachable host, each on its own line; --json says the same", () => {
     const path = stack(
       [
         `    - {name: good, ssh: {host: 127.0.0.1, port: ${sshd.port}, user: u, hostKey: "${sshd.hostPublicKey}"}}`,
@@ -159,7 +159,7 @@ describe("scanning the loopback sshd", () => {
       ].join("\n"),
     );
     const r = cli("hostkeys", "--file", path);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(3);
     expect(r.stdout).toContain("good (hosts[0]");
     expect(r.stdout).toContain("  pinned hostKey: matches a key the server offered");
     expect(r.stdout).toMatch(
@@ -169,7 +169,7 @@ describe("scanning the loopback sshd", () => {
       new RegExp(`^gone \\(hosts\\[2\\], 127\\.0\\.0\\.1:${closedPort}\\): unreachable: .+$`, "m"),
     );
     const j = cli("hostkeys", "--file", path, "--json");
-    expect(j.code).toBe(1);
+    expect(j.code).toBe(3);
     const reports = JSON.parse(j.stdout) as { name: string; pinned: string; error?: string; keys: unknown[] }[];
     expect(reports.map((x) => [x.name, x.pinned, x.error === undefined])).toEqual([
       ["good", "matches", true],

@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mergeKiloConfig } from "../common/kiloConfigMerge";
 import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
-import { formatErrors, parseSettings, resolveHost } from "../deployer/settings";
+import { resolveHosts } from "../deployer/resolveHosts";
+import { formatErrors } from "../deployer/settings";
 import { ensureKilo, type KiloInstall } from "../harness/kilo";
 
 let kilo: KiloInstall;
@@ -62,9 +63,9 @@ function configCheck(text: string): CheckResult {
 function renderedText(extra: Record<string, unknown> = {}, hostIndex = 0) {
   const raw: Record<string, unknown> = { "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" };
   for (const [k, v] of Object.entries(extra)) raw[`kilo-fleet:${k}`] = v;
-  const r = parseSettings(raw);
-  if (!r.ok) throw new Error(formatErrors(r.errors));
-  const config = renderKiloConfig(r.settings, resolveHost(r.settings, r.settings.hosts[hostIndex]));
+  const r = resolveHosts({ stack: raw });
+  if (r.errors.length > 0) throw new Error(formatErrors(r.errors));
+  const config = renderKiloConfig(r.specs[hostIndex]);
   return { config, text: renderKiloConfigText(config) };
 }
 

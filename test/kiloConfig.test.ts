@@ -2,7 +2,8 @@ import { parse as parseJsonc } from "jsonc-parser";
 import { describe, expect, it } from "vitest";
 import { HEADER_PREFIX } from "../common/kiloConfigMerge";
 import { managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
-import { formatErrors, parseSettings, resolveHost, type Settings } from "../deployer/settings";
+import { resolveHosts } from "../deployer/resolveHosts";
+import { formatErrors, parseSettings, type Settings } from "../deployer/settings";
 
 /** The seed's example kilo.jsonc (docs/codex-pooler.md, point 3), written out by hand, in its key order. */
 const SEED_EXAMPLE = {
@@ -31,7 +32,7 @@ const SEED_EXAMPLE = {
   compaction: { threshold_percent: 75 },
 };
 
-function settingsOf(extra: Record<string, unknown> = {}): Settings {
+function _settingsOf(extra: Record<string, unknown> = {}): Settings {
   const raw: Record<string, unknown> = { "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" };
   for (const [k, v] of Object.entries(extra)) raw[`kilo-fleet:${k}`] = v;
   const r = parseSettings(raw);
@@ -40,8 +41,11 @@ function settingsOf(extra: Record<string, unknown> = {}): Settings {
 }
 
 function render(extra: Record<string, unknown> = {}, hostIndex = 0) {
-  const s = settingsOf(extra);
-  return renderKiloConfig(s, resolveHost(s, s.hosts[hostIndex]));
+  const raw: Record<string, unknown> = { "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" };
+  for (const [k, v] of Object.entries(extra)) raw[`kilo-fleet:${k}`] = v;
+  const r = resolveHosts({ stack: raw });
+  if (r.errors.length > 0) throw new Error(formatErrors(r.errors));
+  return renderKiloConfig(r.specs[hostIndex]);
 }
 
 /** JSON text keeps key order, so equal text means equal keys, values and order. */
@@ -64,12 +68,12 @@ describe("renderKiloConfig", () => {
   });
 
   it("does not share objects with the settings (the caller may mutate either)", () => {
-    const s = settingsOf();
-    const config = renderKiloConfig(s, resolveHost(s, s.hosts[0]));
+    const spec = resolveHosts({ stack: { "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" } }).specs[0];
+    const config = renderKiloConfig(spec);
     (config.provider as Record<string, { models: Record<string, { name: string }> }>)["codex-pooler"].models[
       "gpt-5.5"
     ].name = "x";
-    expect(s.models["gpt-5.5"].name).toBe("GPT-5.5 via Codex Pooler");
+    expect(spec.models["gpt-5.5"].name).toBe("GPT-5.5 via Codex Pooler");
   });
 
   it("applies a host's model and kiloVersion overrides", () => {

@@ -8,14 +8,14 @@ import {
   stripKiloConfig,
 } from "../common/kiloConfigMerge";
 import { type KiloConfig, managedKeyPaths, renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
-import { parseSettings, resolveHost } from "../deployer/settings";
+import { resolveHosts } from "../deployer/resolveHosts";
 
 function managedConfig(extra: Record<string, unknown> = {}): KiloConfig {
   const raw: Record<string, unknown> = { "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1" };
   for (const [k, v] of Object.entries(extra)) raw[`kilo-fleet:${k}`] = v;
-  const r = parseSettings(raw);
-  if (!r.ok) throw new Error(JSON.stringify(r.errors));
-  return renderKiloConfig(r.settings, resolveHost(r.settings, r.settings.hosts[0]));
+  const r = resolveHosts({ stack: raw });
+  if (r.errors.length > 0) throw new Error(JSON.stringify(r.errors));
+  return renderKiloConfig(r.specs[0]);
 }
 
 const CONFIG = managedConfig();

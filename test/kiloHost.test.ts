@@ -10,12 +10,12 @@ import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { deployFleet } from "../deployer/fleet";
-import { hostSpec } from "../deployer/hostSpec";
+import { warningText } from "../deployer/hostSpec";
 import { hostStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { HOST_STEPS, KILO_HOST_TYPE, KiloHost, keyFingerprint } from "../deployer/kiloHost";
 import { type KiloLock, readLockFile, shippedLockPath, withVersion, writeLockFile } from "../deployer/kiloLock";
-import { parseSettings } from "../deployer/settings";
+import { resolveHosts } from "../deployer/resolveHosts";
 import {
   type Evaluation,
   evaluate,
@@ -44,14 +44,13 @@ function expectedScripts(name: string, overrides: Record<string, unknown> = {}, 
   const { config } = stackConfig(overrides);
   delete config["kilo-fleet:codexPoolerApiKey"];
   delete config["kilo-fleet:sshPrivateKey"];
-  const parsed = parseSettings(config);
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  const entry = parsed.settings.hosts.find((h) => h.name === name);
-  if (!entry) throw new Error(`no host ${name}`);
-  const spec = hostSpec(parsed.settings, entry);
+  const resolved = resolveHosts({ stack: config });
+  if (resolved.errors.length > 0) throw new Error(JSON.stringify(resolved.errors));
+  const spec = resolved.specs.find((s) => s.name === name);
+  if (!spec) throw new Error(`no host ${name}`);
   return {
     spec,
-    ...hostStepCommands(name, spec, hostToolArtifact(), entry.ssh ? "ssh" : "local", lock ? { lock } : {}),
+    ...hostStepCommands(name, spec, hostToolArtifact(), spec.ssh ? "ssh" : "local", lock ? { lock } : {}),
   };
 }
 
@@ -302,8 +301,25 @@ describe("warnings", () => {
     const e = await evaluateIndex(stackConfig());
     const hostKeyWarnings = e.warnings.filter((w) => /hostKey|HostKey/.test(w));
     expect(hostKeyWarnings).toEqual([
-      expect.stringMatching(/^carol-box: ssh\.insecureIgnoreHostKey: the server's host key is not checked/),
+      expect.stringMatching(
+        /^kilo-fleet:hosts\[2\]\.ssh\.insecureIgnoreHostKey: the server's host key is not checked, so anyone who can answer for carol\.lan receives the API key; pin it instead \(ssh-keyscan /,
+      ),
     ]);
+  });
+
+  it("logs the warnings validate prints, each once, in the same words (an http npmRegistry included)", async () => {
+    const overrides = { npmRegistry: "http://npm.corp.example.com/", kiloVersion: "latest" };
+    const e = await evaluateIndex(stackConfig(overrides));
+    expect(e.error).toBeUndefined();
+    const { config } = stackConfig(overrides);
+    delete config["kilo-fleet:codexPoolerApiKey"];
+    delete config["kilo-fleet:sshPrivateKey"];
+    const validated = resolveHosts({ stack: config }).warnings.map(warningText);
+    expect(validated).toContainEqual(expect.stringMatching(/^kilo-fleet:npmRegistry: plain http to npm\.corp/));
+    expect(validated).toContainEqual(
+      expect.stringMatching(/^kilo-fleet:kiloVersion: "latest" means kilo is not pinned/),
+    );
+    expect(e.warnings.filter((w) => !w.includes("plain text")).sort()).toEqual([...validated].sort());
   });
 
   it("warns when a secret is stored in plain text in the stack file", async () => {
@@ -347,6 +363,51 @@ describe("bad config", () => {
     expect(programResources(e)).toEqual([]);
   });
 
+  it("refuses what validate refuses: a host or user starting with '-', a reserved apiKeyEnvVar, a step over the exec limit", async () => {
+    const e = await evaluateIndex(
+      stackConfig({
+        apiKeyEnvVar: "LD_PRELOAD",
+        hosts: [{ name: "dash", ssh: { host: "-V", user: "-oProxyCommand=x", hostKey: TEST_HOST_KEY } }],
+      }),
+    );
+    expect(pulumi.RunError.isInstance(e.error)).toBe(true);
+    const message = (e.error as Error).message;
+    expect(message).toContain("kilo-fleet:hosts[0].ssh.host: must not start with '-'");
+    expect(message).toContain("kilo-fleet:hosts[0].ssh.user: must not start with '-'");
+    expect(message).toContain('kilo-fleet:apiKeyEnvVar: is refused: "LD_PRELOAD" changes how shells');
+    expect(programResources(e)).toEqual([]);
+
+    const big = await evaluateIndex(stackConfig({ kiloSettings: { notes: "x".repeat(140 * 1024) } }));
+    expect(pulumi.RunError.isInstance(big.error)).toBe(true);
+    expect((big.error as Error).message).toMatch(
+      /kilo-fleet:kiloSettings\.notes: makes host "[a-z-]+"'s config step \d+ bytes, over the 131071-byte limit/,
+    );
+    expect(programResources(big)).toEqual([]);
+
+    const lib = await evaluate(() => {
+      new KiloHost("x", {
+        poolerBaseUrl: "https://p.example.com/v1",
+        apiKey: "k",
+        apiKeyEnvVar: "KILO_KEY",
+        kiloSettings: { notes: "x".repeat(140 * 1024) },
+        ssh: { host: "-V", user: "u", hostKey: TEST_HOST_KEY },
+        sshPrivateKey: "key",
+      });
+    });
+    expect((lib.error as Error).message).toContain("  ssh.host: must not start with '-'");
+    expect((lib.error as Error).message).toContain(
+      '  apiKeyEnvVar: is refused: "KILO_KEY" is a name kilo-fleet or kilo',
+    );
+    const libBig = await evaluate(() => {
+      new KiloHost("x", {
+        poolerBaseUrl: "https://p.example.com/v1",
+        apiKey: "k",
+        kiloSettings: { notes: "x".repeat(140 * 1024) },
+      });
+    });
+    expect((libBig.error as Error).message).toMatch(/ {2}kiloSettings\.notes: makes host "x"'s config step/);
+  });
+
   it("refuses an SSH host with neither the sshPrivateKey secret nor an SSH agent", async () => {
     vi.stubEnv("SSH_AUTH_SOCK", "");
     const e = await evaluateIndex(stackConfig({ sshPrivateKey: undefined }));
@@ -374,12 +435,14 @@ describe("KiloHost as a library", () => {
       host = new KiloHost("dev-box", { poolerBaseUrl: "http://localhost:4000/v1", apiKey: pulumi.secret("k") });
     });
     expect(e.error).toBeUndefined();
-    const defaults = parseSettings({
-      "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1",
-      "kilo-fleet:hosts": [{ name: "dev-box", local: true }],
+    const defaults = resolveHosts({
+      stack: {
+        "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1",
+        "kilo-fleet:hosts": [{ name: "dev-box", local: true }],
+      },
     });
-    if (!defaults.ok) throw new Error("defaults do not parse");
-    expect(host?.spec).toEqual(hostSpec(defaults.settings, defaults.settings.hosts[0]));
+    expect(defaults.errors).toEqual([]);
+    expect(host?.spec).toEqual(defaults.specs[0]);
     expect(host?.spec).toMatchObject({ kiloVersion: "7.7.7", model: "gpt-5.5", providerId: "codex-pooler" });
     expect(e.byName("dev-box").type).toBe(KILO_HOST_TYPE);
     expect(programResources(e)).toHaveLength(1 + HOST_STEPS.length);
@@ -464,6 +527,23 @@ describe("KiloHost as a library", () => {
     ]);
   });
 
+  it("refuses insecureIgnoreHostKey beside a hostKey, plain or an Output", async () => {
+    for (const hostKey of [TEST_HOST_KEY, pulumi.output(TEST_HOST_KEY)]) {
+      const e = await evaluate(() => {
+        new KiloHost("x", {
+          poolerBaseUrl: "https://p.example.com/v1",
+          apiKey: "k",
+          ssh: { host: "h.lan", user: "u", hostKey, insecureIgnoreHostKey: true },
+          sshPrivateKey: "key",
+        });
+      });
+      expect((e.error as Error).message).toContain(
+        "  ssh.insecureIgnoreHostKey: must not be true when hostKey is set (the pinned key would be ignored)",
+      );
+      expect(programResources(e)).toEqual([]);
+    }
+  });
+
   it("takes SSH connection fields from other resources (Outputs), validating the plain ones", async () => {
     const e = await evaluate(() => {
       new KiloHost("vm", {
@@ -515,7 +595,7 @@ describe("KiloHost as a library", () => {
     expect(inputsOf(e.byName("edge-install")).create).toBe(`/bin/sh ${tool} install-package 'latest -'`);
     expect(e.warnings).toEqual([
       expect.stringMatching(
-        /^edge: kiloVersion: "latest" .*; it is installed unlocked \(no sha512 from the lock file to check\)$/,
+        /^edge: kiloVersion: "latest" means kilo is not pinned: .*; install\.method package installs it unlocked \(no sha512 from the lock file to check\)$/,
       ),
     ]);
     // The smoke check re-runs on a method change: the method is one of its triggers.

@@ -8,14 +8,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fetchLockEntries, mergeChecked } from "../cli/lockRegistry";
 import {
   emptyLock,
-  fetchLockEntries,
   type KiloLock,
   LockError,
   lockLinesFor,
   lockProblems,
-  mergeChecked,
   parseLock,
   pinnedVersions,
   readLockFile,
@@ -143,7 +142,14 @@ describe("lockLinesFor and the checks", () => {
 });
 
 function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(TSX, [join(ROOT, "cli", "kilo-fleet.ts"), ...args], { cwd: ROOT });
+  return cliWith(process.env, ...args);
+}
+
+function cliWith(
+  env: NodeJS.ProcessEnv,
+  ...args: string[]
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(TSX, [join(ROOT, "cli", "kilo-fleet.ts"), ...args], { cwd: ROOT, env });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d) => {
@@ -214,7 +220,7 @@ describe("fetchLockEntries and `kilo-fleet lock`", () => {
     expect(before.stderr).toContain(
       `kilo-fleet:kiloVersion: kilo 7.7.8 is pinned but there is no lock file ${lockPath}; run: npm run kilo-fleet -- lock`,
     );
-    expect(before.stderr).toMatch(/warning: kilo-fleet:kiloVersion: "latest" means the fleet is no longer pinned/);
+    expect(before.stderr).toMatch(/warning: kilo-fleet:hosts\[1\]\.kiloVersion: "latest" means kilo is not pinned/);
 
     const r = await cli("lock", "--file", stack, "--registry", reg.url, "--lock", lockPath);
     expect(r.code, r.stderr).toBe(0);
@@ -242,6 +248,27 @@ describe("fetchLockEntries and `kilo-fleet lock`", () => {
     expect(fail.code).toBe(1);
     expect(fail.stderr).toMatch(/7\.7\.9: not in the registry \(HTTP 404\); .* not changed/);
     expect(readFileSync(lockPath, "utf8")).toBe(written);
+  });
+
+  it("validate and lock find the lock file as pulumi up and doctor do: --lock, else KILO_FLEET_LOCK_FILE, else the shipped one", async () => {
+    const stack = join(scratch, "Pulumi.env.yaml");
+    writeFileSync(
+      stack,
+      "config:\n  kilo-fleet:poolerBaseUrl: http://localhost:4000/v1\n  kilo-fleet:kiloVersion: 7.7.8\n",
+    );
+    const lockPath = join(scratch, "env.lock.json");
+    const env = { ...process.env, KILO_FLEET_LOCK_FILE: lockPath };
+    const before = await cliWith(env, "validate", "--file", stack);
+    expect(before.code).toBe(1);
+    expect(before.stderr).toContain(`kilo 7.7.8 is pinned but there is no lock file ${lockPath}`);
+    const r = await cliWith(env, "lock", "--file", stack, "--registry", reg.url);
+    expect(r.code, r.stderr).toBe(0);
+    expect(Object.keys(parseLock(readFileSync(lockPath, "utf8")).kilo)).toEqual(["7.7.8"]);
+    expect((await cliWith(env, "validate", "--file", stack)).code).toBe(0);
+    // The shipped lock (no 7.7.8) is what the same stack is checked against without the variable.
+    const shipped = await cliWith({ ...process.env, KILO_FLEET_LOCK_FILE: "" }, "validate", "--file", stack);
+    expect(shipped.code).toBe(1);
+    expect(shipped.stderr).toContain("kilo 7.7.8 is not in the lock file stacks/kilo-fleet.lock.json");
   });
 
   it("the committed stacks validate against the committed lock", async () => {

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { REQUIRED, schemaDefaults } from "../deployer/configReference";
+import { REQUIRED, schemaDefaults } from "../cli/configReference";
 import { settingsSchema } from "../deployer/settings";
 
 const project = parse(readFileSync(join(__dirname, "..", "Pulumi.yaml"), "utf8")) as {

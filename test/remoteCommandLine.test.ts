@@ -8,7 +8,8 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { MAX_SCRIPT_BYTES, remoteCommandLine } from "../deployer/remoteCommandLine";
+import { remoteCommandLine } from "../cli/remoteCommandLine";
+import { MAX_ARG_BYTES } from "../common/argLimit";
 import { ensureAptPackages } from "./support/sshd";
 
 const LOGIN_SHELLS = ["bash", "dash", "zsh", "fish"];
@@ -88,7 +89,7 @@ describe("remoteCommandLine", () => {
   });
 
   test("a script too large for one argument is refused when built, not on the host", () => {
-    expect(() => remoteCommandLine(`: ${"x".repeat(MAX_SCRIPT_BYTES)}`)).toThrow(/argument limit/);
+    expect(() => remoteCommandLine(`: ${"x".repeat(MAX_ARG_BYTES)}`)).toThrow(/argument limit/);
     expect(() => remoteCommandLine("a\0b")).toThrow(/NUL/);
   });
 });

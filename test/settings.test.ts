@@ -1,13 +1,8 @@
 import { describe, expect, it } from "vitest";
-import {
-  ENCRYPTED,
-  formatErrors,
-  formatKeyPath,
-  parseSettings,
-  resolveHost,
-  SEED_MODEL,
-  type Settings,
-} from "../deployer/settings";
+import { MAX_ARG_BYTES } from "../common/argLimit";
+import { warningText } from "../deployer/hostSpec";
+import { resolveHosts } from "../deployer/resolveHosts";
+import { ENCRYPTED, formatErrors, formatKeyPath, parseSettings, SEED_MODEL, type Settings } from "../deployer/settings";
 
 const BASE = "http://localhost:4000/v1";
 
@@ -22,6 +17,13 @@ function raw(extra: Record<string, unknown> = {}): Record<string, unknown> {
 function errorLines(extra: Record<string, unknown>): string[] {
   const r = parseSettings(raw(extra));
   return r.ok ? [] : formatErrors(r.errors).split("\n");
+}
+
+/** The warnings validate prints and `pulumi up` logs, as `key: message` lines. */
+function warningsOf(extra: Record<string, unknown> = {}): string[] {
+  const r = resolveHosts({ stack: raw(extra) });
+  expect(r.errors).toEqual([]);
+  return r.warnings.map(warningText);
 }
 
 function settingsOf(extra: Record<string, unknown> = {}): Settings {
@@ -137,10 +139,10 @@ describe("poolerBaseUrl", () => {
   });
 
   it("warns about plain http to a host that is not this machine", () => {
-    const r = parseSettings(raw({ poolerBaseUrl: "http://pooler.internal:4000/v1" }));
-    expect(r.ok).toBe(true);
-    expect(r.warnings.join("\n")).toMatch(/^kilo-fleet:poolerBaseUrl: plain http/);
-    expect(parseSettings(raw()).warnings).toEqual([]);
+    expect(warningsOf({ poolerBaseUrl: "http://pooler.internal:4000/v1" }).join("\n")).toMatch(
+      /^kilo-fleet:poolerBaseUrl: plain http/,
+    );
+    expect(warningsOf()).toEqual([]);
   });
 });
 
@@ -200,20 +202,20 @@ describe("simple keys", () => {
     ]);
   });
 
-  it("latest is allowed with a warning that the fleet is no longer pinned", () => {
-    const r = parseSettings(raw({ kiloVersion: "latest" }));
-    expect(r.ok).toBe(true);
-    expect(r.warnings).toHaveLength(1);
-    expect(r.warnings[0]).toMatch(/^kilo-fleet:kiloVersion: "latest" means the fleet is no longer pinned/);
+  it("latest is allowed with a warning that kilo is not pinned", () => {
+    const w = warningsOf({ kiloVersion: "latest" });
+    expect(w).toHaveLength(1);
+    expect(w[0]).toMatch(/^kilo-fleet:kiloVersion: "latest" means kilo is not pinned/);
   });
 
   it("a pinned fleet has no such warning", () => {
-    expect(parseSettings(raw({ kiloVersion: "7.7.7" })).warnings).toEqual([]);
+    expect(warningsOf({ kiloVersion: "7.7.7" })).toEqual([]);
   });
 
-  it("a per-host latest also warns", () => {
-    const r = parseSettings(raw({ hosts: [{ name: "a", local: true, kiloVersion: "latest" }] }));
-    expect(r.warnings.join("\n")).toContain("no longer pinned");
+  it("a per-host latest also warns, naming the host's key", () => {
+    expect(warningsOf({ hosts: [{ name: "a", local: true, kiloVersion: "latest" }] })).toEqual([
+      expect.stringMatching(/^kilo-fleet:hosts\[0\]\.kiloVersion: "latest" means kilo is not pinned/),
+    ]);
   });
 });
 
@@ -407,9 +409,7 @@ describe("hosts", () => {
   });
 
   it("accepts an ssh host with a pinned host key without a warning", () => {
-    const r = parseSettings(raw({ hosts: [sshHost("pinned", { port: 2222, hostKey: `${HOST_KEY} comment` })] }));
-    expect(r.ok).toBe(true);
-    expect(r.warnings).toEqual([]);
+    expect(warningsOf({ hosts: [sshHost("pinned", { port: 2222, hostKey: `${HOST_KEY} comment` })] })).toEqual([]);
   });
 
   it("refuses an ssh host without hostKey, naming the key, the ssh-keyscan line and the hostkeys command", () => {
@@ -435,14 +435,14 @@ describe("hosts", () => {
   });
 
   it("insecureIgnoreHostKey: true accepts an unpinned host, with a warning naming the key and the fix", () => {
-    const r = parseSettings(
-      raw({ hosts: [{ name: "a", ssh: { host: "10.0.0.9", user: "u", insecureIgnoreHostKey: true } }] }),
-    );
-    expect(r.ok).toBe(true);
-    expect(r.warnings).toEqual([
+    const r = resolveHosts({
+      stack: raw({ hosts: [{ name: "a", ssh: { host: "10.0.0.9", user: "u", insecureIgnoreHostKey: true } }] }),
+    });
+    expect(r.errors).toEqual([]);
+    expect(r.warnings.map(warningText)).toEqual([
       "kilo-fleet:hosts[0].ssh.insecureIgnoreHostKey: the server's host key is not checked, so anyone who can answer for 10.0.0.9 receives the API key; pin it instead (ssh-keyscan -p 22 -t ed25519 10.0.0.9)",
     ]);
-    if (r.ok) expect(resolveHost(r.settings, r.settings.hosts[0]).ssh?.insecureIgnoreHostKey).toBe(true);
+    expect(r.specs[0].ssh?.insecureIgnoreHostKey).toBe(true);
   });
 
   it("insecureIgnoreHostKey: false is no exemption, and true together with a hostKey is refused", () => {
@@ -458,8 +458,18 @@ describe("hosts", () => {
   });
 
   it("quotes a host the shell would misread in the ssh-keyscan line", () => {
-    const lines = errorLines({ hosts: [{ name: "a", ssh: { host: "-oProxyCommand=x", user: "u" } }] });
-    expect(lines[0]).toContain("`ssh-keyscan -p 22 -t ed25519 '-oProxyCommand=x'`");
+    const lines = errorLines({ hosts: [{ name: "a", ssh: { host: "h$(id)", user: "u" } }] });
+    expect(lines[0]).toContain("`ssh-keyscan -p 22 -t ed25519 'h$(id)'`");
+  });
+
+  it("refuses a host or user starting with '-' (ssh would read it as an option), naming the key", () => {
+    const lines = errorLines({
+      hosts: [{ name: "a", ssh: { host: "-oProxyCommand=x", user: "-V", insecureIgnoreHostKey: true } }],
+    });
+    expect(lines).toEqual([
+      "kilo-fleet:hosts[0].ssh.host: must not start with '-' (ssh would read it as an option)",
+      "kilo-fleet:hosts[0].ssh.user: must not start with '-' (ssh would read it as an option)",
+    ]);
   });
 });
 
@@ -543,7 +553,7 @@ describe("input forms", () => {
   });
 });
 
-describe("formatKeyPath and resolveHost", () => {
+describe("formatKeyPath and the resolved specs", () => {
   it("spells paths the way pulumi config set --path does", () => {
     expect(formatKeyPath(["hosts", 1, "ssh", "port"])).toBe("kilo-fleet:hosts[1].ssh.port");
     expect(formatKeyPath(["models", "gpt-5.5", "limit"])).toBe('kilo-fleet:models["gpt-5.5"].limit');
@@ -551,25 +561,25 @@ describe("formatKeyPath and resolveHost", () => {
   });
 
   it("applies per-host overrides and the ssh port default", () => {
-    const s = settingsOf({
-      models: { "gpt-5.5": SEED_MODEL, small: { limit: { context: 10, output: 5 } } },
-      hosts: [sshHost("box"), { name: "me", local: true, kiloVersion: "7.8.0", model: "small", shells: ["zsh"] }],
+    const { specs, errors } = resolveHosts({
+      stack: raw({
+        models: { "gpt-5.5": SEED_MODEL, small: { limit: { context: 10, output: 5 } } },
+        hosts: [sshHost("box"), { name: "me", local: true, kiloVersion: "7.8.0", model: "small", shells: ["zsh"] }],
+      }),
     });
-    expect(resolveHost(s, s.hosts[0])).toEqual({
-      name: "box",
-      kind: "ssh",
-      ssh: { host: "h", user: "u", port: 22, hostKey: HOST_KEY, insecureIgnoreHostKey: false },
-      kiloVersion: "7.7.7",
-      model: "gpt-5.5",
-      shells: undefined,
+    expect(errors).toEqual([]);
+    expect(specs[0]).toMatchObject({ name: "box", kiloVersion: "7.7.7", model: "gpt-5.5" });
+    expect(specs[0].ssh).toEqual({
+      host: "h",
+      user: "u",
+      port: 22,
+      hostKey: HOST_KEY,
+      connectTimeoutSeconds: 10,
+      connectAttempts: 3,
     });
-    expect(resolveHost(s, s.hosts[1])).toEqual({
-      name: "me",
-      kind: "local",
-      kiloVersion: "7.8.0",
-      model: "small",
-      shells: ["zsh"],
-    });
+    expect(specs[0]).not.toHaveProperty("shells");
+    expect(specs[1]).toMatchObject({ name: "me", kiloVersion: "7.8.0", model: "small", shells: ["zsh"] });
+    expect(specs[1]).not.toHaveProperty("ssh");
   });
 });
 
@@ -651,11 +661,102 @@ describe("npmRegistry hygiene", () => {
   });
 
   it("warns about plain http to another machine, not to loopback or over https", () => {
-    const warn = (url: string) => parseSettings(raw({ npmRegistry: url })).warnings;
+    const warn = (url: string) => warningsOf({ npmRegistry: url });
     expect(warn("http://npm.corp.example.com/")).toEqual([
       expect.stringMatching(/^kilo-fleet:npmRegistry: plain http to npm\.corp\.example\.com: /),
     ]);
     expect(warn("http://127.0.0.1:4873/")).toEqual([]);
     expect(warn("https://npm.corp.example.com/")).toEqual([]);
+  });
+});
+
+describe("apiKeyEnvVar: names that change how shells, loaders or runtimes behave are refused", () => {
+  it.each([
+    "PATH",
+    "HOME",
+    "SHELL",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+    "LD_PRELOAD",
+    "DYLD_INSERT_LIBRARIES",
+    "NODE_OPTIONS",
+    "BUN_OPTIONS",
+    "PYTHONPATH",
+    "path",
+  ])("%s, naming the key and why", (name) => {
+    expect(errorLines({ apiKeyEnvVar: name })).toEqual([
+      expect.stringMatching(
+        new RegExp(`^kilo-fleet:apiKeyEnvVar: is refused: "${name}" changes how shells, loaders or runtimes behave`),
+      ),
+    ]);
+  });
+
+  it.each(["KILO_API_KEY", "XDG_CONFIG_HOME"])("%s: a name kilo-fleet or kilo sets itself", (name) => {
+    expect(errorLines({ apiKeyEnvVar: name })).toEqual([
+      expect.stringMatching(new RegExp(`^kilo-fleet:apiKeyEnvVar: is refused: "${name}" is a name kilo-fleet or kilo`)),
+    ]);
+  });
+
+  it("accepts a name of the team's own", () => {
+    expect(errorLines({ apiKeyEnvVar: "TEAM_POOL_KEY" })).toEqual([]);
+  });
+});
+
+describe("a step the host could not execute (one argument over the exec limit)", () => {
+  const big = "x".repeat(140 * 1024);
+
+  it("is refused by the resolver validate and pulumi up use, naming the key that made it large", () => {
+    const r = resolveHosts({ stack: raw({ kiloSettings: { share: "disabled", notes: big } }) });
+    expect(r.specs).toEqual([]);
+    expect(r.errors).toEqual([
+      {
+        key: "kilo-fleet:kiloSettings.notes",
+        message: expect.stringMatching(
+          new RegExp(`^makes host "local"'s config step \\d+ bytes, over the ${MAX_ARG_BYTES}-byte limit`),
+        ),
+      },
+    ]);
+  });
+
+  it("names the model entry when a model made it large", () => {
+    const models = { "gpt-5.5": { ...SEED_MODEL, name: big } };
+    const r = resolveHosts({ stack: raw({ models, hosts: [{ name: "a", local: true }] }) });
+    expect(r.errors.map((e) => e.key)).toEqual(['kilo-fleet:models["gpt-5.5"]']);
+  });
+
+  it("passes what fits", () => {
+    expect(resolveHosts({ stack: raw({ kiloSettings: { notes: "x".repeat(100 * 1024) } }) }).errors).toEqual([]);
+  });
+});
+
+describe("validate follows kilo's context arithmetic (usable input + output within limit.context)", () => {
+  const poolNaive = { ...SEED_MODEL, limit: { context: 258400, input: 258400, output: 64000 } };
+
+  it("the seed's limits fit, with compaction at 75% and without", () => {
+    expect(warningsOf()).toEqual([]);
+    expect(warningsOf({ compactionThresholdPercent: null })).toEqual([]);
+  });
+
+  it("warns when limit.input = the window and there is no threshold, naming the limit.input that fits", () => {
+    expect(warningsOf({ models: { "gpt-5.5": poolNaive }, compactionThresholdPercent: null })).toEqual([
+      "kilo-fleet:models[\"gpt-5.5\"].limit: kilo compacts at 238400 input tokens, which with limit.output 64000 is 302400, over limit.context 258400: a long session overflows the model's window; set limit.input to 214400 (limit.context − limit.output + kilo's compaction reserve) or set compactionThresholdPercent",
+    ]);
+  });
+
+  it("a threshold that compacts early enough fits; one that compacts too late does not", () => {
+    expect(warningsOf({ models: { "gpt-5.5": poolNaive }, compactionThresholdPercent: 75 })).toEqual([]);
+    expect(warningsOf({ models: { "gpt-5.5": poolNaive }, compactionThresholdPercent: 90 })).toEqual([
+      expect.stringMatching(
+        /^kilo-fleet:models\["gpt-5\.5"\]\.limit: kilo compacts at 232560 input tokens, which with limit\.output 64000 is 296560/,
+      ),
+    ]);
+  });
+
+  it("without limit.input kilo uses limit.context less the capped output: warned when output is over 32000", () => {
+    const noInput = { ...SEED_MODEL, limit: { context: 272000, output: 64000 } };
+    expect(warningsOf({ models: { "gpt-5.5": noInput }, compactionThresholdPercent: null })).toEqual([
+      expect.stringContaining("set limit.input to 228000"),
+    ]);
   });
 });

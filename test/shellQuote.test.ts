@@ -7,9 +7,9 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { remoteCommandLine } from "../cli/remoteCommandLine";
 import { shQuote } from "../common/shellQuote";
 import { decodeStepArg, encodeStepArg } from "../common/stepArgs";
-import { remoteCommandLine } from "../deployer/remoteCommandLine";
 import { fishWord } from "../host/rcBlock";
 import { ensureAptPackages } from "./support/sshd";
 

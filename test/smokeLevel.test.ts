@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { decodeStepArg } from "../common/stepArgs";
-import { hostSpec } from "../deployer/hostSpec";
+import { resolveHosts } from "../deployer/resolveHosts";
 import { parseSettings } from "../deployer/settings";
 import { buildSettings, deployScripts } from "../harness/hostHome";
 import { smokeTarget } from "../host/smokeTarget";
@@ -40,7 +40,17 @@ describe("smokeCheck.level", () => {
     });
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(r.settings.hosts.map((h) => hostSpec(r.settings, h).smokeCheck)).toEqual([
+    const specs = resolveHosts({
+      stack: {
+        "kilo-fleet:poolerBaseUrl": "http://localhost:4000/v1",
+        "kilo-fleet:smokeCheck": JSON.stringify({ level: "pool", timeoutSeconds: 60 }),
+        "kilo-fleet:hosts": JSON.stringify([
+          { name: "canary", local: true, smokeCheck: { level: "kilo-run" } },
+          { name: "rest", local: true },
+        ]),
+      },
+    }).specs;
+    expect(specs.map((s) => s.smokeCheck)).toEqual([
       { enabled: true, timeoutSeconds: 60, level: "kilo-run" },
       { enabled: true, timeoutSeconds: 60, level: "pool" },
     ]);

@@ -9,7 +9,7 @@ const FILE = "/home/dev/.config/kilo/kilo.jsonc";
 describe("smokeTarget", () => {
   test("the rendered config gives the spec's model, base URL, key variable and limits", () => {
     const b = buildSettings({ apiKeyEnvVar: "TEAM_POOL_KEY", poolerBaseUrl: "https://pool.example.com/v1" });
-    const t = smokeTarget(JSON.stringify(renderKiloConfig(b.spec, b.spec)), FILE);
+    const t = smokeTarget(JSON.stringify(renderKiloConfig(b.spec)), FILE);
     expect(t).toEqual({
       model: `${b.spec.providerId}/${b.spec.model}`,
       baseUrl: "https://pool.example.com/v1",

@@ -87,11 +87,11 @@ function problems(): string[] {
   const shEnv = readFileSync(join(kiloDir, "codex-pooler.env"), "utf8");
   const fishEnv = readFileSync(join(kiloDir, "codex-pooler.env.fish"), "utf8");
   const holder = stacks.find(
-    (s) => shEnv === renderShEnvFile(envVars("CODEX_POOLER_API_KEY", s.key, s.b.host.kiloVersion !== "latest")),
+    (s) => shEnv === renderShEnvFile(envVars("CODEX_POOLER_API_KEY", s.key, s.b.spec.kiloVersion !== "latest")),
   );
   if (!holder) out.push(`the env file is not whole: ${JSON.stringify(shEnv)}`);
   else if (
-    fishEnv !== renderFishEnvFile(envVars("CODEX_POOLER_API_KEY", holder.key, holder.b.host.kiloVersion !== "latest"))
+    fishEnv !== renderFishEnvFile(envVars("CODEX_POOLER_API_KEY", holder.key, holder.b.spec.kiloVersion !== "latest"))
   )
     out.push(`the fish env file does not hold the same key as the sh one (${holder.name})`);
 

@@ -7,27 +7,37 @@
  *   - item 1: every step records the absolute paths it wrote; when XDG_CONFIG_HOME moves, the next apply
  *     removes what it wrote at the old place (the key lives in one file), and the deletes act on the
  *     recorded paths only: a kilo.jsonc at the new place that kilo-fleet never wrote is left untouched;
+ *   - item 1, records: kilo-fleet's records stay at ~/.local/state/kilo-fleet whatever XDG_STATE_HOME says:
+ *     set after a deploy, re-apply and destroy leave HOME as it was; records an earlier version kept under
+ *     XDG_STATE_HOME are moved there by the next apply (the package install's sh and the tool alike);
  *   - item 4: an install with an npm token killed (-9) while npm runs leaves the token in no file, and the
  *     next run removes the killed run's temp dir (and an earlier version's, holding an npmrc, an hour old).
  */
 import {
   existsSync,
   mkdirSync,
+  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
   utimesSync,
   writeFileSync,
 } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { shQuote } from "../../common/shellQuote";
 import { encodeStepArg } from "../../common/stepArgs";
+import { hostStepCommands } from "../../deployer/hostSteps";
 import { hostToolArtifact } from "../../deployer/hostTool";
+import type { KiloLock } from "../../deployer/kiloLock";
+import { type FakeRegistry, fakeKiloTarball, startFakeRegistry } from "../../harness/fakeRegistry";
 import {
   buildSettings,
   deployScripts,
+  type Entry,
   filesContaining,
   makeHome,
   runLocal,
@@ -35,9 +45,10 @@ import {
   snapshot,
   snapshotObject,
   testKey,
+  USER_BASHRC,
 } from "../../harness/hostHome";
 import { BLOCK_START } from "../../host/rcBlock";
-import { isLitter, runScript } from "./support";
+import { isLitter, runScript, snapshotDiff } from "./support";
 
 const scripts = deployScripts(buildSettings());
 
@@ -186,6 +197,150 @@ describe("paths that move between runs (issue 17, item 1)", () => {
       expect(snapshotObject(snapshot(h.home))).toEqual(before);
     });
   });
+});
+
+describe("kilo-fleet's records do not move with XDG_STATE_HOME (issue 17, item 1)", () => {
+  const VERSION = "7.7.8";
+  const scratch = mkdtempSync(join(tmpdir(), "kilo-fleet-records-"));
+  let reg: FakeRegistry;
+  beforeAll(async () => {
+    reg = await startFakeRegistry({
+      packages: [{ platform: "linux-x64", version: VERSION, file: fakeKiloTarball(scratch, VERSION) }],
+    });
+  });
+  afterAll(async () => {
+    await reg?.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  /** install (the package install's sh, against the stand-in registry), config and env, as a stack has them. */
+  const steps = () => {
+    const built = buildSettings({ kiloVersion: VERSION, npmRegistry: reg.url });
+    const lock: KiloLock = {
+      version: 1,
+      kilo: {
+        [VERSION]: {
+          "linux-x64": {
+            package: "@kilocode/cli-linux-x64",
+            tarball: "-",
+            integrity: reg.integrity("linux-x64", VERSION),
+          },
+        },
+      },
+    };
+    return hostStepCommands(built.host.name, built.spec, hostToolArtifact(), "local", { lock });
+  };
+  const apply = async (s: ReturnType<typeof steps>, env: NodeJS.ProcessEnv, key: string, shell?: string) => {
+    for (const [script, stdin] of [
+      [s.install.create, ""],
+      [s.config.create, ""],
+      [s.env.create, `${key}\n`],
+    ] as const) {
+      const r = await runScript(script, env, { stdin, shell });
+      expect(r.code, r.stderr).toBe(0);
+    }
+  };
+  const destroy = async (s: ReturnType<typeof steps>, env: NodeJS.ProcessEnv, shell?: string) => {
+    for (const script of [s.env.delete, s.config.delete, s.install.delete]) {
+      const r = await runScript(script ?? "", env, { shell });
+      expect(r.code, r.stderr).toBe(0);
+    }
+  };
+  const RECORDS = ".local/state/kilo-fleet";
+
+  for (const how of ["in the steps' environment", "exported in .bashrc (bash reads it for SSH commands)"] as const) {
+    test(`XDG_STATE_HOME set after a deploy, ${how}: re-apply and destroy find the records; HOME comes back as it was`, async () => {
+      const h = makeHome();
+      try {
+        const s = steps();
+        const before = snapshot(h.home);
+        const env = scriptEnv(h.home, h.tmp);
+        const elsewhere = join(h.home, "state-elsewhere");
+        const key = testKey();
+        await apply(s, env, key);
+        // The user's own line, above the rest of their .bashrc (its non-interactive `return` included).
+        const exported = `export XDG_STATE_HOME="$HOME/state-elsewhere"\n`;
+        const viaBashrc = how.startsWith("exported");
+        let moved = scriptEnv(h.home, h.tmp, { XDG_STATE_HOME: elsewhere });
+        let shell: string | undefined;
+        if (viaBashrc) {
+          const rc = join(h.home, ".bashrc");
+          writeFileSync(rc, exported + readFileSync(rc, "utf8"));
+          // As sshd has bash run a command: non-interactive, with .bashrc read (BASH_ENV plays sshd's part).
+          moved = scriptEnv(h.home, h.tmp, { BASH_ENV: rc });
+          shell = "/bin/bash";
+          expect((await runScript('printf %s "$XDG_STATE_HOME"', moved, { shell })).stdout).toBe(elsewhere);
+        }
+        const rotated = testKey();
+        await apply(s, moved, rotated, shell);
+        expect(readdirSync(join(h.home, RECORDS))).toEqual(
+          expect.arrayContaining(["config.json", "kilo-package", "shell.json"]),
+        );
+        expect(existsSync(elsewhere)).toBe(false);
+        expect(keyFiles(h, key)).toEqual([]);
+        expect(keyFiles(h, rotated)).toEqual(["home/.config/kilo/codex-pooler.env"]);
+        await destroy(s, moved, shell);
+        expect(filesContaining(h.root, rotated)).toEqual([]);
+        const after = snapshot(h.home);
+        if (viaBashrc) {
+          expect(after.get(".bashrc")?.content).toBe(exported + USER_BASHRC);
+          after.set(".bashrc", before.get(".bashrc") as Entry);
+        }
+        expect(snapshotDiff(after, before)).toEqual([]);
+      } finally {
+        rmSync(h.root, { recursive: true, force: true });
+      }
+    });
+  }
+
+  /**
+   * What an earlier version left when XDG_STATE_HOME named `dir` at the deploy: the records there, with the
+   * directories it made for them (`dir` and `dir/kilo-fleet`, where now `~/.local/state…` are) recorded.
+   */
+  function asEarlierVersion(home: string, dir: string): void {
+    const from = join(home, RECORDS);
+    mkdirSync(dir);
+    for (const name of readdirSync(from)) {
+      const text = readFileSync(join(from, name), "utf8").replaceAll(join(home, ".local/state"), dir);
+      mkdirSync(join(dir, "kilo-fleet"), { recursive: true });
+      writeFileSync(join(dir, "kilo-fleet", name), text, { mode: statSync(join(from, name)).mode & 0o777 });
+    }
+    rmSync(join(home, ".local/state"), { recursive: true });
+  }
+
+  for (const first of ["the package install (sh)", "the config step (the tool)"] as const) {
+    test(`records an earlier version kept under XDG_STATE_HOME: ${first} moves them, the destroy leaves HOME as it was`, async () => {
+      const h = makeHome();
+      try {
+        const s = steps();
+        const before = snapshot(h.home);
+        const xdg = join(h.home, "xdg-state");
+        const env = scriptEnv(h.home, h.tmp, { XDG_STATE_HOME: xdg });
+        const key = testKey();
+        await apply(s, scriptEnv(h.home, h.tmp), key);
+        const records = snapshot(join(h.home, RECORDS));
+        asEarlierVersion(h.home, xdg);
+        const r = await runScript(first.startsWith("the package") ? s.install.create : s.config.create, env);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout + r.stderr).toContain(`moved its records from ${xdg}/kilo-fleet to ${h.home}/${RECORDS}`);
+        expect(existsSync(xdg)).toBe(false);
+        // The same records as a deploy without XDG_STATE_HOME leaves, but the config step's own (it rewrote it)
+        // and dirs.json (the move lists the directories it made in each record that can remove them); the
+        // package install's record holds the same lines.
+        const now = snapshot(join(h.home, RECORDS));
+        const skip = (d: string) => /^(config\.json|dirs\.json|kilo-package):/.test(d);
+        expect(snapshotDiff(now, records).filter((d) => !skip(d))).toEqual([]);
+        const lines = (m: Map<string, Entry>) => m.get("kilo-package")?.content?.split("\n").sort();
+        expect(lines(now)).toEqual(lines(records));
+        await apply(s, env, key);
+        await destroy(s, env);
+        expect(filesContaining(h.root, key)).toEqual([]);
+        expect(snapshotDiff(snapshot(h.home), before)).toEqual([]);
+      } finally {
+        rmSync(h.root, { recursive: true, force: true });
+      }
+    });
+  }
 });
 
 describe("no copy of an npm token outlives its step, kill -9 included (issue 17, item 4)", () => {

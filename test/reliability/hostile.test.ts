@@ -46,10 +46,10 @@ import { TOOL_DIR_IN_HOME } from "../../common/hostPaths";
 import { valueAt } from "../../common/kiloConfigMerge";
 import { shQuote } from "../../common/shellQuote";
 import { decodeStepArg } from "../../common/stepArgs";
-import { hostSpec } from "../../deployer/hostSpec";
 import { hostToolArtifact } from "../../deployer/hostTool";
 import { managedKeyPaths } from "../../deployer/kiloConfig";
-import { parseSettings, resolveHost, type Settings } from "../../deployer/settings";
+import { resolveHosts } from "../../deployer/resolveHosts";
+import { parseSettings, type Settings } from "../../deployer/settings";
 import { type FakePooler, startFakePooler } from "../../harness/fakePooler";
 import { type Built, deployScripts, scriptEnv, shipTool } from "../../harness/hostHome";
 import { evaluateIndex, stackConfig, TEST_HOST_KEY, unwrapSecrets } from "../../harness/pulumiMocks";
@@ -168,11 +168,11 @@ const readArgv = (file: string): string[] => {
 };
 
 /** Settings and their first host, as the component gets them. */
-const builtFrom = (settings: Settings): Built => ({
-  settings,
-  host: resolveHost(settings, settings.hosts[0]),
-  spec: hostSpec(settings, settings.hosts[0]),
-});
+const builtFrom = (settings: Settings): Built => {
+  const resolved = resolveHosts({ stack: raw(settings) });
+  if (resolved.errors.length > 0) throw new Error(resolved.errors.map((e) => `${e.key}: ${e.message}`).join("\n"));
+  return { settings, spec: resolved.specs[0] };
+};
 
 const hasControl = (s: string) => /[\u0000-\u001f\u007f]/.test(s);
 const hasSpace = (s: string) => /\s/.test(s);

@@ -10,9 +10,9 @@
  * Decoding: `base64 -d` (GNU, BusyBox, macOS 13+), then `base64 -D` (older macOS), then
  * `openssl base64 -d -A`. stdin is untouched, so it still reaches the script.
  */
-/** The largest script text a single argument can carry (Linux MAX_ARG_STRLEN is 128 KiB with the NUL). */
-export const MAX_SCRIPT_BYTES = 128 * 1024 - 1;
+import { fitsInOneArgument, MAX_ARG_BYTES } from "../common/argLimit";
 
+/** `script` as one command line every login shell hands to /bin/sh; throws when it exceeds one argument. */
 export function remoteCommandLine(script: string): string {
   if (script.includes("\0")) throw new Error("kilo-fleet: a host script cannot contain a NUL byte");
   const b64 = Buffer.from(script, "utf8").toString("base64");
@@ -21,9 +21,9 @@ export function remoteCommandLine(script: string): string {
     'kf_s=$(printf %s "$kf_b64" | base64 -d 2>/dev/null) || kf_s=$(printf %s "$kf_b64" | base64 -D 2>/dev/null) || kf_s=$(printf %s "$kf_b64" | openssl base64 -d -A) || { echo "kilo-fleet: cannot decode the script: no base64 or openssl on this host" >&2; exit 1; }; ' +
     'unset kf_b64; eval "$kf_s"';
   const line = `exec /bin/sh -c '${inner}'`;
-  if (Buffer.byteLength(line) > MAX_SCRIPT_BYTES) {
+  if (!fitsInOneArgument(line)) {
     throw new Error(
-      `kilo-fleet: the remote command line is ${Buffer.byteLength(line)} bytes, over the ${MAX_SCRIPT_BYTES}-byte argument limit`,
+      `kilo-fleet: the remote command line is ${Buffer.byteLength(line)} bytes, over the ${MAX_ARG_BYTES}-byte argument limit`,
     );
   }
   return line;
