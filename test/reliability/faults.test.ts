@@ -228,7 +228,7 @@ describe("kilo-fleet's records do not move with XDG_STATE_HOME (issue 17, item 1
         },
       },
     };
-    return hostStepCommands(built.host.name, built.spec, hostToolArtifact(), "local", { lock });
+    return hostStepCommands(built.spec.name, built.spec, hostToolArtifact(), "local", { lock });
   };
   const apply = async (s: ReturnType<typeof steps>, env: NodeJS.ProcessEnv, key: string, shell?: string) => {
     for (const [script, stdin] of [
