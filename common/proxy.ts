@@ -12,14 +12,14 @@ export const PROXY_SETTING = "kilo-fleet:proxy";
 export const PROXY_ENV_NAMES = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"];
 
 /**
- * `user:password` as it arrives on stdin (`kilo-fleet:proxy.credentials`): one line, a user before the first
+ * `user:password` as it arrives on stdin (`kilo-fleet:proxyCredentials`): one line, a user before the first
  * `:`. Errors never contain it.
  */
 export function parseProxyCredentials(line: string): { user: string; password: string } {
   const i = line.indexOf(":");
   if (i <= 0 || /[\u0000-\u001f\u007f]/.test(line)) {
     throw new Error(
-      "the proxy credentials on stdin must be one line `user:password` (kilo-fleet:proxy.credentials); nothing was changed",
+      "the proxy credentials on stdin must be one line `user:password` (kilo-fleet:proxyCredentials); nothing was changed",
     );
   }
   return { user: line.slice(0, i), password: line.slice(i + 1) };

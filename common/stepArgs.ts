@@ -10,7 +10,7 @@
 
 /**
  * The egress proxy a step's requests go through (`kilo-fleet:proxy`). The URLs carry no credentials: with
- * `authOnStdin`, the proxy's `user:password` (`kilo-fleet:proxy.credentials`, a secret) arrives as a line of
+ * `authOnStdin`, the proxy's `user:password` (`kilo-fleet:proxyCredentials`, a secret) arrives as a line of
  * the step's stdin, after the step's own secret when it has one (docs/design.md, "The egress proxy").
  */
 export interface ProxyArgs {

@@ -112,6 +112,7 @@ export function deployFleet(
         // This host's own key (kilo-fleet:apiKeys), else the fleet key: checkFleetConfig made sure of one.
         apiKey: keyForHost(spec.name, secrets) as pulumi.Input<string>,
         ...(secrets.npmToken !== undefined ? { npmToken: secrets.npmToken } : {}),
+        ...(secrets.proxyCredentials !== undefined ? { proxyCredentials: secrets.proxyCredentials } : {}),
         ...(spec.ssh !== undefined && secrets.sshPrivateKey !== undefined
           ? { sshPrivateKey: secrets.sshPrivateKey }
           : {}),

@@ -38,6 +38,8 @@ export interface HostSpec {
   npmRegistry?: string;
   /** PEM text of the CA certificates the host trusts (npm's install and kilo), or absent. */
   caCertificates?: string;
+  /** The egress proxy (`proxy`, or the host's): the download, npm, the pool checks and kilo go through it. */
+  proxy?: { https: string; http?: string; noProxy?: string };
   /** Any text; part of every step's inputs, so changing it re-runs every step of the host in place. */
   reconcile?: string;
   /** Explicit shells, or undefined for "those whose rc file exists, plus sh". */

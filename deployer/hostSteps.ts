@@ -16,7 +16,13 @@
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 import { RESULT_PREFIX } from "../common/result";
 import { shQuote } from "../common/shellQuote";
-import { encodeInstallPackageArg, encodeStepArg, type StepArgs, type Subcommand } from "../common/stepArgs";
+import {
+  encodeInstallPackageArg,
+  encodeStepArg,
+  type ProxyArgs,
+  type StepArgs,
+  type Subcommand,
+} from "../common/stepArgs";
 import type { HostSpec } from "./hostSpec";
 import type { HostToolArtifact } from "./hostTool";
 import { KILO_CONFIG_SCHEMA_URL, type KiloConfig, renderKiloConfig } from "./kiloConfig";
@@ -117,11 +123,13 @@ export function packageInstallStep(
   spec: Pick<HostSpec, "kiloVersion" | "npmRegistry">,
   lock: KiloLock | undefined,
   reconcile?: string,
+  proxy?: ProxyArgs,
 ): StepCommands {
   const word = encodeInstallPackageArg({
     version: spec.kiloVersion,
     ...(spec.npmRegistry !== undefined ? { registry: spec.npmRegistry } : {}),
     integrity: lockedIntegrity(lock, spec.kiloVersion),
+    ...(proxy !== undefined ? { proxy } : {}),
   });
   if (/['\\]/.test(word)) throw new Error("kilo-fleet: the install-package argument holds a quote or backslash");
   // kilo-fleet:reconcile rides as a trailing comment (every login shell ignores it): a new value re-runs the step.
@@ -141,7 +149,7 @@ export function hostStepCommands(
   spec: HostSpec,
   tool: Pick<HostToolArtifact, "id" | "file">,
   kind: "local" | "ssh",
-  opts: { npmToken?: boolean; lock?: KiloLock } = {},
+  opts: { npmToken?: boolean; lock?: KiloLock; proxyCredentials?: boolean } = {},
 ): {
   kiloConfig: KiloConfig;
   tool: StepCommands;
@@ -154,12 +162,19 @@ export function hostStepCommands(
   // kilo-fleet:reconcile: last in every step's argument (and a comment line of the tool step), so a new
   // value changes every command and @pulumi/command re-runs each one in place.
   const r = spec.reconcile !== undefined ? { reconcile: spec.reconcile } : {};
+  // kilo-fleet:proxy, for the steps that reach out (install) or hand it to kilo (env); its credentials, a
+  // secret, are a line of those steps' stdin.
+  const proxy: ProxyArgs | undefined = spec.proxy && {
+    ...spec.proxy,
+    ...(opts.proxyCredentials ? { authOnStdin: true as const } : {}),
+  };
+  const p = proxy !== undefined ? { proxy } : {};
   return {
     kiloConfig,
     tool: toolStepCommands(tool.id, kind === "ssh" ? { kind } : { kind, source: tool.file }, spec.reconcile),
     install:
       spec.install.method === "package"
-        ? packageInstallStep(tool.id, spec, opts.lock ?? shippedLock(), spec.reconcile)
+        ? packageInstallStep(tool.id, spec, opts.lock ?? shippedLock(), spec.reconcile, proxy)
         : toolStep(
             tool.id,
             "install",
@@ -169,6 +184,7 @@ export function hostStepCommands(
               ...(spec.npmRegistry !== undefined ? { registry: spec.npmRegistry } : {}),
               ...(opts.npmToken ? { tokenOnStdin: true as const } : {}),
               ...(spec.caCertificates !== undefined ? { caCertificates: spec.caCertificates } : {}),
+              ...p,
               ...r,
             },
             "install-delete",
@@ -182,6 +198,7 @@ export function hostStepCommands(
         pinned: spec.kiloVersion !== "latest",
         shells: envShells(spec),
         ...(spec.caCertificates !== undefined ? { caCertificates: spec.caCertificates } : {}),
+        ...p,
         ...r,
       },
       "env-delete",

@@ -146,6 +146,16 @@ export interface KiloHostArgs {
    */
   caCertificates?: string;
   /**
+   * An egress proxy: the kilo download (curl or wget), npm, the smoke check's pool checks (a CONNECT tunnel) and kilo
+   * (the env file's `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) go through it. Default: not set.
+   */
+  proxy?: { https: string; http?: string; noProxy?: string };
+  /**
+   * The egress proxy's `user:password`. Pass a secret: it reaches the host only as a line of the install's and the env
+   * step's stdin, and lands in the 0600 env file (kilo needs it there). Default: not set.
+   */
+  proxyCredentials?: pulumi.Input<string>;
+  /**
    * Any text. Changing it re-runs every step of this host in place (`update`; nothing is deleted first), e.g. a date
    * after `kilo-fleet doctor` found drift. Default: not set.
    */
@@ -220,9 +230,12 @@ export class KiloHost extends pulumi.ComponentResource {
     // Every command before any child: a builder error leaves no half-registered host.
     // The registry token is npm's (install.method npm); the package method's download sends none.
     const npmToken = spec.install.method === "npm" ? args.npmToken : undefined;
+    // The proxy's credentials (a secret) ride as a line of the install's and the env step's stdin.
+    const proxyCredentials = spec.proxy !== undefined ? args.proxyCredentials : undefined;
     const commands = hostStepCommands(name, spec, tool, connection ? "ssh" : "local", {
       npmToken: npmToken !== undefined,
       ...(lock !== undefined ? { lock } : {}),
+      ...(proxyCredentials !== undefined ? { proxyCredentials: true } : {}),
     });
     super(KILO_HOST_TYPE, name, {}, opts);
     this.spec = spec;
@@ -265,14 +278,21 @@ export class KiloHost extends pulumi.ComponentResource {
         )
       : undefined;
     // With an npm token, the install handles a secret: it is the step's stdin only, and the step logs nothing.
+    // stdin: the step's own secret's line, then the proxy credentials' (hostSteps.ts puts authOnStdin in both).
+    const lines = (...xs: (pulumi.Input<string> | undefined)[]) =>
+      pulumi.secret(pulumi.all(xs.filter((x) => x !== undefined)).apply((v) => v.join("\n")));
+    const installSecrets = npmToken !== undefined || proxyCredentials !== undefined;
     const install = step(
       "install",
       commands.install,
       toolCopy ?? toolStepResource,
-      npmToken !== undefined ? { stdin: pulumi.secret(npmToken), sensitive: true } : {},
+      installSecrets ? { stdin: lines(npmToken, proxyCredentials), sensitive: true } : {},
     );
     const config = step("config", commands.config, install);
-    const env = step("env", commands.env, config, { stdin: pulumi.secret(args.apiKey), sensitive: true });
+    const env = step("env", commands.env, config, {
+      stdin: proxyCredentials !== undefined ? lines(args.apiKey, proxyCredentials) : pulumi.secret(args.apiKey),
+      sensitive: true,
+    });
     let smoke: Step | undefined;
     if (commands.smoke) {
       const label = `${pulumi.getProject()}/${pulumi.getStack()}/${name}`;
@@ -280,6 +300,8 @@ export class KiloHost extends pulumi.ComponentResource {
         `kilo=${spec.kiloVersion} ${spec.install.method}`,
         `config=sha256:${sha256Hex(JSON.stringify(commands.kiloConfig)).slice(0, 32)}`,
         pulumi.secret(pulumi.output(args.apiKey).apply((key) => keyFingerprint(key, label))),
+        // The check goes through the proxy the env file names: a new proxy re-runs it.
+        ...(spec.proxy !== undefined ? [`proxy=${JSON.stringify(spec.proxy)}`] : []),
       ];
       smoke = step("smoke", commands.smoke, env, { triggers, sensitive: true });
     }

@@ -65,7 +65,7 @@ export interface Resolved {
 }
 
 /** The KiloHost arguments that are not settings: secrets and the lock. */
-const NOT_SETTINGS = ["apiKey", "sshPrivateKey", "npmToken", "kiloLock"];
+const NOT_SETTINGS = ["apiKey", "sshPrivateKey", "npmToken", "proxyCredentials", "kiloLock"];
 /**
  * The stack keys a KiloHost takes as arguments: all but the secrets, the host list and the fleet's SSH dial
  * settings (its `shells` and `ssh` are its one host's).
@@ -193,6 +193,7 @@ function hostSpec(
 ): HostSpec {
   const caCertificates = host.caCertificates ?? settings.caCertificates;
   const reconcile = host.reconcile ?? settings.reconcile;
+  const proxy = host.proxy ?? settings.proxy;
   const ssh = host.ssh ? ({ ...host.ssh, ...kiloHost?.deferred } as Record<string, unknown>) : undefined;
   return {
     name: kiloHost?.name ?? host.name,
@@ -209,6 +210,7 @@ function hostSpec(
     install: { method: host.install?.method ?? settings.install.method },
     ...(settings.npmRegistry !== undefined ? { npmRegistry: settings.npmRegistry } : {}),
     ...(caCertificates !== undefined ? { caCertificates } : {}),
+    ...(proxy !== undefined ? { proxy } : {}),
     ...(reconcile !== undefined ? { reconcile } : {}),
     ...(host.shells !== undefined ? { shells: host.shells } : {}),
     ...(host.ssh !== undefined && ssh !== undefined

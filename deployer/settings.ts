@@ -19,7 +19,7 @@ export { SHELL_RC_FILES, type ShellName };
 export const CONFIG_NAMESPACE = "kilo-fleet";
 
 /** The keys that hold one secret; `pulumi up` reads them with `Config.getSecret`, never as plain config. */
-export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken"] as const;
+export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken", "proxyCredentials"] as const;
 /** The key holding one secret per host (`apiKeys.<host>`): its names are structure, its values secrets. */
 export const SECRET_MAP_KEYS = ["apiKeys"] as const;
 
@@ -134,6 +134,44 @@ const caCertificates = z.string({ error: "must be PEM text (one or more certific
   for (const message of caCertificatesProblems(s)) ctx.addIssue({ code: "custom", message });
 });
 
+/** An egress proxy's URL: `http://host:port`, nothing else (its credentials are `proxyCredentials`, a secret). */
+const proxyUrl = z
+  .string({ error: "must be an http:// proxy URL such as http://proxy.corp:3128" })
+  .superRefine((s, ctx) => {
+    let u: URL;
+    try {
+      u = new URL(s);
+    } catch {
+      ctx.addIssue({ code: "custom", message: "must be an http:// proxy URL such as http://proxy.corp:3128" });
+      return;
+    }
+    if (u.protocol !== "http:") {
+      ctx.addIssue({
+        code: "custom",
+        message: "must be an http:// proxy URL (the tunnel to https servers is CONNECT)",
+      });
+    } else if (u.username || u.password) {
+      ctx.addIssue({
+        code: "custom",
+        message: "must not carry credentials (they would be plain text in the state): set the proxyCredentials secret",
+      });
+    } else if ((u.pathname !== "/" && u.pathname !== "") || u.search || u.hash) {
+      ctx.addIssue({ code: "custom", message: "must be only scheme, host and port (no path, query or fragment)" });
+    }
+  });
+
+/** `proxy`: the egress proxy every request of a host's steps and of kilo goes through (docs/design.md, "The egress proxy"). */
+export const egressProxy = z.strictObject({
+  https: proxyUrl,
+  http: proxyUrl.optional(),
+  noProxy: z
+    .string()
+    .regex(/^[A-Za-z0-9.,:*_[\]-]+$/, {
+      message: "must be a comma-separated list of hosts, domains (.corp) or IPs, without spaces",
+    })
+    .optional(),
+});
+
 /** How much the smoke check does: `kilo-run` (the pool checks, then the seed's `kilo run`) or `pool` (the pool checks only). */
 export const smokeCheckLevel = z.enum(["kilo-run", "pool"], { error: 'must be "kilo-run" or "pool"' });
 
@@ -180,6 +218,8 @@ export const hostOverrides = {
   shells: z.array(shellName).min(1, { message: "must list at least one shell" }).optional(),
   /** Overrides `smokeCheck.level` for this host (e.g. the full `kilo-run` on a few canary hosts only). */
   smokeCheck: z.strictObject({ level: smokeCheckLevel.optional() }).optional(),
+  /** Overrides `proxy` for this host (the whole object). */
+  proxy: egressProxy.optional(),
 };
 
 export const sshConnection = z.strictObject({
@@ -333,6 +373,8 @@ export const settingsSchema = z.strictObject({
     .optional(),
   npmToken: redactedSecret.optional(),
   caCertificates: caCertificates.optional(),
+  proxy: egressProxy.optional(),
+  proxyCredentials: redactedSecret.optional(),
   reconcile: reconcile.optional(),
   ssh: z
     .strictObject({
@@ -525,6 +567,7 @@ const STRUCTURED_KEYS = new Set([
   "hosts",
   "apiKeys",
   "ssh",
+  "proxy",
 ]);
 
 /**

@@ -167,6 +167,21 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
     type: "PEM text",
     rule: "one or more CA certificates (each checked as X.509; a private key is refused) the hosts trust: npm's install (`--cafile`) and kilo (`NODE_EXTRA_CA_CERTS`); `hosts[i].caCertificates` overrides it per host",
   },
+  proxy: {
+    description:
+      "An egress proxy: the kilo download (curl or wget), npm, the smoke check's pool checks (a CONNECT tunnel) and kilo (the env file's `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) go through it.",
+    type: "`{https, http?, noProxy?}`",
+    rule: "`https` (and `http`, default `https`'s): an `http://host:port` proxy URL without credentials (use `proxyCredentials`); `noProxy`: hosts, `.domains` or IPs reached directly, comma-separated; `hosts[i].proxy` overrides it per host",
+  },
+  "proxy.https": { description: "The proxy for https URLs, `http://host:port`." },
+  "proxy.http": { description: "The proxy for plain http URLs." },
+  "proxy.noProxy": { description: "Hosts reached directly, comma-separated (as NO_PROXY)." },
+  proxyCredentials: {
+    description:
+      "The egress proxy's `user:password`. Pass a secret: it reaches the host only as a line of the install's and the env step's stdin, and lands in the 0600 env file (kilo needs it there).",
+    type: "secret string",
+    rule: "`user:password` (one line) for `proxy`; set with `pulumi config set --secret proxyCredentials`; never printed",
+  },
   reconcile: {
     description:
       "Any text. Changing it re-runs every step of this host in place (`update`; nothing is deleted first), e.g. a date after `kilo-fleet doctor` found drift.",
@@ -175,7 +190,7 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
   },
   hosts: {
     description: "The fleet's hosts.",
-    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?, insecureIgnoreHostKey?, connectTimeoutSeconds?, connectAttempts?}}`, plus optional `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`, `install: {method}`, `caCertificates`, `reconcile`",
+    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?, insecureIgnoreHostKey?, connectTimeoutSeconds?, connectAttempts?}}`, plus optional `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`, `install: {method}`, `caCertificates`, `proxy`, `reconcile`",
     rule: `non-empty; names unique \`[a-z0-9-]+\`; ssh needs host and user (neither starting with \`-\`); port 1–65535; hostKey one \`ssh-keyscan\` line, required unless \`insecureIgnoreHostKey: true\` (warned; get keys with \`npm run kilo-fleet -- hostkeys\`); shells from ${Object.keys(
       SHELL_RC_FILES,
     )

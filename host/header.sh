@@ -83,10 +83,10 @@ kf_proxy_words() {
   [ -n "$kf_phx" ] || kf_phx=$kf_px
   if [ -n "$kf_pauth" ]; then
     kf_pa=
-    IFS= read -r kf_pa || [ -n "$kf_pa" ] || kf_die "no proxy credentials on stdin (kilo-fleet:proxy.credentials); nothing was changed"
+    IFS= read -r kf_pa || [ -n "$kf_pa" ] || kf_die "no proxy credentials on stdin (kilo-fleet:proxyCredentials); nothing was changed"
     case $kf_pa in
     ?*:*) ;;
-    *) kf_die "the proxy credentials on stdin must be one line user:password (kilo-fleet:proxy.credentials); nothing was changed" ;;
+    *) kf_die "the proxy credentials on stdin must be one line user:password (kilo-fleet:proxyCredentials); nothing was changed" ;;
     esac
     kf_pa="$(kf_urlenc "${kf_pa%%:*}"):$(kf_urlenc "${kf_pa#*:}")@"
     kf_px="${kf_px%%://*}://$kf_pa${kf_px#*://}"

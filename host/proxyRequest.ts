@@ -104,7 +104,7 @@ function refusal(shown: string, setting: string, status: number, what: string): 
   // 407 is the standard answer; tinyproxy answers a CONNECT with 401.
   if (status === 407 || status === 401) {
     return new ProxyFailure(
-      `the egress proxy ${shown} (${setting}) refused the credentials or asks for them (HTTP ${status}) — set ${PROXY_SETTING}.credentials, or check them`,
+      `the egress proxy ${shown} (${setting}) refused the credentials or asks for them (HTTP ${status}) — set kilo-fleet:proxyCredentials, or check them`,
     );
   }
   return new ProxyFailure(

@@ -202,7 +202,7 @@ export function envApply(
   // stdin: the key's line, then (proxy.authOnStdin) the proxy credentials' line.
   const input = readStdin("the API key");
   const [keyLine, credLine] = opts.proxy?.authOnStdin
-    ? splitStdinLines(input, 2, "the API key, then the proxy credentials (kilo-fleet:proxy.credentials)")
+    ? splitStdinLines(input, 2, "the API key, then the proxy credentials (kilo-fleet:proxyCredentials)")
     : [input];
   const key = wrap(() => parseKeyFromStdin(keyLine));
   const proxyVars = opts.proxy

@@ -274,7 +274,7 @@ describe("an egress proxy (tinyproxy) between the host and everything it reaches
       (await run(envApply({ https: proxy.url, authOnStdin: true }, ca.caCert), env, `${KEY}\n${USER}:wrong`)).code,
     ).toBe(0);
     expect(failureLine(await run(smoke("pool"), env))).toBe(
-      `smoke check failed on ${HOST}: the egress proxy ${proxy.url} (kilo-fleet:proxy) refused the credentials or asks for them (HTTP 401) — set kilo-fleet:proxy.credentials, or check them`,
+      `smoke check failed on ${HOST}: the egress proxy ${proxy.url} (kilo-fleet:proxy) refused the credentials or asks for them (HTTP 401) — set kilo-fleet:proxyCredentials, or check them`,
     );
   });
 

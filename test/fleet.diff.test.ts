@@ -363,6 +363,52 @@ describe("per-host keys, reconcile, SSH dials, npm token (issues 11 and 13)", ()
   });
 });
 
+describe("kilo-fleet:proxy (issue 21)", () => {
+  it("a proxy re-runs install and env in place (their argument) and the smoke check (its proxy trigger), nothing else", async () => {
+    const before = await run();
+    const after = await run({ proxy: { https: "http://proxy.corp:3128", noProxy: ".corp" } });
+    expectChanged(before, after, onEveryHost({ install: ["create"], env: ["create"], smoke: ["triggers"] }));
+    for (const h of TEST_HOSTS) {
+      expect(after.byName(`${h.name}-install`).inputs.create).toContain(
+        "--proxy=http://proxy.corp:3128 --no-proxy=.corp ",
+      );
+      expect(after.byName(`${h.name}-env`).inputs.create).toContain(
+        '"proxy":{"https":"http://proxy.corp:3128","noProxy":".corp"}',
+      );
+      expect(triggersOf(after, `${h.name}-smoke`)).toContain(
+        'proxy={"https":"http://proxy.corp:3128","noProxy":".corp"}',
+      );
+    }
+  });
+
+  it("proxyCredentials reach only the install's and the env step's stdin (a secret line), never a command or the state in plain", async () => {
+    const creds = "proxyuser:pr0xy-s3cret-77a1";
+    const proxy = { https: "http://proxy.corp:3128" };
+    const before = await run({ proxy });
+    const after = await run({ proxy, proxyCredentials: creds });
+    expectChanged(before, after, onEveryHost({ install: ["create", "logging", "stdin"], env: ["create", "stdin"] }));
+    for (const h of TEST_HOSTS) {
+      const install = after.byName(`${h.name}-install`);
+      expect(install.inputs.create).toContain("--proxy=http://proxy.corp:3128 --proxy-auth ");
+      expect(unwrapSecrets(install.inputs.stdin)).toBe(creds);
+      expect(install.inputs.logging).toBe("none");
+      expect(unwrapSecrets(after.byName(`${h.name}-env`).inputs.stdin)).toMatch(new RegExp(`\n${creds}$`));
+    }
+    const hits = programResources(after).flatMap((r) =>
+      JSON.stringify(unwrapSecrets(r.inputs)).includes(creds) ? [r.name] : [],
+    );
+    expect(hits.sort()).toEqual(TEST_HOSTS.flatMap((h) => [`${h.name}-env`, `${h.name}-install`]).sort());
+    // Only in stdin, and there as a secret (Pulumi's secret signature wraps it).
+    for (const r of programResources(after)) {
+      const { stdin, ...rest } = r.inputs as Record<string, unknown>;
+      expect(JSON.stringify(rest)).not.toContain(creds);
+      if (JSON.stringify(stdin ?? "").includes(creds)) {
+        expect(JSON.stringify(stdin)).toContain("4dabf18193072939515e22adb298388d");
+      }
+    }
+  });
+});
+
 describe("a large fleet", () => {
   // The bench evaluates 1000 hosts and times it; here a fleet large enough to show nothing depends on a
   // fixed count, quickly enough for CI.
