@@ -46,6 +46,8 @@ export interface HostSpec {
   shells?: ShellName[];
   /** Absent: the machine running Pulumi. */
   ssh?: HostSpecSsh;
+  /** `hosts[i].wave` when above 0 (absent: wave 0, the first). */
+  wave?: number;
 }
 
 /** Something a platform engineer should know (not an error): the key it is about, and what. */

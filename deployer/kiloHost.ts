@@ -246,11 +246,17 @@ export class KiloHost extends pulumi.ComponentResource {
       role: HostStep,
       cmds: StepCommands,
       dependsOn: pulumi.Resource | undefined,
-      extra: { stdin?: pulumi.Input<string>; triggers?: pulumi.Input<unknown>[]; sensitive?: boolean } = {},
+      extra: {
+        stdin?: pulumi.Input<string>;
+        triggers?: pulumi.Input<unknown>[];
+        sensitive?: boolean;
+        after?: pulumi.CustomResourceOptions["dependsOn"];
+      } = {},
     ): Step => {
       const resourceOptions: pulumi.CustomResourceOptions = {
         parent: this,
         ...(dependsOn ? { dependsOn: [dependsOn] } : {}),
+        ...(extra.after !== undefined ? { dependsOn: extra.after } : {}),
         // The tool step is replaced create-before-delete (see the module comment); the others delete first.
         deleteBeforeReplace: role !== "tool",
         ...(extra.sensitive ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
@@ -269,7 +275,12 @@ export class KiloHost extends pulumi.ComponentResource {
         : new command.local.Command(childName, { interpreter: ["/bin/sh", "-c"], ...inputs }, resourceOptions);
     };
 
-    const toolStepResource = step("tool", commands.tool, undefined, { triggers: [`tool=${tool.id}`] });
+    // What the component was told to wait for (a fleet's earlier wave) holds back its first step, and so
+    // every step: children do not inherit a component's dependsOn.
+    const toolStepResource = step("tool", commands.tool, undefined, {
+      triggers: [`tool=${tool.id}`],
+      ...(opts?.dependsOn !== undefined ? { after: opts.dependsOn } : {}),
+    });
     const toolCopy = connection
       ? new command.remote.CopyToRemote(
           `${name}-tool-copy`,

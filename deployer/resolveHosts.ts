@@ -213,6 +213,7 @@ function hostSpec(
     ...(proxy !== undefined ? { proxy } : {}),
     ...(reconcile !== undefined ? { reconcile } : {}),
     ...(host.shells !== undefined ? { shells: host.shells } : {}),
+    ...(host.wave !== undefined && host.wave > 0 ? { wave: host.wave } : {}),
     ...(host.ssh !== undefined && ssh !== undefined
       ? {
           ssh: {

@@ -251,6 +251,12 @@ const hostSchema = z
     name: hostName,
     local: z.literal(true, { error: "must be true" }).optional(),
     ssh: sshConnection.optional(),
+    /** Rollout wave: no step of a host starts before every host of a lower wave passed its smoke check. */
+    wave: z
+      .number({ error: "must be an integer >= 0" })
+      .int({ message: "must be an integer >= 0" })
+      .min(0, { message: "must be an integer >= 0" })
+      .optional(),
     ...hostOverrides,
   })
   .superRefine(

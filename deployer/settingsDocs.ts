@@ -190,8 +190,8 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
   },
   hosts: {
     description: "The fleet's hosts.",
-    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?, insecureIgnoreHostKey?, connectTimeoutSeconds?, connectAttempts?}}`, plus optional `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`, `install: {method}`, `caCertificates`, `proxy`, `reconcile`",
-    rule: `non-empty; names unique \`[a-z0-9-]+\`; ssh needs host and user (neither starting with \`-\`); port 1–65535; hostKey one \`ssh-keyscan\` line, required unless \`insecureIgnoreHostKey: true\` (warned; get keys with \`npm run kilo-fleet -- hostkeys\`); shells from ${Object.keys(
+    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?, insecureIgnoreHostKey?, connectTimeoutSeconds?, connectAttempts?}}`, plus optional `wave`, `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`, `install: {method}`, `caCertificates`, `proxy`, `reconcile`",
+    rule: `non-empty; names unique \`[a-z0-9-]+\`; \`wave\` an integer >= 0 (default 0): no step of a host starts before every host of a lower wave passed its smoke check (its env step where the check is off); ssh needs host and user (neither starting with \`-\`); port 1–65535; hostKey one \`ssh-keyscan\` line, required unless \`insecureIgnoreHostKey: true\` (warned; get keys with \`npm run kilo-fleet -- hostkeys\`); shells from ${Object.keys(
       SHELL_RC_FILES,
     )
       .map((s) => `\`${s}\``)

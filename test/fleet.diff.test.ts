@@ -409,6 +409,42 @@ describe("kilo-fleet:proxy (issue 21)", () => {
   });
 });
 
+describe("waves (issue 21, item 3)", () => {
+  it("every host in wave 0 (explicitly) is today's graph exactly", async () => {
+    const before = await run();
+    const after = await run({ hosts: TEST_HOSTS.map((h) => ({ ...h, wave: 0 })) });
+    expect(diffEvaluations(before, after)).toEqual(diffEvaluations(before, before));
+    expectChanged(before, after, {});
+  });
+
+  it("wave 1's first step waits for every wave-0 host's smoke check (env where it is off), wave 2's for wave 1's", async () => {
+    const [a, b, c] = TEST_HOSTS;
+    const e = await run({
+      hosts: [
+        { ...c, wave: 2 },
+        { ...a, wave: 0 },
+        { ...b, wave: 1, smokeCheck: undefined },
+      ],
+    });
+    const urn = (name: string) => e.byName(name).urn;
+    const dependsOnTool = (h: string) => e.byName(`${h}-tool`).dependencies;
+    expect(dependsOnTool(a.name)).toEqual([]);
+    expect(dependsOnTool(b.name)).toEqual([urn(`${a.name}-smoke`)]);
+    expect(dependsOnTool(c.name)).toEqual([urn(`${b.name}-smoke`)]);
+    // Only the first step: the others wait on it through the chain, as today.
+    expect(e.byName(`${c.name}-install`).dependencies).not.toContain(urn(`${b.name}-smoke`));
+    const off = await run({ smokeCheck: { enabled: false }, hosts: [{ ...a }, { ...b, wave: 1 }] });
+    expect(off.byName(`${b.name}-tool`).dependencies).toEqual([off.byName(`${a.name}-env`).urn]);
+  });
+
+  it("the stack output shows each host's wave", async () => {
+    const [a, b] = TEST_HOSTS;
+    const e = await run({ hosts: [a, { ...b, wave: 3 }] });
+    const hosts = unwrapSecrets(e.stackOutputs?.hosts) as Record<string, { wave: number }>;
+    expect([hosts[a.name].wave, hosts[b.name].wave]).toEqual([0, 3]);
+  });
+});
+
 describe("a large fleet", () => {
   // The bench evaluates 1000 hosts and times it; here a fleet large enough to show nothing depends on a
   // fixed count, quickly enough for CI.
