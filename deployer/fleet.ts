@@ -129,6 +129,9 @@ export function deployFleet(
         ...(spec.ssh !== undefined && secrets.sshPrivateKey !== undefined
           ? { sshPrivateKey: secrets.sshPrivateKey }
           : {}),
+        ...(spec.ssh?.proxy !== undefined && secrets.sshJumpPrivateKey !== undefined
+          ? { sshJumpPrivateKey: secrets.sshJumpPrivateKey }
+          : {}),
       },
       after.length > 0 ? { ...opts, dependsOn: after } : opts,
       spec,

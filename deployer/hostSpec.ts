@@ -17,6 +17,8 @@ export interface HostSpecSsh {
   connectTimeoutSeconds: number;
   /** Dials before the step fails (the connection's `dialErrorLimit` is this minus one). */
   connectAttempts: number;
+  /** The jump host (`ssh.proxy`, or the host's), pinned by `hostKey`. */
+  proxy?: { host: string; user: string; port: number; hostKey: string };
 }
 
 /** One host, resolved: no defaults left to apply, no secrets. */

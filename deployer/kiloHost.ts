@@ -150,6 +150,8 @@ export interface KiloHostArgs {
    * (the env file's `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) go through it. Default: not set.
    */
   proxy?: { https: string; http?: string; noProxy?: string };
+  /** The jump host's SSH private key, when it is not `sshPrivateKey`. Default: not set. */
+  sshJumpPrivateKey?: pulumi.Input<string>;
   /**
    * The egress proxy's `user:password`. Pass a secret: it reaches the host only as a line of the install's and the env
    * step's stdin, and lands in the 0600 env file (kilo needs it there). Default: not set.
@@ -225,7 +227,7 @@ export class KiloHost extends pulumi.ComponentResource {
     }
     const spec = resolved ?? (own?.specs[0] as HostSpec);
     const lock = spec.install.method === "package" ? (args.kiloLock ?? shippedLock()) : undefined;
-    const connection = spec.ssh ? sshConnection(name, spec.ssh, args.sshPrivateKey) : undefined;
+    const connection = spec.ssh ? sshConnection(name, spec.ssh, args.sshPrivateKey, args.sshJumpPrivateKey) : undefined;
     const tool = hostToolArtifact();
     // Every command before any child: a builder error leaves no half-registered host.
     // The registry token is npm's (install.method npm); the package method's download sends none.
@@ -365,7 +367,10 @@ function sshConnection(
   name: string,
   ssh: HostSpecSsh,
   privateKey: pulumi.Input<string> | undefined,
+  jumpPrivateKey?: pulumi.Input<string>,
 ): command.types.input.remote.ConnectionArgs {
+  const compact = (k: pulumi.Input<string>) => pulumi.secret(pulumi.output(k).apply((x) => compactPrivateKey(x)));
+  const jumpKey = jumpPrivateKey ?? privateKey;
   if (privateKey === undefined && !process.env.SSH_AUTH_SOCK) {
     throw new pulumi.RunError(
       `KiloHost "${name}": cannot reach the host over SSH: no sshPrivateKey was given and no SSH agent is running (SSH_AUTH_SOCK is not set)`,
@@ -381,8 +386,20 @@ function sshConnection(
     dialErrorLimit: ssh.connectAttempts - 1,
     // An ed25519 key in OpenSSH's format travels as the same key in PKCS#8 (a third of the size, in every
     // remote step's inputs and outputs): deployer/sshKey.ts.
-    ...(privateKey !== undefined
-      ? { privateKey: pulumi.secret(pulumi.output(privateKey).apply((k) => compactPrivateKey(k))) }
+    ...(privateKey !== undefined ? { privateKey: compact(privateKey) } : {}),
+    // The jump host (ssh.proxy): pinned, with the same dial limits; its own key, else the host's, else the agent.
+    ...(ssh.proxy !== undefined
+      ? {
+          proxy: {
+            host: ssh.proxy.host,
+            port: ssh.proxy.port,
+            user: ssh.proxy.user,
+            hostKey: ssh.proxy.hostKey,
+            perDialTimeout: ssh.connectTimeoutSeconds,
+            dialErrorLimit: ssh.connectAttempts - 1,
+            ...(jumpKey !== undefined ? { privateKey: compact(jumpKey) } : {}),
+          },
+        }
       : {}),
   };
 }

@@ -65,7 +65,7 @@ export interface Resolved {
 }
 
 /** The KiloHost arguments that are not settings: secrets and the lock. */
-const NOT_SETTINGS = ["apiKey", "sshPrivateKey", "npmToken", "proxyCredentials", "kiloLock"];
+const NOT_SETTINGS = ["apiKey", "sshPrivateKey", "sshJumpPrivateKey", "npmToken", "proxyCredentials", "kiloLock"];
 /**
  * The stack keys a KiloHost takes as arguments: all but the secrets, the host list and the fleet's SSH dial
  * settings (its `shells` and `ssh` are its one host's).
@@ -224,6 +224,9 @@ function hostSpec(
             ...(host.ssh.insecureIgnoreHostKey === true ? { insecureIgnoreHostKey: true } : {}),
             connectTimeoutSeconds: host.ssh.connectTimeoutSeconds ?? settings.ssh.connectTimeoutSeconds,
             connectAttempts: host.ssh.connectAttempts ?? settings.ssh.connectAttempts,
+            ...((host.ssh.proxy ?? settings.ssh.proxy) !== undefined
+              ? { proxy: host.ssh.proxy ?? settings.ssh.proxy }
+              : {}),
           },
         }
       : {}),

@@ -19,7 +19,13 @@ export { SHELL_RC_FILES, type ShellName };
 export const CONFIG_NAMESPACE = "kilo-fleet";
 
 /** The keys that hold one secret; `pulumi up` reads them with `Config.getSecret`, never as plain config. */
-export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken", "proxyCredentials"] as const;
+export const SECRET_KEYS = [
+  "codexPoolerApiKey",
+  "sshPrivateKey",
+  "npmToken",
+  "proxyCredentials",
+  "sshJumpPrivateKey",
+] as const;
 /** The key holding one secret per host (`apiKeys.<host>`): its names are structure, its values secrets. */
 export const SECRET_MAP_KEYS = ["apiKeys"] as const;
 
@@ -222,6 +228,26 @@ export const hostOverrides = {
   proxy: egressProxy.optional(),
 };
 
+/**
+ * `ssh.proxy`: a jump host (bastion) every SSH connection of a host goes through, pinned like the host itself.
+ * It authenticates with `sshJumpPrivateKey`, else `sshPrivateKey`, else the agent.
+ */
+export const sshJumpHost = z.strictObject({
+  host: sshTarget,
+  user: sshTarget,
+  port: z
+    .number({ error: "must be 1-65535" })
+    .int({ message: "must be 1-65535" })
+    .min(1, { message: "must be 1-65535" })
+    .max(65535, { message: "must be 1-65535" })
+    .default(22),
+  hostKey: z
+    .string({ error: "is required: the jump host's key, pinned like the host's (see ssh-keyscan)" })
+    .regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, {
+      message: 'must be one public key line such as "ssh-ed25519 AAAA..." (see ssh-keyscan)',
+    }),
+});
+
 export const sshConnection = z.strictObject({
   host: sshTarget,
   user: sshTarget,
@@ -243,6 +269,8 @@ export const sshConnection = z.strictObject({
   connectTimeoutSeconds: connectTimeoutSeconds.optional(),
   /** How many times to dial before the host's step fails; overrides `ssh.connectAttempts`. */
   connectAttempts: connectAttempts.optional(),
+  /** The jump host for this host; overrides `ssh.proxy`. */
+  proxy: sshJumpHost.optional(),
 });
 
 // One object with both shapes' keys, so errors inside `ssh` keep their own paths; exactly one kind.
@@ -386,6 +414,7 @@ export const settingsSchema = z.strictObject({
     .strictObject({
       connectTimeoutSeconds: connectTimeoutSeconds.default(SSH_CONNECT_DEFAULTS.connectTimeoutSeconds),
       connectAttempts: connectAttempts.default(SSH_CONNECT_DEFAULTS.connectAttempts),
+      proxy: sshJumpHost.optional(),
     })
     .default(() => ({ ...SSH_CONNECT_DEFAULTS })),
   hosts: z
@@ -393,6 +422,7 @@ export const settingsSchema = z.strictObject({
     .min(1, { message: "must list at least one host" })
     .default(() => [{ name: "local", local: true as const }]),
   sshPrivateKey: secretValue.optional(),
+  sshJumpPrivateKey: secretValue.optional(),
 });
 
 /**

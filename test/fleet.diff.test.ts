@@ -409,6 +409,48 @@ describe("kilo-fleet:proxy (issue 21)", () => {
   });
 });
 
+describe("ssh.proxy, a jump host (issue 21, item 1)", () => {
+  const JUMP = { host: "bastion.corp", user: "jump", hostKey: TEST_HOST_KEY };
+  it("maps to every remote step's connection.proxy, pinned, with the host's dial limits and key; local hosts untouched", async () => {
+    const before = await run();
+    const after = await run({ ssh: { proxy: JUMP } });
+    const ssh = TEST_HOSTS.filter((h) => h.ssh !== undefined);
+    const remote = ssh.flatMap((h) => children(h));
+    const diff = diffEvaluations(before, after);
+    expect(Object.keys(diff.changed).sort()).toEqual(remote.sort());
+    for (const h of ssh) {
+      const conn = unwrapSecrets(after.byName(`${h.name}-install`).inputs.connection) as Record<string, unknown>;
+      expect(conn.proxy).toEqual({
+        host: "bastion.corp",
+        port: 22,
+        user: "jump",
+        hostKey: TEST_HOST_KEY,
+        perDialTimeout: 10,
+        dialErrorLimit: 2,
+        privateKey: (conn as { privateKey: string }).privateKey,
+      });
+    }
+  });
+
+  it("a host's own ssh.proxy wins; sshJumpPrivateKey is the jump host's key, a secret", async () => {
+    const [, bob] = TEST_HOSTS;
+    const jumpKey = ROTATED_SSH_KEY;
+    const e = await run({
+      ssh: { proxy: JUMP },
+      sshJumpPrivateKey: jumpKey,
+      hosts: TEST_HOSTS.map((h) =>
+        h === bob ? { ...h, ssh: { ...h.ssh, proxy: { ...JUMP, host: "other-bastion", port: 2222 } } } : h,
+      ),
+    });
+    const raw = e.byName(`${bob.name}-env`).inputs.connection;
+    const conn = unwrapSecrets(raw) as { privateKey: string; proxy: Record<string, unknown> };
+    expect([conn.proxy.host, conn.proxy.port]).toEqual(["other-bastion", 2222]);
+    expect(conn.proxy.privateKey).not.toBe(conn.privateKey);
+    // The connection holding the keys is a secret as a whole.
+    expect(JSON.stringify(raw)).toMatch(/^\{"4dabf18193072939515e22adb298388d"/);
+  });
+});
+
 describe("waves (issue 21, item 3)", () => {
   it("every host in wave 0 (explicitly) is today's graph exactly", async () => {
     const before = await run();

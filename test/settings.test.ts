@@ -796,3 +796,23 @@ describe("proxy (issue 21)", () => {
     expect(JSON.stringify(settingsOf({ proxyCredentials: "user:pw-never-in-settings" }))).not.toContain("pw-never");
   });
 });
+
+describe("ssh.proxy (issue 21)", () => {
+  it("a jump host needs its pinned hostKey, fleet-wide or per host", () => {
+    expect(
+      errorLines({
+        ssh: { proxy: { host: "bastion", user: "jump" } },
+        hosts: [
+          {
+            name: "h",
+            ssh: { host: "h", user: "u", hostKey: HOST_KEY, proxy: { host: "-x", user: "j", hostKey: "nope" } },
+          },
+        ],
+      }),
+    ).toEqual([
+      "kilo-fleet:ssh.proxy.hostKey: is required: the jump host's key, pinned like the host's (see ssh-keyscan)",
+      "kilo-fleet:hosts[0].ssh.proxy.host: must not start with '-' (ssh would read it as an option)",
+      'kilo-fleet:hosts[0].ssh.proxy.hostKey: must be one public key line such as "ssh-ed25519 AAAA..." (see ssh-keyscan)',
+    ]);
+  });
+});
