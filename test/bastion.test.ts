@@ -6,10 +6,11 @@
  * `connection.proxy`: test/fleet.diff.test.ts.)
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { checkArgsFor, checkHosts, type DoctorTarget } from "../cli/doctor";
 import { parseResult } from "../common/result";
 import { toolStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
@@ -122,5 +123,33 @@ describe("a jump host between the deployer and the target", () => {
     // The jump host forwarded the connection; the target's key did not match, so nothing ran there.
     await expect.poll(() => forwarded() - before).toBe(1);
     expect(existsSync(marker)).toBe(false);
+  });
+
+  it("doctor checks the host through it (ProxyCommand ssh -W, both keys pinned); a wrong jump-host key: unreachable", {
+    timeout: 60_000,
+  }, async () => {
+    // doctor offers one identity (--identity, or the agent) to both hops: the jump host accepts it too.
+    appendFileSync(join(dirname(jump.privateKeyPath), "authorized_keys"), readFileSync(`${target.privateKeyPath}.pub`));
+    const target0 = (jumpKey: string): DoctorTarget => ({
+      name: "remote",
+      kind: "ssh",
+      ssh: {
+        host: "127.0.0.1",
+        user: target.user,
+        port: target.port,
+        hostKey: target.hostPublicKey,
+        proxy: { host: "127.0.0.1", user: jump.user, port: jump.port, hostKey: jumpKey },
+      },
+      args: checkArgsFor(buildSettings().spec, false),
+    });
+    const before = forwarded();
+    const [ok] = await checkHosts([target0(jump.hostPublicKey)], { tool, identity: target.privateKeyPath });
+    // Reached and checked: kilo is not installed there yet, so the check finds drift (not "unreachable").
+    expect(ok.status, ok.reason).toBe("drifted");
+    await expect.poll(() => forwarded() - before).toBe(1);
+    const [bad] = await checkHosts([target0(target.hostPublicKey)], { tool, identity: target.privateKeyPath });
+    expect(bad.status).toBe("unreachable");
+    expect(bad.reason).toMatch(/host key verification failed/);
+    expect(forwarded() - before).toBe(1);
   });
 });
