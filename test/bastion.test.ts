@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkArgsFor, checkHosts, type DoctorTarget } from "../cli/doctor";
+import { hostKeyLine, scanHostKeysVia } from "../cli/hostKeys";
 import { parseResult } from "../common/result";
 import { toolStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
@@ -150,6 +151,27 @@ describe("a jump host between the deployer and the target", () => {
     const [bad] = await checkHosts([target0(target.hostPublicKey)], { tool, identity: target.privateKeyPath });
     expect(bad.status).toBe("unreachable");
     expect(bad.reason).toMatch(/host key verification failed/);
+    expect(forwarded() - before).toBe(1);
+  });
+
+  it("hostkeys scans the host through it (its key recorded, nothing run) with the jump host pinned", {
+    timeout: 60_000,
+  }, async () => {
+    const jumpHost = { host: "127.0.0.1", user: jump.user, port: jump.port, hostKey: jump.hostPublicKey };
+    const before = forwarded();
+    const scan = await scanHostKeysVia({ host: "127.0.0.1", port: target.port }, jumpHost, {
+      identity: target.privateKeyPath,
+    });
+    expect(scan.ok && scan.keys.map(hostKeyLine)).toEqual([target.hostPublicKey]);
+    await expect.poll(() => forwarded() - before).toBe(1);
+    const wrong = await scanHostKeysVia(
+      { host: "127.0.0.1", port: target.port },
+      { ...jumpHost, hostKey: target.hostPublicKey },
+      {
+        identity: target.privateKeyPath,
+      },
+    );
+    expect(wrong).toMatchObject({ ok: false });
     expect(forwarded() - before).toBe(1);
   });
 });
