@@ -31,6 +31,8 @@ import { type KiloLock, lockedIntegrity, shippedLock } from "./kiloLock";
 /** One step's commands. `update` is always `create` (every command is idempotent). */
 export interface StepCommands {
   create: string;
+  /** What an in-place update runs instead of `create` (only a later wave's smoke check has one). */
+  update?: string;
   delete?: string;
 }
 
@@ -206,13 +208,21 @@ export function hostStepCommands(
     ...(spec.smokeCheck.enabled
       ? {
           // What it checks comes from the deployed kilo.jsonc; a config change re-runs it by its trigger.
-          smoke: toolStep(tool.id, "smoke", {
-            host: name,
-            timeoutSeconds: spec.smokeCheck.timeoutSeconds,
-            level: spec.smokeCheck.level,
-            ...r,
-          }),
+          smoke: smokeStep(tool.id, name, spec, r),
         }
       : {}),
   };
+}
+
+/**
+ * The smoke check. A host of a later wave (`wave` > 0) at level `kilo-run` gets an `update` at level `pool`:
+ * @pulumi/command runs `update` when only the command changed (a new kilo-fleet, a reconcile) and `create`
+ * when a trigger did (kilo, config, key), so a release that only replaces the host tool runs kilo on the
+ * hosts of wave 0 alone, and the pool checks elsewhere (docs/design.md, "What re-runs").
+ */
+function smokeStep(id: string, name: string, spec: HostSpec, r: { reconcile?: string }): StepCommands {
+  const args = { host: name, timeoutSeconds: spec.smokeCheck.timeoutSeconds, level: spec.smokeCheck.level, ...r };
+  const step = toolStep(id, "smoke", args);
+  if ((spec.wave ?? 0) === 0 || spec.smokeCheck.level !== "kilo-run") return step;
+  return { ...step, update: toolCommand(id, "smoke", { ...args, level: "pool" }) };
 }

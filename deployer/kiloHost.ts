@@ -265,6 +265,7 @@ export class KiloHost extends pulumi.ComponentResource {
       };
       const inputs = {
         create: cmds.create,
+        ...(cmds.update !== undefined ? { update: cmds.update } : {}),
         ...(cmds.delete !== undefined ? { delete: cmds.delete } : {}),
         ...(extra.stdin !== undefined ? { stdin: extra.stdin } : {}),
         ...(extra.triggers !== undefined ? { triggers: extra.triggers } : {}),
@@ -315,6 +316,8 @@ export class KiloHost extends pulumi.ComponentResource {
         pulumi.secret(pulumi.output(args.apiKey).apply((key) => keyFingerprint(key, label))),
         // The check goes through the proxy the env file names: a new proxy re-runs it.
         ...(spec.proxy !== undefined ? [`proxy=${JSON.stringify(spec.proxy)}`] : []),
+        // A later wave's kilo-run check updates at level pool (hostSteps.ts): turning kilo-run on replaces it.
+        ...(commands.smoke.update !== undefined ? ["smoke=kilo-run"] : []),
       ];
       smoke = step("smoke", commands.smoke, env, { triggers, sensitive: true });
     }

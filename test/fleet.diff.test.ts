@@ -479,6 +479,30 @@ describe("waves (issue 21, item 3)", () => {
     expect(off.byName(`${b.name}-tool`).dependencies).toEqual([off.byName(`${a.name}-env`).urn]);
   });
 
+  it("a release that only replaces the host tool: wave 0 re-runs its kilo-run check (create), later waves update at level pool", async () => {
+    const [a, b, c] = TEST_HOSTS;
+    const hosts = [a, { ...b, wave: 1 }, { ...c, wave: 1, smokeCheck: { level: "pool" } }];
+    const before = await run({ hosts });
+    const current = hostToolArtifact();
+    useHostToolArtifact(writeHostToolArtifact(`${current.text}// a later kilo-fleet\n`));
+    const after = await run({ hosts });
+    const diff = diffEvaluations(before, after);
+    // No trigger of a smoke step changed: @pulumi/command runs `update` (where there is one), not `create`.
+    expect([a, b, c].map((h) => diff.changed[`${h.name}-smoke`])).toEqual([
+      ["create"],
+      ["create", "update"],
+      ["create"],
+    ]);
+    const smoke = (h: { name: string }) => after.byName(`${h.name}-smoke`).inputs as Record<string, string>;
+    expect(smoke(a).update).toBeUndefined();
+    expect(smoke(b).create).toContain('"level":"kilo-run"');
+    expect(smoke(b).update).toBe(smoke(b).create.replace('"level":"kilo-run"', '"level":"pool"'));
+    expect(triggersOf(after, `${b.name}-smoke`)).toContain("smoke=kilo-run");
+    // Already at level pool: nothing to lower, no update, no extra trigger.
+    expect(smoke(c).update).toBeUndefined();
+    expect(triggersOf(after, `${c.name}-smoke`)).not.toContain("smoke=kilo-run");
+  });
+
   it("the stack output shows each host's wave", async () => {
     const [a, b] = TEST_HOSTS;
     const e = await run({ hosts: [a, { ...b, wave: 3 }] });
