@@ -146,6 +146,9 @@ export const TARGETS = {
 
 const HOST_KINDS: readonly HostKind[] = ["local", "ssh"];
 
+/** The fleet of the upgrade-cost rows: the issue's 1000 hosts, 10 of them canaries in wave 0. */
+export const UPGRADE_FLEET = { upgradeHosts: 1000, canaries: 10 } as const;
+
 /** The steps a scenario changed on each kind of host, sorted, and whether they are exactly the expected ones. */
 export function rerunVerdict(
   c: NonNullable<BenchSamples["changes"]>,
@@ -483,6 +486,27 @@ export function formatTable(s: BenchSamples): string {
         ),
       );
     }
+  }
+  if (s.pool) {
+    // A release that only replaces the host tool (issue 21): every host's smoke check re-runs; in one wave
+    // at the hosts' level (kilo-run by default), in two waves kilo-run on the canaries and pool on the rest.
+    const { upgradeHosts: n, canaries: c } = UPGRADE_FLEET;
+    const run = s.pool["kilo-run"];
+    const pool = s.pool.pool;
+    const cost = (kiloRuns: number, poolChecks: number) =>
+      `${kiloRuns} kilo runs, ${(kiloRuns * run.requests + poolChecks * pool.requests).toLocaleString("en-US")} requests, ${(kiloRuns * run.requestBytes + poolChecks * pool.requestBytes).toLocaleString("en-US")} B`;
+    rows.push(
+      figure(
+        `Tool-only upgrade, ${n} hosts, one wave: sent to the pool`,
+        cost(n, 0),
+        "every host's smoke check at level kilo-run (from the two rows above)",
+      ),
+      figure(
+        `Tool-only upgrade, ${n} hosts, two waves (${c} canaries): sent to the pool`,
+        cost(c, n - c),
+        "wave 0 at kilo-run, wave 1's smoke update at level pool (docs/design.md, What a release costs the pool)",
+      ),
+    );
   }
   if (s.doctor) {
     for (const d of s.doctor) {

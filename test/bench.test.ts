@@ -248,6 +248,13 @@ describe("the --json object", () => {
     expect(table).toMatch(/\| Smoke check, level kilo-run: sent to the pool +\|.*4 requests, 29,576 B/);
     expect(table).toMatch(/\| Smoke check, level pool: sent to the pool +\|.*2 requests, 0 B/);
     expect(table).toMatch(/\| doctor, 50 local hosts, --parallel 8 +\|.*0\.142 s per host.*every host ok/);
+    // A tool-only upgrade of 1000 hosts: today's cost, and in two waves with 10 canaries.
+    expect(table).toMatch(
+      /\| Tool-only upgrade, 1000 hosts, one wave: sent to the pool +\|.*1000 kilo runs, 4,000 requests, 29,576,000 B/,
+    );
+    expect(table).toMatch(
+      /\| Tool-only upgrade, 1000 hosts, two waves \(10 canaries\): sent to the pool +\|.*10 kilo runs, 2,020 requests, 295,760 B/,
+    );
   });
 
   it("counts in-process and cross-process differences together", () => {
