@@ -1,11 +1,22 @@
 /**
- * The kilo-fleet Pulumi program: read and validate the `kilo-fleet:` config (every error at once,
- * before any resource exists), then one KiloHost per host. All logic lives in deployer/fleet.ts.
+ * kilo-fleet's public API: the `KiloHost` component and its argument types, the stack-config fleet entry
+ * for programs that want it, and the step result types. Importing it creates no resource.
+ * (The repo's own Pulumi program is program/index.ts.)
  */
-import { deployFleet, readStackConfig } from "./deployer/fleet";
-
-const { rawConfig, secrets } = readStackConfig();
-const fleet = deployFleet(rawConfig, secrets);
-
-/** Per host: kind, kiloVersion, configPath, envFilePath, smoke. No secrets. */
-export const hosts = fleet.outputs;
+export type { ConfigResult, EnvResult, InstallResult, SmokeResult } from "./common/result";
+export {
+  deployFleet,
+  type Fleet,
+  type FleetSecrets,
+  type HostExports,
+  readStackConfig,
+} from "./deployer/fleet";
+export type { KiloConfig } from "./deployer/kiloConfig";
+export {
+  KiloHost,
+  type KiloHostArgs,
+  type KiloHostSmokeCheckArgs,
+  type KiloHostSshArgs,
+  type SmokeOutput,
+} from "./deployer/kiloHost";
+export { type KiloLock, readLockFile } from "./deployer/kiloLock";

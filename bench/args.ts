@@ -5,10 +5,21 @@ export const FLEET_SIZES = [1, 10, 100, 1000];
 export const QUICK_FLEET_SIZES = [1, 10, 100];
 /** The largest fleet size whose first evaluation is repeated in the same process for the in-process diff. */
 export const IN_PROCESS_DIFF_HOSTS = 100;
-export const PARTS = ["eval", "unchanged", "state", "changes", "install", "smoke", "disk", "pool", "doctor"] as const;
+export const PARTS = [
+  "eval",
+  "unchanged",
+  "state",
+  "changes",
+  "install",
+  "smoke",
+  "disk",
+  "pool",
+  "doctor",
+  "package",
+] as const;
 export type Part = (typeof PARTS)[number];
 /** What `--quick` measures: everything without the registry install and the real kilo. */
-export const QUICK_PARTS: readonly Part[] = ["eval", "unchanged", "state", "changes", "doctor"];
+export const QUICK_PARTS: readonly Part[] = ["eval", "unchanged", "state", "changes", "doctor", "package"];
 
 export interface Options {
   json: boolean;

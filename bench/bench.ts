@@ -34,6 +34,7 @@ import {
   timeSmoke,
   treeUsage,
 } from "./hostRuns";
+import { measurePackage } from "./packageStart";
 import { hostStateBytes, type StateResource } from "./stateBytes";
 
 const progress = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
@@ -42,6 +43,7 @@ const REPO = dirname(__dirname);
 /** What the evaluation workers load: the program, its components, the test harness and the worker. */
 const PROGRAM_FILES = [
   "index.ts",
+  "program",
   "deployer",
   "host",
   "common",
@@ -72,7 +74,7 @@ function programVersion(): { commit: string; uncommittedFiles: number } | undefi
   try {
     const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO, encoding: "utf8" }).trim();
     const commit = git("rev-parse", "--short", "HEAD");
-    const dirty = git("status", "--porcelain", "--", "index.ts", "deployer", "host", "common");
+    const dirty = git("status", "--porcelain", "--", "program", "deployer", "host", "common");
     return { commit, uncommittedFiles: dirty === "" ? 0 : dirty.split("\n").length };
   } catch {
     return undefined;
@@ -424,7 +426,7 @@ async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), "kilo-fleet-bench-"));
   const started = performance.now();
   try {
-    const needsProgram = (["eval", "unchanged", "state", "changes"] as const).some((p) => o.only.has(p));
+    const needsProgram = (["eval", "unchanged", "state", "changes", "package"] as const).some((p) => o.only.has(p));
     const program = needsProgram ? snapshotProgram(scratch) : "";
     if (o.only.has("eval") || o.only.has("unchanged")) await measureEvaluation(o, samples, program, scratch);
     if (!o.only.has("eval")) delete samples.evaluation;
@@ -447,6 +449,10 @@ async function main(): Promise<void> {
       const hosts = o.quick ? 4 : 50;
       samples.doctor = (await measureDoctor({ hosts, bounds: [1, 8] })).map((d) => ({ ...d }));
       for (const d of samples.doctor) progress(`doctor, ${d.hosts} hosts, --parallel ${d.parallel}: ${d.totalMs} ms`);
+    }
+    if (o.only.has("package")) {
+      samples.package = measurePackage(o.runs, join(scratch, "package"), program);
+      progress(`package: tarball ${samples.package.tarballBytes} B`);
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });

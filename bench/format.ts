@@ -3,6 +3,7 @@
  * bench/README.md) or, with `--json`, one JSON object. Pure: samples in, text out.
  */
 import { expectedSteps, type HostKind, SCENARIOS, type ScenarioName } from "./fleetShape";
+import type { PackageSamples } from "./packageStart";
 import type { Contributor } from "./stateBytes";
 import { type Growth, growth, type LinearFit, leastSquares, type Summary, summarize } from "./stats";
 
@@ -96,6 +97,8 @@ export interface BenchSamples {
     platformBytes: number;
     platformApparentBytes: number;
   };
+  /** The npm tarball, and program start as Pulumi loads it (bench/packageStart.ts), in milliseconds. */
+  package?: PackageSamples;
 }
 
 /** The `--json` object: seconds are medians. A part not measured is null. */
@@ -130,6 +133,12 @@ export interface BenchJson {
   /** doctor's wall seconds per host, by its parallel bound (issue 13), and the fleet size measured. */
   doctorSecondsPerHost: Record<string, number> | null;
   doctorHosts: number | null;
+  /** The npm tarball's bytes (issue 19: under 1 MB). */
+  tarballBytes: number | null;
+  /** Milliseconds to the first registered resource, by where KiloHost comes from, and the SDK alone. */
+  programStartMs: Record<"installed" | "sources" | "sdk", number> | null;
+  /** programStartMs over the SDK alone's (issue 19: installed ≤ 1.5×). */
+  programStartRatio: Record<"installed" | "sources", number> | null;
 }
 
 /**
@@ -142,6 +151,8 @@ export const TARGETS = {
   packageToNpmCold: 0.6,
   warmToCold: 0.05,
   diskToPlatform: 1.05,
+  tarballBytes: 1_000_000,
+  startRatio: 1.5,
 };
 
 const HOST_KINDS: readonly HostKind[] = ["local", "ssh"];
@@ -224,7 +235,23 @@ export function toJson(s: BenchSamples): BenchJson {
       ? Object.fromEntries(s.doctor.map((d) => [String(d.parallel), round(d.wallPerHostMs / 1000, 4)]))
       : null,
     doctorHosts: s.doctor?.[0]?.hosts ?? null,
+    tarballBytes: s.package?.tarballBytes ?? null,
+    programStartMs: s.package
+      ? {
+          installed: round(summarize(s.package.startMs.installed).median),
+          sources: round(summarize(s.package.startMs.sources).median),
+          sdk: round(summarize(s.package.startMs.sdk).median),
+        }
+      : null,
+    programStartRatio: s.package
+      ? { installed: round(startRatio(s.package, "installed"), 3), sources: round(startRatio(s.package, "sources"), 3) }
+      : null,
   };
+}
+
+/** Median start from `source` over the SDK alone's median. */
+export function startRatio(p: PackageSamples, source: "installed" | "sources"): number {
+  return summarize(p.startMs[source]).median / summarize(p.startMs.sdk).median;
 }
 
 /** The fit and growth of the evaluation times (medians), or undefined with fewer than two sizes. */
@@ -539,6 +566,34 @@ export function formatTable(s: BenchSamples): string {
       ),
     );
   }
+  if (s.package) {
+    const p = s.package;
+    const ms = (xs: number[]) => xs.map((x) => x / 1000);
+    rows.push(
+      figure(
+        "npm tarball",
+        fmtBytes(p.tarballBytes),
+        `target < ${fmtBytes(TARGETS.tarballBytes)}: ${p.tarballBytes < TARGETS.tarballBytes ? "met" : "MISSED"}`,
+      ),
+      timeRow(
+        "Program start, KiloHost from the installed package",
+        ms(p.startMs.installed),
+        "to the first resource; run.js, ts-node",
+      ),
+      timeRow("Program start, KiloHost from the repo's sources", ms(p.startMs.sources), "the same program in a clone"),
+      timeRow(
+        "Program start, @pulumi/pulumi alone",
+        ms(p.startMs.sdk),
+        "a bare component; interleaved with the two above",
+      ),
+      figure(
+        "Program start, installed / SDK alone",
+        fmtRatio(startRatio(p, "installed")),
+        goal(startRatio(p, "installed"), TARGETS.startRatio),
+      ),
+      figure("Program start, sources / SDK alone", fmtRatio(startRatio(p, "sources")), "ratio of medians"),
+    );
+  }
   const m = s.machine;
   const load = m.loadAverage
     ? ` Load average (1 min) ${m.loadAverage[0].toFixed(2)} at the start, ${m.loadAverage[1].toFixed(2)} at the end.`
@@ -547,7 +602,7 @@ export function formatTable(s: BenchSamples): string {
   const head = `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB RAM, Node ${m.node}, ${m.os}. Runs per time: ${s.runs} (min/median/max).${load}${quick}`;
   const p = s.program;
   const version = p
-    ? `\nProgram: commit ${p.commit}${p.uncommittedFiles > 0 ? ` with uncommitted edits in ${p.uncommittedFiles} file(s) of index.ts/deployer/host/common` : ""}.`
+    ? `\nProgram: commit ${p.commit}${p.uncommittedFiles > 0 ? ` with uncommitted edits in ${p.uncommittedFiles} file(s) of program/deployer/host/common` : ""}.`
     : "";
   return `${head}${version}\n\n${markdownTable(["Measure", "n", "min", "median", "max", "Notes"], rows)}\n`;
 }

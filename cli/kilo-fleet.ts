@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * The kilo-fleet CLI: `validate`, `render` and `lock` read stack files with the resolver `pulumi up` uses
  * (deployer/resolveHosts.ts) and never decrypt a secret; `models`, `hostkeys`, `lock` and `doctor` go online
@@ -9,6 +10,7 @@ import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
 import {
   DEFAULT_REGISTRY,
   emptyLock,
+  findProjectDir,
   fleetLockPath,
   type KiloLock,
   LockError,
@@ -120,8 +122,8 @@ ${exitCodeHelp()}`;
 const KEYSCAN_TIMEOUT_SECONDS = 5;
 const KEYSCAN_PARALLEL = 4;
 
-/** The project this CLI belongs to: the directory above cli/. */
-const PROJECT_DIR = resolve(__dirname, "..");
+/** The project: the nearest Pulumi.yaml at or above the working directory, else the repo this CLI is in. */
+const PROJECT_DIR = findProjectDir(process.cwd()) ?? resolve(__dirname, "..");
 
 function validate(values: ParsedOptions, project: Project): number {
   const files = stackFiles(values, project);
@@ -348,7 +350,7 @@ async function lock(values: ParsedOptions, project: Project): Promise<number> {
   if (registryFlag !== undefined && !/^https?:\/\/\S+$/.test(registryFlag)) {
     throw new UsageError("--registry must be an http(s) URL");
   }
-  const lockPath = fleetLockPath(process.env, values.lock as string | undefined);
+  const lockPath = fleetLockPath(process.env, values.lock as string | undefined, { forWriting: true });
   const targets = files.length > 0 ? files : allStackFiles(project);
   if (targets.length === 0) {
     process.stderr.write(`no stack files in ${display(project.stackConfigDir)}\n`);

@@ -10,9 +10,8 @@
  * path and hash (a FileAsset), never its bytes.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { buildSync } from "esbuild";
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 
 export interface HostToolArtifact {
@@ -77,8 +76,9 @@ export function toolHeader(): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** The bundle: minified CommonJS for node >= 18, ASCII only. */
+/** The bundle: minified CommonJS for node >= 18, ASCII only. esbuild is a build tool: loaded only to build. */
 export function toolBundle(): string {
+  const { buildSync } = require("esbuild") as typeof import("esbuild");
   const result = buildSync({
     entryPoints: [source("host/tool.ts")],
     bundle: true,
@@ -106,8 +106,30 @@ const slot = globalThis as { [BUILT]?: HostToolArtifact };
  * `useHostToolArtifact` replaces it, for tests that play a kilo-fleet upgrade between two deploys.
  */
 export function hostToolArtifact(): HostToolArtifact {
-  slot[BUILT] ??= writeHostToolArtifact(toolHeader() + toolBundle());
+  slot[BUILT] ??= prebuiltHostTool() ?? writeHostToolArtifact(toolHeader() + toolBundle());
   return slot[BUILT];
+}
+
+/** Where `npm run build` puts the release's tool: `dist/host-tool/` beside the compiled deployer/. */
+export const PREBUILT_DIR = path.join(ROOT, "host-tool");
+
+/** The tool a built package ships (its id fixed by the release), or undefined from a clone's sources. */
+export function prebuiltHostTool(dir = PREBUILT_DIR): HostToolArtifact | undefined {
+  if (!existsSync(dir)) return undefined;
+  const names = readdirSync(dir).filter((n) => /^tool-[0-9a-f]{12}\.cjs$/.test(n));
+  if (names.length !== 1) {
+    throw new Error(
+      `kilo-fleet: ${dir} must hold exactly one tool-<id>.cjs (found ${names.length}); rebuild the package`,
+    );
+  }
+  const file = path.join(dir, names[0]);
+  const artifact = describeHostTool(readFileSync(file, "utf8"), dir);
+  if (file !== artifact.file) {
+    throw new Error(
+      `kilo-fleet: ${file} does not hash to its name (${toolFileName(artifact.id)}); rebuild the package`,
+    );
+  }
+  return artifact;
 }
 
 export function useHostToolArtifact(artifact: HostToolArtifact | undefined): void {
@@ -118,17 +140,26 @@ export function useHostToolArtifact(artifact: HostToolArtifact | undefined): voi
  * Writes `text` to the build directory when it is not there yet (temp file + rename: a concurrent build
  * never sees half a file) and describes it.
  */
-export function writeHostToolArtifact(text: string): HostToolArtifact {
-  const sha256 = createHash("sha256").update(text, "utf8").digest("hex");
-  const id = sha256.slice(0, 12);
-  const dir = process.env.KILO_FLEET_BUILD_DIR || path.join(ROOT, "build", "host-tool");
-  const file = path.join(dir, toolFileName(id));
+export function writeHostToolArtifact(
+  text: string,
+  dir = process.env.KILO_FLEET_BUILD_DIR || path.join(ROOT, "build", "host-tool"),
+): HostToolArtifact {
+  const artifact = describeHostTool(text, dir);
+  const file = artifact.file;
   if (!existsSync(file) || readFileSync(file, "utf8") !== text) {
     mkdirSync(dir, { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
     writeFileSync(tmp, text, { mode: 0o644 });
     renameSync(tmp, file);
   }
+  return artifact;
+}
+
+/** The artifact of the tool `text`, kept in `dir` under its content-addressed name. */
+function describeHostTool(text: string, dir: string): HostToolArtifact {
+  const sha256 = createHash("sha256").update(text, "utf8").digest("hex");
+  const id = sha256.slice(0, 12);
+  const file = path.join(dir, toolFileName(id));
   const rel = path.relative(process.cwd(), file);
   const assetPath = rel.startsWith("..") || path.isAbsolute(rel) ? file : rel;
   return { text, sha256, id, file, assetPath, pathInHome: `${TOOL_DIR_IN_HOME}/${toolFileName(id)}` };

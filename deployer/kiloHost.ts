@@ -11,14 +11,14 @@ import { createHash, createHmac } from "node:crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { DISPLAY_PATHS } from "../common/hostPaths";
-import { type InstallResult, parseResult, type SmokeResult, type StepName } from "../common/result";
+import { type InstallResult, parseResult, type StepName } from "../common/result";
 import { type HostSpec, type HostSpecSsh, warningText } from "./hostSpec";
 import { hostStepCommands, type StepCommands } from "./hostSteps";
 import { hostToolArtifact } from "./hostTool";
 import type { KiloConfig } from "./kiloConfig";
-import { type KiloLock, shippedLock } from "./kiloLock";
+import type { KiloHostArgs, SmokeCheckLevel } from "./kiloHostArgs";
+import { shippedLock } from "./kiloLock";
 import { resolveHosts } from "./resolveHosts";
-import type { ModelSettings, ShellName } from "./settings";
 import { compactPrivateKey } from "./sshKey";
 
 export const KILO_HOST_TYPE = "kilo-fleet:index:KiloHost";
@@ -27,145 +27,34 @@ export const KILO_HOST_TYPE = "kilo-fleet:index:KiloHost";
 export const HOST_STEPS = ["tool", "install", "config", "env", "smoke"] as const;
 export type HostStep = (typeof HOST_STEPS)[number];
 
-/** How to reach an SSH host. Each field may be an Output of another resource (e.g. an instance's `publicIp`). */
-export interface KiloHostSshArgs {
-  /** Host name or address to connect to; may not start with `-`. Required; no default. */
-  host: pulumi.Input<string>;
-  /** The remote user whose HOME gets kilo; may not start with `-`. Required; no default. */
-  user: pulumi.Input<string>;
-  /** SSH port. Default: 22. */
-  port?: pulumi.Input<number>;
-  /**
-   * The server's public host key, one `ssh-ed25519 AAAA...` line (from `ssh-keyscan`, or `npm run kilo-fleet --
-   * hostkeys`). Pins the server's identity: the provider refuses any other key before a command runs. Required unless
-   * `insecureIgnoreHostKey` is true; no default.
-   */
-  hostKey?: pulumi.Input<string>;
-  /**
-   * Accept whatever host key the server offers (anyone who can answer for `host` then receives the API key); a warning
-   * is logged. Only allowed without `hostKey`. Default: false (a `hostKey` is required).
-   */
-  insecureIgnoreHostKey?: boolean;
-  /** Seconds one SSH dial may take before it counts as failed (1-600). Default: 10. */
-  connectTimeoutSeconds?: number;
-  /** Dials before the host's step fails, e.g. for an offline laptop (1-20). Default: 3. */
-  connectAttempts?: number;
-}
-
-/** The smoke check's settings. */
-export interface KiloHostSmokeCheckArgs {
-  /** Run the post-deploy smoke check (its `level` says how much it does). Default: true. */
-  enabled?: boolean;
-  /** How long the smoke check may take, in seconds (10-3600). Default: 180. */
-  timeoutSeconds?: number;
-  /**
-   * `kilo-run`: the pool checks (key, URL, models; no tokens), then the seed's tool-using `kilo run` (~30 KB to the
-   * pool). `pool`: the pool checks only — for all but a few canary hosts of a large fleet. Default: "kilo-run".
-   */
-  level?: "kilo-run" | "pool";
-}
-
-/**
- * The arguments of a `KiloHost`. Only `poolerBaseUrl` and `apiKey` are required. They are validated by the
- * same field schemas as a stack's `kilo-fleet:` settings (deployer/settings.ts), which hold every default:
- * the same rules, the same messages, keyed by the argument (`ssh.port: must be 1-65535`).
- *
- * Settings are plain values because they are rendered into the steps' commands when the component is
- * constructed; the secrets and the SSH connection may be `Input`s.
- */
-export interface KiloHostArgs {
-  /**
-   * The pooler's OpenAI-compatible `/v1` *base* URL, e.g. `https://pooler.example.com/v1` (kilo appends
-   * `/chat/completions` itself). Required; no default.
-   */
-  poolerBaseUrl: string;
-  /**
-   * The Pool API key. Pass a secret (`config.requireSecret(...)`): it reaches the host only as the env command's stdin
-   * and is written to the 0600 env file, never to kilo.jsonc. Required; no default.
-   */
-  apiKey: pulumi.Input<string>;
-  /** Reach the host over SSH. Default: not set, meaning the machine running Pulumi (a local host). */
-  ssh?: KiloHostSshArgs;
-  /**
-   * The SSH private key (PEM/OpenSSH text) for `ssh`. Pass a secret. Default: not set, meaning the SSH agent at
-   * `SSH_AUTH_SOCK` of the process running Pulumi; with neither, construction fails.
-   */
-  sshPrivateKey?: pulumi.Input<string>;
-  /**
-   * The kilo provider id (`provider.<id>` in kilo.jsonc, `<id>/<model>` on the command line). Default: "codex-pooler".
-   */
-  providerId?: string;
-  /**
-   * The environment variable holding the key; kilo.jsonc says `{env:<name>}`. Names that change how shells, loaders or
-   * runtimes behave (`PATH`, `LD_*`, `NODE_*`, …) and kilo's own (`KILO_*`, `XDG_*`) are refused. Default:
-   * "CODEX_POOLER_API_KEY".
-   */
-  apiKeyEnvVar?: string;
-  /** The exact `@kilocode/cli` version to install, or "latest" (unpinned: warned about). Default: "7.7.7". */
-  kiloVersion?: string;
-  /** The default model id; must be a key of `models`. Default: "gpt-5.5". */
-  model?: string;
-  /** The models the pool serves, as kilo model entries. Default: the Codex Pooler docs' `gpt-5.5` entry. */
-  models?: Record<string, ModelSettings>;
-  /** `compaction.threshold_percent` (1-100), or null to leave compaction out. Default: 75. */
-  compactionThresholdPercent?: number | null;
-  /** kilo's `permission` object, e.g. `{ bash: "allow" }`. Default: not set (kilo's own defaults). */
-  permission?: Record<string, unknown>;
-  /** Extra kilo.jsonc keys (not the ones kilo-fleet manages), e.g. `{ share: "disabled" }`. Default: {}. */
-  kiloSettings?: Record<string, unknown>;
-  /** The post-deploy smoke check. Default: {"enabled":true,"timeoutSeconds":180,"level":"kilo-run"}. */
-  smokeCheck?: KiloHostSmokeCheckArgs;
-  /**
-   * How kilo gets onto the host: `{ method: "package" }` downloads kilo's platform package with curl or wget and checks
-   * its sha512 against `kiloLock` (plain sh: no node needed on the host); `{ method: "npm" }` runs `npm install -g
-   * --prefix ~/.local` (node >= 18 and npm on the host). Default: {"method":"package"}.
-   */
-  install?: { method?: "package" | "npm" };
-  /**
-   * The kilo lock (`readLockFile("stacks/kilo-fleet.lock.json")`, written by `npm run kilo-fleet -- lock`): each
-   * platform package's sha512 for each pinned version. With install.method package, a pinned `kiloVersion` missing from
-   * it fails construction naming that command (`latest` installs unlocked). Default: the lock kilo-fleet ships
-   * (`stacks/kilo-fleet.lock.json` in its own directory), which locks the default `kiloVersion`.
-   */
-  kiloLock?: KiloLock;
-  /**
-   * Registry URL to install kilo from (either method). Default: not set (package: https://registry.npmjs.org; npm:
-   * npm's configured registry).
-   */
-  npmRegistry?: string;
-  /** Shells whose startup files get the env block. Default: not set (those whose rc file exists, plus sh). */
-  shells?: ShellName[];
-  /**
-   * The npm registry's auth token (for `npmRegistry`). Pass a secret: it reaches the host only as the install command's
-   * stdin, written to a temporary 0600 npmrc for that install and removed after. Default: not set.
-   */
-  npmToken?: pulumi.Input<string>;
-  /**
-   * PEM text of CA certificates the host must trust (a private pooler or registry): npm's install gets them with
-   * `--cafile` (plus node's roots), kilo through `NODE_EXTRA_CA_CERTS`. Default: not set.
-   */
-  caCertificates?: string;
-  /**
-   * An egress proxy: the kilo download (curl or wget), npm, the smoke check's pool checks (a CONNECT tunnel) and kilo
-   * (the env file's `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) go through it. Default: not set.
-   */
-  proxy?: { https: string; http?: string; noProxy?: string };
-  /** The jump host's SSH private key, when it is not `sshPrivateKey`. Default: not set. */
-  sshJumpPrivateKey?: pulumi.Input<string>;
-  /**
-   * The egress proxy's `user:password`. Pass a secret: it reaches the host only as a line of the install's and the env
-   * step's stdin, and lands in the 0600 env file (kilo needs it there). Default: not set.
-   */
-  proxyCredentials?: pulumi.Input<string>;
-  /**
-   * Any text. Changing it re-runs every step of this host in place (`update`; nothing is deleted first), e.g. a date
-   * after `kilo-fleet doctor` found drift. Default: not set.
-   */
-  reconcile?: string;
-}
+/** The earlier names of the SSH and smoke check argument types. */
+export type {
+  Install,
+  InstallMethod,
+  KiloHostArgs,
+  KiloModel,
+  KiloModelLimit,
+  KiloModelModalities,
+  SmokeCheck,
+  SmokeCheck as KiloHostSmokeCheckArgs,
+  SmokeCheckLevel,
+  SshHost,
+  SshHost as KiloHostSshArgs,
+} from "./kiloHostArgs";
 
 /** What a passing smoke check reported (a failing one fails the deploy instead). */
-export type SmokeOutput = Pick<SmokeResult, "pass" | "level" | "kiloVersion" | "seconds" | "warnings">;
+export interface SmokeOutput {
+  /** Always true: a failing check fails the deploy. */
+  pass: boolean;
+  /** How much the check did. */
+  level: SmokeCheckLevel;
+  /** The kilo version the check ran. */
+  kiloVersion: string;
+  /** How long the check took. */
+  seconds: number;
+  /** What the check found worth saying (e.g. a limit over the pool's window). */
+  warnings?: string[];
+}
 
 type Step = command.local.Command | command.remote.Command;
 
@@ -188,20 +77,41 @@ function resultOf<S extends StepName>(name: string, step: S, stdout: string | un
   return r;
 }
 
+/** A KiloHost's steps. `toolCopy` exists for SSH hosts; `smoke` is undefined when the smoke check is disabled. */
+export interface KiloHostSteps {
+  tool: Step;
+  toolCopy?: command.remote.CopyToRemote;
+  install: Step;
+  config: Step;
+  env: Step;
+  smoke?: Step;
+}
+
+interface Plain {
+  spec: HostSpec;
+  kiloConfig: KiloConfig;
+  steps: KiloHostSteps;
+}
+/** A KiloHost's plain values, kept beside it: the component's schema lists only its Output properties. */
+const PLAIN = new WeakMap<KiloHost, Plain>();
+
+/**
+ * The Kilo Code CLI on one developer machine (this one, or one reached over SSH), configured for a Codex Pooler,
+ * with the Pool API key in the user's shell environment.
+ */
 export class KiloHost extends pulumi.ComponentResource {
   /** This host's resolved settings (no secrets). */
-  readonly spec: HostSpec;
+  get spec(): HostSpec {
+    return (PLAIN.get(this) as Plain).spec;
+  }
   /** The managed kilo.jsonc keys, as rendered for this host (plain JSON, no secret). */
-  readonly kiloConfig: KiloConfig;
-  /** The steps. `toolCopy` exists for SSH hosts; `smoke` is undefined when the smoke check is disabled. */
-  readonly steps: {
-    tool: Step;
-    toolCopy?: command.remote.CopyToRemote;
-    install: Step;
-    config: Step;
-    env: Step;
-    smoke?: Step;
-  };
+  get kiloConfig(): KiloConfig {
+    return (PLAIN.get(this) as Plain).kiloConfig;
+  }
+  /** The steps, each a child resource. */
+  get steps(): KiloHostSteps {
+    return (PLAIN.get(this) as Plain).steps;
+  }
   /** The kilo version the install step reports. */
   readonly kiloVersion: pulumi.Output<string>;
   /** Where kilo.jsonc is on the host. */
@@ -240,8 +150,8 @@ export class KiloHost extends pulumi.ComponentResource {
       ...(proxyCredentials !== undefined ? { proxyCredentials: true } : {}),
     });
     super(KILO_HOST_TYPE, name, {}, opts);
-    this.spec = spec;
-    this.kiloConfig = commands.kiloConfig;
+    const plain: Plain = { spec, kiloConfig: commands.kiloConfig, steps: {} as KiloHostSteps };
+    PLAIN.set(this, plain);
     for (const w of own?.warnings ?? []) void pulumi.log.warn(`${name}: ${warningText(w)}`, this);
 
     const step = (
@@ -321,7 +231,7 @@ export class KiloHost extends pulumi.ComponentResource {
       ];
       smoke = step("smoke", commands.smoke, env, { triggers, sensitive: true });
     }
-    this.steps = { tool: toolStepResource, toolCopy, install, config, env, smoke };
+    plain.steps = { tool: toolStepResource, toolCopy, install, config, env, smoke };
 
     // Secret when the install got an npm token (its output is kept secret then); the version is not.
     this.kiloVersion = pulumi.unsecret(

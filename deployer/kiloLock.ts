@@ -11,8 +11,9 @@
  * bytes. Everything here is pure except `readLockFile`/`writeLockFile` (the file); reading the registry is the
  * CLI's (cli/lockRegistry.ts).
  */
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { parse } from "yaml";
 
 export const LOCK_FILE_NAME = "kilo-fleet.lock.json";
 export const DEFAULT_REGISTRY = "https://registry.npmjs.org/";
@@ -24,6 +25,7 @@ export const LOCK_COMMAND = "npm run kilo-fleet -- lock";
 export interface LockEntry {
   /** The platform package, e.g. `@kilocode/cli-linux-x64`. */
   package: string;
+  /** The platform package's tarball URL in the registry. */
   tarball: string;
   /** `sha512-<base64>` (npm's dist.integrity). */
   integrity: string;
@@ -33,7 +35,8 @@ export interface LockEntry {
 export type LockPlatforms = Record<string, LockEntry>;
 
 export interface KiloLock {
-  version: 1;
+  /** The lock format: 1 (a number, not the literal type, so the component schema can carry it). */
+  version: number;
   /** kilo version → platforms. */
   kilo: Record<string, LockPlatforms>;
 }
@@ -166,12 +169,37 @@ export function shippedLockPath(): string {
   return join(__dirname, "..", "stacks", LOCK_FILE_NAME);
 }
 
+/** The nearest directory at or above `from` holding a Pulumi.yaml (the project), if any. */
+export function findProjectDir(from: string): string | undefined {
+  for (let dir = resolve(from); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "Pulumi.yaml"))) return dir;
+    if (dirname(dir) === dir) return undefined;
+  }
+}
+
+/** The lock file of the Pulumi project at or above `from`: in its stack config directory. */
+export function projectLockPath(from = process.cwd()): string | undefined {
+  const dir = findProjectDir(from);
+  if (dir === undefined) return undefined;
+  const project = parse(readFileSync(join(dir, "Pulumi.yaml"), "utf8")) as { stackConfigDir?: unknown } | null;
+  const stackConfigDir = typeof project?.stackConfigDir === "string" ? project.stackConfigDir : ".";
+  return join(dir, stackConfigDir, LOCK_FILE_NAME);
+}
+
 /**
  * The one lock file validate, lock, doctor and `pulumi up` use: `override` (the CLI's `--lock`), else
- * `KILO_FLEET_LOCK_FILE` when set, else the shipped lock (`stacks/kilo-fleet.lock.json`, which `lock` writes).
+ * `KILO_FLEET_LOCK_FILE` when set, else the project's (`<stackConfigDir>/kilo-fleet.lock.json`, which `lock`
+ * writes) when it exists, else the lock kilo-fleet ships. `forWriting`: the project's even before it exists.
  */
-export function fleetLockPath(env: NodeJS.ProcessEnv = process.env, override?: string): string {
-  return override ?? (env.KILO_FLEET_LOCK_FILE || shippedLockPath());
+export function fleetLockPath(
+  env: NodeJS.ProcessEnv = process.env,
+  override?: string,
+  options: { from?: string; forWriting?: boolean } = {},
+): string {
+  if (override) return override;
+  if (env.KILO_FLEET_LOCK_FILE) return env.KILO_FLEET_LOCK_FILE;
+  const own = projectLockPath(options.from);
+  return own !== undefined && (options.forWriting || existsSync(own)) ? own : shippedLockPath();
 }
 
 let shipped: { lock: KiloLock | undefined } | undefined;

@@ -203,7 +203,8 @@ function hostSpec(
     kiloVersion: host.kiloVersion ?? settings.kiloVersion,
     model: host.model ?? settings.model,
     models: settings.models,
-    compactionThresholdPercent: settings.compactionThresholdPercent,
+    // 0 omits compaction as null does (a language without null, e.g. Pulumi YAML, says 0).
+    compactionThresholdPercent: settings.compactionThresholdPercent || null,
     ...(settings.permission !== undefined ? { permission: settings.permission } : {}),
     kiloSettings: settings.kiloSettings,
     smokeCheck: { ...settings.smokeCheck, ...(host.smokeCheck?.level ? { level: host.smokeCheck.level } : {}) },
@@ -394,7 +395,7 @@ function settingsWarnings(settings: Settings, specs: HostSpec[], naming: KeyNami
     for (const w of caCertificatesWarnings(settings.caCertificates)) warn(["caCertificates"], w);
   }
   for (const [id, model] of Object.entries(settings.models)) {
-    const w = contextOverflowWarning(model.limit, settings.compactionThresholdPercent);
+    const w = contextOverflowWarning(model.limit, settings.compactionThresholdPercent || null);
     if (w) warn(["models", id, "limit"], w);
   }
   settings.hosts.forEach((h, i) => {

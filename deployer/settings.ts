@@ -323,6 +323,8 @@ const redactedSecret = z
 /** Stands in for a secret that is present but encrypted (stack files are never decrypted offline). */
 export const ENCRYPTED = "[encrypted]";
 
+const COMPACTION_RULE = "must be an integer 1-100, or 0 or null to omit compaction";
+
 /** The schema of every key in the `kilo-fleet:` namespace, with defaults. */
 export const settingsSchema = z.strictObject({
   poolerBaseUrl: z.string({ error: "is required (the pooler's /v1 base URL)" }).superRefine((s, ctx) => {
@@ -356,10 +358,10 @@ export const settingsSchema = z.strictObject({
     // Defaults are functions so every parse gets its own copy (a shared object would leak mutations).
     .default(() => ({ "gpt-5.5": structuredClone(SEED_MODEL) as unknown as ModelSettings })),
   compactionThresholdPercent: z
-    .number({ error: "must be an integer 1-100, or null to omit compaction" })
-    .int({ message: "must be an integer 1-100, or null to omit compaction" })
-    .min(1, { message: "must be an integer 1-100, or null to omit compaction" })
-    .max(100, { message: "must be an integer 1-100, or null to omit compaction" })
+    .number({ error: COMPACTION_RULE })
+    .int({ message: COMPACTION_RULE })
+    .min(0, { message: COMPACTION_RULE })
+    .max(100, { message: COMPACTION_RULE })
     .nullable()
     .default(75),
   permission: z

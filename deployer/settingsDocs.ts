@@ -107,9 +107,9 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
     defaultText: "Default: the Codex Pooler docs' `gpt-5.5` entry.",
   },
   compactionThresholdPercent: {
-    description: "`compaction.threshold_percent` (1-100), or null to leave compaction out.",
+    description: "`compaction.threshold_percent` (1-100), or 0 (or null) to leave compaction out.",
     type: "integer or null",
-    rule: "1–100; null omits `compaction`",
+    rule: "1–100; 0 or null omits `compaction`",
   },
   permission: {
     description: 'kilo\'s `permission` object, e.g. `{ bash: "allow" }`.',
@@ -138,6 +138,33 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
       'How kilo gets onto the host: `{ method: "package" }` downloads kilo\'s platform package with curl or wget and checks its sha512 against `kiloLock` (plain sh: no node needed on the host); `{ method: "npm" }` runs `npm install -g --prefix ~/.local` (node >= 18 and npm on the host).',
     type: "`{method}`",
     rule: "`method` `package` (kilo's platform package, downloaded by sh with curl or wget and checked against `stacks/kilo-fleet.lock.json`: no node needed on the host) or `npm` (`npm install -g`: node ≥ 18 and npm on the host), also per host",
+  },
+  "install.method": {
+    description:
+      "`package`: kilo's platform package, downloaded by sh and checked against `kiloLock` (no node on the host); `npm`: `npm install -g` (node >= 18 and npm on the host).",
+  },
+  "models.*.name": { description: "The name kilo shows for the model." },
+  "models.*.tool_call": { description: "The model calls tools (kilo's agent needs it)." },
+  "models.*.reasoning": { description: "The model reasons before it answers." },
+  "models.*.temperature": { description: "The model takes a temperature." },
+  "models.*.attachment": { description: "The model takes attachments (files, images)." },
+  "models.*.modalities": { description: "What the model takes in and gives out." },
+  "models.*.modalities.input": { description: "What the model takes in." },
+  "models.*.modalities.output": { description: "What the model gives out." },
+  "models.*.limit": {
+    description: "The model's token limits: kilo compacts a session before its input reaches them.",
+    defaultText: "Required.",
+  },
+  "models.*.limit.context": {
+    description: "The whole window: input plus output (at most the pool's `context_length`).",
+    defaultText: "Required.",
+  },
+  "models.*.limit.input": {
+    description: "Input tokens before kilo compacts (less its reserve); at most `context`.",
+  },
+  "models.*.limit.output": {
+    description: "Output tokens a reply may take; at most `context`.",
+    defaultText: "Required.",
   },
   kiloLock: {
     description:
@@ -274,13 +301,19 @@ export function argDocComment(path: string, indent: string): string[] {
 }
 
 /** The KiloHost argument interfaces whose fields' doc comments come from the table, and each one's path prefix. */
-const ARG_INTERFACES: Record<string, string> = {
-  KiloHostSshArgs: "ssh.",
-  KiloHostSmokeCheckArgs: "smokeCheck.",
+export const ARG_INTERFACES: Record<string, string> = {
+  SshHost: "ssh.",
+  SshJumpHost: "ssh.proxy.",
+  EgressProxy: "proxy.",
+  SmokeCheck: "smokeCheck.",
+  Install: "install.",
+  KiloModel: "models.*.",
+  KiloModelLimit: "models.*.limit.",
+  KiloModelModalities: "models.*.modalities.",
   KiloHostArgs: "",
 };
 
-/** `source` (deployer/kiloHost.ts) with every argument's doc comment generated from the table. */
+/** `source` (deployer/kiloHostArgs.ts) with every argument's doc comment generated from the table. */
 export function renderArgDocs(source: string): string {
   const lines = source.split("\n");
   const out: string[] = [];

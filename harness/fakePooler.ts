@@ -166,7 +166,7 @@ export interface FakePooler {
   stop(): Promise<void>;
 }
 
-/** The smoke conversation's file and reply (must match deployer/hostScripts/smoke.ts). */
+/** The smoke conversation's file and reply (must match host/smoke.ts). */
 export const SMOKE_FILE = "kilo-ok.txt";
 export const SMOKE_REPLY = "kilo ok";
 const STAND_IN_REPLY =

@@ -361,7 +361,7 @@ export function stackConfig(overrides: Record<string, unknown> = {}): {
 }
 
 /**
- * Evaluates the real program, `index.ts`, in a fresh module graph (so its top-level code runs again)
+ * Evaluates the real program, `program/index.ts`, in a fresh module graph (so its top-level code runs again)
  * with the given stack config.
  */
 export function evaluateIndex(
@@ -371,7 +371,7 @@ export function evaluateIndex(
   return evaluate(
     async () => {
       vi.resetModules();
-      return await import("../index");
+      return await import("../program/index");
     },
     { ...options, config: stack.config, secretKeys: stack.secretKeys },
   );

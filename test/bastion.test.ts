@@ -1,6 +1,6 @@
 /**
  * A bastion for real (issue 21, item 1): two private sshds on loopback, the target and a jump host
- * (test/support/sshd.ts, `jumpHost: true`, which logs every connection it forwards). Step commands reach the
+ * (harness/sshd.ts, `jumpHost: true`, which logs every connection it forwards). Step commands reach the
  * target only through the jump host, both host keys pinned (each in its own known-hosts file, strict); a wrong
  * pinned key for either is refused before any command runs. (`pulumi up` maps `ssh.proxy` to the provider's
  * `connection.proxy`: test/fleet.diff.test.ts.)
@@ -16,7 +16,7 @@ import { parseResult } from "../common/result";
 import { toolStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { buildSettings, deployScripts } from "../harness/hostHome";
-import { type SshServer, startSshd, strictSshOptions } from "./support/sshd";
+import { type SshServer, startSshd, strictSshOptions } from "../harness/sshd";
 
 let target: SshServer;
 let jump: SshServer;

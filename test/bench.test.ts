@@ -198,6 +198,10 @@ const SAMPLES: BenchSamples = {
     platformBytes: 237_895_680,
     platformApparentBytes: 237_047_451,
   },
+  package: {
+    tarballBytes: 226_347,
+    startMs: { installed: [1300, 1350, 1400], sources: [1200, 1250], sdk: [1000, 900] },
+  },
 };
 
 describe("the --json object", () => {
@@ -238,6 +242,9 @@ describe("the --json object", () => {
       smokePoolRequests: { "kilo-run": 4, pool: 2 },
       doctorSecondsPerHost: { "1": 0.256, "8": 0.142 },
       doctorHosts: 50,
+      tarballBytes: 226_347,
+      programStartMs: { installed: 1350, sources: 1225, sdk: 950 },
+      programStartRatio: { installed: Number((1350 / 950).toFixed(3)), sources: Number((1225 / 950).toFixed(3)) },
     });
     // One JSON object, round-trips.
     expect(JSON.parse(JSON.stringify(json))).toEqual(json);
@@ -255,6 +262,18 @@ describe("the --json object", () => {
     expect(table).toMatch(
       /\| Tool-only upgrade, 1000 hosts, two waves \(10 canaries\): sent to the pool +\|.*10 kilo runs, 2,020 requests, 295,760 B/,
     );
+  });
+
+  it("prints the tarball's size and program start as ratios to the SDK alone, against issue 19's goals", () => {
+    const table = formatTable(SAMPLES);
+    expect(table).toMatch(/\| npm tarball +\|.*226,347 B.*target < .*met/);
+    expect(table).toMatch(/\| Program start, installed \/ SDK alone +\|.*1\.42×.*target ≤ 1\.50×: met/);
+    const slow = {
+      ...SAMPLES,
+      package: { tarballBytes: 2_000_000, startMs: { installed: [2000], sources: [1], sdk: [1000] } },
+    };
+    expect(formatTable(slow)).toMatch(/npm tarball.*MISSED/);
+    expect(formatTable(slow)).toMatch(/installed \/ SDK alone.*2\.00×.*MISSED/);
   });
 
   it("counts in-process and cross-process differences together", () => {
@@ -284,7 +303,7 @@ describe("the table", () => {
     expect(table).toMatch(/^Machine: 2 × Test CPU, 8 GiB RAM, Node v20\.0\.0, Linux 6\.0\. Runs per time: 3/);
     expect(table).toContain("Load average (1 min) 0.50 at the start, 1.25 at the end.\nProgram: commit abc1234.\n");
     expect(formatTable({ ...SAMPLES, program: { commit: "abc1234", uncommittedFiles: 2 } })).toContain(
-      "Program: commit abc1234 with uncommitted edits in 2 file(s) of index.ts/deployer/host/common.",
+      "Program: commit abc1234 with uncommitted edits in 2 file(s) of program/deployer/host/common.",
     );
     expect(table).toContain("| Measure | n | min | median | max | Notes |\n| --- | ---: | ---: | ---: | ---: | --- |");
   });
@@ -685,6 +704,7 @@ describe("options", () => {
       "doctor",
       "eval",
       "install",
+      "package",
       "pool",
       "smoke",
       "state",
@@ -695,7 +715,7 @@ describe("options", () => {
   it("--quick: one run, small fleets, no install/smoke/disk; --runs and --only still apply", () => {
     const q = parseArgs(["--quick", "--json"]);
     expect(q).toMatchObject({ quick: true, json: true, runs: 1, sizes: QUICK_FLEET_SIZES });
-    expect([...q.only].sort()).toEqual(["changes", "doctor", "eval", "state", "unchanged"]);
+    expect([...q.only].sort()).toEqual(["changes", "doctor", "eval", "package", "state", "unchanged"]);
     expect(Math.max(...QUICK_FLEET_SIZES)).toBeLessThan(Math.max(...FLEET_SIZES));
     expect(parseArgs(["--quick", "--runs", "2"]).runs).toBe(2);
     expect([...parseArgs(["--only=state", "--quick"]).only]).toEqual(["state"]);

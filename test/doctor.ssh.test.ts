@@ -26,7 +26,7 @@ import {
   USER_ZSHRC,
 } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
-import { ensureAptPackages, freePort, type SshServer, startSshd } from "./support/sshd";
+import { ensureAptPackages, freePort, type SshServer, startSshd } from "../harness/sshd";
 
 const ROOT = join(__dirname, "..");
 // npm: the install step finds the stand-in kilo at the pin and keeps it (no registry).

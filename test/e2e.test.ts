@@ -8,7 +8,7 @@
  * No step prints the key; only the env files hold it.
  *
  * The same flow runs twice, concurrently, each with its own stand-in: locally, and over the loopback sshd
- * (test/support/sshd.ts) as remote.Command runs it (the command line as the ssh command, parsed by the
+ * (harness/sshd.ts) as remote.Command runs it (the command line as the ssh command, parsed by the
  * user's login shell bash, the key on stdin), with the tool file copied over SFTP as CopyToRemote does.
  *
  * kilo is already in HOME's npm prefix (linked, or for the ssh user copied, from the test cache), so the
@@ -26,7 +26,7 @@ import { resolveHosts } from "../deployer/resolveHosts";
 import { type FakePooler, startFakePooler } from "../harness/fakePooler";
 import { ensureKilo } from "../harness/kilo";
 import { runScript } from "../harness/runScript";
-import { startSshd } from "./support/sshd";
+import { startSshd } from "../harness/sshd";
 
 const OLD_KEY = "test-key-e2e-old-0b9d4f1e";
 const NEW_KEY = "test-key-e2e-new-6a2c8e73";

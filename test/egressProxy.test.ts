@@ -24,7 +24,7 @@ import { buildSettings, deployScripts, makeHome, scriptEnv } from "../harness/ho
 import { TEST_KILO_VERSION } from "../harness/kilo";
 import { makePrivateCa, type PrivateCa, startTlsFront, type TlsFront } from "../harness/privateCa";
 import { runScript } from "../harness/runScript";
-import { type Gate, startGate, startSilentServer, startTinyproxy, type Tinyproxy } from "./support/tinyproxy";
+import { type Gate, startGate, startSilentServer, startTinyproxy, type Tinyproxy } from "../harness/tinyproxy";
 
 const KEY = "test-key-egress-5b1e90c4";
 // tinyproxy's BasicAuth takes only letters, digits, `.`, `_` and `-` (the encoding of others: test/proxy.test.ts).

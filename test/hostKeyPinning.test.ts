@@ -6,7 +6,7 @@
  * (pulumi-command 1.2.1, not available here): golang.org/x/crypto/ssh `FixedHostKey`, which compares the
  * whole marshalled key the server presents with the pinned one and aborts the handshake on any
  * difference, before authentication, so before any command. The same check with OpenSSH against the
- * loopback sshd (test/support/sshd.ts): a known_hosts holding only the pinned key, with
+ * loopback sshd (harness/sshd.ts): a known_hosts holding only the pinned key, with
  * `StrictHostKeyChecking=yes`, refuses a server presenting another key, and the command never runs (the
  * canary file it would create stays absent); with the server's own key the same command runs.
  */
@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HOST_STEPS } from "../deployer/kiloHost";
 import { evaluateIndex, programResources, stackConfig, unwrapSecrets } from "../harness/pulumiMocks";
-import { type SshServer, startSshd, strictSshOptions } from "./support/sshd";
+import { type SshServer, startSshd, strictSshOptions } from "../harness/sshd";
 
 let sshd: SshServer;
 let scratch: string;

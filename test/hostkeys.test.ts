@@ -18,7 +18,7 @@ import {
   scanHostKeys,
   sshKeyFingerprint,
 } from "../cli/hostKeys";
-import { type SshServer, startSshd } from "./support/sshd";
+import { type SshServer, startSshd } from "../harness/sshd";
 
 const ROOT = join(__dirname, "..");
 const TSX = join(ROOT, "node_modules", ".bin", "tsx");

@@ -47,7 +47,7 @@ function deploy(key: string, previous?: Deployed) {
     codexPoolerApiKey: key,
     sshPrivateKey: undefined,
     // The install step installs this version's platform package (the default install.method), checked
-    // against stacks/kilo-fleet.lock.json, into HOME (~5 s). The npm method: hostScripts.install/local/ssh.
+    // against stacks/kilo-fleet.lock.json, into HOME (~5 s). The npm method: install.npm, steps.local and steps.ssh.
     kiloVersion: TEST_KILO_VERSION,
     hosts: [{ name: HOST, local: true, shells: ["bash", "sh"] }],
     smokeCheck: { enabled: true, timeoutSeconds: 120 },

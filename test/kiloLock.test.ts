@@ -4,13 +4,14 @@
  * lacks.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fetchLockEntries, mergeChecked } from "../cli/lockRegistry";
 import {
   emptyLock,
+  fleetLockPath,
   type KiloLock,
   LockError,
   lockLinesFor,
@@ -19,6 +20,7 @@ import {
   pinnedVersions,
   readLockFile,
   serializeLock,
+  shippedLockPath,
   withVersion,
 } from "../deployer/kiloLock";
 import { type FakeRegistry, fakeKiloTarball, startFakeRegistry } from "../harness/fakeRegistry";
@@ -274,5 +276,26 @@ describe("fetchLockEntries and `kilo-fleet lock`", () => {
   it("the committed stacks validate against the committed lock", async () => {
     const r = await cli("validate");
     expect(r.code, r.stderr).toBe(0);
+  });
+});
+
+describe("the lock file of a program that installed kilo-fleet as a package", () => {
+  it("is the project's (<stackConfigDir>/kilo-fleet.lock.json) once `lock` wrote it, else the one kilo-fleet ships", () => {
+    const project = mkdtempSync(join(tmpdir(), "kilo-fleet-project-"));
+    try {
+      writeFileSync(join(project, "Pulumi.yaml"), "name: p\nruntime: nodejs\nstackConfigDir: stacks\n");
+      const own = join(project, "stacks", "kilo-fleet.lock.json");
+      const env = { KILO_FLEET_LOCK_FILE: "" };
+      const from = join(project, "sub");
+      expect(fleetLockPath(env, undefined, { from })).toBe(shippedLockPath());
+      expect(fleetLockPath(env, undefined, { from, forWriting: true })).toBe(own);
+      mkdirSync(join(project, "stacks"));
+      writeFileSync(own, serializeLock(emptyLock()));
+      expect(fleetLockPath(env, undefined, { from })).toBe(own);
+      expect(fleetLockPath({ KILO_FLEET_LOCK_FILE: "/elsewhere.json" }, undefined, { from })).toBe("/elsewhere.json");
+      expect(fleetLockPath(env, "/flag.json", { from })).toBe("/flag.json");
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
   });
 });

@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lockLinesFor, readLockFile } from "../deployer/kiloLock";
 import { cachedPlatformTarball, type FakeRegistry, fakeKiloTarball, startFakeRegistry } from "../harness/fakeRegistry";
-import { ensureAptPackages } from "./support/sshd";
+import { ensureAptPackages } from "../harness/sshd";
 
 const ROOT = join(__dirname, "..");
 const SCRIPT = join(ROOT, "host", "kilo-package.sh");

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { remoteCommandLine } from "../cli/remoteCommandLine";
 import { MAX_ARG_BYTES } from "../common/argLimit";
-import { ensureAptPackages } from "./support/sshd";
+import { ensureAptPackages } from "../harness/sshd";
 
 const LOGIN_SHELLS = ["bash", "dash", "zsh", "fish"];
 const dir = mkdtempSync(join(tmpdir(), "kilo-fleet-rcl-"));

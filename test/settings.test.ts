@@ -286,10 +286,24 @@ describe("model and models", () => {
 });
 
 describe("compactionThresholdPercent", () => {
-  it.each([0, 101, 50.5, "seventy"])("refuses %j", (bad) => {
+  it.each([-1, 101, 50.5, "seventy"])("refuses %j", (bad) => {
     expect(errorLines({ compactionThresholdPercent: bad })).toEqual([
-      "kilo-fleet:compactionThresholdPercent: must be an integer 1-100, or null to omit compaction",
+      "kilo-fleet:compactionThresholdPercent: must be an integer 1-100, or 0 or null to omit compaction",
     ]);
+  });
+
+  it("0 omits compaction as null does (languages without null, e.g. Pulumi YAML, say 0)", async () => {
+    const { resolveHosts } = await import("../deployer/resolveHosts");
+    const { renderKiloConfig } = await import("../deployer/kiloConfig");
+    for (const off of [0, null]) {
+      const r = resolveHosts({
+        kiloHost: "h",
+        args: { poolerBaseUrl: "https://p.example.com/v1", apiKey: "k", compactionThresholdPercent: off },
+      });
+      expect(r.errors).toEqual([]);
+      expect(r.specs[0].compactionThresholdPercent).toBeNull();
+      expect(renderKiloConfig(r.specs[0])).not.toHaveProperty("compaction");
+    }
   });
 
   it("accepts 1 and 100", () => {
@@ -497,7 +511,7 @@ describe("all errors at once", () => {
       providerId: "a/b",
       apiKeyEnvVar: "1X",
       kiloVersion: "7.7",
-      compactionThresholdPercent: 0,
+      compactionThresholdPercent: 101,
       permission: "ask",
       kiloSettings: { model: "x" },
       smokeCheck: { enabled: "yes" },

@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { remoteCommandLine } from "../cli/remoteCommandLine";
 import { shQuote } from "../common/shellQuote";
 import { decodeStepArg, encodeStepArg } from "../common/stepArgs";
+import { ensureAptPackages } from "../harness/sshd";
 import { fishWord } from "../host/rcBlock";
-import { ensureAptPackages } from "./support/sshd";
 
 const dir = mkdtempSync(join(tmpdir(), "kilo-fleet-quote-"));
 const canary = join(dir, "canary");

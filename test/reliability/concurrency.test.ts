@@ -29,9 +29,9 @@ import {
   USER_PROFILE,
   USER_ZSHRC,
 } from "../../harness/hostHome";
+import { isLitter, prng, runScript, snapshotDiff, suiteSeed } from "../../harness/reliability";
 import { envVars, renderFishEnvFile, renderShEnvFile } from "../../host/envFile";
 import { BLOCK_END, BLOCK_START, removeRcBlock } from "../../host/rcBlock";
-import { isLitter, prng, runScript, snapshotDiff, suiteSeed } from "./support";
 
 const ROUNDS = 16;
 const KEY_X = "test-key-stack-x-51c0aa";

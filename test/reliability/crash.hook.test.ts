@@ -11,9 +11,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseResult, RESULT_PREFIX } from "../../common/result";
+import { buildLab, KEY_A, KEY_B, type Lab } from "../../harness/crashScenarios";
 import { filesContaining, snapshot } from "../../harness/hostHome";
-import { buildLab, KEY_A, KEY_B, type Lab } from "./crashScenarios";
-import { crashProblems, runScript, snapshotDiff } from "./support";
+import { crashProblems, runScript, snapshotDiff } from "../../harness/reliability";
 
 let lab: Lab;
 beforeAll(() => {

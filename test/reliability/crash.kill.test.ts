@@ -12,9 +12,9 @@
 import { watch } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseResult } from "../../common/result";
+import { buildLab, KEY_A, KEY_B, type Lab } from "../../harness/crashScenarios";
 import { filesContaining, snapshot } from "../../harness/hostHome";
-import { buildLab, KEY_A, KEY_B, type Lab } from "./crashScenarios";
-import { crashProblems, median, prng, runScript, snapshotDiff, suiteSeed } from "./support";
+import { crashProblems, median, prng, runScript, snapshotDiff, suiteSeed } from "../../harness/reliability";
 
 const TRIALS = 60;
 

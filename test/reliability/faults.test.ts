@@ -47,8 +47,8 @@ import {
   testKey,
   USER_BASHRC,
 } from "../../harness/hostHome";
+import { isLitter, runScript, snapshotDiff } from "../../harness/reliability";
 import { BLOCK_START } from "../../host/rcBlock";
-import { isLitter, runScript, snapshotDiff } from "./support";
 
 const scripts = deployScripts(buildSettings());
 

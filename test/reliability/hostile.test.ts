@@ -53,8 +53,8 @@ import { parseSettings, type Settings } from "../../deployer/settings";
 import { type FakePooler, startFakePooler } from "../../harness/fakePooler";
 import { type Built, deployScripts, scriptEnv, shipTool } from "../../harness/hostHome";
 import { evaluateIndex, stackConfig, TEST_HOST_KEY, unwrapSecrets } from "../../harness/pulumiMocks";
-import { ensureAptPackages } from "../support/sshd";
-import { runScript } from "./support";
+import { runScript } from "../../harness/reliability";
+import { ensureAptPackages } from "../../harness/sshd";
 
 /** The shells a step's line meets: local.Command's /bin/sh, and each login shell an SSH user may have. */
 const LOGIN_SHELLS = ["/bin/sh", "/bin/dash", "/bin/bash", "/usr/bin/zsh", "/usr/bin/fish"];

@@ -26,9 +26,9 @@ import {
   USER_ZSHRC,
 } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
-import { ensureAptPackages, type SshServer, startSshd } from "./support/sshd";
+import { ensureAptPackages, type SshServer, startSshd } from "../harness/sshd";
 
-// install.method npm over SSH; test/hostScripts.package.test.ts has the package method over SSH, without node.
+// install.method npm over SSH; test/install.package.test.ts has the package method over SSH, without node.
 const built = buildSettings({ kiloVersion: TEST_KILO_VERSION, install: { method: "npm" } });
 const scripts = deployScripts(built, "ssh");
 const foreign = isForeignFile;

@@ -41,10 +41,10 @@ import {
   USER_ZSHRC,
 } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
+import { ensureAptPackages } from "../harness/sshd";
 import { BLOCK_END, BLOCK_START } from "../host/rcBlock";
-import { ensureAptPackages } from "./support/sshd";
 
-// install.method npm (kilo already in HOME's npm prefix): test/hostScripts.package.test.ts proves the package method.
+// install.method npm (kilo already in HOME's npm prefix): test/install.package.test.ts proves the package method.
 const built = buildSettings({ kiloVersion: TEST_KILO_VERSION, install: { method: "npm" } });
 const scripts = deployScripts(built);
 const foreign = isForeignFile;

@@ -24,7 +24,7 @@ import {
   USER_KILO_JSONC,
   USER_PROFILE,
   USER_ZSHRC,
-} from "../../harness/hostHome";
+} from "./hostHome";
 
 export const KEY_A = "test-key-crash-old-4d1c9e";
 export const KEY_B = "test-key-crash-new-b7a203";

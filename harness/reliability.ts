@@ -5,7 +5,7 @@
  * or when a promise resolves), and file-state comparisons.
  */
 import { isDeepStrictEqual } from "node:util";
-import type { Entry } from "../../harness/hostHome";
+import type { Entry } from "./hostHome";
 
 /** mulberry32: small, fast, good enough to pick crash points and delays reproducibly. */
 export function prng(seed: number): () => number {
@@ -29,7 +29,7 @@ export function suiteSeed(part: string): number {
   return seed;
 }
 
-export { runScript, type ScriptRun } from "../../harness/runScript";
+export { runScript, type ScriptRun } from "./runScript";
 
 /** Leftovers a crash may leave that a re-run must clean up: temp files of an atomic write, the lock. */
 export const isLitter = (rel: string) =>

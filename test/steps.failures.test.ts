@@ -20,9 +20,9 @@ import {
   USER_BASHRC,
   USER_KILO_JSONC,
 } from "../harness/hostHome";
-import { type SshServer, startSshd } from "./support/sshd";
+import { type SshServer, startSshd } from "../harness/sshd";
 
-// install.method npm: the header's node/npm checks (the package method needs neither: hostScripts.package).
+// install.method npm: the header's node/npm checks (the package method needs neither: install.package).
 const built = buildSettings({ install: { method: "npm" } });
 const scripts = deployScripts(built);
 /** A step that only needs the tool to start (no state: it changes nothing): proves a JavaScript runtime was found. */
@@ -208,7 +208,7 @@ test("warns once per file and key when a file kilo applies over kilo.jsonc sets 
       `kilo-fleet: warning: ${h.home}/.config/kilo/opencode.json sets "model", and kilo applies that file over kilo.jsonc, so kilo-fleet's value is ignored`,
       `kilo-fleet: warning: ${h.home}/.kilocode/config.json sets "provider.codex-pooler", and kilo applies that file over kilo.jsonc, so kilo-fleet's value is ignored`,
     ]);
-    // The result names them too (and names no file when none overrides: test/hostScripts.local.test.ts).
+    // The result names them too (and names no file when none overrides: test/steps.local.test.ts).
     expect(parseResult(r.stdout, "config")).toEqual({
       step: "config",
       configPath: "~/.config/kilo/kilo.jsonc",

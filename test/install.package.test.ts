@@ -35,7 +35,7 @@ import {
   USER_ZSHRC,
 } from "../harness/hostHome";
 import { runScript } from "../harness/runScript";
-import { type SshServer, startSshd } from "./support/sshd";
+import { type SshServer, startSshd } from "../harness/sshd";
 
 const KEY = "test-key-package-9c2e41d7";
 const VERSION = "7.7.7";
