@@ -161,6 +161,7 @@ export function checkArgsFor(
     var: spec.apiKeyEnvVar,
     shells: envShells(spec),
     compareKey,
+    ...(spec.proxy !== undefined ? { proxy: spec.proxy } : {}),
     ...(locked ? { locked } : {}),
   };
 }

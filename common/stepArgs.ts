@@ -157,6 +157,11 @@ export interface CheckArgs {
   /** Read a nonce from stdin and answer with `keyProof` (the key to compare never reaches the host). */
   compareKey: boolean;
   /**
+   * `kilo-fleet:proxy`, which the env file exports too (without credentials: those in the file's proxy URLs
+   * are taken as they are, the check cannot know them).
+   */
+  proxy?: ProxyArgs;
+  /**
    * install.method package, pinned: the lock's `sha512-…` integrity per platform for `version`, so the check
    * can tell whether the package kilo-fleet installed (its record) is the locked one. Absent: not checked.
    */

@@ -13,6 +13,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } f
 import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { checkArgsFor } from "../cli/doctor";
 import { parseResult } from "../common/result";
 import { encodeInstallPackageArg, type ProxyArgs } from "../common/stepArgs";
 import { toolCommand, toolWord } from "../deployer/hostSteps";
@@ -209,6 +210,19 @@ describe("an egress proxy (tinyproxy) between the host and everything it reaches
       expect(readFileSync(envFile, "utf8")).toContain(`export ${v}='${withCreds}'\n`);
     }
     expect(readFileSync(envFile, "utf8")).toContain("export NO_PROXY='example.invalid'\n");
+
+    // doctor's check: the env file is what the env step writes for this proxy (its credentials as they are),
+    // and another proxy in the stack is drift.
+    const envDrift = async (p: { https: string; noProxy?: string }) => {
+      const settings = buildSettings({ poolerBaseUrl: poolerUrl(), kiloVersion: TEST_KILO_VERSION, proxy: p });
+      const c = await run(toolCommand(tool.id, "check", checkArgsFor(settings.spec, false)), env);
+      expect(c.code, c.stderr).toBe(0);
+      return (parseResult(c.stdout, "check")?.drift ?? []).filter((d) => d.item === "env-file").map((d) => d.what);
+    };
+    expect(await envDrift({ https: proxy.url, noProxy: "example.invalid" })).toEqual([]);
+    expect(await envDrift({ https: "http://other-proxy:3128", noProxy: "example.invalid" })).toEqual([
+      "~/.config/kilo/codex-pooler.env was edited (not what the env step writes)",
+    ]);
 
     const from = pooler.requests.length;
     const logFrom = proxy.log().length;
