@@ -45,6 +45,8 @@ export interface BenchSamples {
   state?: {
     toolBytes: number;
     hosts: Record<HostKind, { bytes: number; entryBytes: number; resources: number; contributors: Contributor[] }>;
+    /** The SSH host behind a jump host (ssh.proxy, pinned, the same key): issue 21's figure. */
+    sshJump?: { bytes: number; entryBytes: number; resources: number; contributors: Contributor[] };
     /** Each step's stdout: printed by the real step on a temp HOME (`run`), or its result line only (`result`). */
     stdoutSource: Record<string, "run" | "result">;
   };
@@ -120,6 +122,8 @@ export interface BenchJson {
   evalRatioToFloor: Record<string, number> | null;
   /** Inputs plus outputs in the state, per host. */
   stateBytesPerHost: Record<HostKind, number> | null;
+  /** State bytes of an SSH host behind a jump host (issue 21; target 20 kB). */
+  stateBytesSshJumpHost: number | null;
   /** The same, whole checkpoint entries (URNs, provider, dependencies, timestamps too). */
   stateEntryBytesPerHost: Record<HostKind, number> | null;
   /** The host tool's size (shipped once per host, not in the state). */
@@ -147,6 +151,8 @@ export interface BenchJson {
  */
 export const TARGETS = {
   stateBytes: { local: 12_000, ssh: 16_000 } as Record<HostKind, number>,
+  /** Issue 21: an SSH host with a jump host. */
+  stateBytesSshJump: 20_000,
   floorRatio: 1.1,
   packageToNpmCold: 0.6,
   warmToCold: 0.05,
@@ -221,6 +227,7 @@ export function toJson(s: BenchSamples): BenchJson {
       ? { local: s.state.hosts.local.entryBytes, ssh: s.state.hosts.ssh.entryBytes }
       : null,
     toolBytes: s.state ? s.state.toolBytes : null,
+    stateBytesSshJumpHost: s.state?.sshJump ? s.state.sshJump.bytes : null,
     rerunSteps: s.changes
       ? (Object.fromEntries(
           SCENARIOS.map((sc) => {
@@ -426,6 +433,17 @@ export function formatTable(s: BenchSamples): string {
           kind === "local" ? "State per host, local (inputs + outputs)" : "State per host, SSH (inputs + outputs)",
           fmtKB(h.bytes),
           `target ≤ ${fmtKB(target)}: ${verdict}; ${h.resources} resources${kind === "ssh" ? ", ed25519 key, pinned host key" : ""}; whole checkpoint entries ${fmtKB(h.entryBytes)}; largest: ${largest}`,
+        ),
+      );
+    }
+    if (st.sshJump) {
+      const h = st.sshJump;
+      const target = TARGETS.stateBytesSshJump;
+      rows.push(
+        figure(
+          "State per host, SSH behind a jump host (inputs + outputs)",
+          fmtKB(h.bytes),
+          `target ≤ ${fmtKB(target)}: ${h.bytes <= target ? "met" : `MISSED by ${fmtKB(h.bytes - target)}`}; ${h.resources} resources; ssh.proxy pinned, the jump host with sshPrivateKey (a second copy in every connection); +${fmtKB(h.bytes - st.hosts.ssh.bytes)} over the SSH host`,
         ),
       );
     }

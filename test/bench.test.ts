@@ -226,6 +226,7 @@ describe("the --json object", () => {
         "1000": Number((28 / 26).toFixed(3)),
       },
       stateBytesPerHost: { local: 10_654, ssh: 23_841 },
+      stateBytesSshJumpHost: null,
       stateEntryBytesPerHost: { local: 14_236, ssh: 28_268 },
       toolBytes: 48_920,
       rerunSteps: {
@@ -248,6 +249,18 @@ describe("the --json object", () => {
     });
     // One JSON object, round-trips.
     expect(JSON.parse(JSON.stringify(json))).toEqual(json);
+  });
+
+  it("prints the state of an SSH host behind a jump host against its 20 kB target", () => {
+    const state = SAMPLES.state as NonNullable<BenchSamples["state"]>;
+    const h = { bytes: 19_500, entryBytes: 25_000, resources: 8, contributors: [] };
+    const table = formatTable({ ...SAMPLES, state: { ...state, sshJump: h } });
+    expect(table).toMatch(
+      /\| State per host, SSH behind a jump host \(inputs \+ outputs\) +\|.*target ≤ 20\.0 kB[^:]*: met/,
+    );
+    expect(toJson({ ...SAMPLES, state: { ...state, sshJump: h } }).stateBytesSshJumpHost).toBe(19_500);
+    const over = formatTable({ ...SAMPLES, state: { ...state, sshJump: { ...h, bytes: 20_700 } } });
+    expect(over).toMatch(/SSH behind a jump host .*MISSED by 0\.7 kB/);
   });
 
   it("prints the pool cost per smoke level and doctor's time per host by bound", () => {
