@@ -249,18 +249,23 @@ async function measureState(
   writeFileSync(outputsFile, JSON.stringify(outputs));
   const r = await runWorker<StateResult>(program, { mode: "state", outputsFile }, scratch);
   const stepOf = (res: StateResource) => {
-    for (const name of Object.values(r.hosts)) {
+    for (const name of [...Object.values(r.hosts), r.jumpHost]) {
       if (res.name.startsWith(`${name}-`)) return outputs[res.name.slice(name.length + 1)];
     }
     return undefined;
   };
   const hostsOut = (r.stackOutputs?.hosts ?? {}) as Record<string, unknown>;
-  const per = (kind: HostKind) => {
-    const name = r.hosts[kind];
+  const per = (kind: HostKind | "sshJump") => {
+    const name = kind === "sshJump" ? r.jumpHost : r.hosts[kind];
     const x = hostStateBytes(r.resources, name, "kilo-fleet:index:KiloHost", stepOf, hostsOut[name]);
     return { bytes: x.bytes, entryBytes: x.entryBytes, resources: x.resources.length, contributors: x.contributors };
   };
-  samples.state = { toolBytes: r.toolBytes, hosts: { local: per("local"), ssh: per("ssh") }, stdoutSource: source };
+  samples.state = {
+    toolBytes: r.toolBytes,
+    hosts: { local: per("local"), ssh: per("ssh") },
+    sshJump: per("sshJump"),
+    stdoutSource: source,
+  };
   progress(
     `state per host: local ${samples.state.hosts.local.bytes} B, SSH ${samples.state.hosts.ssh.bytes} B; tool ${r.toolBytes} B`,
   );

@@ -32,6 +32,7 @@ import {
   digestInputs,
   fleetHosts,
   type HostKind,
+  JUMP_STATE_HOST,
   KILO_BUMP_VERSION,
   type ScenarioName,
   STATE_HOSTS,
@@ -63,6 +64,8 @@ export interface StateResult {
   resources: RecordedResource[];
   stackOutputs: Record<string, unknown> | undefined;
   hosts: Record<HostKind, string>;
+  /** The SSH host behind a jump host (ssh.proxy). */
+  jumpHost: string;
   toolBytes: number;
 }
 
@@ -178,7 +181,7 @@ const SSH_KEY = ed25519OpenSshKey();
 
 /** The step of a resource name (`alice-laptop-tool-copy` → `tool-copy`), and its host's kind. */
 function stepOf(name: string): { kind: HostKind; step: string } | undefined {
-  for (const h of STATE_HOSTS) {
+  for (const h of [...STATE_HOSTS, JUMP_STATE_HOST]) {
     if (name.startsWith(`${h.name}-`)) return { kind: h.ssh ? "ssh" : "local", step: name.slice(h.name.length + 1) };
   }
   return undefined;
@@ -188,7 +191,7 @@ async function state(mocks: Mocks, outputsFile: string): Promise<StateResult> {
   const { readFileSync } = await import("node:fs");
   const { hostToolArtifact } = await import("../deployer/hostTool");
   const outputs = JSON.parse(readFileSync(outputsFile, "utf8")) as Record<string, StepOutput>;
-  const e = await evaluateFleet(mocks, stateStack(mocks), (args) => {
+  const e = await evaluateFleet(mocks, stateStack(mocks, { hosts: [...STATE_HOSTS, JUMP_STATE_HOST] }), (args) => {
     const s = stepOf(args.name);
     if ((args.type === "command:local:Command" || args.type === "command:remote:Command") && s) {
       const out = outputs[s.step];
@@ -205,6 +208,7 @@ async function state(mocks: Mocks, outputsFile: string): Promise<StateResult> {
     resources: mocks.programResources(e),
     stackOutputs: e.stackOutputs,
     hosts,
+    jumpHost: JUMP_STATE_HOST.name,
     toolBytes: Buffer.byteLength(hostToolArtifact().text, "utf8"),
   };
 }

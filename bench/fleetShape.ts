@@ -40,6 +40,17 @@ export const STATE_HOSTS: HostEntry[] = [
   { name: "bob-desktop", ssh: { host: "bob-desktop.example.com", user: "bob", hostKey: ed25519HostKeyLine() } },
 ];
 
+/** The state figure's SSH host behind a jump host (`ssh.proxy`, pinned; the jump host uses `sshPrivateKey`). */
+export const JUMP_STATE_HOST: HostEntry = {
+  name: "dana-bastioned",
+  ssh: {
+    host: "dana.internal.example.com",
+    user: "dana",
+    hostKey: ed25519HostKeyLine(),
+    proxy: { host: "bastion.example.com", user: "jump", hostKey: ed25519HostKeyLine() },
+  },
+};
+
 /** The version a "kilo bump" moves to (from the default pin). */
 export const KILO_BUMP_VERSION = "7.8.0";
 

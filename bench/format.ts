@@ -45,6 +45,8 @@ export interface BenchSamples {
   state?: {
     toolBytes: number;
     hosts: Record<HostKind, { bytes: number; entryBytes: number; resources: number; contributors: Contributor[] }>;
+    /** The SSH host behind a jump host (ssh.proxy, pinned, the same key): issue 21's figure. */
+    sshJump?: { bytes: number; entryBytes: number; resources: number; contributors: Contributor[] };
     /** Each step's stdout: printed by the real step on a temp HOME (`run`), or its result line only (`result`). */
     stdoutSource: Record<string, "run" | "result">;
   };
@@ -120,6 +122,8 @@ export interface BenchJson {
   evalRatioToFloor: Record<string, number> | null;
   /** Inputs plus outputs in the state, per host. */
   stateBytesPerHost: Record<HostKind, number> | null;
+  /** State bytes of an SSH host behind a jump host (issue 21; target 20 kB). */
+  stateBytesSshJumpHost: number | null;
   /** The same, whole checkpoint entries (URNs, provider, dependencies, timestamps too). */
   stateEntryBytesPerHost: Record<HostKind, number> | null;
   /** The host tool's size (shipped once per host, not in the state). */
@@ -147,6 +151,8 @@ export interface BenchJson {
  */
 export const TARGETS = {
   stateBytes: { local: 12_000, ssh: 16_000 } as Record<HostKind, number>,
+  /** Issue 21: an SSH host with a jump host. */
+  stateBytesSshJump: 20_000,
   floorRatio: 1.1,
   packageToNpmCold: 0.6,
   warmToCold: 0.05,
@@ -156,6 +162,9 @@ export const TARGETS = {
 };
 
 const HOST_KINDS: readonly HostKind[] = ["local", "ssh"];
+
+/** The fleet of the upgrade-cost rows: the issue's 1000 hosts, 10 of them canaries in wave 0. */
+export const UPGRADE_FLEET = { upgradeHosts: 1000, canaries: 10 } as const;
 
 /** The steps a scenario changed on each kind of host, sorted, and whether they are exactly the expected ones. */
 export function rerunVerdict(
@@ -218,6 +227,7 @@ export function toJson(s: BenchSamples): BenchJson {
       ? { local: s.state.hosts.local.entryBytes, ssh: s.state.hosts.ssh.entryBytes }
       : null,
     toolBytes: s.state ? s.state.toolBytes : null,
+    stateBytesSshJumpHost: s.state?.sshJump ? s.state.sshJump.bytes : null,
     rerunSteps: s.changes
       ? (Object.fromEntries(
           SCENARIOS.map((sc) => {
@@ -426,6 +436,17 @@ export function formatTable(s: BenchSamples): string {
         ),
       );
     }
+    if (st.sshJump) {
+      const h = st.sshJump;
+      const target = TARGETS.stateBytesSshJump;
+      rows.push(
+        figure(
+          "State per host, SSH behind a jump host (inputs + outputs)",
+          fmtKB(h.bytes),
+          `target ≤ ${fmtKB(target)}: ${h.bytes <= target ? "met" : `MISSED by ${fmtKB(h.bytes - target)}`}; ${h.resources} resources; ssh.proxy pinned, the jump host with sshPrivateKey (a second copy in every connection); +${fmtKB(h.bytes - st.hosts.ssh.bytes)} over the SSH host`,
+        ),
+      );
+    }
     rows.push(
       figure(
         "Host tool (shipped once per host, not in the state)",
@@ -510,6 +531,27 @@ export function formatTable(s: BenchSamples): string {
         ),
       );
     }
+  }
+  if (s.pool) {
+    // A release that only replaces the host tool (issue 21): every host's smoke check re-runs; in one wave
+    // at the hosts' level (kilo-run by default), in two waves kilo-run on the canaries and pool on the rest.
+    const { upgradeHosts: n, canaries: c } = UPGRADE_FLEET;
+    const run = s.pool["kilo-run"];
+    const pool = s.pool.pool;
+    const cost = (kiloRuns: number, poolChecks: number) =>
+      `${kiloRuns} kilo runs, ${(kiloRuns * run.requests + poolChecks * pool.requests).toLocaleString("en-US")} requests, ${(kiloRuns * run.requestBytes + poolChecks * pool.requestBytes).toLocaleString("en-US")} B`;
+    rows.push(
+      figure(
+        `Tool-only upgrade, ${n} hosts, one wave: sent to the pool`,
+        cost(n, 0),
+        "every host's smoke check at level kilo-run (from the two rows above)",
+      ),
+      figure(
+        `Tool-only upgrade, ${n} hosts, two waves (${c} canaries): sent to the pool`,
+        cost(c, n - c),
+        "wave 0 at kilo-run, wave 1's smoke update at level pool (docs/design.md, What a release costs the pool)",
+      ),
+    );
   }
   if (s.doctor) {
     for (const d of s.doctor) {

@@ -9,7 +9,8 @@
  * Reads the stack as `validate` and `render` do (never decrypting anything). A local host runs the tool
  * here; an SSH host is reached with the system `ssh` client: BatchMode, StrictHostKeyChecking=yes, the
  * stack's `ssh.hostKey` pinned through a temporary known-hosts file (without one: the operator's
- * known_hosts, still strict), ConnectTimeout, the operator's agent or `--identity FILE`; no secret of the
+ * known_hosts, still strict), ConnectTimeout, the operator's agent or `--identity FILE` (a jump host, `ssh.proxy`,
+ * through a ProxyCommand `ssh -W` as strict, its key pinned in a known-hosts file of its own); no secret of the
  * stack file is used. The tool that runs is the current build's: the deployed copy
  * (`~/.local/share/kilo-fleet/tool-<id>.cjs`) when the host has it, otherwise the build's file, sent over
  * the session's stdin into a `mktemp` file in the host's TMPDIR that is removed when the check ends. It
@@ -29,6 +30,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 import { type CheckFinding, type CheckResult, parseResult } from "../common/result";
+import { shQuote } from "../common/shellQuote";
 import { type CheckArgs, encodeStepArg } from "../common/stepArgs";
 import type { HostSpec } from "../deployer/hostSpec";
 import { envShells } from "../deployer/hostSteps";
@@ -86,7 +88,15 @@ export interface DoctorTarget {
   name: string;
   kind: "local" | "ssh";
   /** `connectTimeoutSeconds`: the stack's `ssh.connectTimeoutSeconds` for this host (ssh's ConnectTimeout). */
-  ssh?: { host: string; user: string; port: number; hostKey?: string; connectTimeoutSeconds?: number };
+  ssh?: {
+    host: string;
+    user: string;
+    port: number;
+    hostKey?: string;
+    connectTimeoutSeconds?: number;
+    /** The jump host (`ssh.proxy`): reached first, its key pinned in a known-hosts file of its own. */
+    proxy?: { host: string; user: string; port: number; hostKey: string };
+  };
   /** The check's argument (compareKey included). */
   args: CheckArgs;
   /** A local host's environment (its HOME), over `CheckOptions.env` (tests and the bench: many HOMEs). */
@@ -151,6 +161,7 @@ export function checkArgsFor(
     var: spec.apiKeyEnvVar,
     shells: envShells(spec),
     compareKey,
+    ...(spec.proxy !== undefined ? { proxy: spec.proxy } : {}),
     ...(locked ? { locked } : {}),
     // With a policy: the managed config against it, its bypasses, and the env file's settings.
     ...(spec.policyEnv?.telemetryOff ? { telemetryOff: true as const } : {}),
@@ -350,9 +361,29 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
       const known = join(dir, "known_hosts");
       if (ssh.hostKey !== undefined)
         writeFileSync(known, knownHostsLine(ssh.host, ssh.port, ssh.hostKey), { mode: 0o600 });
+      const timeout = ssh.connectTimeoutSeconds ?? SSH_CONNECT_DEFAULTS.connectTimeoutSeconds;
+      const identity = opts.identity ? ["-i", opts.identity, "-o", "IdentitiesOnly=yes"] : [];
+      let proxyCommand: string[] = [];
+      if (ssh.proxy) {
+        // `ssh -W` through the jump host, as strict as the hop to the host: its own pinned key, batch mode.
+        const jumpKnown = join(dir, "jump_known_hosts");
+        writeFileSync(jumpKnown, knownHostsLine(ssh.proxy.host, ssh.proxy.port, ssh.proxy.hostKey), { mode: 0o600 });
+        const hop = [
+          opts.sshBinary ?? "ssh",
+          ...["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UpdateHostKeys=no"],
+          ...["-o", "CheckHostIP=no", "-o", `ConnectTimeout=${timeout}`, "-o", "LogLevel=ERROR"],
+          ...["-o", `UserKnownHostsFile=${jumpKnown}`, "-o", "GlobalKnownHostsFile=/dev/null"],
+          ...identity,
+          ...["-p", String(ssh.proxy.port), "-l", ssh.proxy.user, "-W", "%h:%p", "--", ssh.proxy.host],
+        ];
+        // ssh runs it with the user's shell: every word quoted, a literal % doubled (ssh's own escapes).
+        const word = (w: string) => (w === "%h:%p" ? w : shQuote(w).replace(/%/g, "%%"));
+        proxyCommand = ["-o", `ProxyCommand=${hop.map(word).join(" ")}`];
+      }
       const argv = [
         opts.sshBinary ?? "ssh",
         "-T",
+        ...proxyCommand,
         "-o",
         "BatchMode=yes",
         "-o",
@@ -362,7 +393,7 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
         "-o",
         "CheckHostIP=no",
         "-o",
-        `ConnectTimeout=${ssh.connectTimeoutSeconds ?? SSH_CONNECT_DEFAULTS.connectTimeoutSeconds}`,
+        `ConnectTimeout=${timeout}`,
         "-o",
         "ServerAliveInterval=10",
         "-o",
@@ -372,7 +403,7 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
         ...(ssh.hostKey !== undefined
           ? ["-o", `UserKnownHostsFile=${known}`, "-o", "GlobalKnownHostsFile=/dev/null"]
           : []),
-        ...(opts.identity ? ["-i", opts.identity, "-o", "IdentitiesOnly=yes"] : []),
+        ...identity,
         "-p",
         String(ssh.port),
         "-l",
@@ -545,6 +576,7 @@ export async function doctor(argv: string[], io: DoctorIo): Promise<number> {
             port: spec.ssh.port as number,
             ...(spec.ssh.hostKey !== undefined ? { hostKey: spec.ssh.hostKey as string } : {}),
             connectTimeoutSeconds: spec.ssh.connectTimeoutSeconds,
+            ...(spec.ssh.proxy !== undefined ? { proxy: spec.ssh.proxy } : {}),
           },
         }
       : {}),

@@ -6,6 +6,9 @@
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { shQuote } from "../common/shellQuote";
 
 export interface HostPublicKey {
@@ -150,4 +153,110 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, f: (ite
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
+}
+
+/** A jump host (`ssh.proxy`): its address and its pinned key. */
+export interface JumpHost {
+  host: string;
+  user: string;
+  port: number;
+  hostKey: string;
+}
+
+/**
+ * The keys a host behind a jump host offers: `ssh-keyscan` cannot go through one, so `ssh` connects through
+ * the jump host (ProxyCommand `ssh -W`, the jump host strictly pinned by its `hostKey`) with an empty
+ * known-hosts file that accepts the target's key and records it, and stops before authenticating (no
+ * identity offered, batch mode). One key: the one the server negotiates (ed25519 first). `identity`: the key
+ * the hop to the jump host offers (default: the operator's agent and keys).
+ */
+export async function scanHostKeysVia(
+  target: { host: string; port: number },
+  jump: JumpHost,
+  options: { timeoutSeconds?: number; identity?: string; ssh?: string } = {},
+): Promise<ScanResult> {
+  const timeout = options.timeoutSeconds ?? 5;
+  for (const h of [target.host, jump.host]) {
+    if (h === "" || h.startsWith("-") || /[\s\u0000-\u001f\u007f]/.test(h)) {
+      return { ok: false, reason: "not a host name or address" };
+    }
+  }
+  const dir = mkdtempSync(join(tmpdir(), "kilo-fleet-hostkeys-"));
+  try {
+    const jumpKnown = join(dir, "jump_known_hosts");
+    const found = join(dir, "found_known_hosts");
+    const bracket = (h: string, p: number) => (p === 22 ? h : `[${h}]:${p}`);
+    writeFileSync(jumpKnown, `${bracket(jump.host, jump.port)} ${jump.hostKey}\n`, { mode: 0o600 });
+    const ssh = options.ssh ?? "ssh";
+    const common = [
+      "-F",
+      "/dev/null",
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      `ConnectTimeout=${timeout}`,
+      "-o",
+      "LogLevel=ERROR",
+    ];
+    const hop = [
+      ssh,
+      ...common,
+      ...[
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        `UserKnownHostsFile=${jumpKnown}`,
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+      ],
+      ...(options.identity ? ["-i", options.identity, "-o", "IdentitiesOnly=yes"] : []),
+      ...["-p", String(jump.port), "-l", jump.user, "-W", "%h:%p", "--", jump.host],
+    ];
+    const word = (w: string) => (w === "%h:%p" ? w : shQuote(w).replace(/%/g, "%%"));
+    const argv = [
+      ...common,
+      ...["-o", `ProxyCommand=${hop.map(word).join(" ")}`],
+      ...[
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        `UserKnownHostsFile=${found}`,
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+      ],
+      ...["-o", "HashKnownHosts=no", "-o", "PubkeyAuthentication=no", "-o", "PasswordAuthentication=no"],
+      ...["-o", "KbdInteractiveAuthentication=no", "-o", "IdentitiesOnly=yes", "-o", "IdentityFile=/dev/null"],
+      ...["-p", String(target.port), "-l", "kilo-fleet-hostkeys", "--", target.host, "true"],
+    ];
+    const stderr = await new Promise<string>((resolve) => {
+      const child = spawn(ssh, argv, { stdio: ["ignore", "ignore", "pipe"] });
+      const err: Buffer[] = [];
+      child.stderr.on("data", (d: Buffer) => err.push(d));
+      const timer = setTimeout(() => child.kill("SIGKILL"), (timeout * 2 + 1) * 1000);
+      child.once("error", (e) => {
+        clearTimeout(timer);
+        resolve(`cannot run ssh (${e.message}); install openssh-client`);
+      });
+      child.once("close", () => {
+        clearTimeout(timer);
+        resolve(Buffer.concat(err).toString("utf8"));
+      });
+    });
+    let text = "";
+    try {
+      text = readFileSync(found, "utf8");
+    } catch {
+      // nothing recorded
+    }
+    const keys = parseKeyscanOutput(text);
+    if (keys.length > 0) return { ok: true, keys };
+    const said = stderr
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "")
+      .pop();
+    return { ok: false, reason: `through the jump host ${jump.host}:${jump.port}: ${said ?? "no host key offered"}` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

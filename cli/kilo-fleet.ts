@@ -31,6 +31,7 @@ import {
   preferredHostKey,
   type ScanResult,
   scanHostKeys,
+  scanHostKeysVia,
   sshKeyFingerprint,
 } from "./hostKeys";
 import { fetchLockEntries, mergeChecked } from "./lockRegistry";
@@ -195,6 +196,8 @@ interface HostKeysReport {
   command?: string;
   /** Why the scan failed, when it did. */
   error?: string;
+  /** The jump host (ssh.proxy) the host was scanned through: its own keys, scanned directly. */
+  jump?: { host: string; port: number; pinned: string; keys: { type: string; hostKey: string; fingerprint: string }[] };
 }
 
 /** `hostkeys`: scan each SSH host of the stack, print what to pin and the fingerprints to compare. */
@@ -217,6 +220,7 @@ async function hostkeys(values: ParsedOptions, project: Project): Promise<number
             host: spec.ssh.host as string,
             port: spec.ssh.port as number,
             pinnedKey: spec.ssh.hostKey as string | undefined,
+            ...(spec.ssh.proxy !== undefined ? { jump: spec.ssh.proxy } : {}),
           },
         ]
       : [],
@@ -226,16 +230,45 @@ async function hostkeys(values: ParsedOptions, project: Project): Promise<number
     else process.stdout.write(`${display(path)}: no SSH hosts\n`);
     return EXIT.ok;
   }
+  // Behind a jump host (ssh.proxy): the host is scanned through it, and the jump host itself directly.
   const scans: ScanResult[] = await mapLimit(targets, KEYSCAN_PARALLEL, (t) =>
-    scanHostKeys(t, { timeoutSeconds: KEYSCAN_TIMEOUT_SECONDS }),
+    t.jump
+      ? scanHostKeysVia(t, t.jump, { timeoutSeconds: KEYSCAN_TIMEOUT_SECONDS })
+      : scanHostKeys(t, { timeoutSeconds: KEYSCAN_TIMEOUT_SECONDS }),
+  );
+  const jumpScans = await mapLimit(targets, KEYSCAN_PARALLEL, (t) =>
+    t.jump ? scanHostKeys(t.jump, { timeoutSeconds: KEYSCAN_TIMEOUT_SECONDS }) : Promise.resolve(undefined),
   );
   const reports: HostKeysReport[] = targets.map((t, i) => {
     const scan = scans[i];
     const base = { name: t.name, index: t.index, host: t.host, port: t.port };
     if (!scan.ok) return { ...base, pinned: t.pinnedKey ? "unknown" : "absent", keys: [], error: scan.reason };
     const best = preferredHostKey(scan.keys);
+    const jumpScan = jumpScans[i];
+    const jump =
+      t.jump && jumpScan
+        ? {
+            jump: {
+              host: t.jump.host,
+              port: t.jump.port,
+              pinned: jumpScan.ok
+                ? pinnedKeyMatches(t.jump.hostKey, jumpScan.keys)
+                  ? "matches"
+                  : "differs"
+                : "unknown",
+              keys: jumpScan.ok
+                ? jumpScan.keys.map((k) => ({
+                    type: k.type,
+                    hostKey: hostKeyLine(k),
+                    fingerprint: sshKeyFingerprint(k),
+                  }))
+                : [],
+            },
+          }
+        : {};
     return {
       ...base,
+      ...jump,
       pinned: t.pinnedKey === undefined ? "absent" : pinnedKeyMatches(t.pinnedKey, scan.keys) ? "matches" : "differs",
       keys: scan.keys.map((k) => ({ type: k.type, hostKey: hostKeyLine(k), fingerprint: sshKeyFingerprint(k) })),
       ...(best ? { command: pinCommand(t.index, best, stackName) } : {}),
@@ -258,6 +291,13 @@ async function hostkeys(values: ParsedOptions, project: Project): Promise<number
         );
       }
       if (r.command !== undefined) process.stdout.write(`  ${r.command}\n`);
+      if (r.jump !== undefined) {
+        process.stdout.write(`  through the jump host ${r.jump.host}:${r.jump.port} (ssh.proxy), whose keys are:\n`);
+        for (const k of r.jump.keys) process.stdout.write(`    ${keyTypeName(k.type).padEnd(8)} ${k.fingerprint}\n`);
+        if (r.jump.pinned === "differs") {
+          process.stdout.write("    pinned ssh.proxy.hostKey: DIFFERS from every key the jump host offered\n");
+        }
+      }
     }
     process.stderr.write(
       "Compare each fingerprint with the server's own before pinning it (on the server: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), over a channel an attacker on this network cannot answer.\n",

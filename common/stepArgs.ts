@@ -8,6 +8,22 @@
  * escaped every control character, so no newline either) and leaves the rest readable in a preview.
  */
 
+/**
+ * The egress proxy a step's requests go through (`kilo-fleet:proxy`). The URLs carry no credentials: with
+ * `authOnStdin`, the proxy's `user:password` (`kilo-fleet:proxyCredentials`, a secret) arrives as a line of
+ * the step's stdin, after the step's own secret when it has one (docs/design.md, "The egress proxy").
+ */
+export interface ProxyArgs {
+  /** The proxy for https URLs, `http://host:port`. */
+  https: string;
+  /** The proxy for plain http URLs; absent: `https`'s. */
+  http?: string;
+  /** Hosts reached directly, comma-separated (as curl and kilo read NO_PROXY). */
+  noProxy?: string;
+  /** The proxy's credentials are a line of stdin. */
+  authOnStdin?: true;
+}
+
 /** The install step with install.method npm: `@kilocode/cli` at `version` under `~/.local`, with npm. */
 export interface InstallArgs {
   host: string;
@@ -19,6 +35,8 @@ export interface InstallArgs {
   tokenOnStdin?: true;
   /** PEM text of `kilo-fleet:caCertificates`: npm's `--cafile` gets node's roots plus these. */
   caCertificates?: string;
+  /** npm's requests go through this proxy (its credentials: the stdin line after the token's). */
+  proxy?: ProxyArgs;
   /** `kilo-fleet:reconcile`: ignored by the tool; in the argument so a change re-runs the step in place. */
   reconcile?: string;
 }
@@ -26,9 +44,11 @@ export interface InstallArgs {
 /**
  * The install step with install.method package: the `install-package` subcommand, which the tool's sh
  * header runs itself (host/kilo-package.sh's functions; no JavaScript runtime). Its argument is not JSON but
- * space-separated words, `<version> <registry or -> <platform>=<integrity>...`:
+ * space-separated words, `<version> <registry or -> [--proxy=<url> [--http-proxy=<url>] [--no-proxy=<list>]
+ * [--proxy-auth]] <platform>=<integrity>...`:
  *
  *   7.7.7 - linux-x64=sha512-QHb5…jA== darwin-arm64=sha512-…
+ *   7.7.7 - --proxy=http://proxy.corp:3128 --proxy-auth linux-x64=sha512-…
  *
  * The host derives each tarball's URL from the registry, as npm does
  * (`<registry>/@kilocode/cli-<platform>/-/cli-<platform>-<version>.tgz`). Its delete is
@@ -41,6 +61,8 @@ export interface InstallPackageArgs {
   registry?: string;
   /** Platform suffix (`linux-x64`) → `sha512-<base64>`, from the lock file, for `version`. */
   integrity: Record<string, string>;
+  /** The download goes through this proxy (curl and wget); with `authOnStdin` its credentials are stdin's line. */
+  proxy?: ProxyArgs;
 }
 
 /**
@@ -56,6 +78,16 @@ export function encodeInstallPackageArg(args: InstallPackageArgs): string {
   // A URL's href has every space, control character and backslash escaped or normalized; only `'` is left.
   const registry = args.registry ? new URL(args.registry).href.replace(/'/g, "%27") : "-";
   const words = [word("version", args.version, /^[0-9A-Za-z.+-]+$/), registry];
+  if (args.proxy) {
+    const url = (what: string, value: string) =>
+      word(what, new URL(value).href.replace(/\/$/, "").replace(/'/g, "%27"), /^https?:\/\/[^\s@]+$/);
+    words.push(`--proxy=${url("proxy.https", args.proxy.https)}`);
+    if (args.proxy.http !== undefined) words.push(`--http-proxy=${url("proxy.http", args.proxy.http)}`);
+    if (args.proxy.noProxy !== undefined) {
+      words.push(`--no-proxy=${word("proxy.noProxy", args.proxy.noProxy, /^[A-Za-z0-9.,:*_[\]-]+$/)}`);
+    }
+    if (args.proxy.authOnStdin) words.push("--proxy-auth");
+  }
   for (const platform of Object.keys(args.integrity).sort()) {
     words.push(
       `${word("platform", platform, /^[a-z0-9]+(-[a-z0-9]+)+$/)}=${word("integrity", args.integrity[platform], /^sha512-[A-Za-z0-9+/]+={0,2}$/)}`,
@@ -88,6 +120,11 @@ export interface EnvArgs {
   telemetryOff?: true;
   /** The env file also sets KILO_DISABLE_SHARE=1 (a policy's default). */
   shareOff?: true;
+  /**
+   * The env file also exports HTTPS_PROXY, HTTP_PROXY and NO_PROXY (both cases), so kilo (and the smoke
+   * check) use the proxy; with `authOnStdin`, its credentials are the stdin line after the key's.
+   */
+  proxy?: ProxyArgs;
   /** `kilo-fleet:reconcile`: ignored by the tool; in the argument so a change re-runs the step in place. */
   reconcile?: string;
 }
@@ -130,6 +167,11 @@ export interface CheckArgs {
   shells: string[] | "default";
   /** Read a nonce from stdin and answer with `keyProof` (the key to compare never reaches the host). */
   compareKey: boolean;
+  /**
+   * `kilo-fleet:proxy`, which the env file exports too (without credentials: those in the file's proxy URLs
+   * are taken as they are, the check cannot know them).
+   */
+  proxy?: ProxyArgs;
   /**
    * install.method package, pinned: the lock's `sha512-…` integrity per platform for `version`, so the check
    * can tell whether the package kilo-fleet installed (its record) is the locked one. Absent: not checked.

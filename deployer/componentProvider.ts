@@ -9,7 +9,7 @@ import { KiloHost } from "./kiloHost";
 import { ARG_INTERFACES, REQUIRED, settingDefault } from "./settingsDocs";
 
 /** KiloHost's inputs that hold secrets (`Input<string>`, passed as Pulumi secrets). */
-export const SECRET_INPUTS = ["apiKey", "sshPrivateKey", "npmToken"] as const;
+export const SECRET_INPUTS = ["apiKey", "sshPrivateKey", "npmToken", "proxyCredentials", "sshJumpPrivateKey"] as const;
 
 /** The package's root (package.json, tsconfig.json, index.ts): above deployer/, from sources or from dist/. */
 export const PACKAGE_ROOT = ((): string => {

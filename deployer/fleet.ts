@@ -25,6 +25,8 @@ export type FleetSecrets = Partial<Record<SecretKey, pulumi.Input<string>>> & {
 export interface HostExports {
   /** "local" or "ssh". */
   kind: "local" | "ssh";
+  /** The host's rollout wave (`hosts[i].wave`, 0 by default). */
+  wave: number;
   /** The kilo version the install step reported. */
   kiloVersion: pulumi.Output<string>;
   /** kilo.jsonc on the host. */
@@ -78,6 +80,9 @@ export function checkFleetConfig(
   );
 }
 
+/** A host's rollout wave (0 unless `hosts[i].wave` says otherwise). */
+export const waveOf = (spec: HostSpec): number => spec.wave ?? 0;
+
 /** The error that stops the program: every problem, one per line, and nothing deployed. */
 export function configError(errors: readonly SettingsError[]): pulumi.RunError {
   const lines = errors.map((e) => `  ${e.key}: ${e.message}`);
@@ -103,7 +108,15 @@ export function deployFleet(
 
   const hosts: Record<string, KiloHost> = {};
   const outputs: Record<string, HostExports> = {};
-  for (const spec of specs) {
+  // Waves: each wave's hosts wait (their first step's dependsOn) for the last step of every host of the
+  // wave before it — the smoke check, or the env step where it is off — so a failure there stops the later
+  // waves. One wave: no dependency is added, the graph is today's.
+  const waves = [...new Set(specs.map(waveOf))].sort((a, b) => a - b);
+  const gates = new Map<number, pulumi.Resource[]>(waves.map((w) => [w, []]));
+  const created = new Map<string, KiloHost>();
+  for (const spec of [...specs].sort((a, b) => waveOf(a) - waveOf(b))) {
+    const w = waves.indexOf(waveOf(spec));
+    const after = w > 0 ? (gates.get(waves[w - 1]) ?? []) : [];
     const kiloHost = new KiloHost(
       spec.name,
       {
@@ -112,16 +125,26 @@ export function deployFleet(
         // This host's own key (kilo-fleet:apiKeys), else the fleet key: checkFleetConfig made sure of one.
         apiKey: keyForHost(spec.name, secrets) as pulumi.Input<string>,
         ...(secrets.npmToken !== undefined ? { npmToken: secrets.npmToken } : {}),
+        ...(secrets.proxyCredentials !== undefined ? { proxyCredentials: secrets.proxyCredentials } : {}),
         ...(spec.ssh !== undefined && secrets.sshPrivateKey !== undefined
           ? { sshPrivateKey: secrets.sshPrivateKey }
           : {}),
+        ...(spec.ssh?.proxy !== undefined && secrets.sshJumpPrivateKey !== undefined
+          ? { sshJumpPrivateKey: secrets.sshJumpPrivateKey }
+          : {}),
       },
-      opts,
+      after.length > 0 ? { ...opts, dependsOn: after } : opts,
       spec,
     );
+    created.set(spec.name, kiloHost);
+    gates.get(waveOf(spec))?.push(kiloHost.steps.smoke ?? kiloHost.steps.policy ?? kiloHost.steps.env);
+  }
+  for (const spec of specs) {
+    const kiloHost = created.get(spec.name) as KiloHost;
     hosts[spec.name] = kiloHost;
     outputs[spec.name] = {
       kind: spec.ssh ? "ssh" : "local",
+      wave: waveOf(spec),
       kiloVersion: kiloHost.kiloVersion,
       configPath: kiloHost.configPath,
       envFilePath: kiloHost.envFilePath,

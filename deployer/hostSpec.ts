@@ -17,6 +17,8 @@ export interface HostSpecSsh {
   connectTimeoutSeconds: number;
   /** Dials before the step fails (the connection's `dialErrorLimit` is this minus one). */
   connectAttempts: number;
+  /** The jump host (`ssh.proxy`, or the host's), pinned by `hostKey`. */
+  proxy?: { host: string; user: string; port: number; hostKey: string };
 }
 
 /** One host, resolved: no defaults left to apply, no secrets. */
@@ -38,6 +40,8 @@ export interface HostSpec {
   npmRegistry?: string;
   /** PEM text of the CA certificates the host trusts (npm's install and kilo), or absent. */
   caCertificates?: string;
+  /** The egress proxy (`proxy`, or the host's): the download, npm, the pool checks and kilo go through it. */
+  proxy?: { https: string; http?: string; noProxy?: string };
   /** Any text; part of every step's inputs, so changing it re-runs every step of the host in place. */
   reconcile?: string;
   /** kilo's managed config for this host (rendered keys, without `$schema`); absent: no policy. */
@@ -50,6 +54,8 @@ export interface HostSpec {
   shells?: ShellName[];
   /** Absent: the machine running Pulumi. */
   ssh?: HostSpecSsh;
+  /** `hosts[i].wave` when above 0 (absent: wave 0, the first). */
+  wave?: number;
 }
 
 /** Something a platform engineer should know (not an error): the key it is about, and what. */

@@ -18,7 +18,13 @@ import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 import { renderPolicyFile } from "../common/policyFile";
 import { RESULT_PREFIX } from "../common/result";
 import { shQuote } from "../common/shellQuote";
-import { encodeInstallPackageArg, encodeStepArg, type StepArgs, type Subcommand } from "../common/stepArgs";
+import {
+  encodeInstallPackageArg,
+  encodeStepArg,
+  type ProxyArgs,
+  type StepArgs,
+  type Subcommand,
+} from "../common/stepArgs";
 import type { HostSpec } from "./hostSpec";
 import type { HostToolArtifact } from "./hostTool";
 import { KILO_CONFIG_SCHEMA_URL, type KiloConfig, renderKiloConfig } from "./kiloConfig";
@@ -27,6 +33,8 @@ import { type KiloLock, lockedIntegrity, shippedLock } from "./kiloLock";
 /** One step's commands. `update` is always `create` (every command is idempotent). */
 export interface StepCommands {
   create: string;
+  /** What an in-place update runs instead of `create` (only a later wave's smoke check has one). */
+  update?: string;
   delete?: string;
 }
 
@@ -147,11 +155,13 @@ export function packageInstallStep(
   spec: Pick<HostSpec, "kiloVersion" | "npmRegistry">,
   lock: KiloLock | undefined,
   reconcile?: string,
+  proxy?: ProxyArgs,
 ): StepCommands {
   const word = encodeInstallPackageArg({
     version: spec.kiloVersion,
     ...(spec.npmRegistry !== undefined ? { registry: spec.npmRegistry } : {}),
     integrity: lockedIntegrity(lock, spec.kiloVersion),
+    ...(proxy !== undefined ? { proxy } : {}),
   });
   if (/['\\]/.test(word)) throw new Error("kilo-fleet: the install-package argument holds a quote or backslash");
   // kilo-fleet:reconcile rides as a trailing comment (every login shell ignores it): a new value re-runs the step.
@@ -171,7 +181,7 @@ export function hostStepCommands(
   spec: HostSpec,
   tool: Pick<HostToolArtifact, "id" | "file">,
   kind: "local" | "ssh",
-  opts: { npmToken?: boolean; lock?: KiloLock } = {},
+  opts: { npmToken?: boolean; lock?: KiloLock; proxyCredentials?: boolean } = {},
 ): {
   kiloConfig: KiloConfig;
   tool: StepCommands;
@@ -186,12 +196,19 @@ export function hostStepCommands(
   // kilo-fleet:reconcile: last in every step's argument (and a comment line of the tool step), so a new
   // value changes every command and @pulumi/command re-runs each one in place.
   const r = spec.reconcile !== undefined ? { reconcile: spec.reconcile } : {};
+  // kilo-fleet:proxy, for the steps that reach out (install) or hand it to kilo (env); its credentials, a
+  // secret, are a line of those steps' stdin.
+  const proxy: ProxyArgs | undefined = spec.proxy && {
+    ...spec.proxy,
+    ...(opts.proxyCredentials ? { authOnStdin: true as const } : {}),
+  };
+  const p = proxy !== undefined ? { proxy } : {};
   return {
     kiloConfig,
     tool: toolStepCommands(tool.id, kind === "ssh" ? { kind } : { kind, source: tool.file }, spec.reconcile),
     install:
       spec.install.method === "package"
-        ? packageInstallStep(tool.id, spec, opts.lock ?? shippedLock(), spec.reconcile)
+        ? packageInstallStep(tool.id, spec, opts.lock ?? shippedLock(), spec.reconcile, proxy)
         : toolStep(
             tool.id,
             "install",
@@ -201,6 +218,7 @@ export function hostStepCommands(
               ...(spec.npmRegistry !== undefined ? { registry: spec.npmRegistry } : {}),
               ...(opts.npmToken ? { tokenOnStdin: true as const } : {}),
               ...(spec.caCertificates !== undefined ? { caCertificates: spec.caCertificates } : {}),
+              ...p,
               ...r,
             },
             "install-delete",
@@ -216,6 +234,7 @@ export function hostStepCommands(
         ...(spec.caCertificates !== undefined ? { caCertificates: spec.caCertificates } : {}),
         ...(spec.policyEnv?.telemetryOff ? { telemetryOff: true as const } : {}),
         ...(spec.policyEnv?.shareOff ? { shareOff: true as const } : {}),
+        ...p,
         ...r,
       },
       "env-delete",
@@ -226,14 +245,27 @@ export function hostStepCommands(
     ...(spec.smokeCheck.enabled
       ? {
           // What it checks comes from the deployed kilo.jsonc; a config change re-runs it by its trigger.
-          smoke: toolStep(tool.id, "smoke", {
-            host: name,
-            timeoutSeconds: spec.smokeCheck.timeoutSeconds,
-            level: spec.smokeCheck.level,
-            ...(spec.policy !== undefined ? { policySha256: policySha256(spec.policy) } : {}),
-            ...r,
-          }),
+          smoke: smokeStep(tool.id, name, spec, r),
         }
       : {}),
   };
+}
+
+/**
+ * The smoke check. A host of a later wave (`wave` > 0) at level `kilo-run` gets an `update` at level `pool`:
+ * @pulumi/command runs `update` when only the command changed (a new kilo-fleet, a reconcile) and `create`
+ * when a trigger did (kilo, config, key), so a release that only replaces the host tool runs kilo on the
+ * hosts of wave 0 alone, and the pool checks elsewhere (docs/design.md, "What re-runs").
+ */
+function smokeStep(id: string, name: string, spec: HostSpec, r: { reconcile?: string }): StepCommands {
+  const args = {
+    host: name,
+    timeoutSeconds: spec.smokeCheck.timeoutSeconds,
+    level: spec.smokeCheck.level,
+    ...(spec.policy !== undefined ? { policySha256: policySha256(spec.policy) } : {}),
+    ...r,
+  };
+  const step = toolStep(id, "smoke", args);
+  if ((spec.wave ?? 0) === 0 || spec.smokeCheck.level !== "kilo-run") return step;
+  return { ...step, update: toolCommand(id, "smoke", { ...args, level: "pool" }) };
 }

@@ -140,14 +140,17 @@ export class KiloHost extends pulumi.ComponentResource {
     }
     const spec = resolved ?? (own?.specs[0] as HostSpec);
     const lock = spec.install.method === "package" ? (args.kiloLock ?? shippedLock()) : undefined;
-    const connection = spec.ssh ? sshConnection(name, spec.ssh, args.sshPrivateKey) : undefined;
+    const connection = spec.ssh ? sshConnection(name, spec.ssh, args.sshPrivateKey, args.sshJumpPrivateKey) : undefined;
     const tool = hostToolArtifact();
     // Every command before any child: a builder error leaves no half-registered host.
     // The registry token is npm's (install.method npm); the package method's download sends none.
     const npmToken = spec.install.method === "npm" ? args.npmToken : undefined;
+    // The proxy's credentials (a secret) ride as a line of the install's and the env step's stdin.
+    const proxyCredentials = spec.proxy !== undefined ? args.proxyCredentials : undefined;
     const commands = hostStepCommands(name, spec, tool, connection ? "ssh" : "local", {
       npmToken: npmToken !== undefined,
       ...(lock !== undefined ? { lock } : {}),
+      ...(proxyCredentials !== undefined ? { proxyCredentials: true } : {}),
     });
     super(KILO_HOST_TYPE, name, {}, opts);
     const plain: Plain = { spec, kiloConfig: commands.kiloConfig, steps: {} as KiloHostSteps };
@@ -158,17 +161,24 @@ export class KiloHost extends pulumi.ComponentResource {
       role: HostStep,
       cmds: StepCommands,
       dependsOn: pulumi.Resource | undefined,
-      extra: { stdin?: pulumi.Input<string>; triggers?: pulumi.Input<unknown>[]; sensitive?: boolean } = {},
+      extra: {
+        stdin?: pulumi.Input<string>;
+        triggers?: pulumi.Input<unknown>[];
+        sensitive?: boolean;
+        after?: pulumi.CustomResourceOptions["dependsOn"];
+      } = {},
     ): Step => {
       const resourceOptions: pulumi.CustomResourceOptions = {
         parent: this,
         ...(dependsOn ? { dependsOn: [dependsOn] } : {}),
+        ...(extra.after !== undefined ? { dependsOn: extra.after } : {}),
         // The tool step is replaced create-before-delete (see the module comment); the others delete first.
         deleteBeforeReplace: role !== "tool",
         ...(extra.sensitive ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
       };
       const inputs = {
         create: cmds.create,
+        ...(cmds.update !== undefined ? { update: cmds.update } : {}),
         ...(cmds.delete !== undefined ? { delete: cmds.delete } : {}),
         ...(extra.stdin !== undefined ? { stdin: extra.stdin } : {}),
         ...(extra.triggers !== undefined ? { triggers: extra.triggers } : {}),
@@ -181,7 +191,12 @@ export class KiloHost extends pulumi.ComponentResource {
         : new command.local.Command(childName, { interpreter: ["/bin/sh", "-c"], ...inputs }, resourceOptions);
     };
 
-    const toolStepResource = step("tool", commands.tool, undefined, { triggers: [`tool=${tool.id}`] });
+    // What the component was told to wait for (a fleet's earlier wave) holds back its first step, and so
+    // every step: children do not inherit a component's dependsOn.
+    const toolStepResource = step("tool", commands.tool, undefined, {
+      triggers: [`tool=${tool.id}`],
+      ...(opts?.dependsOn !== undefined ? { after: opts.dependsOn } : {}),
+    });
     const toolCopy = connection
       ? new command.remote.CopyToRemote(
           `${name}-tool-copy`,
@@ -190,14 +205,21 @@ export class KiloHost extends pulumi.ComponentResource {
         )
       : undefined;
     // With an npm token, the install handles a secret: it is the step's stdin only, and the step logs nothing.
+    // stdin: the step's own secret's line, then the proxy credentials' (hostSteps.ts puts authOnStdin in both).
+    const lines = (...xs: (pulumi.Input<string> | undefined)[]) =>
+      pulumi.secret(pulumi.all(xs.filter((x) => x !== undefined)).apply((v) => v.join("\n")));
+    const installSecrets = npmToken !== undefined || proxyCredentials !== undefined;
     const install = step(
       "install",
       commands.install,
       toolCopy ?? toolStepResource,
-      npmToken !== undefined ? { stdin: pulumi.secret(npmToken), sensitive: true } : {},
+      installSecrets ? { stdin: lines(npmToken, proxyCredentials), sensitive: true } : {},
     );
     const config = step("config", commands.config, install);
-    const env = step("env", commands.env, config, { stdin: pulumi.secret(args.apiKey), sensitive: true });
+    const env = step("env", commands.env, config, {
+      stdin: proxyCredentials !== undefined ? lines(args.apiKey, proxyCredentials) : pulumi.secret(args.apiKey),
+      sensitive: true,
+    });
     // Its inputs are the policy and become only (and reconcile): nothing else re-runs it.
     const policy = commands.policy ? step("policy", commands.policy, env) : undefined;
     let smoke: Step | undefined;
@@ -207,6 +229,10 @@ export class KiloHost extends pulumi.ComponentResource {
         `kilo=${spec.kiloVersion} ${spec.install.method}`,
         `config=sha256:${sha256Hex(JSON.stringify(commands.kiloConfig)).slice(0, 32)}`,
         pulumi.secret(pulumi.output(args.apiKey).apply((key) => keyFingerprint(key, label))),
+        // The check goes through the proxy the env file names: a new proxy re-runs it.
+        ...(spec.proxy !== undefined ? [`proxy=${JSON.stringify(spec.proxy)}`] : []),
+        // A later wave's kilo-run check updates at level pool (hostSteps.ts): turning kilo-run on replaces it.
+        ...(commands.smoke.update !== undefined ? ["smoke=kilo-run"] : []),
       ];
       smoke = step("smoke", commands.smoke, policy ?? env, { triggers, sensitive: true });
     }
@@ -259,7 +285,10 @@ function sshConnection(
   name: string,
   ssh: HostSpecSsh,
   privateKey: pulumi.Input<string> | undefined,
+  jumpPrivateKey?: pulumi.Input<string>,
 ): command.types.input.remote.ConnectionArgs {
+  const compact = (k: pulumi.Input<string>) => pulumi.secret(pulumi.output(k).apply((x) => compactPrivateKey(x)));
+  const jumpKey = jumpPrivateKey ?? privateKey;
   if (privateKey === undefined && !process.env.SSH_AUTH_SOCK) {
     throw new pulumi.RunError(
       `KiloHost "${name}": cannot reach the host over SSH: no sshPrivateKey was given and no SSH agent is running (SSH_AUTH_SOCK is not set)`,
@@ -275,8 +304,20 @@ function sshConnection(
     dialErrorLimit: ssh.connectAttempts - 1,
     // An ed25519 key in OpenSSH's format travels as the same key in PKCS#8 (a third of the size, in every
     // remote step's inputs and outputs): deployer/sshKey.ts.
-    ...(privateKey !== undefined
-      ? { privateKey: pulumi.secret(pulumi.output(privateKey).apply((k) => compactPrivateKey(k))) }
+    ...(privateKey !== undefined ? { privateKey: compact(privateKey) } : {}),
+    // The jump host (ssh.proxy): pinned, with the same dial limits; its own key, else the host's, else the agent.
+    ...(ssh.proxy !== undefined
+      ? {
+          proxy: {
+            host: ssh.proxy.host,
+            port: ssh.proxy.port,
+            user: ssh.proxy.user,
+            hostKey: ssh.proxy.hostKey,
+            perDialTimeout: ssh.connectTimeoutSeconds,
+            dialErrorLimit: ssh.connectAttempts - 1,
+            ...(jumpKey !== undefined ? { privateKey: compact(jumpKey) } : {}),
+          },
+        }
       : {}),
   };
 }

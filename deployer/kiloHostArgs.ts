@@ -119,6 +119,33 @@ export interface SshHost {
   connectTimeoutSeconds?: number;
   /** Dials before the host's step fails, e.g. for an offline laptop (1-20). Default: 3. */
   connectAttempts?: number;
+  /**
+   * A jump host (bastion) every SSH connection to the host goes through (`{host, user, port?, hostKey}`, hostKey
+   * required); it authenticates with `sshJumpPrivateKey`, else `sshPrivateKey`, else the agent. Default: not set.
+   */
+  proxy?: SshJumpHost;
+}
+
+/** A jump host (bastion), pinned like the host itself. */
+export interface SshJumpHost {
+  /** The jump host's name or address. Default: not set. */
+  host: string;
+  /** The user on the jump host. Default: not set. */
+  user: string;
+  /** The jump host's SSH port. Default: not set. */
+  port?: number;
+  /** The jump host's public key line, pinned (required). Default: not set. */
+  hostKey: string;
+}
+
+/** An egress proxy. */
+export interface EgressProxy {
+  /** The proxy for https URLs, `http://host:port`. Default: not set. */
+  https: string;
+  /** The proxy for plain http URLs. Default: not set. */
+  http?: string;
+  /** Hosts reached directly, comma-separated (as NO_PROXY). Default: not set. */
+  noProxy?: string;
 }
 
 /** The smoke check's settings. */
@@ -238,4 +265,16 @@ export interface KiloHostArgs {
    * {"telemetryOff":true,"shareOff":true}.
    */
   policyEnv?: PolicyEnv;
+  /**
+   * An egress proxy: the kilo download (curl or wget), npm, the smoke check's pool checks (a CONNECT tunnel) and kilo
+   * (the env file's `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) go through it. Default: not set.
+   */
+  proxy?: EgressProxy;
+  /**
+   * The egress proxy's `user:password`. Pass a secret: it reaches the host only as a line of the install's and the env
+   * step's stdin, and lands in the 0600 env file (kilo needs it there). Default: not set.
+   */
+  proxyCredentials?: pulumi.Input<string>;
+  /** The jump host's SSH private key, when it is not `sshPrivateKey`. Default: not set. */
+  sshJumpPrivateKey?: pulumi.Input<string>;
 }

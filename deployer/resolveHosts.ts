@@ -66,7 +66,7 @@ export interface Resolved {
 }
 
 /** The KiloHost arguments that are not settings: secrets and the lock. */
-const NOT_SETTINGS = ["apiKey", "sshPrivateKey", "npmToken", "kiloLock"];
+const NOT_SETTINGS = ["apiKey", "sshPrivateKey", "sshJumpPrivateKey", "npmToken", "proxyCredentials", "kiloLock"];
 /**
  * The stack keys a KiloHost takes as arguments: all but the secrets, the host list and the fleet's SSH dial
  * settings (its `shells` and `ssh` are its one host's).
@@ -196,6 +196,7 @@ function hostSpec(
   const reconcile = host.reconcile ?? settings.reconcile;
   const policy = mergedPolicy(settings.policy, host.policy);
   const become = host.become ?? settings.become;
+  const proxy = host.proxy ?? settings.proxy;
   const ssh = host.ssh ? ({ ...host.ssh, ...kiloHost?.deferred } as Record<string, unknown>) : undefined;
   return {
     name: kiloHost?.name ?? host.name,
@@ -213,6 +214,7 @@ function hostSpec(
     install: { method: host.install?.method ?? settings.install.method },
     ...(settings.npmRegistry !== undefined ? { npmRegistry: settings.npmRegistry } : {}),
     ...(caCertificates !== undefined ? { caCertificates } : {}),
+    ...(proxy !== undefined ? { proxy } : {}),
     ...(reconcile !== undefined ? { reconcile } : {}),
     ...(policy !== undefined
       ? {
@@ -222,6 +224,7 @@ function hostSpec(
         }
       : {}),
     ...(host.shells !== undefined ? { shells: host.shells } : {}),
+    ...(host.wave !== undefined && host.wave > 0 ? { wave: host.wave } : {}),
     ...(host.ssh !== undefined && ssh !== undefined
       ? {
           ssh: {
@@ -232,6 +235,9 @@ function hostSpec(
             ...(host.ssh.insecureIgnoreHostKey === true ? { insecureIgnoreHostKey: true } : {}),
             connectTimeoutSeconds: host.ssh.connectTimeoutSeconds ?? settings.ssh.connectTimeoutSeconds,
             connectAttempts: host.ssh.connectAttempts ?? settings.ssh.connectAttempts,
+            ...((host.ssh.proxy ?? settings.ssh.proxy) !== undefined
+              ? { proxy: host.ssh.proxy ?? settings.ssh.proxy }
+              : {}),
           },
         }
       : {}),

@@ -20,7 +20,13 @@ export { SHELL_RC_FILES, type ShellName };
 export const CONFIG_NAMESPACE = "kilo-fleet";
 
 /** The keys that hold one secret; `pulumi up` reads them with `Config.getSecret`, never as plain config. */
-export const SECRET_KEYS = ["codexPoolerApiKey", "sshPrivateKey", "npmToken"] as const;
+export const SECRET_KEYS = [
+  "codexPoolerApiKey",
+  "sshPrivateKey",
+  "npmToken",
+  "proxyCredentials",
+  "sshJumpPrivateKey",
+] as const;
 /** The key holding one secret per host (`apiKeys.<host>`): its names are structure, its values secrets. */
 export const SECRET_MAP_KEYS = ["apiKeys"] as const;
 
@@ -135,6 +141,44 @@ const caCertificates = z.string({ error: "must be PEM text (one or more certific
   for (const message of caCertificatesProblems(s)) ctx.addIssue({ code: "custom", message });
 });
 
+/** An egress proxy's URL: `http://host:port`, nothing else (its credentials are `proxyCredentials`, a secret). */
+const proxyUrl = z
+  .string({ error: "must be an http:// proxy URL such as http://proxy.corp:3128" })
+  .superRefine((s, ctx) => {
+    let u: URL;
+    try {
+      u = new URL(s);
+    } catch {
+      ctx.addIssue({ code: "custom", message: "must be an http:// proxy URL such as http://proxy.corp:3128" });
+      return;
+    }
+    if (u.protocol !== "http:") {
+      ctx.addIssue({
+        code: "custom",
+        message: "must be an http:// proxy URL (the tunnel to https servers is CONNECT)",
+      });
+    } else if (u.username || u.password) {
+      ctx.addIssue({
+        code: "custom",
+        message: "must not carry credentials (they would be plain text in the state): set the proxyCredentials secret",
+      });
+    } else if ((u.pathname !== "/" && u.pathname !== "") || u.search || u.hash) {
+      ctx.addIssue({ code: "custom", message: "must be only scheme, host and port (no path, query or fragment)" });
+    }
+  });
+
+/** `proxy`: the egress proxy every request of a host's steps and of kilo goes through (docs/design.md, "The egress proxy"). */
+export const egressProxy = z.strictObject({
+  https: proxyUrl,
+  http: proxyUrl.optional(),
+  noProxy: z
+    .string()
+    .regex(/^[A-Za-z0-9.,:*_[\]-]+$/, {
+      message: "must be a comma-separated list of hosts, domains (.corp) or IPs, without spaces",
+    })
+    .optional(),
+});
+
 /** How much the smoke check does: `kilo-run` (the pool checks, then the seed's `kilo run`) or `pool` (the pool checks only). */
 export const smokeCheckLevel = z.enum(["kilo-run", "pool"], { error: 'must be "kilo-run" or "pool"' });
 
@@ -185,7 +229,29 @@ export const hostOverrides = {
   policy: hostPolicySchema.optional(),
   /** Overrides `become` for this host. */
   become: becomeSchema.optional(),
+  /** Overrides `proxy` for this host (the whole object). */
+  proxy: egressProxy.optional(),
 };
+
+/**
+ * `ssh.proxy`: a jump host (bastion) every SSH connection of a host goes through, pinned like the host itself.
+ * It authenticates with `sshJumpPrivateKey`, else `sshPrivateKey`, else the agent.
+ */
+export const sshJumpHost = z.strictObject({
+  host: sshTarget,
+  user: sshTarget,
+  port: z
+    .number({ error: "must be 1-65535" })
+    .int({ message: "must be 1-65535" })
+    .min(1, { message: "must be 1-65535" })
+    .max(65535, { message: "must be 1-65535" })
+    .default(22),
+  hostKey: z
+    .string({ error: "is required: the jump host's key, pinned like the host's (see ssh-keyscan)" })
+    .regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, {
+      message: 'must be one public key line such as "ssh-ed25519 AAAA..." (see ssh-keyscan)',
+    }),
+});
 
 export const sshConnection = z.strictObject({
   host: sshTarget,
@@ -208,6 +274,8 @@ export const sshConnection = z.strictObject({
   connectTimeoutSeconds: connectTimeoutSeconds.optional(),
   /** How many times to dial before the host's step fails; overrides `ssh.connectAttempts`. */
   connectAttempts: connectAttempts.optional(),
+  /** The jump host for this host; overrides `ssh.proxy`. */
+  proxy: sshJumpHost.optional(),
 });
 
 // One object with both shapes' keys, so errors inside `ssh` keep their own paths; exactly one kind.
@@ -216,6 +284,12 @@ const hostSchema = z
     name: hostName,
     local: z.literal(true, { error: "must be true" }).optional(),
     ssh: sshConnection.optional(),
+    /** Rollout wave: no step of a host starts before every host of a lower wave passed its smoke check. */
+    wave: z
+      .number({ error: "must be an integer >= 0" })
+      .int({ message: "must be an integer >= 0" })
+      .min(0, { message: "must be an integer >= 0" })
+      .optional(),
     ...hostOverrides,
   })
   .superRefine(
@@ -340,6 +414,8 @@ export const settingsSchema = z.strictObject({
     .optional(),
   npmToken: redactedSecret.optional(),
   caCertificates: caCertificates.optional(),
+  proxy: egressProxy.optional(),
+  proxyCredentials: redactedSecret.optional(),
   reconcile: reconcile.optional(),
   policy: policySchema.optional(),
   become: becomeSchema.default("none"),
@@ -353,6 +429,7 @@ export const settingsSchema = z.strictObject({
     .strictObject({
       connectTimeoutSeconds: connectTimeoutSeconds.default(SSH_CONNECT_DEFAULTS.connectTimeoutSeconds),
       connectAttempts: connectAttempts.default(SSH_CONNECT_DEFAULTS.connectAttempts),
+      proxy: sshJumpHost.optional(),
     })
     .default(() => ({ ...SSH_CONNECT_DEFAULTS })),
   hosts: z
@@ -360,6 +437,7 @@ export const settingsSchema = z.strictObject({
     .min(1, { message: "must list at least one host" })
     .default(() => [{ name: "local", local: true as const }]),
   sshPrivateKey: secretValue.optional(),
+  sshJumpPrivateKey: secretValue.optional(),
 });
 
 /**
@@ -553,6 +631,7 @@ const STRUCTURED_KEYS = new Set([
   "hosts",
   "apiKeys",
   "ssh",
+  "proxy",
 ]);
 
 /**

@@ -53,7 +53,7 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
   },
   ssh: {
     description: "Reach the host over SSH.",
-    type: "`{connectTimeoutSeconds, connectAttempts}`",
+    type: "`{connectTimeoutSeconds, connectAttempts, proxy?}`",
     rule: "for every SSH host (`hosts[i].ssh` overrides each): seconds per dial 1–600 and dials 1–20 before the host's step fails",
     defaultText: "Default: not set, meaning the machine running Pulumi (a local host).",
   },
@@ -194,6 +194,34 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
     type: "PEM text",
     rule: "one or more CA certificates (each checked as X.509; a private key is refused) the hosts trust: npm's install (`--cafile`) and kilo (`NODE_EXTRA_CA_CERTS`); `hosts[i].caCertificates` overrides it per host",
   },
+  "ssh.proxy": {
+    description:
+      "A jump host (bastion) every SSH connection to the host goes through (`{host, user, port?, hostKey}`, hostKey required); it authenticates with `sshJumpPrivateKey`, else `sshPrivateKey`, else the agent.",
+  },
+  "ssh.proxy.host": { description: "The jump host's name or address." },
+  "ssh.proxy.user": { description: "The user on the jump host." },
+  "ssh.proxy.port": { description: "The jump host's SSH port." },
+  "ssh.proxy.hostKey": { description: "The jump host's public key line, pinned (required)." },
+  sshJumpPrivateKey: {
+    description: "The jump host's SSH private key, when it is not `sshPrivateKey`.",
+    type: "secret string",
+    rule: "a private key for `ssh.proxy` (default: `sshPrivateKey`, else the agent); set with `pulumi config set --secret sshJumpPrivateKey < key-file`",
+  },
+  proxy: {
+    description:
+      "An egress proxy: the kilo download (curl or wget), npm, the smoke check's pool checks (a CONNECT tunnel) and kilo (the env file's `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) go through it.",
+    type: "`{https, http?, noProxy?}`",
+    rule: "`https` (and `http`, default `https`'s): an `http://host:port` proxy URL without credentials (use `proxyCredentials`); `noProxy`: hosts, `.domains` or IPs reached directly, comma-separated; `hosts[i].proxy` overrides it per host",
+  },
+  "proxy.https": { description: "The proxy for https URLs, `http://host:port`." },
+  "proxy.http": { description: "The proxy for plain http URLs." },
+  "proxy.noProxy": { description: "Hosts reached directly, comma-separated (as NO_PROXY)." },
+  proxyCredentials: {
+    description:
+      "The egress proxy's `user:password`. Pass a secret: it reaches the host only as a line of the install's and the env step's stdin, and lands in the 0600 env file (kilo needs it there).",
+    type: "secret string",
+    rule: "`user:password` (one line) for `proxy`; set with `pulumi config set --secret proxyCredentials`; never printed",
+  },
   reconcile: {
     description:
       "Any text. Changing it re-runs every step of this host in place (`update`; nothing is deleted first), e.g. a date after `kilo-fleet doctor` found drift.",
@@ -222,8 +250,8 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
   "policyEnv.shareOff": { description: "The env file sets `KILO_DISABLE_SHARE=1`." },
   hosts: {
     description: "The fleet's hosts.",
-    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?, insecureIgnoreHostKey?, connectTimeoutSeconds?, connectAttempts?}}`, plus optional `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`, `install: {method}`, `caCertificates`, `reconcile`, `policy`, `become`",
-    rule: `non-empty; names unique \`[a-z0-9-]+\`; ssh needs host and user (neither starting with \`-\`); port 1–65535; hostKey one \`ssh-keyscan\` line, required unless \`insecureIgnoreHostKey: true\` (warned; get keys with \`npm run kilo-fleet -- hostkeys\`); shells from ${Object.keys(
+    type: "list of `{name, local: true}` or `{name, ssh: {host, user, port?, hostKey?, insecureIgnoreHostKey?, connectTimeoutSeconds?, connectAttempts?, proxy?}}`, plus optional `wave`, `kiloVersion`, `model`, `shells`, `smokeCheck: {level}`, `install: {method}`, `caCertificates`, `proxy`, `reconcile`, `policy`, `become`",
+    rule: `non-empty; names unique \`[a-z0-9-]+\`; \`wave\` an integer >= 0 (default 0): no step of a host starts before every host of a lower wave passed its smoke check (its env step where the check is off); ssh needs host and user (neither starting with \`-\`); port 1–65535; hostKey one \`ssh-keyscan\` line, required unless \`insecureIgnoreHostKey: true\` (warned; get keys with \`npm run kilo-fleet -- hostkeys\`); shells from ${Object.keys(
       SHELL_RC_FILES,
     )
       .map((s) => `\`${s}\``)
@@ -295,6 +323,8 @@ export function argDocComment(path: string, indent: string): string[] {
 /** The KiloHost argument interfaces whose fields' doc comments come from the table, and each one's path prefix. */
 export const ARG_INTERFACES: Record<string, string> = {
   SshHost: "ssh.",
+  SshJumpHost: "ssh.proxy.",
+  EgressProxy: "proxy.",
   SmokeCheck: "smokeCheck.",
   PolicyEnv: "policyEnv.",
   Install: "install.",

@@ -315,7 +315,14 @@ export const TEST_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJtestHostKeyF
 export interface HostEntry {
   name: string;
   local?: true;
-  ssh?: { host: string; user: string; port?: number; hostKey?: string; insecureIgnoreHostKey?: boolean };
+  ssh?: {
+    host: string;
+    user: string;
+    port?: number;
+    hostKey?: string;
+    insecureIgnoreHostKey?: boolean;
+    proxy?: { host: string; user: string; port?: number; hostKey: string };
+  };
   kiloVersion?: string;
   model?: string;
   shells?: string[];

@@ -19,6 +19,9 @@
  *   server.port, .user, .uid, .gid, .home, .privateKey (PEM text), .privateKeyPath, .hostPublicKey
  *       ("ssh-ed25519 AAAA..." for remote.Command's hostKey / kilo-fleet:hosts[].ssh.hostKey)
  *   await server.stop()      stops sshd (by its pid), deletes the user and the temp dir
+ *   startSshd({ jumpHost: true })
+ *       A bastion: TCP forwarding allowed and logged (LogLevel DEBUG1, sshd's stderr: server.log()), so a test
+ *       sees each connection forwarded through it (`direct-tcpip`, its target host and port).
  *   startSshd({ noNode: true })
  *       The session's PATH (sshd_config `SetEnv PATH=…`) is one directory of symlinks to every /usr/bin
  *       tool except node, nodejs, npm, npx and corepack: a host without Node.js (server.noNodePath).
@@ -81,6 +84,8 @@ export interface SshServer {
   asUser(argv: string[], opts?: { input?: string }): RunResult;
   /** With `privateSystem`: runs `/bin/sh -c script` as root in sshd's mount namespace. */
   inNamespace(script: string): RunResult;
+  /** What sshd logged (with `jumpHost`: every forwarded connection). */
+  log(): string;
   stop(): Promise<void>;
 }
 
@@ -213,7 +218,13 @@ exec /usr/sbin/sshd -D -e -f "$config"
 `;
 
 export async function startSshd(
-  options: { shell?: string; npmrc?: string; noNode?: boolean; privateSystem?: { debs: string[] } } = {},
+  options: {
+    shell?: string;
+    npmrc?: string;
+    noNode?: boolean;
+    privateSystem?: { debs: string[] };
+    jumpHost?: boolean;
+  } = {},
 ): Promise<SshServer> {
   ensureAptPackages([
     { pkg: "openssh-server", bin: "/usr/sbin/sshd" },
@@ -293,7 +304,9 @@ export async function startSshd(
         "PrintMotd no",
         "PrintLastLog no",
         "X11Forwarding no",
-        "LogLevel ERROR",
+        // A jump host logs each forwarded connection (debug1: server_request_direct_tcpip … target …).
+        options.jumpHost ? "LogLevel DEBUG1" : "LogLevel ERROR",
+        ...(options.jumpHost ? ["AllowTcpForwarding yes"] : []),
         // remote.CopyToRemote writes files over SFTP.
         "Subsystem sftp internal-sftp",
         ...(noNodePath ? [`SetEnv PATH=${noNodePath}`] : []),
@@ -421,6 +434,7 @@ export async function startSshd(
         const r = spawnSync("nsenter", ["-t", String(proc.pid), "-m", "/bin/sh", "-c", script], { encoding: "utf8" });
         return { code: r.status, stdout: r.stdout, stderr: r.stderr };
       },
+      log: () => sshdLog,
       stop: cleanup,
     };
   } catch (e) {

@@ -16,6 +16,7 @@ import {
   managedKeyPaths,
   valueAt,
 } from "../common/kiloConfigMerge";
+import { proxyEnvVars } from "../common/proxy";
 import type { CheckFinding, CheckResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import type { CheckArgs } from "../common/stepArgs";
@@ -328,20 +329,41 @@ function checkEnv(
       what: `${envShown} no longer sets KILO_DISABLE_AUTOUPDATE=1 (kilo may update itself away from the pin)`,
       file: envShown,
     });
-  } else if (text !== renderShEnvFile(envVars(args.var, value, pinned, policyEnv(args)))) {
+  } else if (text !== renderShEnvFile(expectedVars(args, value, pinned, text))) {
     drift.push({ item: "env-file", what: `${envShown} was edited (not what the env step writes)`, file: envShown });
   }
   if (shells.includes("fish")) {
     const fishCheck = fileProblems(home, layout.fishEnvFile, 0o600, "the fish env file");
     drift.push(...fishCheck.drift);
     if (!fishCheck.missing && value !== undefined) {
-      if (readIfExists(layout.fishEnvFile) !== renderFishEnvFile(envVars(args.var, value, pinned, policyEnv(args)))) {
+      if (readIfExists(layout.fishEnvFile) !== renderFishEnvFile(expectedVars(args, value, pinned, text))) {
         const shown = tildePath(home, layout.fishEnvFile);
         drift.push({ item: "env-file", what: `${shown} was edited (not what the env step writes)`, file: shown });
       }
     }
   }
   return { drift, ...(proof !== undefined ? { keyProof: proof } : {}) };
+}
+
+/**
+ * The variables the env step writes for `args`: the key's, and kilo-fleet:proxy's, with the credentials the
+ * file's own HTTPS_PROXY carries (the check never gets them: it compares everything else).
+ */
+function expectedVars(args: CheckArgs, key: string, pinned: boolean, text: string): [string, string][] {
+  const vars = envVars(args.var, key, pinned, policyEnv(args));
+  if (args.proxy === undefined) return vars;
+  const line = text.split("\n").find((l) => l.startsWith("export HTTPS_PROXY="));
+  let credentials: { user: string; password: string } | undefined;
+  try {
+    const url = line === undefined ? undefined : unShQuote(line.slice("export HTTPS_PROXY=".length));
+    const u = url === undefined ? undefined : new URL(url);
+    if (u && (u.username || u.password)) {
+      credentials = { user: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
+    }
+  } catch {
+    // not a URL: the comparison below reports the file as edited
+  }
+  return [...vars, ...proxyEnvVars(args.proxy, credentials)];
 }
 
 function checkRcBlocks(p: CheckPaths, shells: string[]): CheckFinding[] {

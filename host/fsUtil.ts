@@ -359,3 +359,14 @@ export function readStdin(what: string): string {
   }
   return Buffer.concat(chunks).toString("utf8");
 }
+
+/**
+ * Stdin holding several secrets, one a line (the step's own, then the proxy's credentials): exactly `count`
+ * lines, the last newline optional. Errors name `what`, never a value.
+ */
+export function splitStdinLines(text: string, count: number, what: string): string[] {
+  const body = text.endsWith("\n") ? text.slice(0, -1) : text;
+  const lines = body.split("\n");
+  if (lines.length !== count) throw new HostError(`stdin must hold ${what}, one a line; nothing was changed`);
+  return lines;
+}

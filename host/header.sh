@@ -26,6 +26,8 @@ kf_install_package() {
   kf_base=${kf_ir:-https://registry.npmjs.org}
   kf_base=${kf_base%/}
   kf_il=
+  kf_proxy_words "$@"
+  shift "$kf_pn"
   for kf_w in "$@"; do
     kf_ip=${kf_w%%=*}
     kf_il="$kf_il$kf_ip $kf_base/@kilocode/cli-$kf_ip/-/cli-$kf_ip-$kf_iv.tgz ${kf_w#*=}
@@ -52,6 +54,56 @@ kf_install_package() {
   fi
   kf_install "$kf_iv" "$kf_ir" "$kf_il"
 }
+# Percent-encodes $1 (a URL's userinfo part): everything but unreserved characters, byte by byte.
+kf_urlenc() {
+  printf '%s' "$1" | LC_ALL=C awk 'BEGIN { for (i = 1; i < 256; i++) ord[sprintf("%c", i)] = i; ORS = "" }
+    { for (i = 1; i <= length($0); i++) { c = substr($0, i, 1); if (c ~ /^[A-Za-z0-9._~-]$/) print c; else printf "%%%02X", ord[c] } }'
+}
+# install-package's proxy words (--proxy=URL [--http-proxy=URL] [--no-proxy=LIST] [--proxy-auth]) before the
+# platforms: the download (curl or wget) goes through the proxy, by the variables both read. kf_pn: how many
+# words they were. The credentials (`user:password`) are stdin's line, never an argument.
+kf_proxy_words() {
+  kf_pn=0
+  kf_px=
+  kf_phx=
+  kf_pno=
+  kf_pauth=
+  for kf_w in "$@"; do
+    case $kf_w in
+    --proxy=*) kf_px=${kf_w#--proxy=} ;;
+    --http-proxy=*) kf_phx=${kf_w#--http-proxy=} ;;
+    --no-proxy=*) kf_pno=${kf_w#--no-proxy=} ;;
+    --proxy-auth) kf_pauth=1 ;;
+    *) break ;;
+    esac
+    kf_pn=$((kf_pn + 1))
+  done
+  [ -n "$kf_px" ] || return 0
+  kf_via=" through the proxy ${kf_px} (kilo-fleet:proxy)"
+  [ -n "$kf_phx" ] || kf_phx=$kf_px
+  if [ -n "$kf_pauth" ]; then
+    kf_pa=
+    IFS= read -r kf_pa || [ -n "$kf_pa" ] || kf_die "no proxy credentials on stdin (kilo-fleet:proxyCredentials); nothing was changed"
+    case $kf_pa in
+    ?*:*) ;;
+    *) kf_die "the proxy credentials on stdin must be one line user:password (kilo-fleet:proxyCredentials); nothing was changed" ;;
+    esac
+    kf_pa="$(kf_urlenc "${kf_pa%%:*}"):$(kf_urlenc "${kf_pa#*:}")@"
+    kf_px="${kf_px%%://*}://$kf_pa${kf_px#*://}"
+    kf_phx="${kf_phx%%://*}://$kf_pa${kf_phx#*://}"
+    kf_pa=
+  fi
+  https_proxy=$kf_px
+  HTTPS_PROXY=$kf_px
+  http_proxy=$kf_phx
+  export https_proxy HTTPS_PROXY http_proxy
+  if [ -n "$kf_pno" ]; then
+    no_proxy=$kf_pno
+    NO_PROXY=$kf_pno
+    export no_proxy NO_PROXY
+  fi
+}
+kf_via=
 case ${1:-} in
 install-package)
   [ $# -eq 2 ] || kf_die "install-package: takes one argument, got $(($# - 1))"

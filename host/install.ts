@@ -10,8 +10,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { HostLayout } from "../common/hostPaths";
+import { parseProxyCredentials, proxyUrlWithCredentials, shownProxy } from "../common/proxy";
 import type { DeleteResult, InstallResult } from "../common/result";
-import type { InstallArgs } from "../common/stepArgs";
+import type { InstallArgs, ProxyArgs } from "../common/stepArgs";
 import { checkCaPem, npmCaBundle } from "./caFile";
 import {
   HostError,
@@ -21,6 +22,7 @@ import {
   readStdin,
   recordDirs,
   removeFile,
+  splitStdinLines,
   writeFileAtomic,
 } from "./fsUtil";
 
@@ -73,6 +75,8 @@ function npmPath(): string {
 interface NpmOpts {
   cache: string;
   cafile?: string;
+  /** kilo-fleet:proxy without credentials: npm's flags (with credentials the proxy goes in the npmrc). */
+  proxyFlags?: string[];
   /** The npmrc's text (the token's line), given to npm on its stdin. */
   npmrc?: string;
 }
@@ -85,6 +89,7 @@ function npmFlags(o: NpmOpts): string[] {
     "--cache",
     o.cache,
     ...(o.cafile ? ["--cafile", o.cafile] : []),
+    ...(o.proxyFlags ?? []),
     ...(o.npmrc !== undefined ? ["--userconfig", STDIN_NPMRC] : []),
   ];
 }
@@ -96,14 +101,30 @@ export function npmrcAuthLine(registry: string | undefined, token: string): stri
   return `//${u.host}${p}:_authToken=${token}`;
 }
 
-/** The token from stdin: one line, one optional trailing newline (it is never quoted in a message). */
-function readToken(): string {
-  const text = readStdin("the npm token");
-  const t = text.endsWith("\n") ? text.slice(0, -1) : text;
+/** The token from a stdin line (it is never quoted in a message). */
+function checkToken(t: string): string {
   if (t === "" || /[\u0000-\u001f\u007f]/.test(t)) {
     throw new HostError("the npm token on stdin must be one non-empty line (kilo-fleet:npmToken)");
   }
   return t;
+}
+
+/**
+ * npm's proxy settings for kilo-fleet:proxy (npm's `proxy` serves http URLs, `https-proxy` https ones):
+ * as npmrc lines when there are credentials (the npmrc goes on npm's stdin, never its command line), as
+ * flags otherwise. The credentials are percent-encoded, so npmrc's `${VAR}` expansion cannot touch them.
+ */
+export function npmProxySettings(
+  proxy: ProxyArgs,
+  credentials?: { user: string; password: string },
+): { lines: string[]; flags: string[] } {
+  const settings: [string, string][] = [
+    ["https-proxy", proxyUrlWithCredentials(proxy.https, credentials)],
+    ["proxy", proxyUrlWithCredentials(proxy.http ?? proxy.https, credentials)],
+    ...(proxy.noProxy !== undefined ? [["noproxy", proxy.noProxy] as [string, string]] : []),
+  ];
+  if (credentials !== undefined) return { lines: settings.map(([k, v]) => `${k}=${v}`), flags: [] };
+  return { lines: [], flags: settings.flatMap(([k, v]) => [`--${k}`, v]) };
 }
 
 function npm(
@@ -197,6 +218,14 @@ function withTempDir<T>(f: (dir: string) => T): T {
   }
 }
 
+function parseCredentials(line: string): { user: string; password: string } {
+  try {
+    return parseProxyCredentials(line);
+  } catch (e) {
+    throw new HostError((e as Error).message);
+  }
+}
+
 export function installApply(layout: HostLayout, args: InstallArgs): { lines: string[]; result: InstallResult } {
   const { version, registry } = args;
   const spec = `${KILO_PACKAGE}@${version}`;
@@ -208,7 +237,20 @@ export function installApply(layout: HostLayout, args: InstallArgs): { lines: st
       o.cafile = path.join(tmp, "ca-bundle.pem");
       writeFileAtomic(o.cafile, npmCaBundle(args.caCertificates), 0o644);
     }
-    if (args.tokenOnStdin) o.npmrc = `${npmrcAuthLine(registry, readToken())}\n`;
+    // stdin: the token's line, then the proxy credentials' line (each only when the argument says so).
+    const secrets = [args.tokenOnStdin && "the npm token", args.proxy?.authOnStdin && "the proxy credentials"];
+    const named = secrets.filter((x): x is string => typeof x === "string");
+    const lines =
+      named.length > 0 ? splitStdinLines(readStdin(named.join(" and ")), named.length, named.join(", then ")) : [];
+    const npmrc: string[] = [];
+    if (args.tokenOnStdin) npmrc.push(npmrcAuthLine(registry, checkToken(lines.shift() ?? "")));
+    if (args.proxy) {
+      const credentials = args.proxy.authOnStdin ? parseCredentials(lines.shift() ?? "") : undefined;
+      const p = npmProxySettings(args.proxy, credentials);
+      npmrc.push(...p.lines);
+      o.proxyFlags = p.flags;
+    }
+    if (npmrc.length > 0) o.npmrc = `${npmrc.join("\n")}\n`;
     let want: string | undefined = version;
     if (version === "latest") {
       const r = spawnNpm(
@@ -254,7 +296,10 @@ export function installApply(layout: HostLayout, args: InstallArgs): { lines: st
           // not empty or gone
         }
       }
-      throw new HostError(`npm install ${spec} failed on ${args.host} (${npmErrorSummary(r.log)})`);
+      const via = args.proxy ? ` through the proxy ${shownProxy(args.proxy.https)} (kilo-fleet:proxy)` : "";
+      // A URL's credentials (the proxy's, in npm's messages) are never shown.
+      const summary = npmErrorSummary(r.log).replace(/\/\/[^\s/@]*@/g, "//");
+      throw new HostError(`npm install ${spec} failed on ${args.host}${via} (${summary})`);
     }
     if (newDirs.length > 0) recordDirs(layout.stateDir, newDirs);
     const installed = installedVersion(layout);

@@ -117,7 +117,8 @@ kf_check_tools() {
   [ -z "$kf_m" ] || kf_fail "missing on this host: $kf_m (needed to install kilo from its package; install them, or use install.method npm)"
 }
 
-# Downloads $1 to $2 with curl or wget (both honour http_proxy/https_proxy/no_proxy); the reason goes to $3.
+# Downloads $1 to $2 with curl or wget (both honour http_proxy/https_proxy/no_proxy: the header's kf_proxy_words
+# sets them from kilo-fleet:proxy, and kf_via names it in failures); the reason goes to $3.
 kf_download() {
   if kf_has curl; then
     curl -fsSL --connect-timeout 30 --speed-limit 1 --speed-time 120 --retry 2 -o "$2" "$1" 2>"$3" </dev/null
@@ -705,11 +706,11 @@ kf_install() {
     mkdir "$kf_tmp" || kf_fail "cannot create $kf_tmp"
     kf_reg=${kf_registry:-https://registry.npmjs.org}
     kf_download "$kf_reg/@kilocode%2fcli/latest" "$kf_tmp/wrapper.json" "$kf_tmp/err" ||
-      kf_fail "cannot ask $kf_reg for the latest @kilocode/cli ($(kf_last_line "$kf_tmp/err"))"
+      kf_fail "cannot ask $kf_reg for the latest @kilocode/cli${kf_via:-} ($(kf_last_line "$kf_tmp/err"))"
     kf_version=$(kf_json_field "$kf_tmp/wrapper.json" version)
     case $kf_version in '' | *[!0-9A-Za-z.+-]*) kf_fail "the registry $kf_reg gave no usable latest version of @kilocode/cli" ;; esac
     kf_download "$kf_reg/@kilocode%2fcli-$kf_platform/$kf_version" "$kf_tmp/platform.json" "$kf_tmp/err" ||
-      kf_fail "cannot read $kf_pkg@$kf_version from $kf_reg ($(kf_last_line "$kf_tmp/err"))"
+      kf_fail "cannot read $kf_pkg@$kf_version from $kf_reg${kf_via:-} ($(kf_last_line "$kf_tmp/err"))"
     kf_url=$(kf_json_field "$kf_tmp/platform.json" tarball)
     kf_integrity=$(kf_json_field "$kf_tmp/platform.json" integrity)
   fi
@@ -748,7 +749,7 @@ kf_install() {
     fi
     kf_log "downloading $kf_url"
     kf_download "$kf_url" "$kf_tmp/package.tgz" "$kf_tmp/err" ||
-      kf_fail "cannot download $kf_pkg@$kf_version from $kf_url ($(kf_last_line "$kf_tmp/err")); nothing was changed"
+      kf_fail "cannot download $kf_pkg@$kf_version from $kf_url${kf_via:-} ($(kf_last_line "$kf_tmp/err")); nothing was changed"
     kf_got=$(kf_sha512_hex "$kf_tmp/package.tgz" | kf_hex_to_base64)
     [ "${#kf_got}" -eq 88 ] || kf_fail "cannot compute the sha512 of the downloaded $kf_pkg@$kf_version; nothing was changed"
     [ "$kf_got" = "$kf_want" ] ||

@@ -2,10 +2,13 @@
  * The pool check: before kilo spends a token, ask the Codex Pooler whether it is ready (`/readyz`) and what
  * this API key may use (`/v1/models`), and turn every way that can go wrong into a stable `code` and one
  * line a platform engineer can act on; server text is never shown. Runs inside the host tool (node >= 18
- * or Bun) and in the CLI: only the global `fetch`, and kilo's context arithmetic (common/contextWindow.ts, pure).
+ * or Bun) and in the CLI: the global `fetch`, or through an egress proxy a CONNECT tunnel (proxyRequest.ts), and
+ * kilo's context arithmetic (common/contextWindow.ts, pure).
  * The protocol: docs/design.md, "The pool check".
  */
 import { type CompactionSettings, limitsForWindow, tokensNeeded, usableInput } from "../common/contextWindow";
+import { proxyFor } from "../common/proxy";
+import { ProxyFailure, proxiedGet } from "./proxyRequest";
 
 /** A model the key may use, as `/v1/models` reports it. */
 export interface PoolModel {
@@ -41,7 +44,8 @@ export type PoolCheckCode =
   | "timeout"
   | "not_ready"
   | "redirect"
-  | "bad_response";
+  | "bad_response"
+  | "proxy";
 
 export type PoolCheckResult =
   | {
@@ -74,6 +78,13 @@ export interface PoolCheckOptions {
   timeoutMs?: number;
   /** The setting named in reasons about the key (default `kilo-fleet:codexPoolerApiKey (or kilo-fleet:apiKeys.<host>)`). */
   keySetting?: string;
+  /**
+   * The proxy variables (HTTPS_PROXY, NO_PROXY, … in either case) the requests honour, as kilo does: a
+   * proxied request goes through a CONNECT tunnel (proxyRequest.ts). Absent: direct, with `fetch`.
+   */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
+  /** What a proxy failure names (default: the variable the proxy came from). */
+  proxySetting?: string;
 }
 
 const DEFAULT_KEY_SETTING = "kilo-fleet:codexPoolerApiKey (or kilo-fleet:apiKeys.<host>)";
@@ -201,6 +212,7 @@ export function poolEndpoints(
 
 /** Why a fetch threw: a timeout, a TLS problem or a connection error, by code only. */
 function fetchFailure(e: unknown, base: string, timeoutMs: number): { code: PoolCheckCode; reason: string } {
+  if (e instanceof ProxyFailure) return { code: "proxy", reason: e.message };
   const err = e as { name?: string; code?: unknown; cause?: { code?: unknown; name?: string } };
   if (err?.name === "TimeoutError" || err?.name === "AbortError" || err?.cause?.name === "TimeoutError") {
     return {
@@ -262,6 +274,16 @@ export async function checkPool(options: PoolCheckOptions): Promise<PoolCheckRes
   }
   const deadline = Date.now() + timeoutMs;
   const request = async (url: string, headers: Record<string, string>) => {
+    let via: ReturnType<typeof proxyFor>;
+    try {
+      via = options.proxyEnv ? proxyFor(new URL(url), options.proxyEnv) : undefined;
+    } catch (e) {
+      throw new ProxyFailure((e as Error).message);
+    }
+    if (via) {
+      const setting = options.proxySetting ?? via.from;
+      return proxiedGet(new URL(url), { accept: "application/json", ...headers }, via.proxy, deadline, setting);
+    }
     const signal = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
     const res = await fetch(url, { headers: { accept: "application/json", ...headers }, redirect: "manual", signal });
     const text = await res.text();

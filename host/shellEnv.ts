@@ -5,7 +5,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { tildePath } from "../common/hostPaths";
+import { parseProxyCredentials, proxyEnvVars } from "../common/proxy";
 import type { DeleteResult, EnvResult } from "../common/result";
+import type { ProxyArgs } from "../common/stepArgs";
 import { applyCaFile, type CaState, caEnvVars, checkCaPem, deleteCaFile, refuseSymlink } from "./caFile";
 import {
   ENV_FILE_HEADER,
@@ -26,6 +28,7 @@ import {
   removeFile,
   removeStaleTemps,
   resolveTarget,
+  splitStdinLines,
   writeFileAtomic,
   writeJson,
 } from "./fsUtil";
@@ -200,10 +203,27 @@ function recordedEnvFiles(p: EnvPaths, state: ShellState | undefined): string[] 
 
 export function envApply(
   p: EnvPaths,
-  opts: { apiKeyEnvVar: string; pinned: boolean; shells: string; caCertificates?: string; policy?: PolicyEnv },
+  opts: {
+    apiKeyEnvVar: string;
+    pinned: boolean;
+    shells: string;
+    caCertificates?: string;
+    policy?: PolicyEnv;
+    proxy?: ProxyArgs;
+  },
 ): { lines: string[]; result: EnvResult } {
   // Validate everything before touching a file: the key, the shells, every startup file's new text.
-  const key = wrap(() => parseKeyFromStdin(readStdin("the API key")));
+  // stdin: the key's line, then (proxy.authOnStdin) the proxy credentials' line.
+  const input = readStdin("the API key");
+  const [keyLine, credLine] = opts.proxy?.authOnStdin
+    ? splitStdinLines(input, 2, "the API key, then the proxy credentials (kilo-fleet:proxyCredentials)")
+    : [input];
+  const key = wrap(() => parseKeyFromStdin(keyLine));
+  const proxyVars = opts.proxy
+    ? wrap(() =>
+        proxyEnvVars(opts.proxy as ProxyArgs, credLine === undefined ? undefined : parseProxyCredentials(credLine)),
+      )
+    : [];
   const shells = resolveShells(p, opts.shells);
   const state: ShellState = readJson<ShellState>(stateFile(p)) ?? { rc: {} };
   // Never write the key through a symlink: it would land wherever the link points (and delete would
@@ -215,7 +235,7 @@ export function envApply(
   const envFiles = shells.includes("fish") ? [p.envFile, p.fishEnvFile] : [p.envFile];
   const previous = new Map(envFiles.map((f) => [f, isKiloFleetEnvFile(f) ? readIfExists(f) : undefined]));
   try {
-    return applyPlanned(p, opts, key, shells, state, plans, envFiles);
+    return applyPlanned(p, opts, key, proxyVars, shells, state, plans, envFiles);
   } catch (e) {
     // A failed run leaves no key it wrote: each env file is put back as it was (removed when it was not there).
     for (const [file, text] of previous) {
@@ -235,6 +255,7 @@ function applyPlanned(
   p: EnvPaths,
   opts: { apiKeyEnvVar: string; pinned: boolean; caCertificates?: string; policy?: PolicyEnv },
   key: string,
+  proxyVars: [string, string][],
   shells: string[],
   state: ShellState,
   plans: RcPlan[],
@@ -264,7 +285,7 @@ function applyPlanned(
 
   const warning = configDirWarning(p);
   const caFile = applyCaFile(p.configDir, state, stateFile(p), opts.caCertificates);
-  const vars = [...envVars(opts.apiKeyEnvVar, key, opts.pinned, opts.policy), ...caEnvVars(caFile)];
+  const vars = [...envVars(opts.apiKeyEnvVar, key, opts.pinned, opts.policy), ...caEnvVars(caFile), ...proxyVars];
   const envText = renderShEnvFile(vars);
   const envChanged = readIfExists(p.envFile) !== envText;
   writeFileAtomic(p.envFile, envText, 0o600);

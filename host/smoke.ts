@@ -12,6 +12,7 @@ import * as path from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
 import type { HostLayout } from "../common/hostPaths";
 import { isJsonObject } from "../common/kiloConfigMerge";
+import { PROXY_SETTING } from "../common/proxy";
 import { sanitizeServerText } from "../common/redact";
 import type { SmokeResult } from "../common/result";
 import type { SmokeArgs } from "../common/stepArgs";
@@ -347,6 +348,18 @@ function kiloVersion(kiloBin: string, timeoutMs: number): string {
   }
 }
 
+/** The proxy variables kilo gets (the session's allowlisted ones, then the env file's), for the pool checks. */
+export function proxyVariables(
+  inherited: NodeJS.ProcessEnv,
+  fromEnvFile: Map<string, string>,
+): Record<string, string | undefined> {
+  const names = PASSED_VARS.filter((v) => /proxy$/i.test(v));
+  const env: Record<string, string | undefined> = {};
+  for (const n of names) if (inherited[n]) env[n] = inherited[n];
+  for (const n of names) if (fromEnvFile.has(n)) env[n] = fromEnvFile.get(n);
+  return env;
+}
+
 /** The environment kilo gets: allowlisted variables, the env file's, and the check's own. */
 export function kiloEnvironment(
   inherited: NodeJS.ProcessEnv,
@@ -437,29 +450,23 @@ async function smoke(
   // 1. The pool checks: /readyz, then /v1/models with the key (no tokens spent). They fail fast with the
   // pool's own reason; limits over the pool's context_length are warnings.
   const warnings: string[] = [];
-  // node's fetch ignores proxy variables (kilo honours them): behind a proxy the pool checks cannot run.
-  const proxy = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"].find(
-    (v) => process.env[v],
-  );
-  if (proxy !== undefined) {
-    if (args.level === "pool") {
-      throw new SmokeFailure(
-        `${proxy} is set and the pool checks do not go through proxies, so kilo-fleet:smokeCheck.level "pool" cannot check anything here — use "kilo-run" for this host`,
-      );
-    }
-    warnings.push(`the pool checks were skipped: ${proxy} is set and they do not go through proxies (kilo does)`);
-  } else {
-    const pool = await checkPool({
-      baseUrl: target.baseUrl,
-      apiKey: key,
-      models: Object.keys(target.models),
-      timeoutMs: Math.max(1000, Math.min(10_000, remainingMs())),
-      keySetting: keySettingOf(args),
-    });
-    if (remainingMs() <= 0) throw timedOut();
-    if (!pool.ok) throw new SmokeFailure(pool.reason);
-    for (const w of contextLimitWarnings(target.models, pool.models, target.compaction)) warnings.push(w.message);
-  }
+  // Through the proxy kilo will use (the env file's kilo-fleet:proxy, or the session's variables): node's
+  // fetch ignores proxy variables, so a proxied check goes through a CONNECT tunnel (proxyRequest.ts).
+  const pool = await checkPool({
+    baseUrl: target.baseUrl,
+    apiKey: key,
+    models: Object.keys(target.models),
+    timeoutMs: Math.max(1000, Math.min(10_000, remainingMs())),
+    keySetting: keySettingOf(args),
+    proxyEnv: proxyVariables(process.env, fromEnvFile),
+    // The env file's proxy is kilo-fleet:proxy; otherwise failures name the session's variable.
+    ...(fromEnvFile.has("HTTPS_PROXY") ? { proxySetting: PROXY_SETTING } : {}),
+  });
+  // A proxy that did not answer is named as such, even when it used up the check's time.
+  if (!pool.ok && pool.code === "proxy") throw new SmokeFailure(pool.reason);
+  if (remainingMs() <= 0) throw timedOut();
+  if (!pool.ok) throw new SmokeFailure(pool.reason);
+  for (const w of contextLimitWarnings(target.models, pool.models, target.compaction)) warnings.push(w.message);
   const version = kiloVersion(layout.kiloBin, remainingMs());
   if (remainingMs() <= 0) throw timedOut();
   if (typeof args.policySha256 === "string") {

@@ -95,6 +95,7 @@ function runLocked<S extends Exclude<Subcommand, "smoke" | "check" | "policy-app
         shells: a.shells === "default" ? "default" : a.shells.join(","),
         ...(a.caCertificates !== undefined ? { caCertificates: a.caCertificates } : {}),
         policy: { telemetryOff: a.telemetryOff === true, shareOff: a.shareOff === true },
+        ...(a.proxy !== undefined ? { proxy: a.proxy } : {}),
       });
     }
     case "env-delete": {

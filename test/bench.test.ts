@@ -226,6 +226,7 @@ describe("the --json object", () => {
         "1000": Number((28 / 26).toFixed(3)),
       },
       stateBytesPerHost: { local: 10_654, ssh: 23_841 },
+      stateBytesSshJumpHost: null,
       stateEntryBytesPerHost: { local: 14_236, ssh: 28_268 },
       toolBytes: 48_920,
       rerunSteps: {
@@ -250,11 +251,30 @@ describe("the --json object", () => {
     expect(JSON.parse(JSON.stringify(json))).toEqual(json);
   });
 
+  it("prints the state of an SSH host behind a jump host against its 20 kB target", () => {
+    const state = SAMPLES.state as NonNullable<BenchSamples["state"]>;
+    const h = { bytes: 19_500, entryBytes: 25_000, resources: 8, contributors: [] };
+    const table = formatTable({ ...SAMPLES, state: { ...state, sshJump: h } });
+    expect(table).toMatch(
+      /\| State per host, SSH behind a jump host \(inputs \+ outputs\) +\|.*target ≤ 20\.0 kB[^:]*: met/,
+    );
+    expect(toJson({ ...SAMPLES, state: { ...state, sshJump: h } }).stateBytesSshJumpHost).toBe(19_500);
+    const over = formatTable({ ...SAMPLES, state: { ...state, sshJump: { ...h, bytes: 20_700 } } });
+    expect(over).toMatch(/SSH behind a jump host .*MISSED by 0\.7 kB/);
+  });
+
   it("prints the pool cost per smoke level and doctor's time per host by bound", () => {
     const table = formatTable(SAMPLES);
     expect(table).toMatch(/\| Smoke check, level kilo-run: sent to the pool +\|.*4 requests, 29,576 B/);
     expect(table).toMatch(/\| Smoke check, level pool: sent to the pool +\|.*2 requests, 0 B/);
     expect(table).toMatch(/\| doctor, 50 local hosts, --parallel 8 +\|.*0\.142 s per host.*every host ok/);
+    // A tool-only upgrade of 1000 hosts: today's cost, and in two waves with 10 canaries.
+    expect(table).toMatch(
+      /\| Tool-only upgrade, 1000 hosts, one wave: sent to the pool +\|.*1000 kilo runs, 4,000 requests, 29,576,000 B/,
+    );
+    expect(table).toMatch(
+      /\| Tool-only upgrade, 1000 hosts, two waves \(10 canaries\): sent to the pool +\|.*10 kilo runs, 2,020 requests, 295,760 B/,
+    );
   });
 
   it("prints the tarball's size and program start as ratios to the SDK alone, against issue 19's goals", () => {

@@ -68,6 +68,9 @@ describe("the component schema", () => {
       "policy",
       "become",
       "policyEnv",
+      "proxy",
+      "proxyCredentials",
+      "sshJumpPrivateKey",
     ];
     expect(Object.keys(inputs).sort()).toEqual([...argKeys].sort());
     for (const [k, p] of Object.entries(inputs)) {

@@ -401,6 +401,154 @@ describe("per-host keys, reconcile, SSH dials, npm token (issues 11 and 13)", ()
   });
 });
 
+describe("kilo-fleet:proxy (issue 21)", () => {
+  it("a proxy re-runs install and env in place (their argument) and the smoke check (its proxy trigger), nothing else", async () => {
+    const before = await run();
+    const after = await run({ proxy: { https: "http://proxy.corp:3128", noProxy: ".corp" } });
+    expectChanged(before, after, onEveryHost({ install: ["create"], env: ["create"], smoke: ["triggers"] }));
+    for (const h of TEST_HOSTS) {
+      expect(after.byName(`${h.name}-install`).inputs.create).toContain(
+        "--proxy=http://proxy.corp:3128 --no-proxy=.corp ",
+      );
+      expect(after.byName(`${h.name}-env`).inputs.create).toContain(
+        '"proxy":{"https":"http://proxy.corp:3128","noProxy":".corp"}',
+      );
+      expect(triggersOf(after, `${h.name}-smoke`)).toContain(
+        'proxy={"https":"http://proxy.corp:3128","noProxy":".corp"}',
+      );
+    }
+  });
+
+  it("proxyCredentials reach only the install's and the env step's stdin (a secret line), never a command or the state in plain", async () => {
+    const creds = "proxyuser:pr0xy-s3cret-77a1";
+    const proxy = { https: "http://proxy.corp:3128" };
+    const before = await run({ proxy });
+    const after = await run({ proxy, proxyCredentials: creds });
+    expectChanged(before, after, onEveryHost({ install: ["create", "logging", "stdin"], env: ["create", "stdin"] }));
+    for (const h of TEST_HOSTS) {
+      const install = after.byName(`${h.name}-install`);
+      expect(install.inputs.create).toContain("--proxy=http://proxy.corp:3128 --proxy-auth ");
+      expect(unwrapSecrets(install.inputs.stdin)).toBe(creds);
+      expect(install.inputs.logging).toBe("none");
+      expect(unwrapSecrets(after.byName(`${h.name}-env`).inputs.stdin)).toMatch(new RegExp(`\n${creds}$`));
+    }
+    const hits = programResources(after).flatMap((r) =>
+      JSON.stringify(unwrapSecrets(r.inputs)).includes(creds) ? [r.name] : [],
+    );
+    expect(hits.sort()).toEqual(TEST_HOSTS.flatMap((h) => [`${h.name}-env`, `${h.name}-install`]).sort());
+    // Only in stdin, and there as a secret (Pulumi's secret signature wraps it).
+    for (const r of programResources(after)) {
+      const { stdin, ...rest } = r.inputs as Record<string, unknown>;
+      expect(JSON.stringify(rest)).not.toContain(creds);
+      if (JSON.stringify(stdin ?? "").includes(creds)) {
+        expect(JSON.stringify(stdin)).toContain("4dabf18193072939515e22adb298388d");
+      }
+    }
+  });
+});
+
+describe("ssh.proxy, a jump host (issue 21, item 1)", () => {
+  const JUMP = { host: "bastion.corp", user: "jump", hostKey: TEST_HOST_KEY };
+  it("maps to every remote step's connection.proxy, pinned, with the host's dial limits and key; local hosts untouched", async () => {
+    const before = await run();
+    const after = await run({ ssh: { proxy: JUMP } });
+    const ssh = TEST_HOSTS.filter((h) => h.ssh !== undefined);
+    const remote = ssh.flatMap((h) => children(h));
+    const diff = diffEvaluations(before, after);
+    expect(Object.keys(diff.changed).sort()).toEqual(remote.sort());
+    for (const h of ssh) {
+      const conn = unwrapSecrets(after.byName(`${h.name}-install`).inputs.connection) as Record<string, unknown>;
+      expect(conn.proxy).toEqual({
+        host: "bastion.corp",
+        port: 22,
+        user: "jump",
+        hostKey: TEST_HOST_KEY,
+        perDialTimeout: 10,
+        dialErrorLimit: 2,
+        privateKey: (conn as { privateKey: string }).privateKey,
+      });
+    }
+  });
+
+  it("a host's own ssh.proxy wins; sshJumpPrivateKey is the jump host's key, a secret", async () => {
+    const [, bob] = TEST_HOSTS;
+    const jumpKey = ROTATED_SSH_KEY;
+    const e = await run({
+      ssh: { proxy: JUMP },
+      sshJumpPrivateKey: jumpKey,
+      hosts: TEST_HOSTS.map((h) =>
+        h === bob ? { ...h, ssh: { ...h.ssh, proxy: { ...JUMP, host: "other-bastion", port: 2222 } } } : h,
+      ),
+    });
+    const raw = e.byName(`${bob.name}-env`).inputs.connection;
+    const conn = unwrapSecrets(raw) as { privateKey: string; proxy: Record<string, unknown> };
+    expect([conn.proxy.host, conn.proxy.port]).toEqual(["other-bastion", 2222]);
+    expect(conn.proxy.privateKey).not.toBe(conn.privateKey);
+    // The connection holding the keys is a secret as a whole.
+    expect(JSON.stringify(raw)).toMatch(/^\{"4dabf18193072939515e22adb298388d"/);
+  });
+});
+
+describe("waves (issue 21, item 3)", () => {
+  it("every host in wave 0 (explicitly) is today's graph exactly", async () => {
+    const before = await run();
+    const after = await run({ hosts: TEST_HOSTS.map((h) => ({ ...h, wave: 0 })) });
+    expect(diffEvaluations(before, after)).toEqual(diffEvaluations(before, before));
+    expectChanged(before, after, {});
+  });
+
+  it("wave 1's first step waits for every wave-0 host's smoke check (env where it is off), wave 2's for wave 1's", async () => {
+    const [a, b, c] = TEST_HOSTS;
+    const e = await run({
+      hosts: [
+        { ...c, wave: 2 },
+        { ...a, wave: 0 },
+        { ...b, wave: 1, smokeCheck: undefined },
+      ],
+    });
+    const urn = (name: string) => e.byName(name).urn;
+    const dependsOnTool = (h: string) => e.byName(`${h}-tool`).dependencies;
+    expect(dependsOnTool(a.name)).toEqual([]);
+    expect(dependsOnTool(b.name)).toEqual([urn(`${a.name}-smoke`)]);
+    expect(dependsOnTool(c.name)).toEqual([urn(`${b.name}-smoke`)]);
+    // Only the first step: the others wait on it through the chain, as today.
+    expect(e.byName(`${c.name}-install`).dependencies).not.toContain(urn(`${b.name}-smoke`));
+    const off = await run({ smokeCheck: { enabled: false }, hosts: [{ ...a }, { ...b, wave: 1 }] });
+    expect(off.byName(`${b.name}-tool`).dependencies).toEqual([off.byName(`${a.name}-env`).urn]);
+  });
+
+  it("a release that only replaces the host tool: wave 0 re-runs its kilo-run check (create), later waves update at level pool", async () => {
+    const [a, b, c] = TEST_HOSTS;
+    const hosts = [a, { ...b, wave: 1 }, { ...c, wave: 1, smokeCheck: { level: "pool" } }];
+    const before = await run({ hosts });
+    const current = hostToolArtifact();
+    useHostToolArtifact(writeHostToolArtifact(`${current.text}// a later kilo-fleet\n`));
+    const after = await run({ hosts });
+    const diff = diffEvaluations(before, after);
+    // No trigger of a smoke step changed: @pulumi/command runs `update` (where there is one), not `create`.
+    expect([a, b, c].map((h) => diff.changed[`${h.name}-smoke`])).toEqual([
+      ["create"],
+      ["create", "update"],
+      ["create"],
+    ]);
+    const smoke = (h: { name: string }) => after.byName(`${h.name}-smoke`).inputs as Record<string, string>;
+    expect(smoke(a).update).toBeUndefined();
+    expect(smoke(b).create).toContain('"level":"kilo-run"');
+    expect(smoke(b).update).toBe(smoke(b).create.replace('"level":"kilo-run"', '"level":"pool"'));
+    expect(triggersOf(after, `${b.name}-smoke`)).toContain("smoke=kilo-run");
+    // Already at level pool: nothing to lower, no update, no extra trigger.
+    expect(smoke(c).update).toBeUndefined();
+    expect(triggersOf(after, `${c.name}-smoke`)).not.toContain("smoke=kilo-run");
+  });
+
+  it("the stack output shows each host's wave", async () => {
+    const [a, b] = TEST_HOSTS;
+    const e = await run({ hosts: [a, { ...b, wave: 3 }] });
+    const hosts = unwrapSecrets(e.stackOutputs?.hosts) as Record<string, { wave: number }>;
+    expect([hosts[a.name].wave, hosts[b.name].wave]).toEqual([0, 3]);
+  });
+});
+
 describe("a large fleet", () => {
   // The bench evaluates 1000 hosts and times it; here a fleet large enough to show nothing depends on a
   // fixed count, quickly enough for CI.

@@ -276,13 +276,14 @@ describe("stack exports", () => {
     // As the (mocked) steps reported them.
     expect(hosts["alice-laptop"]).toEqual({
       kind: "local",
+      wave: 0,
       kiloVersion: "7.7.7",
       configPath: "~/.config/kilo/kilo.jsonc",
       envFilePath: "~/.config/kilo/codex-pooler.env",
       smoke: { enabled: true, pass: true, level: "kilo-run", kiloVersion: "7.7.7", seconds: 12.3 },
       kiloConfig: expectedScripts("alice-laptop").kiloConfig,
     });
-    expect(hosts["bob-desktop"]).toMatchObject({ kind: "ssh", kiloVersion: "7.7.7" });
+    expect(hosts["bob-desktop"]).toMatchObject({ kind: "ssh", wave: 0, kiloVersion: "7.7.7" });
     // The managed keys are plain JSON in the exports (no secret, not the key): a preview shows their change.
     expect((hosts["alice-laptop"] as { kiloConfig: { model: string } }).kiloConfig.model).toBe("codex-pooler/gpt-5.5");
   });

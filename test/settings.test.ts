@@ -776,3 +776,59 @@ describe("validate follows kilo's context arithmetic (usable input + output with
     ]);
   });
 });
+
+describe("proxy (issue 21)", () => {
+  it("an http:// proxy URL only, without credentials, path or spaces in noProxy; each error names its key", () => {
+    expect(
+      errorLines({
+        proxy: { https: "http://u:p@proxy.corp:3128", http: "https://proxy.corp", noProxy: "a b" },
+        hosts: [{ name: "h", local: true, proxy: { https: "http://proxy.corp:3128/path" } }],
+      }),
+    ).toEqual([
+      "kilo-fleet:proxy.https: must not carry credentials (they would be plain text in the state): set the proxyCredentials secret",
+      "kilo-fleet:proxy.http: must be an http:// proxy URL (the tunnel to https servers is CONNECT)",
+      "kilo-fleet:proxy.noProxy: must be a comma-separated list of hosts, domains (.corp) or IPs, without spaces",
+      "kilo-fleet:hosts[0].proxy.https: must be only scheme, host and port (no path, query or fragment)",
+    ]);
+    expect(errorLines({ proxy: { http: "http://proxy.corp:3128" } })[0]).toMatch(/^kilo-fleet:proxy\.https: /);
+  });
+
+  it("fleet-wide, or per host (the host's replaces the fleet's); proxyCredentials never in the settings", () => {
+    const r = resolveHosts({
+      stack: raw({
+        proxy: { https: "http://proxy.corp:3128", noProxy: ".corp" },
+        proxyCredentials: "user:pw-never-in-settings",
+        hosts: [
+          { name: "a", local: true },
+          { name: "b", local: true, proxy: { https: "http://other:8080" } },
+        ],
+      }),
+    });
+    expect(r.errors).toEqual([]);
+    expect(r.specs.map((s) => s.proxy)).toEqual([
+      { https: "http://proxy.corp:3128", noProxy: ".corp" },
+      { https: "http://other:8080" },
+    ]);
+    expect(JSON.stringify(settingsOf({ proxyCredentials: "user:pw-never-in-settings" }))).not.toContain("pw-never");
+  });
+});
+
+describe("ssh.proxy (issue 21)", () => {
+  it("a jump host needs its pinned hostKey, fleet-wide or per host", () => {
+    expect(
+      errorLines({
+        ssh: { proxy: { host: "bastion", user: "jump" } },
+        hosts: [
+          {
+            name: "h",
+            ssh: { host: "h", user: "u", hostKey: HOST_KEY, proxy: { host: "-x", user: "j", hostKey: "nope" } },
+          },
+        ],
+      }),
+    ).toEqual([
+      "kilo-fleet:ssh.proxy.hostKey: is required: the jump host's key, pinned like the host's (see ssh-keyscan)",
+      "kilo-fleet:hosts[0].ssh.proxy.host: must not start with '-' (ssh would read it as an option)",
+      'kilo-fleet:hosts[0].ssh.proxy.hostKey: must be one public key line such as "ssh-ed25519 AAAA..." (see ssh-keyscan)',
+    ]);
+  });
+});

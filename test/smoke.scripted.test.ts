@@ -516,19 +516,19 @@ ${GOOD}`,
     expect(smoke).toMatch(/ smoke '\{"host":"test-host","timeoutSeconds":180,"level":"pool"\}'$/);
   });
 
-  it('behind a proxy: level "kilo-run" leaves the pool checks to kilo with a warning; "pool" fails saying why', async () => {
-    const proxy = { HTTPS_PROXY: "http://127.0.0.1:9/" };
+  it("behind a proxy that refuses: both levels fail in one line naming the proxy, and kilo never runs", async () => {
+    const url = `http://127.0.0.1:${await freePort()}/`;
+    const proxy = { HTTPS_PROXY: url, HTTP_PROXY: url };
     const [run, pool] = await Promise.all([
-      runSmoke({ env: proxy }),
-      runSmoke({ env: proxy, extra: { smokeCheck: { level: "pool" } } }),
+      runSmoke({ env: { ...proxy } }),
+      runSmoke({ env: { ...proxy }, extra: { smokeCheck: { level: "pool" } } }),
     ]);
-    expect(run.code).toBe(0);
-    expect(parseResult(run.stdout, "smoke")?.warnings).toEqual([
-      "the pool checks were skipped: HTTPS_PROXY is set and they do not go through proxies (kilo does)",
-    ]);
-    expect(failureLine(pool)).toBe(
-      'HTTPS_PROXY is set and the pool checks do not go through proxies, so kilo-fleet:smokeCheck.level "pool" cannot check anything here — use "kilo-run" for this host',
-    );
+    for (const r of [run, pool]) {
+      expect(failureLine(r)).toMatch(
+        /^the egress proxy http:\/\/127\.0\.0\.1:\d+ \(HTTP_PROXY\) refused or dropped the connection \(ECONNREFUSED\)$/,
+      );
+      expect(ran(r)).toBe(false);
+    }
   });
 
   it("stops kilo and everything it started at the deadline, within timeout + 5 s", async ({ expect }) => {

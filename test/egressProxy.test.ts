@@ -1,0 +1,315 @@
+/**
+ * kilo-fleet:proxy on a host, for real (issue 21, item 2): Debian's tinyproxy on loopback, with Basic auth,
+ * between the host steps and a stand-in registry and pooler that only the proxy can reach (each behind a
+ * gate that closes every connection not coming from the proxy's own source address). The real host tool,
+ * run as local.Command runs it, on a temporary HOME, with the real kilo 7.7.7:
+ *
+ * - the package download through the proxy with curl and with wget, the credentials only on stdin;
+ * - the env file exporting the proxy, and the kilo-run smoke check (pool checks and kilo's chat requests)
+ *   through it; an https pooler with a private CA through a CONNECT tunnel, the tool on node and on Bun;
+ * - a proxy that refuses, does not answer, wants other credentials, or is stopped: one line naming it.
+ */
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { connect } from "node:net";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { checkArgsFor } from "../cli/doctor";
+import { parseResult } from "../common/result";
+import { encodeInstallPackageArg, type ProxyArgs } from "../common/stepArgs";
+import { toolCommand, toolWord } from "../deployer/hostSteps";
+import { hostToolArtifact } from "../deployer/hostTool";
+import { readLockFile, shippedLockPath } from "../deployer/kiloLock";
+import { type FakePooler, startFakePooler } from "../harness/fakePooler";
+import { cachedPlatformTarball, type FakeRegistry, fakeKiloTarball, startFakeRegistry } from "../harness/fakeRegistry";
+import { buildSettings, deployScripts, makeHome, scriptEnv } from "../harness/hostHome";
+import { TEST_KILO_VERSION } from "../harness/kilo";
+import { makePrivateCa, type PrivateCa, startTlsFront, type TlsFront } from "../harness/privateCa";
+import { runScript } from "../harness/runScript";
+import { type Gate, startGate, startSilentServer, startTinyproxy, type Tinyproxy } from "../harness/tinyproxy";
+
+const KEY = "test-key-egress-5b1e90c4";
+// tinyproxy's BasicAuth takes only letters, digits, `.`, `_` and `-` (the encoding of others: test/proxy.test.ts).
+const USER = "kf-proxy";
+const PASSWORD = "s3.cr_et-9z";
+const CREDS = `${USER}:${PASSWORD}`;
+const HOST = "test-host";
+const tool = hostToolArtifact();
+const LOCK = readLockFile(shippedLockPath());
+
+let proxy: Tinyproxy;
+let pooler: FakePooler;
+let poolerGate: Gate;
+let registry: FakeRegistry;
+let registryGate: Gate;
+let ca: PrivateCa;
+let front: TlsFront;
+let tlsGate: Gate;
+const roots: string[] = [];
+let home1: { root: string; home: string; tmp: string };
+const outputs: string[] = [];
+
+beforeAll(async () => {
+  const entry = LOCK?.kilo[TEST_KILO_VERSION]?.["linux-x64"];
+  if (!entry) throw new Error(`the lock has no ${TEST_KILO_VERSION} linux-x64 entry`);
+  home1 = makeHome();
+  roots.push(home1.root);
+  proxy = await startTinyproxy({ user: USER, password: PASSWORD });
+  pooler = await startFakePooler({ keys: KEY });
+  poolerGate = await startGate(pooler.port);
+  registry = await startFakeRegistry({
+    packages: [
+      { platform: "linux-x64", version: TEST_KILO_VERSION, file: await cachedPlatformTarball(entry) },
+      { platform: "linux-x64", version: "7.7.8", file: fakeKiloTarball(home1.tmp, "7.7.8") },
+    ],
+  });
+  registryGate = await startGate(Number(new URL(registry.url).port));
+  ca = makePrivateCa({ name: "egress" });
+  front = await startTlsFront(ca, pooler.port);
+  tlsGate = await startGate(front.port);
+}, 300_000);
+
+afterAll(async () => {
+  await proxy?.stop();
+  for (const s of [tlsGate, front, registryGate, poolerGate]) await s?.stop();
+  await registry?.stop();
+  await pooler?.stop();
+  ca?.cleanup();
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+  // No step printed the proxy's password or the key, in any encoding a log would carry.
+  for (const o of outputs) {
+    expect(o).not.toContain(PASSWORD);
+    expect(o).not.toContain(KEY);
+  }
+});
+
+const poolerUrl = () => `http://127.0.0.1:${poolerGate.port}/v1`;
+const registryUrl = () => `http://127.0.0.1:${registryGate.port}/`;
+
+async function run(script: string, env: NodeJS.ProcessEnv, stdin = "") {
+  // The command line is what the state and `ps` would show: never the credentials.
+  expect(script).not.toContain(PASSWORD);
+  const r = await runScript(script, env, { stdin });
+  outputs.push(r.stdout, r.stderr);
+  return r;
+}
+
+/** The one `kilo-fleet: …` (or `smoke check failed …`) line of a failed step. */
+function failureLine(r: { code: number | null; stdout: string; stderr: string }): string {
+  expect(r.code, r.stderr).toBe(1);
+  expect(r.stdout).toBe("");
+  const lines = r.stderr.split("\n").filter((l) => /^(kilo-fleet:|smoke check failed)/.test(l));
+  expect(lines, r.stderr).toHaveLength(1);
+  return lines[0];
+}
+
+/** A PATH directory with every /usr/bin tool but those named. */
+function pathWithout(root: string, names: string[]): string {
+  const bin = join(root, `path-without-${names[0]}`);
+  mkdirSync(bin);
+  for (const name of readdirSync("/usr/bin")) {
+    if (!names.includes(name)) symlinkSync(join("/usr/bin", name), join(bin, name));
+  }
+  return bin;
+}
+
+function installPackage(version: string, p: ProxyArgs): string {
+  const integrity = { "linux-x64": registry.integrity("linux-x64", version) };
+  const word = encodeInstallPackageArg({ version, registry: registryUrl(), integrity, proxy: p });
+  return `/bin/sh ${toolWord(tool.id)} install-package '${word}'`;
+}
+
+const envApply = (p: ProxyArgs, caCertificates?: string) =>
+  toolCommand(tool.id, "env-apply", {
+    var: "CODEX_POOLER_API_KEY",
+    pinned: true,
+    shells: "default",
+    ...(caCertificates !== undefined ? { caCertificates } : {}),
+    proxy: p,
+  });
+
+const smoke = (level: "kilo-run" | "pool", timeoutSeconds = 150) =>
+  toolCommand(tool.id, "smoke", { host: HOST, timeoutSeconds, level });
+
+const configApply = (baseUrl: string) =>
+  deployScripts(buildSettings({ poolerBaseUrl: baseUrl, kiloVersion: TEST_KILO_VERSION })).config.create;
+
+/** The tool's environment on HOME: no proxy or CA variable of the test runner's reaches it. */
+const envOf = (home: { home: string; tmp: string }, extra: Record<string, string | undefined> = {}) =>
+  scriptEnv(home.home, home.tmp, {
+    NODE_EXTRA_CA_CERTS: undefined,
+    SSL_CERT_FILE: undefined,
+    SSL_CERT_DIR: undefined,
+    ...extra,
+  });
+
+describe("an egress proxy (tinyproxy) between the host and everything it reaches", () => {
+  it("nothing reaches the stand-in registry or pooler around the proxy", async () => {
+    for (const gate of [poolerGate, registryGate, tlsGate]) {
+      const before = gate.refused;
+      // A direct request: closed without a byte of answer.
+      const answer = await new Promise<string>((resolve) => {
+        let got = "";
+        const c = connect({ host: "127.0.0.1", port: gate.port }, () => c.write("GET /readyz HTTP/1.0\r\n\r\n"));
+        c.on("data", (d) => {
+          got += String(d);
+        });
+        c.on("error", () => {});
+        c.on("close", () => resolve(got));
+      });
+      expect(answer).toBe("");
+      expect(gate.refused).toBe(before + 1);
+    }
+  });
+
+  it("the package download (curl) goes through it, its credentials on stdin only; without them, one line naming the proxy", {
+    timeout: 120_000,
+  }, async () => {
+    const env = envOf(home1);
+    const denied = await run(installPackage(TEST_KILO_VERSION, { https: proxy.url, http: proxy.url }), env);
+    expect(failureLine(denied)).toMatch(
+      new RegExp(
+        `^kilo-fleet: cannot download @kilocode/cli-linux-x64@7\\.7\\.7 from \\S+ through the proxy ${proxy.url} \\(kilo-fleet:proxy\\) \\(curl: \\(\\d+\\) .*407.*\\); nothing was changed$`,
+      ),
+    );
+    const r = await run(installPackage(TEST_KILO_VERSION, { https: proxy.url, authOnStdin: true }), env, `${CREDS}\n`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(parseResult(r.stdout, "install")).toMatchObject({ kiloVersion: TEST_KILO_VERSION, changed: true });
+    expect(proxy.log()).toContain(
+      `GET http://127.0.0.1:${registryGate.port}/@kilocode/cli-linux-x64/-/cli-linux-x64-7.7.7.tgz HTTP/1.1`,
+    );
+    expect(registry.tarballRequests()).toBe(1);
+  });
+
+  it("with wget (no curl on the host) too", { timeout: 60_000 }, async () => {
+    const h = makeHome();
+    roots.push(h.root);
+    const env = envOf(h, { PATH: pathWithout(h.root, ["curl"]) });
+    const r = await run(installPackage("7.7.8", { https: proxy.url, authOnStdin: true }), env, CREDS);
+    expect(r.code, r.stderr).toBe(0);
+    expect(parseResult(r.stdout, "install")).toMatchObject({ kiloVersion: "7.7.8" });
+    expect(proxy.log()).toContain(
+      `GET http://127.0.0.1:${registryGate.port}/@kilocode/cli-linux-x64/-/cli-linux-x64-7.7.8.tgz HTTP/1.1`,
+    );
+  });
+
+  it("the env file exports the proxy (0600); the pool checks of an http pooler go through it in absolute form", {
+    timeout: 60_000,
+  }, async () => {
+    const env = envOf(home1);
+    expect((await run(configApply(poolerUrl()), env)).code).toBe(0);
+    const e = await run(
+      envApply({ https: proxy.url, noProxy: "example.invalid", authOnStdin: true }),
+      env,
+      `${KEY}\n${CREDS}\n`,
+    );
+    expect(e.code, e.stderr).toBe(0);
+    const envFile = join(home1.home, ".config/kilo/codex-pooler.env");
+    expect(statSync(envFile).mode & 0o777).toBe(0o600);
+    const withCreds = proxy.url.replace("http://", `http://${USER}:${PASSWORD}@`);
+    for (const v of ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"]) {
+      expect(readFileSync(envFile, "utf8")).toContain(`export ${v}='${withCreds}'\n`);
+    }
+    expect(readFileSync(envFile, "utf8")).toContain("export NO_PROXY='example.invalid'\n");
+
+    // doctor's check: the env file is what the env step writes for this proxy (its credentials as they are),
+    // and another proxy in the stack is drift.
+    const envDrift = async (p: { https: string; noProxy?: string }) => {
+      const settings = buildSettings({ poolerBaseUrl: poolerUrl(), kiloVersion: TEST_KILO_VERSION, proxy: p });
+      const c = await run(toolCommand(tool.id, "check", checkArgsFor(settings.spec, false)), env);
+      expect(c.code, c.stderr).toBe(0);
+      return (parseResult(c.stdout, "check")?.drift ?? []).filter((d) => d.item === "env-file").map((d) => d.what);
+    };
+    expect(await envDrift({ https: proxy.url, noProxy: "example.invalid" })).toEqual([]);
+    expect(await envDrift({ https: "http://other-proxy:3128", noProxy: "example.invalid" })).toEqual([
+      "~/.config/kilo/codex-pooler.env was edited (not what the env step writes)",
+    ]);
+
+    const from = pooler.requests.length;
+    const logFrom = proxy.log().length;
+    const s = await run(smoke("pool"), env);
+    expect(s.code, s.stderr).toBe(0);
+    expect(pooler.requests.slice(from).map((q) => q.path)).toEqual(["/readyz", "/v1/models"]);
+    const log = proxy.log().slice(logFrom);
+    const base = `http://127.0.0.1:${poolerGate.port}`;
+    expect(log).toContain(`GET ${base}/readyz HTTP/1.1`);
+    expect(log).toContain(`GET ${base}/v1/models HTTP/1.1`);
+  });
+
+  it("an https pooler with a private CA: the pool checks and kilo's chat requests through CONNECT tunnels (kilo-run), the tool on node and on kilo's Bun", {
+    timeout: 240_000,
+  }, async () => {
+    const env = envOf(home1);
+    const origin = `https://127.0.0.1:${tlsGate.port}`;
+    expect((await run(configApply(`${origin}/v1`), env)).code).toBe(0);
+    const e = await run(envApply({ https: proxy.url, authOnStdin: true }, ca.caCert), env, `${KEY}\n${CREDS}`);
+    expect(e.code, e.stderr).toBe(0);
+    const tunnels = (log: string) =>
+      log.match(new RegExp(`CONNECT 127\\.0\\.0\\.1:${tlsGate.port} HTTP/1\\.1`, "g"))?.length ?? 0;
+
+    let from = pooler.requests.length;
+    let logFrom = proxy.log().length;
+    const s = await run(smoke("kilo-run"), env);
+    expect(s.code, s.stderr).toBe(0);
+    expect(parseResult(s.stdout, "smoke")).toMatchObject({ pass: true, level: "kilo-run" });
+    expect(pooler.requests.slice(from).map((q) => [q.path, q.reply])).toEqual([
+      ["/readyz", "ready"],
+      ["/v1/models", "models"],
+      ["/v1/chat/completions", "tool_call"],
+      ["/v1/chat/completions", "text"],
+    ]);
+    // Two for the pool checks (one connection each), at least one for kilo's conversation.
+    expect(tunnels(proxy.log().slice(logFrom))).toBeGreaterThanOrEqual(3);
+
+    const noNode = pathWithout(home1.root, ["node", "nodejs", "npm", "npx", "corepack"]);
+    from = pooler.requests.length;
+    logFrom = proxy.log().length;
+    const bun = await run(smoke("pool"), { ...env, PATH: noNode });
+    expect(bun.code, bun.stderr).toBe(0);
+    expect(parseResult(bun.stdout, "smoke")).toMatchObject({ pass: true, level: "pool" });
+    expect(pooler.requests.slice(from).map((q) => q.path)).toEqual(["/readyz", "/v1/models"]);
+    expect(tunnels(proxy.log().slice(logFrom))).toBe(2);
+  });
+
+  it("a proxy that does not answer, or refuses the credentials: the step fails in one line naming kilo-fleet:proxy", {
+    timeout: 60_000,
+  }, async () => {
+    const env = envOf(home1);
+    const silent = await startSilentServer();
+    try {
+      const silentUrl = `http://127.0.0.1:${silent.port}`;
+      expect((await run(envApply({ https: silentUrl }, ca.caCert), env, KEY)).code).toBe(0);
+      expect(failureLine(await run(smoke("pool", 3), env))).toBe(
+        `smoke check failed on ${HOST}: the egress proxy ${silentUrl} (kilo-fleet:proxy) did not answer the CONNECT in time`,
+      );
+    } finally {
+      await silent.stop();
+    }
+    expect(
+      (await run(envApply({ https: proxy.url, authOnStdin: true }, ca.caCert), env, `${KEY}\n${USER}:wrong`)).code,
+    ).toBe(0);
+    expect(failureLine(await run(smoke("pool"), env))).toBe(
+      `smoke check failed on ${HOST}: the egress proxy ${proxy.url} (kilo-fleet:proxy) refused the credentials or asks for them (HTTP 401) — set kilo-fleet:proxyCredentials, or check them`,
+    );
+  });
+
+  it("with the proxy stopped: the download and the smoke check fail in one line naming the proxy", {
+    timeout: 60_000,
+  }, async () => {
+    const env = envOf(home1);
+    expect(
+      (await run(envApply({ https: proxy.url, authOnStdin: true }, ca.caCert), env, `${KEY}\n${CREDS}`)).code,
+    ).toBe(0);
+    await proxy.stop();
+    expect(failureLine(await run(smoke("pool"), env))).toBe(
+      `smoke check failed on ${HOST}: the egress proxy ${proxy.url} (kilo-fleet:proxy) refused or dropped the connection (ECONNREFUSED)`,
+    );
+    const r = await run(installPackage("7.7.8", { https: proxy.url, authOnStdin: true }), env, CREDS);
+    expect(failureLine(r)).toMatch(
+      new RegExp(
+        `^kilo-fleet: cannot download @kilocode/cli-linux-x64@7\\.7\\.8 from \\S+ through the proxy ${proxy.url} \\(kilo-fleet:proxy\\) \\(curl: \\(7\\) [^)]*\\); nothing was changed$`,
+      ),
+    );
+    // Nothing went around it meanwhile.
+    expect([poolerGate.refused, registryGate.refused, tlsGate.refused]).toEqual([1, 1, 1]);
+  });
+});
