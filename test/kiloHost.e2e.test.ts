@@ -97,10 +97,11 @@ describe("index.ts provisions a local host for real under mocks", () => {
     expect(runner.executed.map((x) => `${x.name}:${x.op}`)).toEqual(HOST_STEPS.map((s) => `${HOST}-${s}:create`));
     const exported = hostExports(first.e);
     expect(Object.keys(exported).sort()).toEqual(
-      ["configPath", "envFilePath", "kiloConfig", "kiloVersion", "kind", "smoke"].sort(),
+      ["configPath", "envFilePath", "kiloConfig", "kiloVersion", "kind", "smoke", "wave"].sort(),
     );
     expect(exported).toMatchObject({
       kind: "local",
+      wave: 0,
       kiloVersion: TEST_KILO_VERSION,
       configPath: "~/.config/kilo/kilo.jsonc",
       envFilePath: "~/.config/kilo/codex-pooler.env",
