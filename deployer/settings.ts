@@ -233,6 +233,22 @@ export const hostOverrides = {
   proxy: egressProxy.optional(),
 };
 
+/** An SSH port, 22 when not given. */
+const sshPort = z
+  .number({ error: "must be 1-65535" })
+  .int({ message: "must be 1-65535" })
+  .min(1, { message: "must be 1-65535" })
+  .max(65535, { message: "must be 1-65535" })
+  .default(SSH_PORT_DEFAULT);
+
+/** One public host key line, as `ssh-keyscan` prints it; `missing` is the message when it is required and absent. */
+const hostKeyLine = (missing?: string) =>
+  z
+    .string(missing ? { error: missing } : undefined)
+    .regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, {
+      message: 'must be one public key line such as "ssh-ed25519 AAAA..." (see ssh-keyscan)',
+    });
+
 /**
  * `ssh.proxy`: a jump host (bastion) every SSH connection of a host goes through, pinned like the host itself.
  * It authenticates with `sshJumpPrivateKey`, else `sshPrivateKey`, else the agent.
@@ -240,34 +256,15 @@ export const hostOverrides = {
 export const sshJumpHost = z.strictObject({
   host: sshTarget,
   user: sshTarget,
-  port: z
-    .number({ error: "must be 1-65535" })
-    .int({ message: "must be 1-65535" })
-    .min(1, { message: "must be 1-65535" })
-    .max(65535, { message: "must be 1-65535" })
-    .default(22),
-  hostKey: z
-    .string({ error: "is required: the jump host's key, pinned like the host's (see ssh-keyscan)" })
-    .regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, {
-      message: 'must be one public key line such as "ssh-ed25519 AAAA..." (see ssh-keyscan)',
-    }),
+  port: sshPort,
+  hostKey: hostKeyLine("is required: the jump host's key, pinned like the host's (see ssh-keyscan)"),
 });
 
 export const sshConnection = z.strictObject({
   host: sshTarget,
   user: sshTarget,
-  port: z
-    .number({ error: "must be 1-65535" })
-    .int({ message: "must be 1-65535" })
-    .min(1, { message: "must be 1-65535" })
-    .max(65535, { message: "must be 1-65535" })
-    .default(SSH_PORT_DEFAULT),
-  hostKey: z
-    .string()
-    .regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( [^\n\r]*)?$/, {
-      message: 'must be one public key line such as "ssh-ed25519 AAAA..." (see ssh-keyscan)',
-    })
-    .optional(),
+  port: sshPort,
+  hostKey: hostKeyLine().optional(),
   /** Accept any host key (no pinning): only with this set may `hostKey` be absent. */
   insecureIgnoreHostKey: z.boolean({ error: "must be true or false" }).optional(),
   /** Seconds one SSH dial may take; overrides `ssh.connectTimeoutSeconds`. */
