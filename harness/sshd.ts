@@ -204,6 +204,21 @@ export function privateSystemDebs(pkgs: string[], cacheDir: string): string[] {
   });
 }
 
+/**
+ * Removes a throwaway user. userdel refuses while a process of the user still runs (a session's leftover
+ * child): those are killed first, so no test leaves a user behind; one that still cannot go is said on stderr.
+ */
+function removeUser(user: string): void {
+  if (spawnSync("userdel", [user], { encoding: "utf8" }).status === 0) return;
+  spawnSync("pkill", ["-KILL", "-u", user]);
+  for (let i = 0; i < 20; i++) {
+    const r = spawnSync("userdel", [user], { encoding: "utf8" });
+    if (r.status === 0) return;
+    if (i === 19) process.stderr.write(`harness/sshd: could not remove the test user ${user}: ${r.stderr.trim()}\n`);
+    spawnSync("sleep", ["0.1"]);
+  }
+}
+
 /** The namespace's setup, then sshd in it (sh execs it: the same pid). Args: tmpfs dir, sshd config, debs. */
 const PRIVATE_SYSTEM_SH = `set -e
 ns=$1; config=$2; shift 2
@@ -244,7 +259,7 @@ export async function startSshd(
       sshd.kill("SIGTERM");
       await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
     }
-    if (created) spawnSync("userdel", [user], { encoding: "utf8" });
+    if (created) removeUser(user);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
