@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseResult } from "../common/result";
 import { type ChatRequest, type FakePooler, findWorkingDirectory, startFakePooler } from "../harness/fakePooler";
 import { ensureKilo, type KiloInstall } from "../harness/kilo";
+import { processesWith } from "../harness/processes";
 import { runScript } from "../harness/runScript";
 import { deploySmokeHost, measureSmokeCost, type SmokeCost } from "../harness/smokeCost";
 
@@ -109,21 +110,6 @@ function expectNoTraces(r: Run, keys: string[], cacheDirWasThere = false) {
     expect(readdirSync(join(r.home, ".cache", "kilo-fleet")).filter((f) => f.startsWith("smoke-"))).toEqual([]);
   else expect(existsSync(join(r.home, ".cache", "kilo-fleet"))).toBe(false);
   expect(processesWith(r.home)).toEqual([]);
-}
-
-/** Live processes whose command line or environment mentions `text`. */
-function processesWith(text: string): number[] {
-  const found: number[] = [];
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"))) continue;
-      const seen = readFileSync(`/proc/${pid}/cmdline`, "utf8") + readFileSync(`/proc/${pid}/environ`, "utf8");
-      if (seen.includes(text) && Number(pid) !== process.pid) found.push(Number(pid));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return found;
 }
 
 function environOf(pid: number): Map<string, string> {

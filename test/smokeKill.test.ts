@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakePooler, startFakePooler } from "../harness/fakePooler";
 import { ensureKilo } from "../harness/kilo";
+import { processesWith } from "../harness/processes";
 import { runScript } from "../harness/runScript";
 import { deploySmokeHost } from "../harness/smokeCost";
 
@@ -40,21 +41,6 @@ function killQuietly(pid: number): void {
   } catch {
     // gone
   }
-}
-
-/** Live processes (not zombies) whose command line or environment holds `text`. */
-function processesWith(text: string): number[] {
-  const found: number[] = [];
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"))) continue;
-      const seen = readFileSync(`/proc/${pid}/cmdline`, "utf8") + readFileSync(`/proc/${pid}/environ`, "utf8");
-      if (seen.includes(text) && Number(pid) !== process.pid) found.push(Number(pid));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
 }
 
 const commOf = (pid: number) => readFileSync(`/proc/${pid}/comm`, "utf8").trim();
