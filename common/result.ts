@@ -1,5 +1,6 @@
 /**
- * The one result protocol between the host tool and the deployer: every step's last stdout line is
+ * The one result protocol between the host tool and the deployer: every step's last stdout line (but the
+ * tool step's, which prints nothing: its trigger names the tool) is
  *
  *   kilo-fleet-result {"step":"config",...}
  *
@@ -9,13 +10,6 @@
  */
 
 export const RESULT_PREFIX = "kilo-fleet-result ";
-
-/** The tool step (shipping the host tool itself). */
-export interface ToolResult {
-  step: "tool";
-  /** The tool's id (the first 12 hex digits of its sha256): it is at `~/.local/share/kilo-fleet/tool-<id>.cjs`. */
-  id: string;
-}
 
 export interface InstallResult {
   step: "install";
@@ -132,7 +126,6 @@ export interface CheckResult {
 }
 
 export type StepResult =
-  | ToolResult
   | InstallResult
   | ConfigResult
   | EnvResult

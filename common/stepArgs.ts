@@ -4,8 +4,10 @@
  *
  * The JSON travels as one single-quoted shell word, parsed alike by sh, bash, dash, zsh and fish (a login
  * shell over SSH) only when it holds no `'` and no `\` (fish gives `\\` and `\'` meaning inside single
- * quotes). `encodeStepArg` therefore percent-escapes exactly `%`, `'` and `\` (JSON.stringify has already
- * escaped every control character, so no newline either) and leaves the rest readable in a preview.
+ * quotes). `encodeStepArg` therefore percent-escapes exactly `%`, `'`, `\` and `` ` `` (JSON.stringify has
+ * already escaped every control character, so no newline either), then writes JSON's `"` as `` ` ``: the
+ * state stores every command as a JSON string, where a `"` costs two bytes, twice per step (input and
+ * output). The rest stays readable in a preview.
  */
 
 /**
@@ -238,11 +240,17 @@ export const SUBCOMMANDS: readonly Subcommand[] = [
 
 /** JSON text → one shell-safe word's content (see the module comment). */
 export function encodeStepArg(value: unknown): string {
-  return JSON.stringify(value).replace(/[%'\\]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return JSON.stringify(value)
+    .replace(/[%'\\`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    .replaceAll('"', "`");
 }
 
 /** The inverse of `encodeStepArg`. Throws on malformed input. */
 export function decodeStepArg(text: string): unknown {
   if (/%(?![0-9A-Fa-f]{2})/.test(text)) throw new Error("malformed step argument (a bare %)");
-  return JSON.parse(text.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16))));
+  return JSON.parse(
+    text
+      .replaceAll("`", '"')
+      .replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16))),
+  );
 }

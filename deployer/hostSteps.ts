@@ -16,7 +16,6 @@
 import { createHash } from "node:crypto";
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 import { renderPolicyFile } from "../common/policyFile";
-import { RESULT_PREFIX } from "../common/result";
 import { shQuote } from "../common/shellQuote";
 import {
   encodeInstallPackageArg,
@@ -78,9 +77,6 @@ export function toolStepCommands(
     ...(target.kind === "local"
       ? [`s=${shQuote(target.source)};t=$p/${file};cmp -s "$s" $t||{ cp "$s" $t.$$&&mv -f $t.$$ $t;}||exit`]
       : []),
-    "cat <<E",
-    `${RESULT_PREFIX}{"step":"tool","id":"${id}"}`,
-    "E",
   ].join("\n");
   // Another version's tool still there (an upgrade in progress): it owns the directories now.
   const del = [

@@ -66,9 +66,9 @@ export const sha256Hex = (text: string): string => createHash("sha256").update(t
  * project, stack and host (see the module comment for why).
  */
 export function keyFingerprint(apiKey: string, label: string): string {
-  // 128 bits tell a changed key apart; the whole digest would only make the state larger.
+  // 64 bits tell a changed key apart; a longer digest would only make the state larger.
   const mac = createHmac("sha256", apiKey).update(`kilo-fleet smoke trigger v1\n${label}`, "utf8").digest("hex");
-  return `key=hmac-sha256:${mac.slice(0, 32)}`;
+  return `key=hmac-sha256:${mac.slice(0, 16)}`;
 }
 
 /** A step's result from its stdout; a step that printed none fails the deploy, naming the step. */
@@ -183,7 +183,9 @@ export class KiloHost extends pulumi.ComponentResource {
         ...(extra.stdin !== undefined ? { stdin: extra.stdin } : {}),
         ...(extra.triggers !== undefined ? { triggers: extra.triggers } : {}),
         ...(extra.sensitive ? { logging: "none" as const } : {}),
-        addPreviousOutputInEnv: false,
+        // The tool step prints nothing, so it has no previous output to hand on; the others' must not reach
+        // their update or delete through the environment.
+        ...(role !== "tool" ? { addPreviousOutputInEnv: false } : {}),
       };
       const childName = `${name}-${role}`;
       return connection
@@ -227,7 +229,7 @@ export class KiloHost extends pulumi.ComponentResource {
       const label = `${pulumi.getProject()}/${pulumi.getStack()}/${name}`;
       const triggers: pulumi.Input<unknown>[] = [
         `kilo=${spec.kiloVersion} ${spec.install.method}`,
-        `config=sha256:${sha256Hex(JSON.stringify(commands.kiloConfig)).slice(0, 32)}`,
+        `config=sha256:${sha256Hex(JSON.stringify(commands.kiloConfig)).slice(0, 16)}`,
         pulumi.secret(pulumi.output(args.apiKey).apply((key) => keyFingerprint(key, label))),
         // The check goes through the proxy the env file names: a new proxy re-runs it.
         ...(spec.proxy !== undefined ? [`proxy=${JSON.stringify(spec.proxy)}`] : []),

@@ -80,7 +80,6 @@ export function writeLoader(dir: string): void {
 /** The stdout each step prints on a host whose HOME is /home/dev (what the mocks give back). */
 export function mockStepStdout(): Record<string, string> {
   const results: StepResult[] = [
-    { step: "tool", id: "0123456789ab" },
     { step: "install", kiloVersion: "7.7.7", bin: "/home/dev/.local/bin/kilo", method: "package", changed: true },
     { step: "config", configPath: "~/.config/kilo/kilo.jsonc", status: "created" },
     { step: "env", envFilePath: "~/.config/kilo/codex-pooler.env", rcFiles: ["~/.profile"], changed: true },

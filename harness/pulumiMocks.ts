@@ -146,7 +146,6 @@ export function defaultMockState(args: pulumi.runtime.MockResourceArgs): MockRes
       config: "kilo-fleet: /home/dev/.config/kilo/kilo.jsonc created (kilo-fleet manages: $schema, model)",
     };
     const results: Record<string, StepResult> = {
-      tool: { step: "tool", id: "0123456789abcdef" },
       install: {
         step: "install",
         kiloVersion: MOCK_INSTALLED_VERSION,

@@ -98,7 +98,7 @@ describe("a jump host between the deployer and the target", () => {
     const before = forwarded();
     const toolStep = await ssh(toolStepCommands(tool.id, { kind: "ssh" }).create);
     expect(toolStep.code, toolStep.stderr).toBe(0);
-    expect(parseResult(toolStep.stdout, "tool")).toMatchObject({ id: tool.id });
+    expect(toolStep.stdout).toBe("");
     const sftp = await spawnAsync(
       ["sftp", "-P", String(target.port), ...viaJump(), "-b", "-", `${target.user}@127.0.0.1`],
       `put ${tool.file} ${tool.pathInHome}\n`,

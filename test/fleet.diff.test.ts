@@ -142,7 +142,7 @@ describe("re-runs, as diffs of two evaluations", () => {
     expectChanged(before, after, onEveryHost({ install: ["create", "delete"], smoke: ["triggers"] }));
     for (const h of TEST_HOSTS) {
       expect(String(before.byName(`${h.name}-install`).inputs.create)).toContain(" install-package '7.7.7 - ");
-      expect(String(after.byName(`${h.name}-install`).inputs.create)).toContain(` install '{"host":"${h.name}"`);
+      expect(String(after.byName(`${h.name}-install`).inputs.create)).toContain(` install '{\`host\`:\`${h.name}\``);
       const [tb, ta] = [triggersOf(before, `${h.name}-smoke`), triggersOf(after, `${h.name}-smoke`)];
       expect(ta.filter((t, i) => t !== tb[i])).toEqual(["kilo=7.7.7 npm"]);
     }
@@ -199,9 +199,9 @@ describe("re-runs, as diffs of two evaluations", () => {
     expect(on.changed).toEqual(onEveryHost({ env: ["create"], smoke: ["create"] }));
     const policyStep = withPolicy.byName("bob-desktop-policy").inputs;
     expect(policyStep.create).toMatch(
-      /^\/bin\/sh ~\/\.local\/share\/kilo-fleet\/tool-[0-9a-f]{12}\.cjs policy-apply '\{"host":"bob-desktop","policy":\{"provider":/,
+      /^\/bin\/sh ~\/\.local\/share\/kilo-fleet\/tool-[0-9a-f]{12}\.cjs policy-apply '\{`host`:`bob-desktop`,`policy`:\{`provider`:/,
     );
-    expect(policyStep.delete).toMatch(/policy-delete '\{"host":"bob-desktop","become":"sudo"\}'$/);
+    expect(policyStep.delete).toMatch(/policy-delete '\{`host`:`bob-desktop`,`become`:`sudo`\}'$/);
     expect(policyStep.triggers).toBeUndefined();
 
     const changed = await run({ policy: { ...policy, permission: { bash: "ask" } }, become: "sudo" });
@@ -265,7 +265,8 @@ describe("re-runs, as diffs of two evaluations", () => {
     const after = await run();
     const expected: Record<string, string[]> = {};
     for (const h of TEST_HOSTS) {
-      expected[`${h.name}-tool`] = ["create", "delete", "triggers"];
+      // A local host's create copies the named file; an SSH host's is the same for every build.
+      expected[`${h.name}-tool`] = h.ssh ? ["delete", "triggers"] : ["create", "delete", "triggers"];
       if (h.ssh) expected[`${h.name}-tool-copy`] = ["remotePath", "source"];
       for (const step of ["install", "config", "env"]) expected[`${h.name}-${step}`] = ["create", "delete"];
       expected[`${h.name}-smoke`] = ["create"];
@@ -341,8 +342,8 @@ describe("per-host keys, reconcile, SSH dials, npm token (issues 11 and 13)", ()
       after,
       TEST_HOSTS.map((h) => h.name),
     );
-    expect(after.byName("alice-laptop-tool").inputs.create).toContain('# reconcile "2026-11-26"');
-    expect(after.byName("bob-desktop-config").inputs.create).toContain(`,"reconcile":"2026-11-26"}'`);
+    expect(after.byName("alice-laptop-tool").inputs.create).toContain("# reconcile `2026-11-26`");
+    expect(after.byName("bob-desktop-config").inputs.create).toContain(`,\`reconcile\`:\`2026-11-26\`}'`);
     // A second new value re-runs them again; the same value twice re-runs nothing.
     expectReconciled(
       after,
@@ -411,7 +412,7 @@ describe("kilo-fleet:proxy (issue 21)", () => {
         "--proxy=http://proxy.corp:3128 --no-proxy=.corp ",
       );
       expect(after.byName(`${h.name}-env`).inputs.create).toContain(
-        '"proxy":{"https":"http://proxy.corp:3128","noProxy":".corp"}',
+        "`proxy`:{`https`:`http://proxy.corp:3128`,`noProxy`:`.corp`}",
       );
       expect(triggersOf(after, `${h.name}-smoke`)).toContain(
         'proxy={"https":"http://proxy.corp:3128","noProxy":".corp"}',
@@ -533,8 +534,8 @@ describe("waves (issue 21, item 3)", () => {
     ]);
     const smoke = (h: { name: string }) => after.byName(`${h.name}-smoke`).inputs as Record<string, string>;
     expect(smoke(a).update).toBeUndefined();
-    expect(smoke(b).create).toContain('"level":"kilo-run"');
-    expect(smoke(b).update).toBe(smoke(b).create.replace('"level":"kilo-run"', '"level":"pool"'));
+    expect(smoke(b).create).toContain("`level`:`kilo-run`");
+    expect(smoke(b).update).toBe(smoke(b).create.replace("`level`:`kilo-run`", "`level`:`pool`"));
     expect(triggersOf(after, `${b.name}-smoke`)).toContain("smoke=kilo-run");
     // Already at level pool: nothing to lower, no update, no extra trigger.
     expect(smoke(c).update).toBeUndefined();

@@ -91,12 +91,12 @@ describe("a host's policy", () => {
     // The steps: the policy step's argument is the policy and become; env and smoke get theirs.
     const steps = hostStepCommands(b.name, b, { id: "0123456789ab", file: "/tool" }, "ssh");
     expect(steps.policy?.delete).toBe(
-      `/bin/sh ~/.local/share/kilo-fleet/tool-0123456789ab.cjs policy-delete '{"host":"b","become":"sudo"}'`,
+      `/bin/sh ~/.local/share/kilo-fleet/tool-0123456789ab.cjs policy-delete '{\`host\`:\`b\`,\`become\`:\`sudo\`}'`,
     );
-    expect(steps.policy?.create).toContain(`policy-apply '{"host":"b","policy":{"provider":`);
-    expect(steps.env.create).toContain('"telemetryOff":true,"shareOff":true');
+    expect(steps.policy?.create).toContain(`policy-apply '{\`host\`:\`b\`,\`policy\`:{\`provider\`:`);
+    expect(steps.env.create).toContain("`telemetryOff`:true,`shareOff`:true");
     // The smoke check gets the policy file's hash, not a second copy of the policy in the state.
-    expect(steps.smoke?.create).toContain(`"policySha256":"${policySha256(b.policy ?? {})}"`);
+    expect(steps.smoke?.create).toContain(`\`policySha256\`:\`${policySha256(b.policy ?? {})}\``);
     expect(steps.smoke?.create).not.toContain('"provider"');
     const none = hostStepCommands(c.name, c, { id: "0123456789ab", file: "/tool" }, "local");
     expect(none.policy).toBeUndefined();
