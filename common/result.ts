@@ -94,7 +94,10 @@ export interface CheckFinding {
   item: "kilo" | "kilo.jsonc" | "env-file" | "key" | "rc-block" | "override" | "autoupdate" | "records" | "policy";
   /** One short line for people (never a secret; values truncated). */
   what: string;
-  /** kilo.jsonc: the differing key path, and the JSON text expected and found (truncated; absent: "(absent)"). */
+  /**
+   * kilo.jsonc: the differing key path, and the JSON text expected and found (truncated; absent: "(absent)").
+   * env-file: the variable edited, missing or added (never its value).
+   */
   path?: string;
   expected?: string;
   found?: string;

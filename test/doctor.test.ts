@@ -23,8 +23,9 @@ import { afterAll, describe, expect, test } from "vitest";
 import { checkHosts, type DoctorIo, doctor, type HostReport } from "../cli/doctor";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { type DeployedHome, deployHome, localTarget } from "../harness/doctorCost";
-import { buildSettings, runLocal, snapshot, testKey } from "../harness/hostHome";
+import { type Built, buildSettings, runLocal, snapshot, testKey } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
+import { makePrivateCa } from "../harness/privateCa";
 
 const ROOT = join(__dirname, "..");
 // npm: the install step finds the stand-in kilo at the pin and keeps it (no registry); see doctorCost.ts.
@@ -39,20 +40,20 @@ afterAll(() => {
 });
 
 /** A deployed HOME with its own (empty) system config dir. */
-function deployed(key = KEY, kilo: "npm" | "package" = "npm"): DeployedHome & { systemDir: string } {
+function deployed(key = KEY, kilo: "npm" | "package" = "npm", b: Built = built): DeployedHome & { systemDir: string } {
   const systemDir = mkdtempSync(join(tmpdir(), "kilo-fleet-etc-kilo-"));
   cleanup.push(systemDir);
-  const d = deployHome(built, key, { kilo, env: { KILO_FLEET_TEST_SYSTEM_DIR: systemDir } });
+  const d = deployHome(b, key, { kilo, env: { KILO_FLEET_TEST_SYSTEM_DIR: systemDir } });
   cleanup.push(d.root);
   return { ...d, systemDir };
 }
 
 /** Doctor on the HOMEs (names alpha, beta, …); asserts that no HOME (nor its TMPDIR) changed by a byte. */
-async function doctorOn(homes: DeployedHome[], key?: string): Promise<HostReport[]> {
+async function doctorOn(homes: DeployedHome[], key?: string, b: Built = built): Promise<HostReport[]> {
   const before = homes.map((h) => [snapshot(h.home), snapshot(h.tmp)]);
   const names = ["alpha", "beta", "gamma"];
   const reports = await checkHosts(
-    homes.map((h, i) => localTarget(built, names[i], h, key !== undefined)),
+    homes.map((h, i) => localTarget(b, names[i], h, key !== undefined)),
     { tool, key, parallel: 2 },
   );
   homes.forEach((h, i) => {
@@ -414,6 +415,58 @@ printf 'kilo-fleet-result {"step":"check","kilo":{"layout":"npm"},"drift":[],"ke
     const [r] = await doctorOn([d]);
     expect(r).toMatchObject({ status: "ok", busy: true });
   }, 30_000);
+});
+
+describe("a host with caCertificates and a proxy: the variables they add to the env file", () => {
+  const ca = makePrivateCa({ name: "doctor" });
+  afterAll(() => ca.cleanup());
+  const PROXY = { https: "http://127.0.0.1:3128", noProxy: "localhost,127.0.0.1" };
+  const withExtras = (proxy?: typeof PROXY) =>
+    buildSettings({
+      kiloVersion: TEST_KILO_VERSION,
+      install: { method: "npm" },
+      caCertificates: ca.caCert,
+      ...(proxy !== undefined ? { proxy } : {}),
+    });
+
+  for (const [name, proxy, edited] of [
+    ["caCertificates", undefined, ["NODE_EXTRA_CA_CERTS"]],
+    ["caCertificates and a proxy", PROXY, ["NODE_EXTRA_CA_CERTS", "HTTPS_PROXY", "no_proxy"]],
+  ] as const) {
+    test(`${name}: a fresh deploy matches; each variable edited by hand is named, and the env step repairs it`, async () => {
+      const b = withExtras(proxy);
+      const d = deployed(KEY, "npm", b);
+      const text = readFileSync(envFile(d), "utf8");
+      for (const v of edited) expect(text).toMatch(new RegExp(`^export ${v}='`, "m"));
+      expect((await doctorOn([d], KEY, b))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+      for (const v of edited) {
+        edit(envFile(d), (t) => t.replace(new RegExp(`^export ${v}='[^']*'$`, "m"), `export ${v}='/elsewhere'`));
+        const [r] = await doctorOn([d], undefined, b);
+        expect(r.status).toBe("drifted");
+        expect(r.drift).toEqual([
+          {
+            item: "env-file",
+            what: `~/.config/kilo/codex-pooler.env was edited: ${v} is not what the env step writes`,
+            path: v,
+            file: "~/.config/kilo/codex-pooler.env",
+          },
+        ]);
+        repair(d);
+        expect((await doctorOn([d], undefined, b))[0]).toMatchObject({ status: "ok", drift: [] });
+      }
+      if (proxy === undefined) return;
+      // A line dropped and one added: each named, by name only.
+      edit(envFile(d), (t) => `${t.replace(/^export NO_PROXY=.*\n/m, "")}export NODE_OPTIONS='--inspect'\n`);
+      const [r] = await doctorOn([d], undefined, b);
+      expect(r.drift.map((f) => [f.path, f.what])).toEqual([
+        ["NO_PROXY", "~/.config/kilo/codex-pooler.env was edited: it does not set NO_PROXY"],
+        [
+          "NODE_OPTIONS",
+          "~/.config/kilo/codex-pooler.env was edited: it sets NODE_OPTIONS, which the env step does not write",
+        ],
+      ]);
+    });
+  }
 });
 
 describe("the command", () => {

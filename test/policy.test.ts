@@ -244,7 +244,8 @@ describe("what a policy adds around the managed file", () => {
       }).result.drift.filter((d) => d.item === "env-file");
     expect(envDrift({ telemetryOff: true, shareOff: true })).toEqual([]);
     expect(envDrift({}).map((d) => d.what)).toEqual([
-      "~/.config/kilo/codex-pooler.env was edited (not what the env step writes)",
+      "~/.config/kilo/codex-pooler.env was edited: it sets KILO_TELEMETRY_LEVEL, which the env step does not write",
+      "~/.config/kilo/codex-pooler.env was edited: it sets KILO_DISABLE_SHARE, which the env step does not write",
     ]);
     expect(envVars("K", "v", false)).toEqual([["K", "v"]]);
   });
