@@ -7,6 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type ParseError, parse as parseJsonc } from "jsonc-parser";
+import { caFileSha256 } from "../common/caFile";
 import { type HostLayout, STATE_DIR_IN_HOME, tildePath } from "../common/hostPaths";
 import { keyProof, NONCE_PATTERN } from "../common/keyProof";
 import {
@@ -333,6 +334,7 @@ function checkEnv(
   } else {
     drift.push(...editedVars(envShown, text, expectedVars(p, args, value, pinned, text), "sh"));
   }
+  if (args.caSha256 !== undefined) drift.push(...checkCaFile(p, args.caSha256));
   if (shells.includes("fish")) {
     const fishCheck = fileProblems(home, layout.fishEnvFile, 0o600, "the fish env file");
     drift.push(...fishCheck.drift);
@@ -343,6 +345,26 @@ function checkEnv(
     }
   }
   return { drift, ...(proof !== undefined ? { keyProof: proof } : {}) };
+}
+
+/**
+ * The CA file the env file names (NODE_EXTRA_CA_CERTS): there, 0644 and the user's (whoever can write it
+ * chooses what kilo trusts), and the stack's `caCertificates` (its hash).
+ */
+function checkCaFile(p: CheckPaths, sha256: string): CheckFinding[] {
+  const file = caFilePath(p.layout.configDir);
+  const shown = tildePath(p.layout.home, file);
+  const { missing, drift } = fileProblems(p.layout.home, file, 0o644, "the CA file");
+  if (missing) return drift;
+  const text = readIfExists(file);
+  if (text !== undefined && caFileSha256(text) !== sha256) {
+    drift.push({
+      item: "env-file",
+      what: `${shown} is not the stack's caCertificates (edited, or the setting changed since the deploy)`,
+      file: shown,
+    });
+  }
+  return drift;
 }
 
 /**

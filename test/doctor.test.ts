@@ -429,44 +429,79 @@ describe("a host with caCertificates and a proxy: the variables they add to the 
       ...(proxy !== undefined ? { proxy } : {}),
     });
 
-  for (const [name, proxy, edited] of [
-    ["caCertificates", undefined, ["NODE_EXTRA_CA_CERTS"]],
-    ["caCertificates and a proxy", PROXY, ["NODE_EXTRA_CA_CERTS", "HTTPS_PROXY", "no_proxy"]],
-  ] as const) {
-    test(`${name}: a fresh deploy matches; each variable edited by hand is named, and the env step repairs it`, async () => {
-      const b = withExtras(proxy);
-      const d = deployed(KEY, "npm", b);
-      const text = readFileSync(envFile(d), "utf8");
-      for (const v of edited) expect(text).toMatch(new RegExp(`^export ${v}='`, "m"));
-      expect((await doctorOn([d], KEY, b))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
-      for (const v of edited) {
-        edit(envFile(d), (t) => t.replace(new RegExp(`^export ${v}='[^']*'$`, "m"), `export ${v}='/elsewhere'`));
-        const [r] = await doctorOn([d], undefined, b);
-        expect(r.status).toBe("drifted");
-        expect(r.drift).toEqual([
-          {
-            item: "env-file",
-            what: `~/.config/kilo/codex-pooler.env was edited: ${v} is not what the env step writes`,
-            path: v,
-            file: "~/.config/kilo/codex-pooler.env",
-          },
-        ]);
-        repair(d);
-        expect((await doctorOn([d], undefined, b))[0]).toMatchObject({ status: "ok", drift: [] });
-      }
-      if (proxy === undefined) return;
-      // A line dropped and one added: each named, by name only.
-      edit(envFile(d), (t) => `${t.replace(/^export NO_PROXY=.*\n/m, "")}export NODE_OPTIONS='--inspect'\n`);
+  const ENV = "~/.config/kilo/codex-pooler.env";
+  const CA_FILE = "~/.config/kilo/ca-certificates.pem";
+  const edited = (v: string) => ({
+    item: "env-file",
+    what: `${ENV} was edited: ${v} is not what the env step writes`,
+    path: v,
+    file: ENV,
+  });
+  /** The env step again (what the next deploy does); the doctor is clean after it. */
+  const envStep = async (d: DeployedHome, b: Built) => {
+    const r = runLocal(d.steps.env.create, d.env, `${KEY}\n`);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await doctorOn([d], KEY, b))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+  };
+
+  test("caCertificates: a fresh deploy matches; NODE_EXTRA_CA_CERTS edited, the CA file loosened, removed or not the stack's: named", async () => {
+    const b = withExtras();
+    const d = deployed(KEY, "npm", b);
+    const caFile = join(d.home, ".config/kilo/ca-certificates.pem");
+    expect(readFileSync(envFile(d), "utf8")).toContain(`\nexport NODE_EXTRA_CA_CERTS='${caFile}'\n`);
+    expect((await doctorOn([d], KEY, b))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+    const drift = async (bb: Built = b) => (await doctorOn([d], undefined, bb))[0].drift;
+
+    const text = readFileSync(envFile(d), "utf8");
+    edit(envFile(d), (t) =>
+      t.replace(/^export NODE_EXTRA_CA_CERTS=.*$/m, "export NODE_EXTRA_CA_CERTS='/tmp/mine.pem'"),
+    );
+    expect(await drift()).toEqual([edited("NODE_EXTRA_CA_CERTS")]);
+    writeFileSync(envFile(d), text);
+
+    const whats = async (bb?: Built) => (await drift(bb)).map((f) => f.what);
+    const notTheStacks = `${CA_FILE} is not the stack's caCertificates (edited, or the setting changed since the deploy)`;
+    chmodSync(caFile, 0o666);
+    expect(await whats()).toEqual([`${CA_FILE} has mode 0666, expected 0644`]);
+    chmodSync(caFile, 0o644);
+    const other = makePrivateCa({ name: "doctor-other" });
+    try {
+      const changed = buildSettings({ kiloVersion: TEST_KILO_VERSION, caCertificates: other.caCert });
+      expect(await whats(changed)).toEqual([notTheStacks]);
+    } finally {
+      other.cleanup();
+    }
+    edit(caFile, (t) => `${t}\n`);
+    expect(await whats()).toEqual([notTheStacks]);
+    unlinkSync(caFile);
+    expect(await whats()).toEqual([`the CA file ${CA_FILE} is missing`]);
+    await envStep(d, b);
+  });
+
+  test("caCertificates and a proxy: a fresh deploy matches; each variable edited, dropped or added is named by name", async () => {
+    const b = withExtras(PROXY);
+    const d = deployed(KEY, "npm", b);
+    const text = readFileSync(envFile(d), "utf8");
+    for (const v of ["NODE_EXTRA_CA_CERTS", "HTTPS_PROXY", "no_proxy"])
+      expect(text).toMatch(new RegExp(`^export ${v}='`, "m"));
+    expect((await doctorOn([d], KEY, b))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+    for (const v of ["HTTPS_PROXY", "no_proxy"]) {
+      edit(envFile(d), (t) =>
+        t.replace(new RegExp(`^export ${v}='[^']*'$`, "m"), `export ${v}='http://elsewhere:3128'`),
+      );
       const [r] = await doctorOn([d], undefined, b);
-      expect(r.drift.map((f) => [f.path, f.what])).toEqual([
-        ["NO_PROXY", "~/.config/kilo/codex-pooler.env was edited: it does not set NO_PROXY"],
-        [
-          "NODE_OPTIONS",
-          "~/.config/kilo/codex-pooler.env was edited: it sets NODE_OPTIONS, which the env step does not write",
-        ],
-      ]);
-    });
-  }
+      expect(r.status).toBe("drifted");
+      expect(r.drift).toEqual([edited(v)]);
+      writeFileSync(envFile(d), text);
+    }
+    edit(envFile(d), (t) => `${t.replace(/^export NO_PROXY=.*\n/m, "")}export NODE_OPTIONS='--inspect'\n`);
+    const [r] = await doctorOn([d], undefined, b);
+    expect(r.drift.map((f) => [f.path, f.what])).toEqual([
+      ["NO_PROXY", `${ENV} was edited: it does not set NO_PROXY`],
+      ["NODE_OPTIONS", `${ENV} was edited: it sets NODE_OPTIONS, which the env step does not write`],
+    ]);
+    await envStep(d, b);
+  });
 });
 
 describe("the command", () => {
