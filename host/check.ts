@@ -517,8 +517,31 @@ const BYPASS_EFFECT: Record<(typeof POLICY_BYPASS_VARS)[number], string> = {
 };
 
 /**
- * The managed config against the stack's policy (its bytes, mode, owner), another managed file that sets a
- * policy key, and the variables that bypass it, in a startup file or the check's own session.
+ * The managed dir writable by a group or everyone, or not root's: whoever can write it can replace the policy
+ * file or add a managed file kilo reads beside it. Nothing when it is not there (the missing file is named).
+ */
+function managedDirProblems(dir: string): CheckFinding[] {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    return [];
+  }
+  const mode = st.mode & 0o7777;
+  if ((mode & 0o022) === 0 && st.uid === 0) return [];
+  return [
+    {
+      item: "policy",
+      what: `${dir} is mode ${mode.toString(8).padStart(4, "0")} owned by uid ${st.uid}, expected owned by root and not group- or world-writable (whoever can write it can replace the policy)`,
+      file: dir,
+    },
+  ];
+}
+
+/**
+ * The managed config against the stack's policy (its bytes, mode, owner; its directory's mode and owner),
+ * another managed file that sets a policy key, and the variables that bypass it, in a startup file or the
+ * check's own session.
  */
 function checkPolicy(p: CheckPaths, policy: Record<string, unknown>): CheckFinding[] {
   const out: CheckFinding[] = [];
@@ -557,6 +580,7 @@ function checkPolicy(p: CheckPaths, policy: Record<string, unknown>): CheckFindi
       });
     }
   }
+  out.push(...managedDirProblems(p.systemDir));
   for (const o of otherManagedFiles(p.systemDir, Object.keys(policy))) {
     if (o.keys.length === 0) continue;
     out.push({
