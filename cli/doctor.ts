@@ -28,6 +28,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { caFileSha256, caFileText } from "../common/caFile";
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 import { type CheckFinding, type CheckResult, parseResult } from "../common/result";
 import { shQuote } from "../common/shellQuote";
@@ -162,6 +163,7 @@ export function checkArgsFor(
     shells: envShells(spec),
     compareKey,
     ...(spec.proxy !== undefined ? { proxy: spec.proxy } : {}),
+    ...(spec.caCertificates !== undefined ? { caSha256: caFileSha256(caFileText(spec.caCertificates)) } : {}),
     ...(locked ? { locked } : {}),
     // With a policy: the managed config against it, its bypasses, and the env file's settings.
     ...(spec.policyEnv?.telemetryOff ? { telemetryOff: true as const } : {}),

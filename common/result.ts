@@ -82,17 +82,16 @@ export interface CheckFinding {
    * or unreadable), `env-file` (missing, mode, owner, content), `key` (the host's key is not the one compared),
    * `rc-block` (a shell's block missing, edited or stale), `override` (a file or variable kilo applies over
    * kilo.jsonc), `autoupdate` (kilo may update itself away from the pin), `records` (kilo-fleet's own
-<<<<<<< HEAD
-   * records are not where the environment now says), `policy` (the managed config is not the stack's policy,
-   * or something lets kilo bypass it).
-=======
-   * records are still where an earlier version kept them, under XDG_STATE_HOME).
->>>>>>> main
+   * records are still where an earlier version kept them, under XDG_STATE_HOME), `policy` (the managed config
+   * is not the stack's policy, or something lets kilo bypass it).
    */
   item: "kilo" | "kilo.jsonc" | "env-file" | "key" | "rc-block" | "override" | "autoupdate" | "records" | "policy";
   /** One short line for people (never a secret; values truncated). */
   what: string;
-  /** kilo.jsonc: the differing key path, and the JSON text expected and found (truncated; absent: "(absent)"). */
+  /**
+   * kilo.jsonc: the differing key path, and the JSON text expected and found (truncated; absent: "(absent)").
+   * env-file: the variable edited, missing or added (never its value).
+   */
   path?: string;
   expected?: string;
   found?: string;

@@ -179,6 +179,11 @@ export interface CheckArgs {
    * can tell whether the package kilo-fleet installed (its record) is the locked one. Absent: not checked.
    */
   locked?: Record<string, string>;
+  /**
+   * With `kilo-fleet:caCertificates`: `caFileSha256(caFileText(pem))` (common/caFile.ts). The env file also
+   * exports NODE_EXTRA_CA_CERTS, naming the CA file beside it.
+   */
+  caSha256?: string;
   /** The env file's policy settings, as the env step gets them. */
   telemetryOff?: true;
   shareOff?: true;

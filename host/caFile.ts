@@ -8,11 +8,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tls from "node:tls";
+import { caFileText } from "../common/caFile";
 import { HostError, removeFile, writeFileAtomic, writeJson } from "./fsUtil";
 
+export { CA_ENV_VAR, caEnvVars } from "./envFile";
+
 export const CA_FILE_NAME = "ca-certificates.pem";
-/** The variable the env file exports; kilo (Bun) and node add the file's certificates to their roots. */
-export const CA_ENV_VAR = "NODE_EXTRA_CA_CERTS";
 
 /** Where the CA file goes: beside the env file, in kilo's config dir. */
 export const caFilePath = (configDir: string) => path.join(configDir, CA_FILE_NAME);
@@ -65,7 +66,7 @@ export function applyCaFile(
     writeJson(stateFile, state);
     if (old !== undefined) removeFile(old);
   }
-  writeFileAtomic(file, pem.endsWith("\n") ? pem : `${pem}\n`, 0o644);
+  writeFileAtomic(file, caFileText(pem), 0o644);
   return file;
 }
 
@@ -75,11 +76,6 @@ export function deleteCaFile(state: CaState): string | undefined {
   const file = state.caFile;
   delete state.caFile;
   return removeFile(file) ? file : undefined;
-}
-
-/** The env file's line for the CA file: `[NODE_EXTRA_CA_CERTS, <file>]`. */
-export function caEnvVars(caFile: string | undefined): [string, string][] {
-  return caFile === undefined ? [] : [[CA_ENV_VAR, caFile]];
 }
 
 /**

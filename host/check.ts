@@ -7,6 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type ParseError, parse as parseJsonc } from "jsonc-parser";
+import { caFileSha256 } from "../common/caFile";
 import { type HostLayout, STATE_DIR_IN_HOME, tildePath } from "../common/hostPaths";
 import { keyProof, NONCE_PATTERN } from "../common/keyProof";
 import {
@@ -20,8 +21,9 @@ import { proxyEnvVars } from "../common/proxy";
 import type { CheckFinding, CheckResult } from "../common/result";
 import { SHELL_RC_FILES } from "../common/shells";
 import type { CheckArgs } from "../common/stepArgs";
+import { caFilePath } from "./caFile";
 import { overrideWarnings } from "./configFile";
-import { envVars, renderFishEnvFile, renderShEnvFile } from "./envFile";
+import { envFileVars, renderFishEnvFile, renderShEnvFile } from "./envFile";
 import { HostError, readIfExists, readStdin, resolveTarget } from "./fsUtil";
 import { LOCK_NAME } from "./lock";
 import { managedConfigDir, otherManagedFiles, POLICY_FILE_NAME, renderPolicyFile } from "./policy";
@@ -329,41 +331,110 @@ function checkEnv(
       what: `${envShown} no longer sets KILO_DISABLE_AUTOUPDATE=1 (kilo may update itself away from the pin)`,
       file: envShown,
     });
-  } else if (text !== renderShEnvFile(expectedVars(args, value, pinned, text))) {
-    drift.push({ item: "env-file", what: `${envShown} was edited (not what the env step writes)`, file: envShown });
+  } else {
+    drift.push(...editedVars(envShown, text, expectedVars(p, args, value, pinned, text), "sh"));
   }
+  if (args.caSha256 !== undefined) drift.push(...checkCaFile(p, args.caSha256));
   if (shells.includes("fish")) {
     const fishCheck = fileProblems(home, layout.fishEnvFile, 0o600, "the fish env file");
     drift.push(...fishCheck.drift);
-    if (!fishCheck.missing && value !== undefined) {
-      if (readIfExists(layout.fishEnvFile) !== renderFishEnvFile(expectedVars(args, value, pinned, text))) {
-        const shown = tildePath(home, layout.fishEnvFile);
-        drift.push({ item: "env-file", what: `${shown} was edited (not what the env step writes)`, file: shown });
-      }
+    const fishText = fishCheck.missing ? undefined : readIfExists(layout.fishEnvFile);
+    if (fishText !== undefined && value !== undefined) {
+      const shown = tildePath(home, layout.fishEnvFile);
+      drift.push(...editedVars(shown, fishText, expectedVars(p, args, value, pinned, text), "fish"));
     }
   }
   return { drift, ...(proof !== undefined ? { keyProof: proof } : {}) };
 }
 
 /**
- * The variables the env step writes for `args`: the key's, and kilo-fleet:proxy's, with the credentials the
- * file's own HTTPS_PROXY carries (the check never gets them: it compares everything else).
+ * The CA file the env file names (NODE_EXTRA_CA_CERTS): there, 0644 and the user's (whoever can write it
+ * chooses what kilo trusts), and the stack's `caCertificates` (its hash).
  */
-function expectedVars(args: CheckArgs, key: string, pinned: boolean, text: string): [string, string][] {
-  const vars = envVars(args.var, key, pinned, policyEnv(args));
-  if (args.proxy === undefined) return vars;
-  const line = text.split("\n").find((l) => l.startsWith("export HTTPS_PROXY="));
-  let credentials: { user: string; password: string } | undefined;
-  try {
-    const url = line === undefined ? undefined : unShQuote(line.slice("export HTTPS_PROXY=".length));
-    const u = url === undefined ? undefined : new URL(url);
-    if (u && (u.username || u.password)) {
-      credentials = { user: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
-    }
-  } catch {
-    // not a URL: the comparison below reports the file as edited
+function checkCaFile(p: CheckPaths, sha256: string): CheckFinding[] {
+  const file = caFilePath(p.layout.configDir);
+  const shown = tildePath(p.layout.home, file);
+  const { missing, drift } = fileProblems(p.layout.home, file, 0o644, "the CA file");
+  if (missing) return drift;
+  const text = readIfExists(file);
+  if (text !== undefined && caFileSha256(text) !== sha256) {
+    drift.push({
+      item: "env-file",
+      what: `${shown} is not the stack's caCertificates (edited, or the setting changed since the deploy)`,
+      file: shown,
+    });
   }
-  return [...vars, ...proxyEnvVars(args.proxy, credentials)];
+  return drift;
+}
+
+/**
+ * The variables the env step writes for `args` (host/envFile.ts `envFileVars`, as the env step calls it),
+ * kilo-fleet:proxy's with the credentials the file's own HTTPS_PROXY carries (the check never gets them: it
+ * compares everything else).
+ */
+function expectedVars(p: CheckPaths, args: CheckArgs, key: string, pinned: boolean, text: string): [string, string][] {
+  let proxyVars: [string, string][] | undefined;
+  if (args.proxy !== undefined) {
+    const line = text.split("\n").find((l) => l.startsWith("export HTTPS_PROXY="));
+    let credentials: { user: string; password: string } | undefined;
+    try {
+      const url = line === undefined ? undefined : unShQuote(line.slice("export HTTPS_PROXY=".length));
+      const u = url === undefined ? undefined : new URL(url);
+      if (u && (u.username || u.password)) {
+        credentials = { user: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
+      }
+    } catch {
+      // not a URL: the comparison reports HTTPS_PROXY as edited
+    }
+    proxyVars = proxyEnvVars(args.proxy, credentials);
+  }
+  return envFileVars(key, {
+    apiKeyEnvVar: args.var,
+    pinned,
+    policy: policyEnv(args),
+    ...(args.caSha256 !== undefined ? { caFile: caFilePath(p.layout.configDir) } : {}),
+    ...(proxyVars !== undefined ? { proxyVars } : {}),
+  });
+}
+
+/** The name a line of an env file sets (`export NAME=…`, fish `set -gx NAME …`), if it is such a line. */
+const ENV_LINE = { sh: /^export ([A-Za-z_][A-Za-z0-9_]*)=/, fish: /^set -gx ([A-Za-z_][A-Za-z0-9_]*) / };
+
+/**
+ * How an env file's `text` differs from what the env step writes for `want`: one finding per variable that
+ * is not the env step's, missing, or not the env step's at all, by name only (the values hold the key and
+ * the proxy's credentials); one for any other edit (a comment, the order).
+ */
+function editedVars(shown: string, text: string, want: [string, string][], syntax: "sh" | "fish"): CheckFinding[] {
+  const render = syntax === "sh" ? renderShEnvFile : renderFishEnvFile;
+  const expected = render(want);
+  if (text === expected) return [];
+  const linesBy = (t: string) => {
+    const m = new Map<string, string>();
+    for (const l of t.split("\n")) {
+      // The last line setting a name is the one the shell keeps.
+      const name = ENV_LINE[syntax].exec(l)?.[1];
+      if (name !== undefined) m.set(name, l);
+    }
+    return m;
+  };
+  const wanted = linesBy(expected);
+  const found = linesBy(text);
+  const out: CheckFinding[] = [];
+  const finding = (name: string, how: string) =>
+    out.push({ item: "env-file", what: `${shown} was edited: ${how}`, path: name, file: shown });
+  for (const [name, line] of wanted) {
+    const there = found.get(name);
+    if (there === undefined) finding(name, `it does not set ${name}`);
+    else if (there !== line) finding(name, `${name} is not what the env step writes`);
+  }
+  for (const name of found.keys()) {
+    if (!wanted.has(name)) finding(name, `it sets ${name}, which the env step does not write`);
+  }
+  if (out.length === 0) {
+    out.push({ item: "env-file", what: `${shown} was edited (not what the env step writes)`, file: shown });
+  }
+  return out;
 }
 
 function checkRcBlocks(p: CheckPaths, shells: string[]): CheckFinding[] {
@@ -446,8 +517,31 @@ const BYPASS_EFFECT: Record<(typeof POLICY_BYPASS_VARS)[number], string> = {
 };
 
 /**
- * The managed config against the stack's policy (its bytes, mode, owner), another managed file that sets a
- * policy key, and the variables that bypass it, in a startup file or the check's own session.
+ * The managed dir writable by a group or everyone, or not root's: whoever can write it can replace the policy
+ * file or add a managed file kilo reads beside it. Nothing when it is not there (the missing file is named).
+ */
+function managedDirProblems(dir: string): CheckFinding[] {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    return [];
+  }
+  const mode = st.mode & 0o7777;
+  if ((mode & 0o022) === 0 && st.uid === 0) return [];
+  return [
+    {
+      item: "policy",
+      what: `${dir} is mode ${mode.toString(8).padStart(4, "0")} owned by uid ${st.uid}, expected owned by root and not group- or world-writable (whoever can write it can replace the policy)`,
+      file: dir,
+    },
+  ];
+}
+
+/**
+ * The managed config against the stack's policy (its bytes, mode, owner; its directory's mode and owner),
+ * another managed file that sets a policy key, and the variables that bypass it, in a startup file or the
+ * check's own session.
  */
 function checkPolicy(p: CheckPaths, policy: Record<string, unknown>): CheckFinding[] {
   const out: CheckFinding[] = [];
@@ -486,6 +580,7 @@ function checkPolicy(p: CheckPaths, policy: Record<string, unknown>): CheckFindi
       });
     }
   }
+  out.push(...managedDirProblems(p.systemDir));
   for (const o of otherManagedFiles(p.systemDir, Object.keys(policy))) {
     if (o.keys.length === 0) continue;
     out.push({

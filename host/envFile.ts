@@ -46,6 +46,33 @@ export function envVars(
   return vars;
 }
 
+/** The variable the env file sets to the CA file (`kilo-fleet:caCertificates`): kilo (Bun) and node add it to their roots. */
+export const CA_ENV_VAR = "NODE_EXTRA_CA_CERTS";
+
+/** The env file's line for the CA file: `[NODE_EXTRA_CA_CERTS, <file>]`, or none without one. */
+export function caEnvVars(caFile: string | undefined): [string, string][] {
+  return caFile === undefined ? [] : [[CA_ENV_VAR, caFile]];
+}
+
+/** What the env files hold besides the key: the env step's settings that become variables. */
+export interface EnvFileSettings {
+  apiKeyEnvVar: string;
+  pinned: boolean;
+  policy?: PolicyEnv;
+  /** The CA file the env step writes (absolute), with `kilo-fleet:caCertificates`. */
+  caFile?: string;
+  /** The proxy's variables (common/proxy.ts `proxyEnvVars`, its credentials decided). */
+  proxyVars?: [string, string][];
+}
+
+/**
+ * Every variable the env files export, in order: the one list the env step writes and the check (doctor)
+ * expects.
+ */
+export function envFileVars(key: string, s: EnvFileSettings): [string, string][] {
+  return [...envVars(s.apiKeyEnvVar, key, s.pinned, s.policy), ...caEnvVars(s.caFile), ...(s.proxyVars ?? [])];
+}
+
 export function renderShEnvFile(vars: [string, string][]): string {
   return [ENV_FILE_HEADER, ...vars.map(([k, v]) => `export ${k}=${shQuote(v)}`), ""].join("\n");
 }

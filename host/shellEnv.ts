@@ -8,10 +8,10 @@ import { tildePath } from "../common/hostPaths";
 import { parseProxyCredentials, proxyEnvVars } from "../common/proxy";
 import type { DeleteResult, EnvResult } from "../common/result";
 import type { ProxyArgs } from "../common/stepArgs";
-import { applyCaFile, type CaState, caEnvVars, checkCaPem, deleteCaFile, refuseSymlink } from "./caFile";
+import { applyCaFile, type CaState, checkCaPem, deleteCaFile, refuseSymlink } from "./caFile";
 import {
   ENV_FILE_HEADER,
-  envVars,
+  envFileVars,
   type PolicyEnv,
   parseKeyFromStdin,
   renderFishEnvFile,
@@ -285,7 +285,13 @@ function applyPlanned(
 
   const warning = configDirWarning(p);
   const caFile = applyCaFile(p.configDir, state, stateFile(p), opts.caCertificates);
-  const vars = [...envVars(opts.apiKeyEnvVar, key, opts.pinned, opts.policy), ...caEnvVars(caFile), ...proxyVars];
+  const vars = envFileVars(key, {
+    apiKeyEnvVar: opts.apiKeyEnvVar,
+    pinned: opts.pinned,
+    policy: opts.policy,
+    caFile,
+    proxyVars,
+  });
   const envText = renderShEnvFile(vars);
   const envChanged = readIfExists(p.envFile) !== envText;
   writeFileAtomic(p.envFile, envText, 0o600);

@@ -23,8 +23,9 @@ import { afterAll, describe, expect, test } from "vitest";
 import { checkHosts, type DoctorIo, doctor, type HostReport } from "../cli/doctor";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { type DeployedHome, deployHome, localTarget } from "../harness/doctorCost";
-import { buildSettings, runLocal, snapshot, testKey } from "../harness/hostHome";
+import { type Built, buildSettings, runLocal, snapshot, testKey } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
+import { makePrivateCa } from "../harness/privateCa";
 
 const ROOT = join(__dirname, "..");
 // npm: the install step finds the stand-in kilo at the pin and keeps it (no registry); see doctorCost.ts.
@@ -39,20 +40,20 @@ afterAll(() => {
 });
 
 /** A deployed HOME with its own (empty) system config dir. */
-function deployed(key = KEY, kilo: "npm" | "package" = "npm"): DeployedHome & { systemDir: string } {
+function deployed(key = KEY, kilo: "npm" | "package" = "npm", b: Built = built): DeployedHome & { systemDir: string } {
   const systemDir = mkdtempSync(join(tmpdir(), "kilo-fleet-etc-kilo-"));
   cleanup.push(systemDir);
-  const d = deployHome(built, key, { kilo, env: { KILO_FLEET_TEST_SYSTEM_DIR: systemDir } });
+  const d = deployHome(b, key, { kilo, env: { KILO_FLEET_TEST_SYSTEM_DIR: systemDir } });
   cleanup.push(d.root);
   return { ...d, systemDir };
 }
 
 /** Doctor on the HOMEs (names alpha, beta, …); asserts that no HOME (nor its TMPDIR) changed by a byte. */
-async function doctorOn(homes: DeployedHome[], key?: string): Promise<HostReport[]> {
+async function doctorOn(homes: DeployedHome[], key?: string, b: Built = built): Promise<HostReport[]> {
   const before = homes.map((h) => [snapshot(h.home), snapshot(h.tmp)]);
   const names = ["alpha", "beta", "gamma"];
   const reports = await checkHosts(
-    homes.map((h, i) => localTarget(built, names[i], h, key !== undefined)),
+    homes.map((h, i) => localTarget(b, names[i], h, key !== undefined)),
     { tool, key, parallel: 2 },
   );
   homes.forEach((h, i) => {
@@ -414,6 +415,93 @@ printf 'kilo-fleet-result {"step":"check","kilo":{"layout":"npm"},"drift":[],"ke
     const [r] = await doctorOn([d]);
     expect(r).toMatchObject({ status: "ok", busy: true });
   }, 30_000);
+});
+
+describe("a host with caCertificates and a proxy: the variables they add to the env file", () => {
+  const ca = makePrivateCa({ name: "doctor" });
+  afterAll(() => ca.cleanup());
+  const PROXY = { https: "http://127.0.0.1:3128", noProxy: "localhost,127.0.0.1" };
+  const withExtras = (proxy?: typeof PROXY) =>
+    buildSettings({
+      kiloVersion: TEST_KILO_VERSION,
+      install: { method: "npm" },
+      caCertificates: ca.caCert,
+      ...(proxy !== undefined ? { proxy } : {}),
+    });
+
+  const ENV = "~/.config/kilo/codex-pooler.env";
+  const CA_FILE = "~/.config/kilo/ca-certificates.pem";
+  const edited = (v: string) => ({
+    item: "env-file",
+    what: `${ENV} was edited: ${v} is not what the env step writes`,
+    path: v,
+    file: ENV,
+  });
+  /** The env step again (what the next deploy does); the doctor is clean after it. */
+  const envStep = async (d: DeployedHome, b: Built) => {
+    const r = runLocal(d.steps.env.create, d.env, `${KEY}\n`);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await doctorOn([d], KEY, b))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+  };
+
+  test("caCertificates: a fresh deploy matches; NODE_EXTRA_CA_CERTS edited, the CA file loosened, removed or not the stack's: named", async () => {
+    const b = withExtras();
+    const d = deployed(KEY, "npm", b);
+    const caFile = join(d.home, ".config/kilo/ca-certificates.pem");
+    expect(readFileSync(envFile(d), "utf8")).toContain(`\nexport NODE_EXTRA_CA_CERTS='${caFile}'\n`);
+    expect((await doctorOn([d], KEY, b))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+    const drift = async (bb: Built = b) => (await doctorOn([d], undefined, bb))[0].drift;
+
+    const text = readFileSync(envFile(d), "utf8");
+    edit(envFile(d), (t) =>
+      t.replace(/^export NODE_EXTRA_CA_CERTS=.*$/m, "export NODE_EXTRA_CA_CERTS='/tmp/mine.pem'"),
+    );
+    expect(await drift()).toEqual([edited("NODE_EXTRA_CA_CERTS")]);
+    writeFileSync(envFile(d), text);
+
+    const whats = async (bb?: Built) => (await drift(bb)).map((f) => f.what);
+    const notTheStacks = `${CA_FILE} is not the stack's caCertificates (edited, or the setting changed since the deploy)`;
+    chmodSync(caFile, 0o666);
+    expect(await whats()).toEqual([`${CA_FILE} has mode 0666, expected 0644`]);
+    chmodSync(caFile, 0o644);
+    const other = makePrivateCa({ name: "doctor-other" });
+    try {
+      const changed = buildSettings({ kiloVersion: TEST_KILO_VERSION, caCertificates: other.caCert });
+      expect(await whats(changed)).toEqual([notTheStacks]);
+    } finally {
+      other.cleanup();
+    }
+    edit(caFile, (t) => `${t}\n`);
+    expect(await whats()).toEqual([notTheStacks]);
+    unlinkSync(caFile);
+    expect(await whats()).toEqual([`the CA file ${CA_FILE} is missing`]);
+    await envStep(d, b);
+  });
+
+  test("caCertificates and a proxy: a fresh deploy matches; each variable edited, dropped or added is named by name", async () => {
+    const b = withExtras(PROXY);
+    const d = deployed(KEY, "npm", b);
+    const text = readFileSync(envFile(d), "utf8");
+    for (const v of ["NODE_EXTRA_CA_CERTS", "HTTPS_PROXY", "no_proxy"])
+      expect(text).toMatch(new RegExp(`^export ${v}='`, "m"));
+    expect((await doctorOn([d], KEY, b))[0]).toMatchObject({ status: "ok", key: "same", drift: [] });
+    for (const v of ["HTTPS_PROXY", "no_proxy"]) {
+      edit(envFile(d), (t) =>
+        t.replace(new RegExp(`^export ${v}='[^']*'$`, "m"), `export ${v}='http://elsewhere:3128'`),
+      );
+      const [r] = await doctorOn([d], undefined, b);
+      expect(r.status).toBe("drifted");
+      expect(r.drift).toEqual([edited(v)]);
+      writeFileSync(envFile(d), text);
+    }
+    edit(envFile(d), (t) => `${t.replace(/^export NO_PROXY=.*\n/m, "")}export NODE_OPTIONS='--inspect'\n`);
+    const [r] = await doctorOn([d], undefined, b);
+    expect(r.drift.map((f) => [f.path, f.what])).toEqual([
+      ["NO_PROXY", `${ENV} was edited: it does not set NO_PROXY`],
+      ["NODE_OPTIONS", `${ENV} was edited: it sets NODE_OPTIONS, which the env step does not write`],
+    ]);
+    await envStep(d, b);
+  });
 });
 
 describe("the command", () => {

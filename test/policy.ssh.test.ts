@@ -280,9 +280,20 @@ describe("the policy in the real /etc/kilo, through sudo -n, over SSH", () => {
         });
         const host = (JSON.parse(stdout) as { hosts: HostReport[] }).hosts[0];
         expect(host.status, `${code}`).not.toBe("unreachable");
+        // Exit 1 (a problem found) exactly when something is named.
+        expect(code).toBe(host.drift.length > 0 ? 1 : 0);
         return host.drift.filter((d) => d.item === "policy").map((d) => d.what);
       };
       expect(await policyFindings()).toEqual([]);
+      // /etc/kilo world-writable: anyone could replace the policy.
+      expect(server.inNamespace("chmod 0777 /etc/kilo").code).toBe(0);
+      try {
+        expect(await policyFindings()).toEqual([
+          "/etc/kilo is mode 0777 owned by uid 0, expected owned by root and not group- or world-writable (whoever can write it can replace the policy)",
+        ]);
+      } finally {
+        server.inNamespace("chmod 0755 /etc/kilo");
+      }
       // Another managed file that sets a policy key, and KILO_PERMISSION in a startup file.
       expect(server.inNamespace(`printf '{"model":"other/m"}\\n' > /etc/kilo/opencode.json`).code).toBe(0);
       expect(server.asUser(["sh", "-c", `printf 'export KILO_PERMISSION={}\\n' >> .profile`]).code).toBe(0);

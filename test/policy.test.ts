@@ -8,6 +8,7 @@
 import { spawnSync } from "node:child_process";
 import {
   chmodSync,
+  chownSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -244,7 +245,8 @@ describe("what a policy adds around the managed file", () => {
       }).result.drift.filter((d) => d.item === "env-file");
     expect(envDrift({ telemetryOff: true, shareOff: true })).toEqual([]);
     expect(envDrift({}).map((d) => d.what)).toEqual([
-      "~/.config/kilo/codex-pooler.env was edited (not what the env step writes)",
+      "~/.config/kilo/codex-pooler.env was edited: it sets KILO_TELEMETRY_LEVEL, which the env step does not write",
+      "~/.config/kilo/codex-pooler.env was edited: it sets KILO_DISABLE_SHARE, which the env step does not write",
     ]);
     expect(envVars("K", "v", false)).toEqual([["K", "v"]]);
   });
@@ -316,6 +318,46 @@ describe("what a policy adds around the managed file", () => {
     ]);
     rmSync(file);
     expect(check()[0]).toEqual({ item: "policy", what: `${file} is missing: the policy is not enforced`, file });
+  });
+
+  it("doctor: a managed dir or file that a group, everyone or a user other than root can write is named, with its mode", () => {
+    const p = place();
+    expect(apply(p).code).toBe(0);
+    const file = join(p.dir, "kilo.jsonc");
+    const env = scriptEnv(p.home, p.home, { KILO_FLEET_TEST_SYSTEM_DIR: p.dir });
+    const check = () =>
+      runCheck(checkPaths(hostLayout(env, p.home), env), {
+        host: "h1",
+        version: "7.7.7",
+        managed: {},
+        var: "CODEX_POOLER_API_KEY",
+        shells: ["sh"],
+        compareKey: false,
+        policy: POLICY,
+      })
+        .result.drift.filter((d) => d.item === "policy")
+        .map((d) => [d.file, d.what]);
+    expect(check()).toEqual([]);
+    const dirFinding = (m: string, uid: number) => [
+      p.dir,
+      `${p.dir} is mode ${m} owned by uid ${uid}, expected owned by root and not group- or world-writable (whoever can write it can replace the policy)`,
+    ];
+    for (const m of [0o777, 0o775, 0o1777]) {
+      chmodSync(p.dir, m);
+      expect(check()).toEqual([dirFinding(m.toString(8).padStart(4, "0"), 0)]);
+    }
+    chmodSync(p.dir, 0o755);
+    chownSync(p.dir, 1000, 1000);
+    expect(check()).toEqual([dirFinding("0755", 1000)]);
+    chownSync(p.dir, 0, 0);
+    // The file: group-writable, or root's no more.
+    chmodSync(file, 0o664);
+    expect(check()).toEqual([[file, `${file} is mode 0664 owned by uid 0, expected 0644 owned by root`]]);
+    chmodSync(file, 0o644);
+    chownSync(file, 1000, 1000);
+    expect(check()).toEqual([[file, `${file} is mode 0644 owned by uid 1000, expected 0644 owned by root`]]);
+    chownSync(file, 0, 0);
+    expect(check()).toEqual([]);
   });
 });
 
