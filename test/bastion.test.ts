@@ -17,7 +17,7 @@ import { parseResult } from "../common/result";
 import { toolStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { buildSettings, deployScripts } from "../harness/hostHome";
-import { type SshServer, startSshd, strictSshOptions } from "../harness/sshd";
+import { freePort, type SshServer, startSshd, strictSshOptions } from "../harness/sshd";
 
 let target: SshServer;
 let jump: SshServer;
@@ -237,8 +237,20 @@ describe("a jump host between the deployer and the target", () => {
         identity: target.privateKeyPath,
       },
     );
-    expect(wrong).toMatchObject({ ok: false });
+    // Said in the hop's own words, naming ssh.proxy (not the closed connection the host's side sees next).
+    expect(wrong).toEqual({
+      ok: false,
+      reason: `the jump host 127.0.0.1:${jump.port} (ssh.proxy): Host key verification failed.`,
+    });
     expect(forwarded() - before).toBe(1);
+    const closed = await freePort();
+    const notThere = await scanHostKeysVia({ host: "127.0.0.1", port: closed }, jumpHost, {
+      identity: jump.privateKeyPath,
+    });
+    expect(notThere).toEqual({
+      ok: false,
+      reason: `the jump host 127.0.0.1:${jump.port} (ssh.proxy) could not connect to 127.0.0.1:${closed} (stdio forwarding failed)`,
+    });
   });
 
   it("kilo-fleet hostkeys (the CLI, end to end) scans the host through it and names both servers' own keys, as text and --json", {
@@ -251,7 +263,10 @@ describe("a jump host between the deployer and the target", () => {
     const agent = await startAgent(jump.privateKeyPath);
     try {
       const before = forwarded();
-      const text = await kiloFleet(["hostkeys", "--file", stack], { SSH_AUTH_SOCK: agent.sock });
+      const [text, json] = await Promise.all([
+        kiloFleet(["hostkeys", "--file", stack], { SSH_AUTH_SOCK: agent.sock }),
+        kiloFleet(["hostkeys", "--file", stack, "--json"], { SSH_AUTH_SOCK: agent.sock }),
+      ]);
       expect(text.code, text.stderr).toBe(0);
       expect(text.stdout).toBe(
         [
@@ -263,10 +278,6 @@ describe("a jump host between the deployer and the target", () => {
           "",
         ].join("\n"),
       );
-      // The target's key came through the jump host: it forwarded one connection to the target's port.
-      await expect.poll(() => forwarded() - before).toBe(1);
-
-      const json = await kiloFleet(["hostkeys", "--file", stack, "--json"], { SSH_AUTH_SOCK: agent.sock });
       expect(json.code, json.stderr).toBe(0);
       expect(JSON.parse(json.stdout)).toEqual([
         {
@@ -285,6 +296,7 @@ describe("a jump host between the deployer and the target", () => {
           },
         },
       ]);
+      // Each run got the target's key through the jump host: it forwarded one connection to the target's port.
       await expect.poll(() => forwarded() - before).toBe(2);
       for (const out of [text.stdout, text.stderr, json.stdout, json.stderr]) {
         expect(out).not.toContain("fakeCiphertext");
@@ -293,5 +305,28 @@ describe("a jump host between the deployer and the target", () => {
     } finally {
       agent.stop();
     }
+  });
+
+  it("kilo-fleet hostkeys: a jump host that does not answer (a wrong ssh.proxy port) exits 3, one line naming the host and ssh.proxy", {
+    timeout: 60_000,
+  }, async () => {
+    const closed = await freePort();
+    const stack = jumpStack(closed);
+    const before = forwarded();
+    const [text, json] = await Promise.all([
+      kiloFleet(["hostkeys", "--file", stack]),
+      kiloFleet(["hostkeys", "--file", stack, "--json"]),
+    ]);
+    expect(text.code, text.stderr).toBe(3);
+    const line = new RegExp(
+      `^inner \\(hosts\\[0\\], 127\\.0\\.0\\.1:${target.port}\\): unreachable: the jump host 127\\.0\\.0\\.1:${closed} \\(ssh\\.proxy\\): [^\\n]*Connection refused\n$`,
+    );
+    expect(text.stdout).toMatch(line);
+    expect(json.code, json.stderr).toBe(3);
+    const [report] = JSON.parse(json.stdout) as { name: string; keys: unknown[]; error?: string }[];
+    expect(report).toMatchObject({ name: "inner", keys: [] });
+    expect(`inner (hosts[0], 127.0.0.1:${target.port}): unreachable: ${report.error}\n`).toMatch(line);
+    expect(forwarded()).toBe(before);
+    for (const out of [text.stdout, text.stderr, json.stdout, json.stderr]) expect(out).not.toContain("fakeCiphertext");
   });
 });
