@@ -139,8 +139,12 @@ async function startAgent(key: string): Promise<{ sock: string; stop: () => void
     agent.kill();
   };
   try {
-    await expect.poll(() => existsSync(sock) || agent.exitCode !== null).toBe(true);
-    const add = await spawnAsync(["ssh-add", key], "", { env: { ...process.env, SSH_AUTH_SOCK: sock } });
+    const env = { ...process.env, SSH_AUTH_SOCK: sock };
+    // The socket file exists from bind(), before listen(): wait until ssh-add reaches the agent (-l: 2 = it cannot).
+    const answers = async () =>
+      agent.exitCode !== null || (await spawnAsync(["ssh-add", "-l"], "", { env })).code !== 2;
+    await expect.poll(answers, { timeout: 10_000 }).toBe(true);
+    const add = await spawnAsync(["ssh-add", key], "", { env });
     if (add.code !== 0) throw new Error(`ssh-add: ${add.stderr}`);
   } catch (e) {
     stop();
