@@ -74,6 +74,8 @@ function spawnAsync(
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // A child that exits without reading its stdin (ssh-add, the CLI) is no error: its exit code says how it went.
+    child.stdin.on("error", () => {});
     child.stdin.end(input);
   });
 }
