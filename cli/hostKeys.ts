@@ -168,7 +168,9 @@ export interface JumpHost {
  * the jump host (ProxyCommand `ssh -W`, the jump host strictly pinned by its `hostKey`) with an empty
  * known-hosts file that accepts the target's key and records it, and stops before authenticating (no
  * identity offered, batch mode). One key: the one the server negotiates (ed25519 first). `identity`: the key
- * the hop to the jump host offers (default: the operator's agent and keys).
+ * the hop to the jump host offers (default: the operator's agent and keys). A failure names `ssh.proxy`; one of
+ * the hop (refused, its key, its login, its forward) is said in the hop's own words (its `-E` log), not as the
+ * closed connection the host's side then sees.
  */
 export async function scanHostKeysVia(
   target: { host: string; port: number },
@@ -185,6 +187,7 @@ export async function scanHostKeysVia(
   try {
     const jumpKnown = join(dir, "jump_known_hosts");
     const found = join(dir, "found_known_hosts");
+    const hopLog = join(dir, "jump.log");
     const bracket = (h: string, p: number) => (p === 22 ? h : `[${h}]:${p}`);
     writeFileSync(jumpKnown, `${bracket(jump.host, jump.port)} ${jump.hostKey}\n`, { mode: 0o600 });
     const ssh = options.ssh ?? "ssh";
@@ -210,7 +213,7 @@ export async function scanHostKeysVia(
         "GlobalKnownHostsFile=/dev/null",
       ],
       ...(options.identity ? ["-i", options.identity, "-o", "IdentitiesOnly=yes"] : []),
-      ...["-p", String(jump.port), "-l", jump.user, "-W", "%h:%p", "--", jump.host],
+      ...["-E", hopLog, "-p", String(jump.port), "-l", jump.user, "-W", "%h:%p", "--", jump.host],
     ];
     const word = (w: string) => (w === "%h:%p" ? w : shQuote(w).replace(/%/g, "%%"));
     const argv = [
@@ -242,21 +245,34 @@ export async function scanHostKeysVia(
         resolve(Buffer.concat(err).toString("utf8"));
       });
     });
-    let text = "";
-    try {
-      text = readFileSync(found, "utf8");
-    } catch {
-      // nothing recorded
-    }
-    const keys = parseKeyscanOutput(text);
+    const keys = parseKeyscanOutput(readIfAny(found));
     if (keys.length > 0) return { ok: true, keys };
-    const said = stderr
-      .split("\n")
-      .map((l) => l.trim())
-      .filter((l) => l !== "")
-      .pop();
-    return { ok: false, reason: `through the jump host ${jump.host}:${jump.port}: ${said ?? "no host key offered"}` };
+    const jumpHost = `the jump host ${jump.host}:${jump.port} (ssh.proxy)`;
+    const hopSaid = lastLine(readIfAny(hopLog));
+    if (hopSaid === "stdio forwarding failed") {
+      return { ok: false, reason: `${jumpHost} could not connect to ${target.host}:${target.port} (${hopSaid})` };
+    }
+    if (hopSaid !== undefined) return { ok: false, reason: `${jumpHost}: ${hopSaid}` };
+    return { ok: false, reason: `through ${jumpHost}: ${lastLine(stderr) ?? "no host key offered"}` };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** A file's text; "" when there is none. */
+function readIfAny(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+/** The last non-empty line of `text`, trimmed. */
+function lastLine(text: string): string | undefined {
+  return text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "")
+    .pop();
 }

@@ -3,9 +3,10 @@
  * (harness/sshd.ts, `jumpHost: true`, which logs every connection it forwards). Step commands reach the
  * target only through the jump host, both host keys pinned (each in its own known-hosts file, strict); a wrong
  * pinned key for either is refused before any command runs. (`pulumi up` maps `ssh.proxy` to the provider's
- * `connection.proxy`: test/fleet.diff.test.ts.)
+ * `connection.proxy`: test/fleet.diff.test.ts.) `kilo-fleet hostkeys` runs as the CLI, a child process, against a
+ * stack whose host sits behind the jump host, authenticating to it with an ssh-agent as an operator would.
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -16,12 +17,16 @@ import { parseResult } from "../common/result";
 import { toolStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { buildSettings, deployScripts } from "../harness/hostHome";
-import { type SshServer, startSshd, strictSshOptions } from "../harness/sshd";
+import { freePort, type SshServer, startSshd, strictSshOptions } from "../harness/sshd";
 
 let target: SshServer;
 let jump: SshServer;
 let dir: string;
 const tool = hostToolArtifact();
+const ROOT = join(__dirname, "..");
+const TSX = join(ROOT, "node_modules", ".bin", "tsx");
+/** A stack's secret (never decrypted): no output of the CLI may carry it. */
+const FAKE_CIPHERTEXT = "v1:AAAAAAAAfakeCiphertextForTestsOnly==";
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "kilo-fleet-bastion-"));
@@ -52,9 +57,13 @@ function viaJump(keys: { target?: string; jump?: string } = {}): string[] {
  * Runs `argv` without blocking the event loop: the jump sshd's log arrives through this process's pipes, and
  * a blocked loop would leave it blocked writing its debug log.
  */
-function spawnAsync(argv: string[], input = ""): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function spawnAsync(
+  argv: string[],
+  input = "",
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"], ...options });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -65,6 +74,8 @@ function spawnAsync(argv: string[], input = ""): Promise<{ code: number | null; 
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // A child that exits without reading its stdin (ssh-add, the CLI) is no error: its exit code says how it went.
+    child.stdin.on("error", () => {});
     child.stdin.end(input);
   });
 }
@@ -81,6 +92,67 @@ function ssh(command: string, keys?: { target?: string; jump?: string }) {
     `${target.user}@127.0.0.1`,
     command,
   ]);
+}
+
+/** `kilo-fleet ARGS`, run as `npm run kilo-fleet --` runs it, with `env` over this process's environment. */
+function kiloFleet(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawnAsync([TSX, join(ROOT, "cli", "kilo-fleet.ts"), ...args], "", {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+  });
+}
+
+/** The key a server's sshd really serves (its host key .pub file) and the fingerprint `ssh-keygen -lf` gives it. */
+function servedHostKey(server: SshServer): { line: string; fingerprint: string } {
+  const pub = join(dirname(server.privateKeyPath), "ssh_host_ed25519_key.pub");
+  const keygen = spawnSync("ssh-keygen", ["-lf", pub], { encoding: "utf8" });
+  if (keygen.status !== 0) throw new Error(`ssh-keygen -lf ${pub}: ${keygen.stderr}`);
+  return {
+    line: readFileSync(pub, "utf8").trim().split(" ").slice(0, 2).join(" "),
+    fingerprint: keygen.stdout.split(" ")[1],
+  };
+}
+
+/** A stack file: the host `inner` (the target, its key not pinned yet) behind the jump host at `jumpPort`. */
+function jumpStack(jumpPort: number): string {
+  const file = join(dir, `Pulumi.jump${jumpPort}.yaml`);
+  writeFileSync(
+    file,
+    [
+      "config:",
+      "  kilo-fleet:poolerBaseUrl: http://localhost:4000/v1",
+      `  kilo-fleet:codexPoolerApiKey: {secure: "${FAKE_CIPHERTEXT}"}`,
+      `  kilo-fleet:sshJumpPrivateKey: {secure: "${FAKE_CIPHERTEXT}"}`,
+      "  kilo-fleet:ssh:",
+      `    proxy: {host: 127.0.0.1, user: ${jump.user}, port: ${jumpPort}, hostKey: "${jump.hostPublicKey}"}`,
+      "  kilo-fleet:hosts:",
+      `    - {name: inner, ssh: {host: 127.0.0.1, user: ${target.user}, port: ${target.port}}}`,
+      "",
+    ].join("\n"),
+  );
+  return file;
+}
+
+/** An ssh-agent holding `key` (the operator's, which the hop to the jump host offers); stop() kills it by its pid. */
+async function startAgent(key: string): Promise<{ sock: string; stop: () => void }> {
+  const sock = join(dir, "agent.sock");
+  const agent = spawn("ssh-agent", ["-D", "-a", sock], { stdio: "ignore" });
+  const stop = () => {
+    agent.kill();
+  };
+  try {
+    const env = { ...process.env, SSH_AUTH_SOCK: sock };
+    // The socket file exists from bind(), before listen(): wait until ssh-add reaches the agent (-l: 2 = it cannot).
+    const answers = async () =>
+      agent.exitCode !== null || (await spawnAsync(["ssh-add", "-l"], "", { env })).code !== 2;
+    await expect.poll(answers, { timeout: 10_000 }).toBe(true);
+    const add = await spawnAsync(["ssh-add", key], "", { env });
+    if (add.code !== 0) throw new Error(`ssh-add: ${add.stderr}`);
+  } catch (e) {
+    stop();
+    throw e;
+  }
+  return { sock, stop };
 }
 
 /** Connections the jump host forwarded to the target's port so far. */
@@ -171,7 +243,96 @@ describe("a jump host between the deployer and the target", () => {
         identity: target.privateKeyPath,
       },
     );
-    expect(wrong).toMatchObject({ ok: false });
+    // Said in the hop's own words, naming ssh.proxy (not the closed connection the host's side sees next).
+    expect(wrong).toEqual({
+      ok: false,
+      reason: `the jump host 127.0.0.1:${jump.port} (ssh.proxy): Host key verification failed.`,
+    });
     expect(forwarded() - before).toBe(1);
+    const closed = await freePort();
+    const notThere = await scanHostKeysVia({ host: "127.0.0.1", port: closed }, jumpHost, {
+      identity: jump.privateKeyPath,
+    });
+    expect(notThere).toEqual({
+      ok: false,
+      reason: `the jump host 127.0.0.1:${jump.port} (ssh.proxy) could not connect to 127.0.0.1:${closed} (stdio forwarding failed)`,
+    });
+  });
+
+  it("kilo-fleet hostkeys (the CLI, end to end) scans the host through it and names both servers' own keys, as text and --json", {
+    timeout: 60_000,
+  }, async () => {
+    const targetKey = servedHostKey(target);
+    const jumpKey = servedHostKey(jump);
+    expect(targetKey.line).not.toBe(jumpKey.line);
+    const stack = jumpStack(jump.port);
+    const agent = await startAgent(jump.privateKeyPath);
+    try {
+      const before = forwarded();
+      const [text, json] = await Promise.all([
+        kiloFleet(["hostkeys", "--file", stack], { SSH_AUTH_SOCK: agent.sock }),
+        kiloFleet(["hostkeys", "--file", stack, "--json"], { SSH_AUTH_SOCK: agent.sock }),
+      ]);
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).toBe(
+        [
+          `inner (hosts[0], 127.0.0.1:${target.port}):`,
+          `  ED25519  ${targetKey.fingerprint}`,
+          `  pulumi config set --path 'hosts[0].ssh.hostKey' '${targetKey.line}'`,
+          `  through the jump host 127.0.0.1:${jump.port} (ssh.proxy), whose keys are:`,
+          `    ED25519  ${jumpKey.fingerprint}`,
+          "",
+        ].join("\n"),
+      );
+      expect(json.code, json.stderr).toBe(0);
+      expect(JSON.parse(json.stdout)).toEqual([
+        {
+          name: "inner",
+          index: 0,
+          host: "127.0.0.1",
+          port: target.port,
+          pinned: "absent",
+          keys: [{ type: "ssh-ed25519", hostKey: targetKey.line, fingerprint: targetKey.fingerprint }],
+          command: `pulumi config set --path 'hosts[0].ssh.hostKey' '${targetKey.line}'`,
+          jump: {
+            host: "127.0.0.1",
+            port: jump.port,
+            pinned: "matches",
+            keys: [{ type: "ssh-ed25519", hostKey: jumpKey.line, fingerprint: jumpKey.fingerprint }],
+          },
+        },
+      ]);
+      // Each run got the target's key through the jump host: it forwarded one connection to the target's port.
+      await expect.poll(() => forwarded() - before).toBe(2);
+      for (const out of [text.stdout, text.stderr, json.stdout, json.stderr]) {
+        expect(out).not.toContain("fakeCiphertext");
+        expect(out).not.toContain("PRIVATE KEY");
+      }
+    } finally {
+      agent.stop();
+    }
+  });
+
+  it("kilo-fleet hostkeys: a jump host that does not answer (a wrong ssh.proxy port) exits 3, one line naming the host and ssh.proxy", {
+    timeout: 60_000,
+  }, async () => {
+    const closed = await freePort();
+    const stack = jumpStack(closed);
+    const before = forwarded();
+    const [text, json] = await Promise.all([
+      kiloFleet(["hostkeys", "--file", stack]),
+      kiloFleet(["hostkeys", "--file", stack, "--json"]),
+    ]);
+    expect(text.code, text.stderr).toBe(3);
+    const line = new RegExp(
+      `^inner \\(hosts\\[0\\], 127\\.0\\.0\\.1:${target.port}\\): unreachable: the jump host 127\\.0\\.0\\.1:${closed} \\(ssh\\.proxy\\): [^\\n]*Connection refused\n$`,
+    );
+    expect(text.stdout).toMatch(line);
+    expect(json.code, json.stderr).toBe(3);
+    const [report] = JSON.parse(json.stdout) as { name: string; keys: unknown[]; error?: string }[];
+    expect(report).toMatchObject({ name: "inner", keys: [] });
+    expect(`inner (hosts[0], 127.0.0.1:${target.port}): unreachable: ${report.error}\n`).toMatch(line);
+    expect(forwarded()).toBe(before);
+    for (const out of [text.stdout, text.stderr, json.stdout, json.stderr]) expect(out).not.toContain("fakeCiphertext");
   });
 });
