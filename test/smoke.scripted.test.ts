@@ -513,7 +513,7 @@ ${GOOD}`,
     expect(ran(canary)).toBe(true);
     // The step's argument is its own settings only: what it checks comes from the deployed kilo.jsonc.
     const smoke = deployScripts(buildSettings({ smokeCheck: { level: "pool" } }), "ssh").smoke?.create ?? "";
-    expect(smoke).toMatch(/ smoke '\{"host":"test-host","timeoutSeconds":180,"level":"pool"\}'$/);
+    expect(smoke).toMatch(/ smoke '\{`host`:`test-host`,`timeoutSeconds`:180,`level`:`pool`\}'$/);
   });
 
   it("behind a proxy that refuses: both levels fail in one line naming the proxy, and kilo never runs", async () => {
