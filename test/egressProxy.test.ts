@@ -20,7 +20,7 @@ import { toolCommand, toolWord } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { readLockFile, shippedLockPath } from "../deployer/kiloLock";
 import { type FakePooler, startFakePooler } from "../harness/fakePooler";
-import { cachedPlatformTarball, type FakeRegistry, fakeKiloTarball, startFakeRegistry } from "../harness/fakeRegistry";
+import { cachedTarball, type FakeRegistry, fakeKiloTarball, startFakeRegistry } from "../harness/fakeRegistry";
 import { buildSettings, deployScripts, makeHome, scriptEnv } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
 import { makePrivateCa, type PrivateCa, startTlsFront, type TlsFront } from "../harness/privateCa";
@@ -58,7 +58,7 @@ beforeAll(async () => {
   poolerGate = await startGate(pooler.port);
   registry = await startFakeRegistry({
     packages: [
-      { platform: "linux-x64", version: TEST_KILO_VERSION, file: await cachedPlatformTarball(entry) },
+      { platform: "linux-x64", version: TEST_KILO_VERSION, file: await cachedTarball(entry) },
       { platform: "linux-x64", version: "7.7.8", file: fakeKiloTarball(home1.tmp, "7.7.8") },
     ],
   });
