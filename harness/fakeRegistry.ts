@@ -13,11 +13,20 @@
  *   await reg.stop()
  *
  * Paths have npmjs's shape: `/@kilocode%2fcli/<v>`, `/@kilocode%2fcli-<platform>/<v>`,
- * `/@kilocode/cli-<platform>/-/cli-<platform>-<v>.tgz`. Metadata `dist.tarball` points at this server and
+ * `/@kilocode/cli-<platform>/-/cli-<platform>-<v>.tgz`. Metadata `dist.tarball` points at this server, at
+ * the address the client asked for (its Host header: behind a gate or a proxy, the gate's), and
  * `dist.integrity` is the sha512 of the bytes as given (so "tamper" really differs from it).
  *
- * Also: `cachedPlatformTarball(entry)` downloads a real platform tarball once into the test cache
- * (~/.cache/kilo-fleet-test/packages, checked against its lock integrity) and returns its path; and
+ * For a real `npm install @kilocode/cli@<v>`, pass `wrappers: [{ version, file }]` (the wrapper package's real
+ * tarball): then it also serves the packuments npm asks for, `/@kilocode%2fcli` (each wrapper version's
+ * package.json, as in its tarball, with `dist`) and `/@kilocode%2fcli-<platform>` (os and cpu from the
+ * platform's name), and `/@kilocode/cli/-/cli-<v>.tgz`. The wrapper names twelve platform packages as
+ * optional dependencies; those not served answer 404, which npm skips, as this machine's registry does for
+ * the ones @kilocode/cli 7.7.7 never published.
+ *
+ * Also: `cachedTarball(entry)` downloads a real tarball once into the test cache
+ * (~/.cache/kilo-fleet-test/packages, checked against its integrity) and returns its path
+ * (`TEST_KILO_WRAPPER`: the wrapper's entry for the test version; a platform's: the lock's); and
  * `fakeKiloTarball(dir, version)` builds a tiny package whose bin/kilo is a sh script printing `version`.
  */
 import { execFileSync } from "node:child_process";
@@ -27,7 +36,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { LockEntry } from "../deployer/kiloLock";
-import { testCacheDir } from "./kilo";
+import { TEST_KILO_VERSION, testCacheDir } from "./kilo";
 
 export type TarballMode = "ok" | "tamper" | "stall" | "close" | "404";
 
@@ -37,6 +46,19 @@ export interface FakePackage {
   /** Path of the .tgz to serve. */
   file: string;
 }
+
+/** A wrapper package (`@kilocode/cli`) the registry serves for a real npm install. */
+export interface FakeWrapper {
+  version: string;
+  /** Path of its real .tgz. */
+  file: string;
+}
+
+/** npmjs's tarball of the test version's wrapper package, `@kilocode/cli` (the lock pins only platform packages). */
+export const TEST_KILO_WRAPPER = {
+  tarball: `https://registry.npmjs.org/@kilocode/cli/-/cli-${TEST_KILO_VERSION}.tgz`,
+  integrity: "sha512-19EnDYB64KuvPxY2/HfUJs40vO87xlV2UO/L8CqV9EWqHQtcT0ORgOcPLxGl+L77sH6NEv/fjDfOf2sxR0jJyw==",
+};
 
 export interface FakeRegistry {
   url: string;
@@ -61,11 +83,17 @@ export async function startFakeRegistry(opts: {
   packages: FakePackage[];
   mode?: TarballMode;
   unpublished?: string[];
+  wrappers?: FakeWrapper[];
 }): Promise<FakeRegistry> {
   let mode: TarballMode = opts.mode ?? "ok";
   const requests: string[] = [];
   const bytes = new Map<string, Buffer>();
   for (const p of opts.packages) bytes.set(`${p.platform}@${p.version}`, readFileSync(p.file));
+  const wrappers = new Map<string, { bytes: Buffer; manifest: Record<string, unknown> }>();
+  for (const w of opts.wrappers ?? []) {
+    const manifest = JSON.parse(execFileSync("tar", ["-xzOf", w.file, "package/package.json"], { encoding: "utf8" }));
+    wrappers.set(w.version, { bytes: readFileSync(w.file), manifest });
+  }
   const open = new Set<ServerResponse>();
   // Tarball responses are numbered; a waiter waits for one that starts after it was made.
   let tarballResponses = 0;
@@ -80,6 +108,8 @@ export async function startFakeRegistry(opts: {
   };
 
   let base = "";
+  // Where the client reached this server (the gate's address behind a gate): tarball URLs point there.
+  const baseOf = (req: IncomingMessage) => (req.headers.host ? `http://${req.headers.host}/` : base);
   const json = (res: ServerResponse, body: unknown) => {
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify(body));
@@ -90,12 +120,68 @@ export async function startFakeRegistry(opts: {
   };
   const tarballPath = (platform: string, version: string) =>
     `@kilocode/cli-${platform}/-/cli-${platform}-${version}.tgz`;
+  const packument = (name: string, versions: [string, Record<string, unknown>][]) => ({
+    name,
+    "dist-tags": { latest: versions[versions.length - 1][0] },
+    versions: Object.fromEntries(versions),
+  });
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const path = req.url ?? "/";
     requests.push(path);
     const decoded = decodeURIComponent(path).replace(/^\/+/, "");
-    let m = /^@kilocode\/cli\/([^/]+)$/.exec(decoded);
+    if (wrappers.size > 0 && decoded === "@kilocode/cli") {
+      return json(
+        res,
+        packument(
+          "@kilocode/cli",
+          [...wrappers].map(([v, w]) => [
+            v,
+            {
+              ...w.manifest,
+              dist: { tarball: `${baseOf(req)}@kilocode/cli/-/cli-${v}.tgz`, integrity: sha512Integrity(w.bytes) },
+            },
+          ]),
+        ),
+      );
+    }
+    let m = /^@kilocode\/cli\/-\/cli-([^/]+)\.tgz$/.exec(decoded);
+    const wrapper = m && wrappers.get(m[1]);
+    if (wrapper) {
+      res.writeHead(200, {
+        "content-type": "application/octet-stream",
+        "content-length": String(wrapper.bytes.length),
+      });
+      res.end(wrapper.bytes);
+      return;
+    }
+    m = /^@kilocode\/cli-([a-z0-9-]+)$/.exec(decoded);
+    if (m && wrappers.size > 0) {
+      const platform = m[1];
+      const served = opts.packages.filter((p) => p.platform === platform);
+      if (served.length === 0) return notFound(res);
+      const [os, cpu] = platform.split("-");
+      return json(
+        res,
+        packument(
+          `@kilocode/cli-${platform}`,
+          served.map((p) => [
+            p.version,
+            {
+              name: `@kilocode/cli-${platform}`,
+              version: p.version,
+              os: [os],
+              cpu: [cpu],
+              dist: {
+                tarball: `${baseOf(req)}${tarballPath(platform, p.version)}`,
+                integrity: sha512Integrity(bytes.get(`${platform}@${p.version}`) as Buffer),
+              },
+            },
+          ]),
+        ),
+      );
+    }
+    m = /^@kilocode\/cli\/([^/]+)$/.exec(decoded);
     if (m) {
       const version = m[1];
       const platforms = opts.packages.filter((p) => p.version === version).map((p) => p.platform);
@@ -138,7 +224,7 @@ export async function startFakeRegistry(opts: {
       return json(res, {
         name: `@kilocode/cli-${m[1]}`,
         version: m[2],
-        dist: { tarball: `${base}${tarballPath(m[1], m[2])}`, integrity: sha512Integrity(body) },
+        dist: { tarball: `${baseOf(req)}${tarballPath(m[1], m[2])}`, integrity: sha512Integrity(body) },
       });
     }
     notFound(res);
@@ -179,8 +265,8 @@ export async function startFakeRegistry(opts: {
   };
 }
 
-/** The real tarball of a lock entry, downloaded once into the test cache and checked against its integrity. */
-export async function cachedPlatformTarball(entry: LockEntry): Promise<string> {
+/** A real tarball (a lock entry's, `TEST_KILO_WRAPPER`), downloaded once into the test cache and checked against its integrity. */
+export async function cachedTarball(entry: Pick<LockEntry, "tarball" | "integrity">): Promise<string> {
   const dir = join(testCacheDir(), "packages");
   const file = join(dir, entry.tarball.slice(entry.tarball.lastIndexOf("/") + 1));
   if (existsSync(file) && sha512Integrity(readFileSync(file)) === entry.integrity) return file;
@@ -189,7 +275,7 @@ export async function cachedPlatformTarball(entry: LockEntry): Promise<string> {
   if (!res.ok) throw new Error(`cannot download ${entry.tarball}: HTTP ${res.status}`);
   const body = Buffer.from(await res.arrayBuffer());
   if (sha512Integrity(body) !== entry.integrity) {
-    throw new Error(`${entry.tarball} does not match its lock integrity ${entry.integrity}`);
+    throw new Error(`${entry.tarball} does not match its integrity ${entry.integrity}`);
   }
   const tmp = `${file}.tmp-${process.pid}`;
   writeFileSync(tmp, body);

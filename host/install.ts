@@ -110,17 +110,27 @@ function checkToken(t: string): string {
 }
 
 /**
- * npm's proxy settings for kilo-fleet:proxy (npm's `proxy` serves http URLs, `https-proxy` https ones):
+ * The proxy npm goes through: npm sends every request through one proxy (`https-proxy` when set, else
+ * `proxy`, whatever the URL's scheme), so the one for the registry's scheme (npmjs when absent: https).
+ */
+export function npmProxyUrl(proxy: ProxyArgs, registry: string | undefined): string {
+  return registry !== undefined && /^http:/i.test(registry) ? (proxy.http ?? proxy.https) : proxy.https;
+}
+
+/**
+ * npm's proxy settings for kilo-fleet:proxy (`https-proxy` and `proxy` both the one for the registry's scheme):
  * as npmrc lines when there are credentials (the npmrc goes on npm's stdin, never its command line), as
  * flags otherwise. The credentials are percent-encoded, so npmrc's `${VAR}` expansion cannot touch them.
  */
 export function npmProxySettings(
   proxy: ProxyArgs,
+  registry: string | undefined,
   credentials?: { user: string; password: string },
 ): { lines: string[]; flags: string[] } {
+  const url = proxyUrlWithCredentials(npmProxyUrl(proxy, registry), credentials);
   const settings: [string, string][] = [
-    ["https-proxy", proxyUrlWithCredentials(proxy.https, credentials)],
-    ["proxy", proxyUrlWithCredentials(proxy.http ?? proxy.https, credentials)],
+    ["https-proxy", url],
+    ["proxy", url],
     ...(proxy.noProxy !== undefined ? [["noproxy", proxy.noProxy] as [string, string]] : []),
   ];
   if (credentials !== undefined) return { lines: settings.map(([k, v]) => `${k}=${v}`), flags: [] };
@@ -246,7 +256,7 @@ export function installApply(layout: HostLayout, args: InstallArgs): { lines: st
     if (args.tokenOnStdin) npmrc.push(npmrcAuthLine(registry, checkToken(lines.shift() ?? "")));
     if (args.proxy) {
       const credentials = args.proxy.authOnStdin ? parseCredentials(lines.shift() ?? "") : undefined;
-      const p = npmProxySettings(args.proxy, credentials);
+      const p = npmProxySettings(args.proxy, registry, credentials);
       npmrc.push(...p.lines);
       o.proxyFlags = p.flags;
     }
@@ -296,7 +306,9 @@ export function installApply(layout: HostLayout, args: InstallArgs): { lines: st
           // not empty or gone
         }
       }
-      const via = args.proxy ? ` through the proxy ${shownProxy(args.proxy.https)} (kilo-fleet:proxy)` : "";
+      const via = args.proxy
+        ? ` through the proxy ${shownProxy(npmProxyUrl(args.proxy, registry))} (kilo-fleet:proxy)`
+        : "";
       // A URL's credentials (the proxy's, in npm's messages) are never shown.
       const summary = npmErrorSummary(r.log).replace(/\/\/[^\s/@]*@/g, "//");
       throw new HostError(`npm install ${spec} failed on ${args.host}${via} (${summary})`);

@@ -5,26 +5,46 @@
  * run as local.Command runs it, on a temporary HOME, with the real kilo 7.7.7:
  *
  * - the package download through the proxy with curl and with wget, the credentials only on stdin;
+ * - install.method npm: the real npm installs @kilocode/cli 7.7.7 (wrapper and linux-x64 package) through it,
+ *   the credentials on npm's stdin only (in no argument, no file);
  * - the env file exporting the proxy, and the kilo-run smoke check (pool checks and kilo's chat requests)
  *   through it; an https pooler with a private CA through a CONNECT tunnel, the tool on node and on Bun;
  * - a proxy that refuses, does not answer, wants other credentials, or is stopped: one line naming it.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkArgsFor } from "../cli/doctor";
 import { parseResult } from "../common/result";
-import { encodeInstallPackageArg, type ProxyArgs } from "../common/stepArgs";
+import { encodeInstallPackageArg, type InstallArgs, type ProxyArgs } from "../common/stepArgs";
 import { toolCommand, toolWord } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { readLockFile, shippedLockPath } from "../deployer/kiloLock";
 import { type FakePooler, startFakePooler } from "../harness/fakePooler";
-import { cachedPlatformTarball, type FakeRegistry, fakeKiloTarball, startFakeRegistry } from "../harness/fakeRegistry";
+import {
+  cachedTarball,
+  type FakeRegistry,
+  fakeKiloTarball,
+  startFakeRegistry,
+  TEST_KILO_WRAPPER,
+} from "../harness/fakeRegistry";
 import { buildSettings, deployScripts, makeHome, scriptEnv } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
 import { makePrivateCa, type PrivateCa, startTlsFront, type TlsFront } from "../harness/privateCa";
 import { runScript } from "../harness/runScript";
+import { freePort } from "../harness/sshd";
 import { type Gate, startGate, startSilentServer, startTinyproxy, type Tinyproxy } from "../harness/tinyproxy";
 
 const KEY = "test-key-egress-5b1e90c4";
@@ -58,9 +78,10 @@ beforeAll(async () => {
   poolerGate = await startGate(pooler.port);
   registry = await startFakeRegistry({
     packages: [
-      { platform: "linux-x64", version: TEST_KILO_VERSION, file: await cachedPlatformTarball(entry) },
+      { platform: "linux-x64", version: TEST_KILO_VERSION, file: await cachedTarball(entry) },
       { platform: "linux-x64", version: "7.7.8", file: fakeKiloTarball(home1.tmp, "7.7.8") },
     ],
+    wrappers: [{ version: TEST_KILO_VERSION, file: await cachedTarball(TEST_KILO_WRAPPER) }],
   });
   registryGate = await startGate(Number(new URL(registry.url).port));
   ca = makePrivateCa({ name: "egress" });
@@ -116,6 +137,57 @@ function installPackage(version: string, p: ProxyArgs): string {
   const integrity = { "linux-x64": registry.integrity("linux-x64", version) };
   const word = encodeInstallPackageArg({ version, registry: registryUrl(), integrity, proxy: p });
   return `/bin/sh ${toolWord(tool.id)} install-package '${word}'`;
+}
+
+const installNpm = (p: ProxyArgs) =>
+  toolCommand(tool.id, "install", {
+    host: HOST,
+    version: TEST_KILO_VERSION,
+    registry: registryUrl(),
+    proxy: p,
+  } satisfies InstallArgs);
+
+/**
+ * tinyproxy 1.11 closes a client's connection after each answer without saying so (no `Connection: close`),
+ * so npm, which keeps connections alive, now and then sends a request on a closed one (ECONNRESET) and retries
+ * it after `fetch-retry-mintimeout`, 10 s by default: ten such waits make a 9 s install 130 s. The host's
+ * environment shortens npm's waits (npm reads npm_config_* from it); what goes through the proxy is the same.
+ */
+const NPM_QUICK_RETRIES = { npm_config_fetch_retry_mintimeout: "200", npm_config_fetch_retry_maxtimeout: "2000" };
+
+/**
+ * node and an npm that records its arguments, runs the real npm, then lists the files under HOME and TMPDIR
+ * that hold the proxy's password (plain, percent-encoded, or in a Basic header), before the tool removes its
+ * temp dir (npm's cache and logs). First on PATH (the tool's header takes npm from beside node).
+ */
+function npmShim(root: string): {
+  bin: string;
+  calls: () => string[];
+  secretFiles: () => string;
+  secretFilesNow: (h: { home: string; tmp: string }) => string;
+} {
+  const bin = join(root, "npm-shim");
+  mkdirSync(bin);
+  symlinkSync(process.execPath, join(bin, "node"));
+  const forms = join(root, "secret-forms");
+  writeFileSync(forms, `${PASSWORD}\n${encodeURIComponent(PASSWORD)}\n${Buffer.from(CREDS).toString("base64")}\n`);
+  const calls = join(root, "npm-calls.log");
+  const found = join(root, "secret-files.log");
+  writeFileSync(calls, "");
+  writeFileSync(found, "");
+  const realNpm = join(process.execPath, "..", "npm");
+  writeFileSync(
+    join(bin, "npm"),
+    `#!/bin/sh\nprintf '%s\\n' "$*" >>'${calls}'\n'${realNpm}' "$@"\nrc=$?\n` +
+      `grep -rlF -f '${forms}' "$HOME" "$TMPDIR" >>'${found}' 2>/dev/null\nexit $rc\n`,
+  );
+  chmodSync(join(bin, "npm"), 0o755);
+  return {
+    bin,
+    calls: () => readFileSync(calls, "utf8").split("\n").filter(Boolean),
+    secretFiles: () => readFileSync(found, "utf8"),
+    secretFilesNow: (h) => spawnSync("grep", ["-rlF", "-f", forms, h.home, h.tmp], { encoding: "utf8" }).stdout,
+  };
 }
 
 const envApply = (p: ProxyArgs, caCertificates?: string) =>
@@ -190,6 +262,86 @@ describe("an egress proxy (tinyproxy) between the host and everything it reaches
     expect(proxy.log()).toContain(
       `GET http://127.0.0.1:${registryGate.port}/@kilocode/cli-linux-x64/-/cli-linux-x64-7.7.8.tgz HTTP/1.1`,
     );
+  });
+
+  it("install.method npm: npm installs kilo through it, every request (the http proxy for an http registry), the credentials in no argument and no file; without them, one line naming the proxy", {
+    timeout: 120_000,
+  }, async () => {
+    const h = makeHome();
+    roots.push(h.root);
+    const shim = npmShim(h.root);
+    // The scan finds a file that holds the password.
+    writeFileSync(join(h.tmp, "probe"), `x${PASSWORD}x`);
+    expect(shim.secretFilesNow(h)).toBe(`${join(h.tmp, "probe")}\n`);
+    rmSync(join(h.tmp, "probe"));
+    const env = envOf(h, { PATH: `${shim.bin}:${process.env.PATH}`, ...NPM_QUICK_RETRIES });
+    // The registry is plain http, so npm must use the http proxy (tinyproxy); the https one is a port nobody
+    // listens on, where a request would fail.
+    const p = { https: `http://127.0.0.1:${await freePort()}`, http: proxy.url };
+
+    const denied = await run(installNpm(p), env);
+    expect(failureLine(denied)).toMatch(
+      new RegExp(
+        `^kilo-fleet: npm install @kilocode/cli@7\\.7\\.7 failed on ${HOST} through the proxy ${proxy.url} \\(kilo-fleet:proxy\\) \\(E407: 407 Proxy Authentication Required - GET \\S+\\)$`,
+      ),
+    );
+    // Nothing was changed: npm's directories under ~/.local were removed again.
+    expect(existsSync(join(h.home, ".local/lib"))).toBe(false);
+    expect(existsSync(join(h.home, ".local/bin"))).toBe(false);
+
+    const from = registry.requests.length;
+    const logFrom = proxy.log().length;
+    const refused = registryGate.refused;
+    const r = await run(installNpm({ ...p, authOnStdin: true }), env, `${CREDS}\n`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(parseResult(r.stdout, "install")).toEqual({
+      step: "install",
+      kiloVersion: TEST_KILO_VERSION,
+      bin: `${h.home}/.local/bin/kilo`,
+      method: "npm",
+      changed: true,
+    });
+    // A complete install: the wrapper, and the linux-x64 package with kilo's binary in it.
+    const modules = join(h.home, ".local/lib/node_modules/@kilocode/cli");
+    const version = (dir: string) => JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).version;
+    expect(version(modules)).toBe(TEST_KILO_VERSION);
+    expect(version(join(modules, "node_modules/@kilocode/cli-linux-x64"))).toBe(TEST_KILO_VERSION);
+    expect(statSync(join(modules, "node_modules/@kilocode/cli-linux-x64/bin/kilo")).size).toBeGreaterThan(1e6);
+
+    // Nothing went around the proxy: npm knows the registry only by its gate's address (the one it was given,
+    // and the one the packuments' tarball URLs name), the gate passes only connections from the proxy's source
+    // address and refused none meanwhile, and each request the registry answered is one of tinyproxy's logged
+    // requests, one for one. (npm skips an optional package it cannot fetch, so a failed direct request alone
+    // would not fail the install: hence the count.)
+    const served = registry.requests.slice(from);
+    expect(served).toEqual(
+      expect.arrayContaining([
+        "/@kilocode%2fcli",
+        "/@kilocode%2fcli-linux-x64",
+        `/@kilocode/cli/-/cli-${TEST_KILO_VERSION}.tgz`,
+        `/@kilocode/cli-linux-x64/-/cli-linux-x64-${TEST_KILO_VERSION}.tgz`,
+      ]),
+    );
+    const logged = [
+      ...proxy
+        .log()
+        .slice(logFrom)
+        .matchAll(
+          new RegExp(
+            `Request \\(file descriptor \\d+\\): GET http://127\\.0\\.0\\.1:${registryGate.port}(/\\S*) HTTP/1\\.1`,
+            "g",
+          ),
+        ),
+    ].map((m) => m[1]);
+    expect([...logged].sort()).toEqual([...served].sort());
+    expect(registryGate.refused).toBe(refused);
+
+    // The credentials: in no argument of npm's (nor in the step's command line: run() checks), and in no file
+    // under HOME or TMPDIR while npm's cache and logs were still there, nor after.
+    expect(shim.calls()).toHaveLength(2);
+    for (const c of shim.calls()) expect(c).not.toContain(PASSWORD);
+    expect(shim.secretFiles()).toBe("");
+    expect(shim.secretFilesNow(h)).toBe("");
   });
 
   it("the env file exports the proxy (0600); the pool checks of an http pooler go through it in absolute form", {
@@ -294,7 +446,7 @@ describe("an egress proxy (tinyproxy) between the host and everything it reaches
     );
   });
 
-  it("with the proxy stopped: the download and the smoke check fail in one line naming the proxy", {
+  it("with the proxy stopped: the download, npm and the smoke check fail in one line naming the proxy", {
     timeout: 60_000,
   }, async () => {
     const env = envOf(home1);
@@ -309,6 +461,14 @@ describe("an egress proxy (tinyproxy) between the host and everything it reaches
     expect(failureLine(r)).toMatch(
       new RegExp(
         `^kilo-fleet: cannot download @kilocode/cli-linux-x64@7\\.7\\.8 from \\S+ through the proxy ${proxy.url} \\(kilo-fleet:proxy\\) \\(curl: \\(7\\) [^)]*\\); nothing was changed$`,
+      ),
+    );
+    const h = makeHome();
+    roots.push(h.root);
+    const npm = await run(installNpm({ https: proxy.url, authOnStdin: true }), envOf(h, NPM_QUICK_RETRIES), CREDS);
+    expect(failureLine(npm)).toMatch(
+      new RegExp(
+        `^kilo-fleet: npm install @kilocode/cli@7\\.7\\.7 failed on ${HOST} through the proxy ${proxy.url} \\(kilo-fleet:proxy\\) \\(ECONNREFUSED: [^)]*\\)$`,
       ),
     );
     // Nothing went around it meanwhile.

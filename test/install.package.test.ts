@@ -19,7 +19,7 @@ import { hostStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { type KiloLock, readLockFile, shippedLockPath } from "../deployer/kiloLock";
 import { type FakePooler, startFakePooler } from "../harness/fakePooler";
-import { cachedPlatformTarball, type FakeRegistry, fakeKiloTarball, startFakeRegistry } from "../harness/fakeRegistry";
+import { cachedTarball, type FakeRegistry, fakeKiloTarball, startFakeRegistry } from "../harness/fakeRegistry";
 import {
   buildSettings,
   deployScripts,
@@ -268,7 +268,7 @@ describe("a stand-in registry on loopback, through the tool's install-package", 
     if (!entry) throw new Error(`stacks/kilo-fleet.lock.json has no ${VERSION} linux-x64 entry`);
     reg = await startFakeRegistry({
       packages: [
-        { platform: "linux-x64", version: VERSION, file: await cachedPlatformTarball(entry) },
+        { platform: "linux-x64", version: VERSION, file: await cachedTarball(entry) },
         { platform: "linux-x64", version: "7.7.8", file: fakeKiloTarball(scratch, "7.7.8") },
         { platform: "linux-x64", version: "7.7.9", file: fakeKiloTarball(scratch, "7.7.9") },
       ],

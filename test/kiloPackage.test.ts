@@ -22,7 +22,7 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lockLinesFor, readLockFile } from "../deployer/kiloLock";
-import { cachedPlatformTarball, type FakeRegistry, fakeKiloTarball, startFakeRegistry } from "../harness/fakeRegistry";
+import { cachedTarball, type FakeRegistry, fakeKiloTarball, startFakeRegistry } from "../harness/fakeRegistry";
 import { ensureAptPackages } from "../harness/sshd";
 
 const ROOT = join(__dirname, "..");
@@ -328,7 +328,7 @@ describe("a stand-in registry on loopback", () => {
   beforeAll(async () => {
     const entry = LOCK?.kilo["7.7.7"]?.["linux-x64"];
     if (!entry) throw new Error("stacks/kilo-fleet.lock.json has no 7.7.7 linux-x64 entry");
-    const real = await cachedPlatformTarball(entry);
+    const real = await cachedTarball(entry);
     reg = await startFakeRegistry({
       packages: [
         { platform: "linux-x64", version: "7.7.7", file: real },

@@ -1,6 +1,6 @@
 /**
  * The egress proxy's pure parts (common/proxy.ts, the install-package words, the hand-written HTTP parsing of
- * host/proxyRequest.ts). The proxy itself, for real: test/egressProxy.test.ts.
+ * host/proxyRequest.ts, npm's proxy settings). The proxy itself, for real: test/egressProxy.test.ts.
  */
 import { describe, expect, it } from "vitest";
 import {
@@ -12,6 +12,7 @@ import {
   shownProxy,
 } from "../common/proxy";
 import { encodeInstallPackageArg } from "../common/stepArgs";
+import { npmProxySettings } from "../host/install";
 import { parseHttpResponse, proxyAuthorization } from "../host/proxyRequest";
 
 describe("proxy settings on the host", () => {
@@ -75,6 +76,38 @@ describe("proxy settings on the host", () => {
     expect(proxyFor(new URL("https://direct.corp/v1"), env)).toBeUndefined();
     expect(proxyFor(new URL("https://x/v1"), { ALL_PROXY: "http://a:4" })).toMatchObject({ from: "ALL_PROXY" });
     expect(proxyFor(new URL("https://x/v1"), {})).toBeUndefined();
+  });
+
+  it("npm: one proxy for all its requests, the one for the registry's scheme; flags without credentials, npmrc lines with", () => {
+    const p = { https: "http://s.corp:3128", http: "http://h.corp:3128", noProxy: "localhost,.corp" };
+    expect(npmProxySettings(p, "http://mirror.corp/npm/").flags).toEqual([
+      "--https-proxy",
+      "http://h.corp:3128",
+      "--proxy",
+      "http://h.corp:3128",
+      "--noproxy",
+      "localhost,.corp",
+    ]);
+    for (const registry of ["https://mirror.corp/npm/", undefined]) {
+      expect(npmProxySettings(p, registry)).toEqual({
+        lines: [],
+        flags: ["--https-proxy", "http://s.corp:3128", "--proxy", "http://s.corp:3128", "--noproxy", "localhost,.corp"],
+      });
+    }
+    expect(npmProxySettings({ https: "http://s.corp:3128" }, "http://mirror.corp/").flags).toEqual([
+      "--https-proxy",
+      "http://s.corp:3128",
+      "--proxy",
+      "http://s.corp:3128",
+    ]);
+    expect(npmProxySettings(p, "HTTP://mirror.corp/", { user: "u", password: "p@ss ${HOME}" })).toEqual({
+      lines: [
+        "https-proxy=http://u:p%40ss%20%24%7BHOME%7D@h.corp:3128",
+        "proxy=http://u:p%40ss%20%24%7BHOME%7D@h.corp:3128",
+        "noproxy=localhost,.corp",
+      ],
+      flags: [],
+    });
   });
 
   it("install-package words: the proxy before the platforms, no credentials, checked", () => {
