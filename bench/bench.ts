@@ -19,7 +19,7 @@ import { measureSmokeCost } from "../harness/smokeCost";
 import { inProcessDiffHosts, type Options, parseArgs } from "./args";
 import type { ChangesResult, FloorResult, ProgramResult, StateResult, WorkerRequest } from "./evalWorker";
 import { countDiffering, type HostKind } from "./fleetShape";
-import { type BenchSamples, formatTable, toJson } from "./format";
+import { type BenchSamples, formatTable, toJson, UPGRADE_FLEET } from "./format";
 import {
   configure,
   diskUsage,
@@ -36,6 +36,7 @@ import {
 } from "./hostRuns";
 import { measurePackage } from "./packageStart";
 import { hostStateBytes, type StateResource } from "./stateBytes";
+import type { UpgradeRuns } from "./upgradeRuns";
 
 const progress = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
@@ -275,7 +276,7 @@ async function measureState(
   }
 }
 
-async function measureChanges(samples: BenchSamples, program: string, scratch: string): Promise<void> {
+async function measureChanges(o: Options, samples: BenchSamples, program: string, scratch: string): Promise<void> {
   const r = await runWorker<ChangesResult>(program, { mode: "changes" }, scratch);
   samples.changes = r;
   const steps = (sc: keyof ChangesResult["scenarios"]) =>
@@ -283,6 +284,16 @@ async function measureChanges(samples: BenchSamples, program: string, scratch: s
   progress(
     `re-run: unchanged ${steps("unchanged")}; rotation ${steps("rotation")}; kilo bump ${steps("kiloBump")}; upgrade ${steps("toolUpgrade")}`,
   );
+  // A tool-only release on a fleet in one wave and in two (issue 21): what each smoke step runs, from the graph.
+  const hosts = o.quick ? UPGRADE_FLEET.quickHosts : UPGRADE_FLEET.hosts;
+  const upgrade = async (wave0: number) => {
+    const u = await runWorker<UpgradeRuns>(program, { mode: "upgrade", hosts, wave0 }, scratch);
+    progress(
+      `tool-only upgrade, ${hosts} hosts, ${wave0} in wave 0: ${u.runs.map((x) => `wave ${x.wave} ${x.op} at ${x.level} × ${x.hosts}`).join(", ") || "nothing"}; ${u.idle} idle`,
+    );
+    return u;
+  };
+  samples.upgrade = { oneWave: await upgrade(hosts), twoWaves: await upgrade(UPGRADE_FLEET.canaries) };
 }
 
 /** The registry npm on the host would use (what the install step installs from). */
@@ -439,7 +450,7 @@ async function main(): Promise<void> {
     if (o.only.has("install") || o.only.has("smoke") || o.only.has("disk")) measured = await measureHost(o, samples);
     if (!o.only.has("install")) delete samples.install;
     if (o.only.has("state")) await measureState(samples, program, scratch, measured);
-    if (o.only.has("changes")) await measureChanges(samples, program, scratch);
+    if (o.only.has("changes")) await measureChanges(o, samples, program, scratch);
     if (o.only.has("pool")) {
       // One smoke check at each level against a fresh stand-in pooler: requests and bytes sent to the pool.
       const kiloRun = await measureSmokeCost("kilo-run");

@@ -19,15 +19,19 @@
  *   with kilo bumped, and with a new kilo-fleet (a second tool artifact: the real text plus a trailing
  *   comment); for each, which steps' inputs differ from the base (`diffEvaluations`), and which steps'
  *   inputs name the base's tool. `{ scenarios, namingTool }`.
+ * - `{"mode":"upgrade","hosts":N,"wave0":k}`: a fleet of N hosts, the first k in wave 0 and the rest in wave 1,
+ *   evaluated as deployed and after a tool-only release; what each host's smoke step runs on that `pulumi up`
+ *   (bench/upgradeRuns.ts). `{ hosts, wave0, runs, idle }`.
  *
  * Usage: node --import tsx bench/evalWorker.ts <out.json> '<request json>'
  */
 import "./viShim";
 import { writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import type { Resource, runtime } from "@pulumi/pulumi";
+import type { Resource } from "@pulumi/pulumi";
 import { ROTATED_API_KEY } from "../harness/fakeSecrets";
-import type { Evaluation, HostEntry, MockResult, RecordedResource } from "../harness/pulumiMocks";
+import type { Evaluation, HostEntry, RecordedResource } from "../harness/pulumiMocks";
+import { evaluateFleet, type Mocks } from "./evaluateFleet";
 import {
   digestInputs,
   fleetHosts,
@@ -39,12 +43,14 @@ import {
 } from "./fleetShape";
 import { ed25519OpenSshKey } from "./sshKey";
 import type { StepOutput } from "./stateBytes";
+import { measureUpgradeRuns, type UpgradeRuns, withLaterTool } from "./upgradeRuns";
 
 export type WorkerRequest =
   | { mode: "program"; hosts: number; twice?: boolean }
   | { mode: "floor"; hosts: number; children: Record<HostKind, number> }
   | { mode: "state"; outputsFile: string }
-  | { mode: "changes" };
+  | { mode: "changes" }
+  | { mode: "upgrade"; hosts: number; wave0: number };
 
 export interface ProgramResult {
   seconds: number;
@@ -78,8 +84,6 @@ export interface ChangesResult {
   namingTool: Record<HostKind, string[]>;
 }
 
-type Mocks = typeof import("../harness/pulumiMocks");
-
 const KILO_HOST_TYPE = "kilo-fleet:index:KiloHost";
 
 /** Children of each component, keyed by the kind of its host. */
@@ -95,24 +99,6 @@ function childrenPerHost(resources: RecordedResource[], hosts: HostEntry[]): Par
     out[kind] = n;
   }
   return out;
-}
-
-/** The program as index.ts runs it, without re-importing index.ts (for a second evaluation in one process). */
-async function evaluateFleet(
-  mocks: Mocks,
-  stack: { config: Record<string, string>; secretKeys: string[] },
-  newResource?: (args: runtime.MockResourceArgs) => MockResult | Promise<MockResult>,
-): Promise<Evaluation> {
-  const { deployFleet, readStackConfig } = await import("../deployer/fleet");
-  const e = await mocks.evaluate(
-    () => {
-      const { rawConfig, secrets } = readStackConfig();
-      return { hosts: deployFleet(rawConfig, secrets).outputs };
-    },
-    { config: stack.config, secretKeys: stack.secretKeys, ...(newResource ? { newResource } : {}) },
-  );
-  if (e.error) throw e.error;
-  return e;
 }
 
 async function program(mocks: Mocks, hosts: number, twice: boolean): Promise<ProgramResult> {
@@ -247,7 +233,7 @@ async function withBumpedLock<T>(dir: string, fn: () => Promise<T>): Promise<T> 
 }
 
 async function changes(mocks: Mocks, lockDir: string): Promise<ChangesResult> {
-  const { hostToolArtifact, useHostToolArtifact, writeHostToolArtifact } = await import("../deployer/hostTool");
+  const { hostToolArtifact } = await import("../deployer/hostTool");
   const base = await evaluateFleet(mocks, stateStack(mocks));
   const baseTool = hostToolArtifact();
   const byStep = (e: Evaluation, pick: (r: RecordedResource) => boolean) => {
@@ -279,14 +265,7 @@ async function changes(mocks: Mocks, lockDir: string): Promise<ChangesResult> {
   const kiloBump = await withBumpedLock(lockDir, () =>
     evaluateFleet(mocks, stateStack(mocks, { kiloVersion: KILO_BUMP_VERSION })),
   ).then(diff);
-  useHostToolArtifact(writeHostToolArtifact(`${baseTool.text}// a later kilo-fleet (bench)\n`));
-  let upgrade: ReturnType<typeof diff>;
-  try {
-    if (hostToolArtifact().id === baseTool.id) throw new Error("the upgraded tool has the same id");
-    upgrade = diff(await evaluateFleet(mocks, stateStack(mocks)));
-  } finally {
-    useHostToolArtifact(baseTool);
-  }
+  const upgrade = diff(await withLaterTool(() => evaluateFleet(mocks, stateStack(mocks))));
   return { scenarios: { unchanged, rotation, kiloBump, toolUpgrade: upgrade }, namingTool };
 }
 
@@ -296,7 +275,7 @@ async function main(): Promise<void> {
   const request = JSON.parse(requestText) as WorkerRequest;
   // Imported after the vitest stand-in is in place.
   const mocks = await import("../harness/pulumiMocks");
-  let result: ProgramResult | FloorResult | StateResult | ChangesResult;
+  let result: ProgramResult | FloorResult | StateResult | ChangesResult | UpgradeRuns;
   switch (request.mode) {
     case "program":
       result = await program(mocks, request.hosts, request.twice === true);
@@ -309,6 +288,9 @@ async function main(): Promise<void> {
       break;
     case "changes":
       result = await changes(mocks, dirname(out));
+      break;
+    case "upgrade":
+      result = await measureUpgradeRuns(mocks, request.hosts, request.wave0);
       break;
     default:
       throw new Error(`unknown mode in ${requestText}`);

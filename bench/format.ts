@@ -6,6 +6,7 @@ import { expectedSteps, type HostKind, SCENARIOS, type ScenarioName } from "./fl
 import type { PackageSamples } from "./packageStart";
 import type { Contributor } from "./stateBytes";
 import { type Growth, growth, type LinearFit, leastSquares, type Summary, summarize } from "./stats";
+import { levelCounts, type UpgradeRuns } from "./upgradeRuns";
 
 export interface MachineInfo {
   cpus: number;
@@ -78,6 +79,11 @@ export interface BenchSamples {
     /** The seed command with the environment the smoke script gives kilo (isolates the check's own work). */
     bareSmokeEnv?: number[];
   };
+  /**
+   * A tool-only release (a later host tool, nothing else) on UPGRADE_FLEET's fleet, in one wave and with its
+   * canaries alone in wave 0: what each host's smoke step runs, from the program's graph (bench/upgradeRuns.ts).
+   */
+  upgrade?: { oneWave: UpgradeRuns; twoWaves: UpgradeRuns };
   /** What one smoke check sends the pool, at each `smokeCheck.level` (harness/smokeCost.ts), and its time. */
   pool?: Record<"kilo-run" | "pool", { requests: number; requestBytes: number; responseBytes: number; ms: number }>;
   /** `kilo-fleet doctor` on freshly deployed local HOMEs, by its parallel bound (harness/doctorCost.ts). */
@@ -134,6 +140,12 @@ export interface BenchJson {
   smokePoolBytes: Record<"kilo-run" | "pool", number> | null;
   /** Requests one smoke check sends the pool, by smokeCheck.level. */
   smokePoolRequests: Record<"kilo-run" | "pool", number> | null;
+  /**
+   * A tool-only release on `hosts` hosts in one wave and in two (`canaries` in wave 0), issue 21: the smoke
+   * checks it runs at each level, counted from the program's graph, and what they send the pool (the counts ×
+   * smokePool*; null when the pool cost was not measured).
+   */
+  toolUpgradePool: { hosts: number; canaries: number; oneWave: UpgradeCost; twoWaves: UpgradeCost } | null;
   /** doctor's wall seconds per host, by its parallel bound (issue 13), and the fleet size measured. */
   doctorSecondsPerHost: Record<string, number> | null;
   doctorHosts: number | null;
@@ -163,8 +175,30 @@ export const TARGETS = {
 
 const HOST_KINDS: readonly HostKind[] = ["local", "ssh"];
 
-/** The fleet of the upgrade-cost rows: the issue's 1000 hosts, 10 of them canaries in wave 0. */
-export const UPGRADE_FLEET = { upgradeHosts: 1000, canaries: 10 } as const;
+/** The fleet of the upgrade-cost rows: the issue's 1000 hosts (100 with --quick), 10 of them canaries in wave 0. */
+export const UPGRADE_FLEET = { hosts: 1000, quickHosts: 100, canaries: 10 } as const;
+
+/** What a tool-only release's smoke checks cost the pool: counts from the graph × the measured cost of one check. */
+export interface UpgradeCost {
+  /** Smoke checks at level kilo-run (each runs kilo: the seed conversation). */
+  kiloRuns: number;
+  /** Smoke checks at level pool. */
+  poolChecks: number;
+  /** Requests and request bytes sent to the pool; null without the pool measurement. */
+  requests: number | null;
+  requestBytes: number | null;
+}
+
+/** The cost of one release's smoke runs, with `pool` (the per-check measurement) when there is one. */
+export function upgradeCost(u: UpgradeRuns, pool: BenchSamples["pool"]): UpgradeCost {
+  const n = levelCounts(u);
+  return {
+    kiloRuns: n["kilo-run"],
+    poolChecks: n.pool,
+    requests: pool ? n["kilo-run"] * pool["kilo-run"].requests + n.pool * pool.pool.requests : null,
+    requestBytes: pool ? n["kilo-run"] * pool["kilo-run"].requestBytes + n.pool * pool.pool.requestBytes : null,
+  };
+}
 
 /** The steps a scenario changed on each kind of host, sorted, and whether they are exactly the expected ones. */
 export function rerunVerdict(
@@ -238,6 +272,14 @@ export function toJson(s: BenchSamples): BenchJson {
       : null,
     smokePoolBytes: s.pool ? { "kilo-run": s.pool["kilo-run"].requestBytes, pool: s.pool.pool.requestBytes } : null,
     smokePoolRequests: s.pool ? { "kilo-run": s.pool["kilo-run"].requests, pool: s.pool.pool.requests } : null,
+    toolUpgradePool: s.upgrade
+      ? {
+          hosts: s.upgrade.oneWave.hosts,
+          canaries: s.upgrade.twoWaves.wave0,
+          oneWave: upgradeCost(s.upgrade.oneWave, s.pool),
+          twoWaves: upgradeCost(s.upgrade.twoWaves, s.pool),
+        }
+      : null,
     doctorSecondsPerHost: s.doctor
       ? Object.fromEntries(s.doctor.map((d) => [String(d.parallel), round(d.wallPerHostMs / 1000, 4)]))
       : null,
@@ -532,26 +574,31 @@ export function formatTable(s: BenchSamples): string {
       );
     }
   }
-  if (s.pool) {
-    // A release that only replaces the host tool (issue 21): every host's smoke check re-runs; in one wave
-    // at the hosts' level (kilo-run by default), in two waves kilo-run on the canaries and pool on the rest.
-    const { upgradeHosts: n, canaries: c } = UPGRADE_FLEET;
-    const run = s.pool["kilo-run"];
-    const pool = s.pool.pool;
-    const cost = (kiloRuns: number, poolChecks: number) =>
-      `${kiloRuns} kilo runs, ${(kiloRuns * run.requests + poolChecks * pool.requests).toLocaleString("en-US")} requests, ${(kiloRuns * run.requestBytes + poolChecks * pool.requestBytes).toLocaleString("en-US")} B`;
-    rows.push(
-      figure(
-        `Tool-only upgrade, ${n} hosts, one wave: sent to the pool`,
-        cost(n, 0),
-        "every host's smoke check at level kilo-run (from the two rows above)",
-      ),
-      figure(
-        `Tool-only upgrade, ${n} hosts, two waves (${c} canaries): sent to the pool`,
-        cost(c, n - c),
-        "wave 0 at kilo-run, wave 1's smoke update at level pool (docs/design.md, What a release costs the pool)",
-      ),
-    );
+  if (s.upgrade) {
+    // A release that only replaces the host tool (issue 21): what each smoke step runs, counted from the graph,
+    // times what one check at that level was measured to send the pool (the two rows above).
+    const label = (u: UpgradeRuns) =>
+      `Tool-only upgrade, ${u.hosts} hosts, ${u.wave0 >= u.hosts ? "one wave" : `two waves (${u.wave0} canaries)`}: sent to the pool`;
+    for (const u of [s.upgrade.oneWave, s.upgrade.twoWaves]) {
+      const c = upgradeCost(u, s.pool);
+      const counts = `${c.kiloRuns} kilo runs + ${c.poolChecks} pool checks`;
+      const runs = u.runs
+        .map((r) => `wave ${r.wave}: ${r.hosts} ${r.op === "create" ? "replaced" : "updated in place"} at ${r.level}`)
+        .join(", ");
+      rows.push(
+        figure(
+          label(u),
+          c.requests === null || c.requestBytes === null
+            ? counts
+            : `${counts}: ${c.requests.toLocaleString("en-US")} requests, ${c.requestBytes.toLocaleString("en-US")} B`,
+          `smoke steps counted from the graph (before/after a new tool, @pulumi/command 1.2.1's rules): ${runs || "none"}${
+            u.idle > 0 ? `, ${u.idle} run nothing` : ""
+          }; ${s.pool ? "× the measured cost of one check (the two rows above)" : "counts only: the pool cost of a check (part pool) was not measured"}${
+            u.hosts !== UPGRADE_FLEET.hosts ? `; ${u.hosts} hosts, not ${UPGRADE_FLEET.hosts}: quick run` : ""
+          }`,
+        ),
+      );
+    }
   }
   if (s.doctor) {
     for (const d of s.doctor) {

@@ -3,11 +3,11 @@
  * @pulumi/command 1.2.1 does (`interpreter` + script, `environment` added to the process environment,
  * `stdin` piped when non-empty, stdout/stderr captured with one trailing newline trimmed, a non-zero exit
  * fails the resource), on a temporary HOME. With the previous deployment's inputs it behaves like
- * `pulumi up`: unchanged inputs run nothing, a changed `triggers` replaces (delete first: every step is
- * deleteBeforeReplace), any other change updates (`update ?? create`).
+ * `pulumi up` (harness/commandDiff.ts): unchanged inputs run nothing, a changed `triggers` replaces (delete
+ * first: every step is deleteBeforeReplace), any other change updates (`update ?? create`).
  */
-import { isDeepStrictEqual } from "node:util";
 import type * as pulumi from "@pulumi/pulumi";
+import { commandOp, commandScript } from "./commandDiff";
 import { defaultMockState, type MockResult, unwrapSecrets } from "./pulumiMocks";
 import { runScript } from "./runScript";
 
@@ -49,8 +49,8 @@ export class LocalCommandRunner {
 
   /** Runs one operation as the provider does; rejects on a non-zero exit. */
   run(name: string, op: Executed["op"], inputs: Record<string, unknown>): Promise<Executed> {
-    const script = inputs[op] ?? (op === "update" ? inputs.create : undefined);
-    if (typeof script !== "string") {
+    const script = commandScript(op, inputs);
+    if (script === undefined) {
       // The provider calls the operation and does nothing when the step has no such script.
       const noop = { name, op, code: 0, stdout: "", stderr: "" };
       this.executed.push(noop);
@@ -99,8 +99,9 @@ export function deployingMock(
     const old = previous?.get(args.name);
     let op: Executed["op"] | undefined = "create";
     if (old) {
-      if (isDeepStrictEqual(old.inputs, inputs)) op = undefined;
-      else if (!isDeepStrictEqual(old.inputs.triggers, inputs.triggers)) {
+      const change = commandOp(old.inputs, inputs);
+      if (change === "none") op = undefined;
+      else if (change === "replace") {
         if (args.name.endsWith("-tool")) pendingDeletes.push({ name: args.name, inputs: old.inputs });
         else await runner.run(args.name, "delete", old.inputs);
         op = "create";

@@ -325,6 +325,8 @@ export interface HostEntry {
   kiloVersion?: string;
   model?: string;
   shells?: string[];
+  /** Rollout wave (`hosts[i].wave`; absent: 0). */
+  wave?: number;
 }
 
 /**

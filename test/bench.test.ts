@@ -39,6 +39,10 @@ import {
   stateValue,
 } from "../bench/stateBytes";
 import { growth, leastSquares, median, summarize } from "../bench/stats";
+import { measureUpgradeRuns, smokeLevel, smokeRuns, toolCommandArg } from "../bench/upgradeRuns";
+import { toolCommand } from "../deployer/hostSteps";
+import { commandOp, commandScript } from "../harness/commandDiff";
+import * as mocks from "../harness/pulumiMocks";
 
 describe("statistics", () => {
   it("median of odd and even counts, order-independent, input untouched", () => {
@@ -183,6 +187,18 @@ const SAMPLES: BenchSamples = {
     coldByMethod: { package: [9, 7, 8], npm: [14, 13, 15] },
   },
   smoke: { smoke: [10, 9, 11], bare: [8, 8.5, 9], bareSmokeEnv: [8.2, 8.4, 8.8] },
+  upgrade: {
+    oneWave: { hosts: 1000, wave0: 1000, runs: [{ wave: 0, op: "update", level: "kilo-run", hosts: 1000 }], idle: 0 },
+    twoWaves: {
+      hosts: 1000,
+      wave0: 10,
+      runs: [
+        { wave: 0, op: "update", level: "kilo-run", hosts: 10 },
+        { wave: 1, op: "update", level: "pool", hosts: 990 },
+      ],
+      idle: 0,
+    },
+  },
   pool: {
     "kilo-run": { requests: 4, requestBytes: 29_576, responseBytes: 4_034, ms: 12_000 },
     pool: { requests: 2, requestBytes: 0, responseBytes: 140, ms: 750 },
@@ -241,6 +257,12 @@ describe("the --json object", () => {
       },
       smokePoolBytes: { "kilo-run": 29_576, pool: 0 },
       smokePoolRequests: { "kilo-run": 4, pool: 2 },
+      toolUpgradePool: {
+        hosts: 1000,
+        canaries: 10,
+        oneWave: { kiloRuns: 1000, poolChecks: 0, requests: 4_000, requestBytes: 29_576_000 },
+        twoWaves: { kiloRuns: 10, poolChecks: 990, requests: 2_020, requestBytes: 295_760 },
+      },
       doctorSecondsPerHost: { "1": 0.256, "8": 0.142 },
       doctorHosts: 50,
       tarballBytes: 226_347,
@@ -270,11 +292,46 @@ describe("the --json object", () => {
     expect(table).toMatch(/\| doctor, 50 local hosts, --parallel 8 +\|.*0\.142 s per host.*every host ok/);
     // A tool-only upgrade of 1000 hosts: today's cost, and in two waves with 10 canaries.
     expect(table).toMatch(
-      /\| Tool-only upgrade, 1000 hosts, one wave: sent to the pool +\|.*1000 kilo runs, 4,000 requests, 29,576,000 B/,
+      /\| Tool-only upgrade, 1000 hosts, one wave: sent to the pool +\|.*1000 kilo runs \+ 0 pool checks: 4,000 requests, 29,576,000 B/,
     );
     expect(table).toMatch(
-      /\| Tool-only upgrade, 1000 hosts, two waves \(10 canaries\): sent to the pool +\|.*10 kilo runs, 2,020 requests, 295,760 B/,
+      /\| Tool-only upgrade, 1000 hosts, two waves \(10 canaries\): sent to the pool +\|.*10 kilo runs \+ 990 pool checks: 2,020 requests, 295,760 B/,
     );
+  });
+
+  it("the upgrade rows multiply the graph's counts by the measured costs, and give counts alone without them", () => {
+    const upgrade = SAMPLES.upgrade as NonNullable<BenchSamples["upgrade"]>;
+    // Had wave 1 run kilo (no update at level pool), the same rows would say so, from the counts.
+    const leaky = {
+      ...upgrade,
+      twoWaves: { ...upgrade.twoWaves, runs: upgrade.twoWaves.runs.map((r) => ({ ...r, level: "kilo-run" as const })) },
+    };
+    expect(toJson({ ...SAMPLES, upgrade: leaky }).toolUpgradePool?.twoWaves).toEqual({
+      kiloRuns: 1000,
+      poolChecks: 0,
+      requests: 4_000,
+      requestBytes: 29_576_000,
+    });
+    const countsOnly = formatTable({ ...SAMPLES, pool: undefined });
+    expect(countsOnly).toMatch(
+      /\| Tool-only upgrade, 1000 hosts, two waves \(10 canaries\): sent to the pool \| +\| +\| 10 kilo runs \+ 990 pool checks \|.*wave 0: 10 updated in place at kilo-run, wave 1: 990 updated in place at pool; counts only: the pool cost of a check \(part pool\) was not measured/,
+    );
+    expect(toJson({ ...SAMPLES, pool: undefined }).toolUpgradePool?.oneWave).toEqual({
+      kiloRuns: 1000,
+      poolChecks: 0,
+      requests: null,
+      requestBytes: null,
+    });
+    // A quick run's smaller fleet says so.
+    const small = { ...upgrade.oneWave, hosts: 100, wave0: 100, runs: [{ ...upgrade.oneWave.runs[0], hosts: 100 }] };
+    expect(formatTable({ ...SAMPLES, upgrade: { ...upgrade, oneWave: small } })).toMatch(
+      /\| Tool-only upgrade, 100 hosts, one wave: sent to the pool \|.*; 100 hosts, not 1000: quick run \|/,
+    );
+    // The pool measured alone: no upgrade rows (the counts come only from the graph).
+    const poolOnly = formatTable({ ...SAMPLES, upgrade: undefined });
+    expect(poolOnly).toContain("Smoke check, level pool: sent to the pool");
+    expect(poolOnly).not.toContain("Tool-only upgrade");
+    expect(toJson({ ...SAMPLES, upgrade: undefined }).toolUpgradePool).toBeNull();
   });
 
   it("prints the tarball's size and program start as ratios to the SDK alone, against issue 19's goals", () => {
@@ -500,6 +557,82 @@ describe("the new figures in the table", () => {
   it("a quick run says so", () => {
     expect(formatTable({ ...SAMPLES, quick: true })).toContain("Quick mode (--quick)");
     expect(table).not.toContain("Quick mode");
+  });
+});
+
+describe("a tool-only upgrade, counted from the graph", () => {
+  const smoke = (level: "kilo-run" | "pool", id = "0123456789ab") =>
+    toolCommand(id, "smoke", { host: "h", timeoutSeconds: 180, level });
+
+  it("@pulumi/command's rules: same inputs run nothing, a trigger replaces (create), anything else updates (update ?? create)", () => {
+    const a = { create: "c", update: "u", triggers: ["kilo=1"] };
+    expect(commandOp(a, { ...a })).toBe("none");
+    expect(commandOp(a, { ...a, triggers: ["kilo=2"] })).toBe("replace");
+    expect(commandOp(a, { ...a, create: "c2", triggers: ["kilo=2"] })).toBe("replace");
+    expect(commandOp(a, { ...a, create: "c2" })).toBe("update");
+    expect(commandOp({ create: "c" }, { create: "c", triggers: ["x"] })).toBe("replace");
+    expect(commandScript("update", a)).toBe("u");
+    expect(commandScript("update", { create: "c" })).toBe("c");
+    expect(commandScript("delete", { create: "c" })).toBeUndefined();
+  });
+
+  it("reads the level from the smoke command's argument (decodeStepArg), and refuses another command", () => {
+    expect(smokeLevel(smoke("kilo-run"))).toBe("kilo-run");
+    expect(smokeLevel(smoke("pool"))).toBe("pool");
+    expect(toolCommandArg(smoke("pool"), "smoke")).toEqual({ host: "h", timeoutSeconds: 180, level: "pool" });
+    expect(() => smokeLevel(toolCommand("0123456789ab", "config-apply", { managed: {} }))).toThrow(
+      /not a smoke command/,
+    );
+    expect(() => smokeLevel("/bin/sh -c 'true'")).toThrow(/not a smoke command/);
+  });
+
+  it("a new tool on a later wave's kilo-run host runs its update (pool); a trigger change its create (kilo-run)", () => {
+    const inputs = (id: string, update: boolean, key = "key=1") => ({
+      create: smoke("kilo-run", id),
+      ...(update ? { update: smoke("pool", id) } : {}),
+      triggers: ["kilo=7.7.7 package", key],
+    });
+    const hosts = ["canary", "late", "same"];
+    const old = new Map(hosts.map((h) => [h, inputs("aaaaaaaaaaaa", h !== "canary")]));
+    const wave = (h: string) => (h === "canary" ? 0 : 1);
+    const upgraded = new Map(
+      hosts.map((h) => [h, inputs(h === "same" ? "aaaaaaaaaaaa" : "bbbbbbbbbbbb", h !== "canary")]),
+    );
+    expect(smokeRuns(old, upgraded, wave)).toEqual({
+      runs: [
+        { wave: 0, op: "update", level: "kilo-run", hosts: 1 },
+        { wave: 1, op: "update", level: "pool", hosts: 1 },
+      ],
+      idle: 1,
+    });
+    const rotated = new Map(hosts.map((h) => [h, inputs("aaaaaaaaaaaa", h !== "canary", "key=2")]));
+    expect(smokeRuns(old, rotated, wave)).toEqual({
+      runs: [
+        { wave: 0, op: "create", level: "kilo-run", hosts: 1 },
+        { wave: 1, op: "create", level: "kilo-run", hosts: 2 },
+      ],
+      idle: 0,
+    });
+  });
+
+  it("the program: one wave runs kilo everywhere; two waves run it on the canaries alone, pool checks on the rest", {
+    timeout: 120_000,
+  }, async () => {
+    expect(await measureUpgradeRuns(mocks, 12, 12)).toEqual({
+      hosts: 12,
+      wave0: 12,
+      runs: [{ wave: 0, op: "update", level: "kilo-run", hosts: 12 }],
+      idle: 0,
+    });
+    expect(await measureUpgradeRuns(mocks, 12, 2)).toEqual({
+      hosts: 12,
+      wave0: 2,
+      runs: [
+        { wave: 0, op: "update", level: "kilo-run", hosts: 2 },
+        { wave: 1, op: "update", level: "pool", hosts: 10 },
+      ],
+      idle: 0,
+    });
   });
 });
 
