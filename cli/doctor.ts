@@ -52,6 +52,7 @@ import {
   parseCommandLine,
   UsageError,
 } from "./shared";
+import { knownHostsLine } from "./sshJump";
 import { loadProject, type Project } from "./stackFile";
 
 /** `doctor`'s options table. */
@@ -253,12 +254,6 @@ export function sshScript(toolId: string, toolBytes: number, args: CheckArgs): s
     "exit $kf_rc",
     "",
   ].join("\n");
-}
-
-/** A known_hosts line for a pinned key (`[host]:port` unless port 22). */
-export function knownHostsLine(host: string, port: number, hostKey: string): string {
-  const [type, key] = hostKey.trim().split(/\s+/);
-  return `${port === 22 ? host : `[${host}]:${port}`} ${type} ${key}\n`;
 }
 
 /** ssh's failure (exit 255) as one reason. */
