@@ -10,8 +10,8 @@
  * here; an SSH host is reached with the system `ssh` client: BatchMode, StrictHostKeyChecking=yes, the
  * stack's `ssh.hostKey` pinned through a temporary known-hosts file (without one: the operator's
  * known_hosts, still strict), ConnectTimeout, the operator's agent or `--identity FILE` (a jump host, `ssh.proxy`,
- * through a ProxyCommand `ssh -W` as strict, its key pinned in a known-hosts file of its own); no secret of the
- * stack file is used. The tool that runs is the current build's: the deployed copy
+ * through a ProxyCommand `ssh -W` as strict, its key pinned in a known-hosts file of its own, cli/sshJump.ts: a
+ * failed hop is the host's `unreachable` reason in the hop's own words); no secret of the stack file is used. The tool that runs is the current build's: the deployed copy
  * (`~/.local/share/kilo-fleet/tool-<id>.cjs`) when the host has it, otherwise the build's file, sent over
  * the session's stdin into a `mktemp` file in the host's TMPDIR that is removed when the check ends. It
  * changes nothing on any host.
@@ -31,7 +31,6 @@ import { join, resolve } from "node:path";
 import { caFileSha256, caFileText } from "../common/caFile";
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 import { type CheckFinding, type CheckResult, parseResult } from "../common/result";
-import { shQuote } from "../common/shellQuote";
 import { type CheckArgs, encodeStepArg } from "../common/stepArgs";
 import type { HostSpec } from "../deployer/hostSpec";
 import { envShells } from "../deployer/hostSteps";
@@ -52,6 +51,7 @@ import {
   parseCommandLine,
   UsageError,
 } from "./shared";
+import { type JumpHost, jumpHop, knownHostsLine } from "./sshJump";
 import { loadProject, type Project } from "./stackFile";
 
 /** `doctor`'s options table. */
@@ -96,7 +96,7 @@ export interface DoctorTarget {
     hostKey?: string;
     connectTimeoutSeconds?: number;
     /** The jump host (`ssh.proxy`): reached first, its key pinned in a known-hosts file of its own. */
-    proxy?: { host: string; user: string; port: number; hostKey: string };
+    proxy?: JumpHost;
   };
   /** The check's argument (compareKey included). */
   args: CheckArgs;
@@ -255,12 +255,6 @@ export function sshScript(toolId: string, toolBytes: number, args: CheckArgs): s
   ].join("\n");
 }
 
-/** A known_hosts line for a pinned key (`[host]:port` unless port 22). */
-export function knownHostsLine(host: string, port: number, hostKey: string): string {
-  const [type, key] = hostKey.trim().split(/\s+/);
-  return `${port === 22 ? host : `[${host}]:${port}`} ${type} ${key}\n`;
-}
-
 /** ssh's failure (exit 255) as one reason. */
 export function sshReason(stderr: string, pinned: boolean, target: { host: string; port: number }): string {
   const lines = stderr
@@ -283,8 +277,17 @@ export function sshReason(stderr: string, pinned: boolean, target: { host: strin
   return (lines[lines.length - 1] ?? "ssh failed").slice(0, 300);
 }
 
-/** The report from a finished run. */
-function report(target: DoctorTarget, run: Exec, started: number, tool: HostReport["tool"]): HostReport {
+/**
+ * The report from a finished run. `jumpFailure`: why the hop to the jump host failed, when it did (`JumpHop`); it,
+ * not what ssh then says of the host, is the reason the host was not reached.
+ */
+function report(
+  target: DoctorTarget,
+  run: Exec,
+  started: number,
+  tool: HostReport["tool"],
+  jumpFailure?: string,
+): HostReport {
   const base = { host: target.name, kind: target.kind, seconds: (Date.now() - started) / 1000 };
   const lastErr = run.stderr
     .split(/\r?\n/)
@@ -304,7 +307,7 @@ function report(target: DoctorTarget, run: Exec, started: number, tool: HostRepo
     return {
       ...base,
       status: "unreachable",
-      reason: sshReason(run.stderr, pinned, target.ssh ?? { host: "?", port: 0 }),
+      reason: jumpFailure ?? sshReason(run.stderr, pinned, target.ssh ?? { host: "?", port: 0 }),
       drift: [],
     };
   }
@@ -365,27 +368,14 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
         writeFileSync(known, knownHostsLine(ssh.host, ssh.port, ssh.hostKey), { mode: 0o600 });
       const timeout = ssh.connectTimeoutSeconds ?? SSH_CONNECT_DEFAULTS.connectTimeoutSeconds;
       const identity = opts.identity ? ["-i", opts.identity, "-o", "IdentitiesOnly=yes"] : [];
-      let proxyCommand: string[] = [];
-      if (ssh.proxy) {
-        // `ssh -W` through the jump host, as strict as the hop to the host: its own pinned key, batch mode.
-        const jumpKnown = join(dir, "jump_known_hosts");
-        writeFileSync(jumpKnown, knownHostsLine(ssh.proxy.host, ssh.proxy.port, ssh.proxy.hostKey), { mode: 0o600 });
-        const hop = [
-          opts.sshBinary ?? "ssh",
-          ...["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UpdateHostKeys=no"],
-          ...["-o", "CheckHostIP=no", "-o", `ConnectTimeout=${timeout}`, "-o", "LogLevel=ERROR"],
-          ...["-o", `UserKnownHostsFile=${jumpKnown}`, "-o", "GlobalKnownHostsFile=/dev/null"],
-          ...identity,
-          ...["-p", String(ssh.proxy.port), "-l", ssh.proxy.user, "-W", "%h:%p", "--", ssh.proxy.host],
-        ];
-        // ssh runs it with the user's shell: every word quoted, a literal % doubled (ssh's own escapes).
-        const word = (w: string) => (w === "%h:%p" ? w : shQuote(w).replace(/%/g, "%%"));
-        proxyCommand = ["-o", `ProxyCommand=${hop.map(word).join(" ")}`];
-      }
+      // `ssh -W` through the jump host, as strict as the hop to the host: its own pinned key, batch mode.
+      const hop = ssh.proxy
+        ? jumpHop(ssh.proxy, ssh, { dir, timeoutSeconds: timeout, ssh: opts.sshBinary, identity: opts.identity })
+        : undefined;
       const argv = [
         opts.sshBinary ?? "ssh",
         "-T",
-        ...proxyCommand,
+        ...(hop?.options ?? []),
         "-o",
         "BatchMode=yes",
         "-o",
@@ -420,7 +410,8 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
         timeoutMs,
         afterFirstLine: (line) => (line === SEND_TOOL ? opts.tool.text : undefined),
       });
-      return settleKey(report(target, run, started, run.sentTool ? "sent" : "deployed"), run.stdout, opts.key, nonce);
+      const reported = report(target, run, started, run.sentTool ? "sent" : "deployed", hop?.failure());
+      return settleKey(reported, run.stdout, opts.key, nonce);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

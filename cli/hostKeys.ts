@@ -6,10 +6,11 @@
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { shQuote } from "../common/shellQuote";
+import { type JumpHost, jumpHop, jumpHostName, lastLine, readIfAny } from "./sshJump";
 
 export interface HostPublicKey {
   /** `ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`, ... */
@@ -155,14 +156,6 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, f: (ite
   return results;
 }
 
-/** A jump host (`ssh.proxy`): its address and its pinned key. */
-export interface JumpHost {
-  host: string;
-  user: string;
-  port: number;
-  hostKey: string;
-}
-
 /**
  * The keys a host behind a jump host offers: `ssh-keyscan` cannot go through one, so `ssh` connects through
  * the jump host (ProxyCommand `ssh -W`, the jump host strictly pinned by its `hostKey`) with an empty
@@ -185,11 +178,7 @@ export async function scanHostKeysVia(
   }
   const dir = mkdtempSync(join(tmpdir(), "kilo-fleet-hostkeys-"));
   try {
-    const jumpKnown = join(dir, "jump_known_hosts");
     const found = join(dir, "found_known_hosts");
-    const hopLog = join(dir, "jump.log");
-    const bracket = (h: string, p: number) => (p === 22 ? h : `[${h}]:${p}`);
-    writeFileSync(jumpKnown, `${bracket(jump.host, jump.port)} ${jump.hostKey}\n`, { mode: 0o600 });
     const ssh = options.ssh ?? "ssh";
     const common = [
       "-F",
@@ -201,24 +190,16 @@ export async function scanHostKeysVia(
       "-o",
       "LogLevel=ERROR",
     ];
-    const hop = [
+    const hop = jumpHop(jump, target, {
+      dir,
+      timeoutSeconds: timeout,
       ssh,
-      ...common,
-      ...[
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        `UserKnownHostsFile=${jumpKnown}`,
-        "-o",
-        "GlobalKnownHostsFile=/dev/null",
-      ],
-      ...(options.identity ? ["-i", options.identity, "-o", "IdentitiesOnly=yes"] : []),
-      ...["-E", hopLog, "-p", String(jump.port), "-l", jump.user, "-W", "%h:%p", "--", jump.host],
-    ];
-    const word = (w: string) => (w === "%h:%p" ? w : shQuote(w).replace(/%/g, "%%"));
+      identity: options.identity,
+      noConfigFile: true,
+    });
     const argv = [
       ...common,
-      ...["-o", `ProxyCommand=${hop.map(word).join(" ")}`],
+      ...hop.options,
       ...[
         "-o",
         "StrictHostKeyChecking=accept-new",
@@ -247,32 +228,10 @@ export async function scanHostKeysVia(
     });
     const keys = parseKeyscanOutput(readIfAny(found));
     if (keys.length > 0) return { ok: true, keys };
-    const jumpHost = `the jump host ${jump.host}:${jump.port} (ssh.proxy)`;
-    const hopSaid = lastLine(readIfAny(hopLog));
-    if (hopSaid === "stdio forwarding failed") {
-      return { ok: false, reason: `${jumpHost} could not connect to ${target.host}:${target.port} (${hopSaid})` };
-    }
-    if (hopSaid !== undefined) return { ok: false, reason: `${jumpHost}: ${hopSaid}` };
-    return { ok: false, reason: `through ${jumpHost}: ${lastLine(stderr) ?? "no host key offered"}` };
+    const hopFailure = hop.failure();
+    if (hopFailure !== undefined) return { ok: false, reason: hopFailure };
+    return { ok: false, reason: `through ${jumpHostName(jump)}: ${lastLine(stderr) ?? "no host key offered"}` };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/** A file's text; "" when there is none. */
-function readIfAny(path: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return "";
-  }
-}
-
-/** The last non-empty line of `text`, trimmed. */
-function lastLine(text: string): string | undefined {
-  return text
-    .split("\n")
-    .map((l) => l.trim())
-    .filter((l) => l !== "")
-    .pop();
 }

@@ -4,14 +4,15 @@
  * target only through the jump host, both host keys pinned (each in its own known-hosts file, strict); a wrong
  * pinned key for either is refused before any command runs. (`pulumi up` maps `ssh.proxy` to the provider's
  * `connection.proxy`: test/fleet.diff.test.ts.) `kilo-fleet hostkeys` runs as the CLI, a child process, against a
- * stack whose host sits behind the jump host, authenticating to it with an ssh-agent as an operator would.
+ * stack whose host sits behind the jump host, authenticating to it with an ssh-agent as an operator would; a failed
+ * hop to the jump host (hostkeys and doctor, cli/sshJump.ts) is said in the hop's own words, naming `ssh.proxy`.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { checkArgsFor, checkHosts, type DoctorTarget } from "../cli/doctor";
+import { checkArgsFor, checkHosts, type DoctorTarget, type HostReport } from "../cli/doctor";
 import { hostKeyLine, scanHostKeysVia } from "../cli/hostKeys";
 import { parseResult } from "../common/result";
 import { toolStepCommands } from "../deployer/hostSteps";
@@ -113,9 +114,14 @@ function servedHostKey(server: SshServer): { line: string; fingerprint: string }
   };
 }
 
-/** A stack file: the host `inner` (the target, its key not pinned yet) behind the jump host at `jumpPort`. */
-function jumpStack(jumpPort: number): string {
-  const file = join(dir, `Pulumi.jump${jumpPort}.yaml`);
+let stacks = 0;
+/**
+ * A stack file: the host `inner` (the target) behind the jump host at `jumpPort`, pinned to `pins.jump` (default: its
+ * own key); the target's key pinned to `pins.target`, or not yet.
+ */
+function jumpStack(jumpPort: number, pins: { jump?: string; target?: string } = {}): string {
+  const file = join(dir, `Pulumi.jump${++stacks}.yaml`);
+  const targetKey = pins.target !== undefined ? `, hostKey: "${pins.target}"` : "";
   writeFileSync(
     file,
     [
@@ -124,9 +130,9 @@ function jumpStack(jumpPort: number): string {
       `  kilo-fleet:codexPoolerApiKey: {secure: "${FAKE_CIPHERTEXT}"}`,
       `  kilo-fleet:sshJumpPrivateKey: {secure: "${FAKE_CIPHERTEXT}"}`,
       "  kilo-fleet:ssh:",
-      `    proxy: {host: 127.0.0.1, user: ${jump.user}, port: ${jumpPort}, hostKey: "${jump.hostPublicKey}"}`,
+      `    proxy: {host: 127.0.0.1, user: ${jump.user}, port: ${jumpPort}, hostKey: "${pins.jump ?? jump.hostPublicKey}"}`,
       "  kilo-fleet:hosts:",
-      `    - {name: inner, ssh: {host: 127.0.0.1, user: ${target.user}, port: ${target.port}}}`,
+      `    - {name: inner, ssh: {host: 127.0.0.1, user: ${target.user}, port: ${target.port}${targetKey}}}`,
       "",
     ].join("\n"),
   );
@@ -203,14 +209,14 @@ describe("a jump host between the deployer and the target", () => {
   }, async () => {
     // doctor offers one identity (--identity, or the agent) to both hops: the jump host accepts it too.
     appendFileSync(join(dirname(jump.privateKeyPath), "authorized_keys"), readFileSync(`${target.privateKeyPath}.pub`));
-    const target0 = (jumpKey: string): DoctorTarget => ({
+    const target0 = (jumpKey: string, port = target.port, hostKey = target.hostPublicKey): DoctorTarget => ({
       name: "remote",
       kind: "ssh",
       ssh: {
         host: "127.0.0.1",
         user: target.user,
-        port: target.port,
-        hostKey: target.hostPublicKey,
+        port,
+        hostKey,
         proxy: { host: "127.0.0.1", user: jump.user, port: jump.port, hostKey: jumpKey },
       },
       args: checkArgsFor(buildSettings().spec, false),
@@ -221,9 +227,29 @@ describe("a jump host between the deployer and the target", () => {
     expect(ok.status, ok.reason).toBe("drifted");
     await expect.poll(() => forwarded() - before).toBe(1);
     const [bad] = await checkHosts([target0(target.hostPublicKey)], { tool, identity: target.privateKeyPath });
-    expect(bad.status).toBe("unreachable");
-    expect(bad.reason).toMatch(/host key verification failed/);
+    // The jump host's key, said in the hop's own words and naming ssh.proxy (not the host's ssh.hostKey).
+    expect(bad).toMatchObject({
+      status: "unreachable",
+      reason: `the jump host 127.0.0.1:${jump.port} (ssh.proxy): Host key verification failed.`,
+    });
     expect(forwarded() - before).toBe(1);
+    // The hop went well and the host's key is the wrong one: that is the reason, not the jump host.
+    const [spoofed] = await checkHosts([target0(jump.hostPublicKey, target.port, jump.hostPublicKey)], {
+      tool,
+      identity: target.privateKeyPath,
+    });
+    expect(spoofed).toMatchObject({
+      status: "unreachable",
+      reason: "host key verification failed: the host's key is not the pinned ssh.hostKey",
+    });
+    await expect.poll(() => forwarded() - before).toBe(2);
+    // The jump host is reached but cannot reach the host: said so, with the host's address.
+    const closed = await freePort();
+    const [gone] = await checkHosts([target0(jump.hostPublicKey, closed)], { tool, identity: target.privateKeyPath });
+    expect(gone).toMatchObject({
+      status: "unreachable",
+      reason: `the jump host 127.0.0.1:${jump.port} (ssh.proxy) could not connect to 127.0.0.1:${closed} (stdio forwarding failed)`,
+    });
   });
 
   it("hostkeys scans the host through it (its key recorded, nothing run) with the jump host pinned", {
@@ -334,5 +360,38 @@ describe("a jump host between the deployer and the target", () => {
     expect(`inner (hosts[0], 127.0.0.1:${target.port}): unreachable: ${report.error}\n`).toMatch(line);
     expect(forwarded()).toBe(before);
     for (const out of [text.stdout, text.stderr, json.stdout, json.stderr]) expect(out).not.toContain("fakeCiphertext");
+  });
+
+  it("kilo-fleet doctor: a jump host that does not answer, or whose pinned key is wrong, exits 3, one line naming the host, the jump host and ssh.proxy in the hop's own words (text and --json)", {
+    timeout: 60_000,
+  }, async () => {
+    const closed = await freePort();
+    const cases = [
+      {
+        stack: jumpStack(closed, { target: target.hostPublicKey }),
+        reason: `the jump host 127.0.0.1:${closed} (ssh.proxy): ssh: connect to host 127.0.0.1 port ${closed}: Connection refused`,
+      },
+      {
+        stack: jumpStack(jump.port, { jump: target.hostPublicKey, target: target.hostPublicKey }),
+        reason: `the jump host 127.0.0.1:${jump.port} (ssh.proxy): Host key verification failed.`,
+      },
+    ];
+    const before = forwarded();
+    for (const { stack, reason } of cases) {
+      const [text, json] = await Promise.all([
+        kiloFleet(["doctor", "--file", stack]),
+        kiloFleet(["doctor", "--file", stack, "--json"]),
+      ]);
+      expect(text.code, text.stdout + text.stderr).toBe(3);
+      expect(text.stdout.split("\n").filter((l) => l.startsWith("inner"))).toEqual([`inner  unreachable: ${reason}`]);
+      expect(json.code, json.stdout + json.stderr).toBe(3);
+      const doc = JSON.parse(json.stdout) as { unreachable: number; hosts: HostReport[] };
+      expect(doc.unreachable).toBe(1);
+      expect(doc.hosts).toMatchObject([{ host: "inner", status: "unreachable", reason }]);
+      for (const out of [text.stdout, text.stderr, json.stdout, json.stderr])
+        expect(out).not.toContain("fakeCiphertext");
+    }
+    // Neither got past the jump host: nothing was forwarded to the host.
+    expect(forwarded()).toBe(before);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * `kilo-fleet hostkeys` against a real sshd on loopback: the line to pin is the server's own key, the
- * fingerprint is the one `ssh-keygen -lf` prints, a pinned key that differs and an unreachable host
- * each fail the run (exit 1) with one line saying so.
+ * fingerprint is the one `ssh-keygen -lf` prints, a pinned key that differs (exit 1) and an unreachable host
+ * (exit 3, "could not check", which wins) each get one line saying so.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
