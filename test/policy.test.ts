@@ -73,6 +73,24 @@ const apply = (p: ReturnType<typeof place>, pol: Record<string, unknown> = POLIC
   policy(p, "policy-apply", { host: "h1", policy: pol }, umask);
 const del = (p: ReturnType<typeof place>) => policy(p, "policy-delete", { host: "h1" });
 const mode = (f: string) => statSync(f).mode & 0o7777;
+/** doctor's host check on `p`'s HOME and managed dir, for one item, with `args` over a plain host's. */
+const doctorDrift = (
+  p: ReturnType<typeof place>,
+  item: string,
+  args: Partial<StepArgs["check"]> = {},
+  extraEnv: NodeJS.ProcessEnv = {},
+) => {
+  const env = scriptEnv(p.home, p.home, { KILO_FLEET_TEST_SYSTEM_DIR: p.dir });
+  return runCheck(checkPaths(hostLayout(env, p.home), { ...env, ...extraEnv }), {
+    host: "h1",
+    version: "7.7.7",
+    managed: {},
+    var: "CODEX_POOLER_API_KEY",
+    shells: ["sh"],
+    compareKey: false,
+    ...args,
+  }).result.drift.filter((d) => d.item === item);
+};
 
 describe("policy-apply / policy-delete on a stand-in managed dir", () => {
   it("creates the dir 0755 and the file 0644 with $schema first (umask 077 too); twice = once; delete leaves the parent as it was", () => {
@@ -232,17 +250,7 @@ describe("what a policy adds around the managed file", () => {
     );
     expect(vars.stdout).toBe("off 1 1\n");
     // doctor compares the env file with what the env step writes, the policy's settings included.
-    const env = scriptEnv(p.home, p.home, { KILO_FLEET_TEST_SYSTEM_DIR: p.dir });
-    const envDrift = (flags: { telemetryOff?: true; shareOff?: true }) =>
-      runCheck(checkPaths(hostLayout(env, p.home), env), {
-        host: "h1",
-        version: "7.7.7",
-        managed: {},
-        var: "CODEX_POOLER_API_KEY",
-        shells: ["sh"],
-        compareKey: false,
-        ...flags,
-      }).result.drift.filter((d) => d.item === "env-file");
+    const envDrift = (flags: { telemetryOff?: true; shareOff?: true }) => doctorDrift(p, "env-file", flags);
     expect(envDrift({ telemetryOff: true, shareOff: true })).toEqual([]);
     expect(envDrift({}).map((d) => d.what)).toEqual([
       "~/.config/kilo/codex-pooler.env was edited: it sets KILO_TELEMETRY_LEVEL, which the env step does not write",
@@ -273,17 +281,7 @@ describe("what a policy adds around the managed file", () => {
   it("doctor: the managed file against the policy, its mode, another managed file, and the bypass variables", () => {
     const p = place();
     expect(apply(p).code).toBe(0);
-    const env = scriptEnv(p.home, p.home, { KILO_FLEET_TEST_SYSTEM_DIR: p.dir });
-    const check = (extraEnv: NodeJS.ProcessEnv = {}) =>
-      runCheck(checkPaths(hostLayout(env, p.home), { ...env, ...extraEnv }), {
-        host: "h1",
-        version: "7.7.7",
-        managed: {},
-        var: "CODEX_POOLER_API_KEY",
-        shells: ["sh"],
-        compareKey: false,
-        policy: POLICY,
-      }).result.drift.filter((d) => d.item === "policy");
+    const check = (extraEnv: NodeJS.ProcessEnv = {}) => doctorDrift(p, "policy", { policy: POLICY }, extraEnv);
     expect(check()).toEqual([]);
 
     const file = join(p.dir, "kilo.jsonc");
@@ -324,19 +322,7 @@ describe("what a policy adds around the managed file", () => {
     const p = place();
     expect(apply(p).code).toBe(0);
     const file = join(p.dir, "kilo.jsonc");
-    const env = scriptEnv(p.home, p.home, { KILO_FLEET_TEST_SYSTEM_DIR: p.dir });
-    const check = () =>
-      runCheck(checkPaths(hostLayout(env, p.home), env), {
-        host: "h1",
-        version: "7.7.7",
-        managed: {},
-        var: "CODEX_POOLER_API_KEY",
-        shells: ["sh"],
-        compareKey: false,
-        policy: POLICY,
-      })
-        .result.drift.filter((d) => d.item === "policy")
-        .map((d) => [d.file, d.what]);
+    const check = () => doctorDrift(p, "policy", { policy: POLICY }).map((d) => [d.file, d.what]);
     expect(check()).toEqual([]);
     const dirFinding = (m: string, uid: number) => [
       p.dir,
