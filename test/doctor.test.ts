@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { checkArgsFor, checkHosts, type DoctorIo, doctor, type HostReport } from "../cli/doctor";
 import { MAX_ARG_BYTES } from "../common/argLimit";
-import { encodeStepArg } from "../common/stepArgs";
+import { decodeStepArg, encodeStepArg } from "../common/stepArgs";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { type DeployedHome, deployHome, localTarget } from "../harness/doctorCost";
 import { type Built, buildSettings, runLocal, snapshot, testKey } from "../harness/hostHome";
@@ -330,9 +330,15 @@ printf 'kilo-fleet-result {"step":"check","kilo":{"layout":"npm"},"drift":[],"ke
     ].flat();
     const names = readdirSync(rec).sort();
     expect(names).toEqual(["argv.0", "argv.3", "env.0", "env.3", "stdin.0", "stdin.3"]);
-    const stdins = ["stdin.0", "stdin.3"].map((n) => readFileSync(join(rec, n), "utf8"));
-    for (const text of stdins) expect(text).toMatch(/^[0-9a-f]{64}\n$/);
-    expect(stdins[0]).not.toBe(stdins[1]);
+    // The check's argument is stdin's first line (none on the command line), the nonce the second.
+    for (const n of ["argv.0", "argv.3"]) expect(readFileSync(join(rec, n), "utf8")).toBe("check\n-\n");
+    const stdins = ["stdin.0", "stdin.3"].map((n) => readFileSync(join(rec, n), "utf8").split("\n"));
+    for (const [arg, nonce, ...rest] of stdins) {
+      expect(decodeStepArg(arg)).toEqual(target.args);
+      expect(nonce).toMatch(/^[0-9a-f]{64}$/);
+      expect(rest).toEqual([""]);
+    }
+    expect(stdins[0][1]).not.toBe(stdins[1][1]);
     for (const n of names) expect(readFileSync(join(rec, n), "utf8")).not.toContain(KEY);
     // A guessed answer is not the key's: the verdict is made here.
     for (const r of reports) {
