@@ -13,7 +13,8 @@
  * through a ProxyCommand `ssh -W` as strict, its key pinned in a known-hosts file of its own, cli/sshJump.ts: a
  * failed hop is the host's `unreachable` reason in the hop's own words); no secret of the stack file is used. The tool that runs is the current build's: the deployed copy
  * (`~/.local/share/kilo-fleet/tool-<id>.cjs`) when the host has it, otherwise the build's file, sent over
- * the session's stdin into a `mktemp` file in the host's TMPDIR that is removed when the check ends. It
+ * the session's stdin into a `mktemp` file in the host's TMPDIR that is removed when the check ends. The
+ * check's argument goes on its stdin (`checkStdin`), never a command line, however large the stack's settings. It
  * changes nothing on any host.
  *
  * `--key-env VAR`: also compare the host's key with the one in $VAR, by challenge (keyChallenge.ts): the
@@ -224,16 +225,24 @@ function execute(
 }
 
 /**
- * The script an SSH host runs (through `remoteCommandLine`, so any login shell hands it to /bin/sh):
- * reads the nonce line (empty without --key-env; `read` takes it byte by byte, nothing more), says whether
- * it has the current tool, and if not receives it on the rest of stdin into a mktemp file removed on exit.
+ * What the check reads on stdin (`check -`): the encoded argument's line, then, with compareKey, `keyLine`
+ * (the nonce's line). On stdin the argument has no exec-argument limit, nor base64's growth over SSH.
  */
-export function sshScript(toolId: string, toolBytes: number, args: CheckArgs): string {
-  const word = encodeStepArg(args);
-  if (/['\\]/.test(word)) throw new Error("kilo-fleet: an encoded check argument holds a quote or backslash");
+export function checkStdin(args: CheckArgs, keyLine: string): string {
+  return `${encodeStepArg(args)}\n${args.compareKey ? keyLine : ""}`;
+}
+
+/**
+ * The script an SSH host runs (through `remoteCommandLine`, so any login shell hands it to /bin/sh): reads
+ * `checkStdin`'s lines (`read` takes them byte by byte, nothing more), says whether it has the current tool,
+ * and if not receives it on the rest of stdin into a mktemp file removed on exit; then hands the tool's
+ * `check -` those lines through a pipe from the shell's builtin printf (no exec, so no argument limit).
+ */
+export function sshScript(toolId: string, toolBytes: number, compareKey: boolean): string {
   return [
     "set -u",
-    "IFS= read -r kf_nonce || kf_nonce=",
+    "IFS= read -r kf_arg || { echo 'kilo-fleet: the check argument did not arrive' >&2; exit 1; }",
+    ...(compareKey ? ["IFS= read -r kf_nonce || kf_nonce="] : []),
     `kf_t="$HOME/${TOOL_DIR_IN_HOME}/${toolFileName(toolId)}"`,
     'if [ -f "$kf_t" ]; then',
     `  printf '%s\\n' '${HAVE_TOOL}'`,
@@ -246,9 +255,9 @@ export function sshScript(toolId: string, toolBytes: number, args: CheckArgs): s
     `  if [ "$(wc -c <"$kf_tmp" | tr -d ' ')" != ${toolBytes} ]; then echo 'kilo-fleet: the tool did not arrive whole' >&2; exit 1; fi`,
     "  kf_t=$kf_tmp",
     "fi",
-    args.compareKey
-      ? `printf '%s\\n' "$kf_nonce" | /bin/sh "$kf_t" check '${word}'`
-      : `/bin/sh "$kf_t" check '${word}' </dev/null`,
+    compareKey
+      ? `printf '%s\\n' "$kf_arg" "$kf_nonce" | /bin/sh "$kf_t" check -`
+      : `printf '%s\\n' "$kf_arg" | /bin/sh "$kf_t" check -`,
     "kf_rc=$?",
     "exit $kf_rc",
     "",
@@ -346,10 +355,10 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
       const home = resolve(env.HOME ?? tmpdir());
       const deployed = join(home, TOOL_DIR_IN_HOME, toolFileName(opts.tool.id));
       const toolPath = existsSync(deployed) ? deployed : opts.tool.file;
-      const run = await execute(["/bin/sh", toolPath, "check", encodeStepArg(target.args)], {
+      const run = await execute(["/bin/sh", toolPath, "check", "-"], {
         env,
         cwd: home,
-        stdin: target.args.compareKey ? keyLine : "",
+        stdin: checkStdin(target.args, keyLine),
         timeoutMs,
       });
       return settleKey(
@@ -402,11 +411,11 @@ export async function checkHost(target: DoctorTarget, opts: CheckOptions): Promi
         ssh.user,
         "--",
         ssh.host,
-        remoteCommandLine(sshScript(opts.tool.id, Buffer.byteLength(opts.tool.text), target.args)),
+        remoteCommandLine(sshScript(opts.tool.id, Buffer.byteLength(opts.tool.text), target.args.compareKey)),
       ];
       const run = await execute(argv, {
         env: opts.env ?? process.env,
-        stdin: target.args.compareKey ? keyLine : "\n",
+        stdin: checkStdin(target.args, keyLine),
         timeoutMs,
         afterFirstLine: (line) => (line === SEND_TOOL ? opts.tool.text : undefined),
       });

@@ -1,6 +1,6 @@
 /**
  * `ssh host <command>` hands its command string to the remote user's login shell (bash, zsh, fish, dash...);
- * `kilo-fleet doctor` runs its (larger) script on SSH hosts this way.
+ * `kilo-fleet doctor` runs its script on SSH hosts this way (the check's argument goes on stdin, not in it).
  * `remoteCommandLine` wraps a script so that every such shell passes it to /bin/sh unchanged:
  *
  *   exec /bin/sh -c 'kf_b64=<base64>; kf_s=$(printf %s "$kf_b64" | base64 -d 2>/dev/null) || ... ; eval "$kf_s"'

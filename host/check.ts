@@ -2,7 +2,9 @@
  * The `check` subcommand (what `kilo-fleet doctor` runs on every host): compares the host with what the
  * stack expects and reports each difference. Read-only, always: it writes nothing, creates nothing (not
  * even a directory), and takes no lock; a deploy still holding the HOME's lock makes the result `busy`.
- * What it looks at: docs/operations.md, "Drift: kilo-fleet doctor".
+ * doctor runs it as `sh <tool> check -`: stdin's first line is the argument (encoded as on a command line,
+ * which it may outgrow), then, with compareKey, the nonce's line (`check '<json>'` still takes it as an argument,
+ * the nonce then all of stdin). What it looks at: docs/operations.md, "Drift: kilo-fleet doctor".
  */
 import * as fs from "node:fs";
 import * as path from "node:path";

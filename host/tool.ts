@@ -5,7 +5,8 @@
  *
  *   /bin/sh <tool> <subcommand> '<json>'
  *
- * (common/stepArgs.ts: one JSON argument of the step's own settings). Every subcommand prints lines for
+ * (common/stepArgs.ts: one JSON argument of the step's own settings; `check -` reads it from stdin instead,
+ * see `parseArgv`). Every subcommand prints lines for
  * people, then one `kilo-fleet-result {json}` line (common/result.ts); a failure is one `kilo-fleet: …`
  * line on stderr (the smoke check's: `smoke check failed on <host>: …`) and exit 1. Nothing here prints
  * the key. Every subcommand but the smoke check runs holding the HOME's lock (lock.ts), so two deploys of
@@ -21,7 +22,7 @@ import { decodeStepArg, type StepArgs, SUBCOMMANDS, type Subcommand } from "../c
 import { runViaSudo } from "./become";
 import { checkPaths, runCheck } from "./check";
 import { configApply, configDelete } from "./configFile";
-import { cleanupDirs, HostError } from "./fsUtil";
+import { cleanupDirs, HostError, readStdin } from "./fsUtil";
 import { installApply, installDelete } from "./install";
 import { withHostLock } from "./lock";
 import { managedConfigDir, policyApply, policyDelete } from "./policy";
@@ -136,13 +137,26 @@ function runPolicy(sub: "policy-apply" | "policy-delete", args: StepArgs["policy
   print(policyApply(dir, args.policy));
 }
 
-/** The subcommand and its decoded argument; one line naming what is wrong otherwise. */
-function parseArgv(argv: string[]): { sub: Subcommand; args: Record<string, unknown> } {
-  const [sub, text, ...extra] = argv;
+/**
+ * The subcommand and its decoded argument; one line naming what is wrong otherwise. `check -` (what
+ * `kilo-fleet doctor` runs): the argument is stdin's first line, encoded as on a command line, so no
+ * exec-argument limit applies to it; `rest` is the stdin after that line (the nonce line, with compareKey).
+ */
+function parseArgv(argv: string[]): { sub: Subcommand; args: Record<string, unknown>; rest?: string } {
+  const [sub, given, ...extra] = argv;
   if (!(SUBCOMMANDS as readonly string[]).includes(sub ?? "")) {
     throw new HostError(`usage: sh <tool> <${SUBCOMMANDS.join("|")}> '<json>' (got ${JSON.stringify(sub ?? "")})`);
   }
   if (extra.length > 0) throw new HostError(`${sub}: takes one JSON argument, got ${argv.length - 1}`);
+  let text = given;
+  let rest: string | undefined;
+  if (sub === "check" && given === "-") {
+    const input = readStdin("the check's argument");
+    const end = input.indexOf("\n");
+    if (end < 0) throw new HostError("check: stdin must start with the argument's line");
+    text = input.slice(0, end);
+    rest = input.slice(end + 1);
+  }
   let args: unknown;
   try {
     args = decodeStepArg(text ?? "{}");
@@ -152,7 +166,7 @@ function parseArgv(argv: string[]): { sub: Subcommand; args: Record<string, unkn
   if (args === null || typeof args !== "object" || Array.isArray(args)) {
     throw new HostError(`${sub}: the argument must be a JSON object`);
   }
-  return { sub: sub as Subcommand, args: args as Record<string, unknown> };
+  return { sub: sub as Subcommand, args: args as Record<string, unknown>, ...(rest !== undefined ? { rest } : {}) };
 }
 
 function print(out: StepOutput): void {
@@ -172,7 +186,7 @@ async function main(): Promise<void> {
   // smoke check) must be kilo again, not Bun.
   delete process.env.BUN_BE_BUN;
   delete process.env.BUN_RUNTIME_TRANSPILER_CACHE_PATH;
-  const { sub, args } = parseArgv(process.argv.slice(2));
+  const { sub, args, rest } = parseArgv(process.argv.slice(2));
   const home = path.resolve(process.env.HOME || os.homedir());
   const layout = hostLayout(process.env, home);
   if (sub === "smoke") {
@@ -181,8 +195,9 @@ async function main(): Promise<void> {
     return;
   }
   if (sub === "check") {
-    // Read-only (kilo-fleet doctor): no lock, no write; see check.ts.
-    print(runCheck(checkPaths(layout, process.env), args as unknown as StepArgs["check"]));
+    // Read-only (kilo-fleet doctor): no lock, no write; see check.ts. `check -`: the nonce follows the argument.
+    const readNonce = rest !== undefined ? () => rest : undefined;
+    print(runCheck(checkPaths(layout, process.env), args as unknown as StepArgs["check"], readNonce));
     return;
   }
   if (sub === "policy-apply" || sub === "policy-delete") {

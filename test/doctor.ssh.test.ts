@@ -3,7 +3,8 @@
  * the real steps run as remote.Command runs them (the tool copied over SFTP as CopyToRemote does), a local
  * host beside it, a host on a closed port and one whose pinned host key is wrong. Drift on the SSH host is
  * named on that host only; its HOME never changes; a host without the deployed tool gets the build's for
- * the run only (nothing left in its TMPDIR); the key to compare travels on stdin; any login shell works.
+ * the run only (nothing left in its TMPDIR); the key to compare travels on stdin; any login shell works; a check
+ * argument too long for the remote command line travels on stdin too.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -11,7 +12,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { type DoctorIo, doctor, type HostReport } from "../cli/doctor";
+import { checkArgsFor, type DoctorIo, doctor, type HostReport } from "../cli/doctor";
+import { remoteCommandLine } from "../cli/remoteCommandLine";
+import { encodeStepArg } from "../common/stepArgs";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { type DeployedHome, deployHome } from "../harness/doctorCost";
 import {
@@ -123,8 +126,8 @@ async function shipTool() {
   server.copyToRemote(tool.file, tool.pathInHome);
 }
 
-/** `doctor --file <stack> --identity <key> --json …`; asserts neither HOME changed and no temp was left. */
-async function runDoctor(extra: string[], env: Record<string, string> = {}) {
+/** `doctor --file <file> --identity <key> --json …` (default: the fleet's stack); asserts neither HOME changed and no temp was left. */
+async function runDoctor(extra: string[], env: Record<string, string> = {}, file = stack) {
   // The remote HOME without the files login shells write themselves (fish's ~/.local/share/fish, …).
   const remoteHome = () => snapshot(server.home, isForeignFile);
   const before = [remoteHome(), snapshot(laptop.home)];
@@ -143,7 +146,7 @@ async function runDoctor(extra: string[], env: Record<string, string> = {}) {
     projectDir: ROOT,
     tool,
   };
-  const code = await doctor(["--file", stack, "--identity", server.privateKeyPath, "--json", ...extra], io);
+  const code = await doctor(["--file", file, "--identity", server.privateKeyPath, "--json", ...extra], io);
   expect(remoteHome()).toEqual(before[0]);
   expect(snapshot(laptop.home)).toEqual(before[1]);
   expect(doctorTemps()).toEqual(temps);
@@ -284,6 +287,56 @@ describe("doctor over SSH", () => {
       await shipTool();
     }
     const r = await runDoctor(["--host", "remote"]);
+    expect(r.byName.remote).toMatchObject({ status: "ok", tool: "deployed" });
+  });
+
+  test("a check argument that base64 would push over the remote command line's limit: ok, exit 0 (deployed tool or sent, --key-env); drift at its end named", async () => {
+    // The config step (~117 KB) fits one argument, so validate passes; base64-wrapped, the check's would not.
+    const instructions = Array.from(
+      { length: 3000 },
+      (_, i) => `docs/team/instructions/rule-${String(i).padStart(5, "0")}.md`,
+    );
+    const big = buildSettings({
+      kiloVersion: TEST_KILO_VERSION,
+      install: { method: "npm" },
+      kiloSettings: { instructions },
+    });
+    const word = encodeStepArg(checkArgsFor(big.spec, true));
+    expect(() => remoteCommandLine(`: '${word}'`)).toThrow(/argument limit/);
+    const file = join(scratch, "Pulumi.big.yaml");
+    writeFileSync(
+      file,
+      [
+        "config:",
+        "  kilo-fleet:poolerBaseUrl: http://localhost:4000/v1",
+        `  kilo-fleet:kiloVersion: "${TEST_KILO_VERSION}"`,
+        `  kilo-fleet:kiloSettings: ${JSON.stringify({ instructions })}`,
+        "  kilo-fleet:hosts:",
+        "    - name: remote",
+        `      ssh: { host: 127.0.0.1, port: ${server.port}, user: ${server.user}, hostKey: "${server.hostPublicKey}" }`,
+        "",
+      ].join("\n"),
+    );
+    try {
+      await remote(deployScripts(big, "ssh").config.create);
+      let r = await runDoctor(["--key-env", "DOCTOR_KEY"], { DOCTOR_KEY: KEY }, file);
+      expect(r.code).toBe(0);
+      expect(r.byName.remote).toMatchObject({ status: "ok", tool: "deployed", key: "same", drift: [] });
+      await remote(scripts.tool.delete ?? "");
+      r = await runDoctor(["--key-env", "DOCTOR_KEY"], { DOCTOR_KEY: KEY }, file);
+      expect(r.code).toBe(0);
+      expect(r.byName.remote).toMatchObject({ status: "ok", tool: "sent", key: "same", drift: [] });
+      // The last instruction is near the argument's end: it arrived whole.
+      asUser("sed -i 's/rule-02999[.]md/rule-xxxxx.md/' .config/kilo/kilo.jsonc");
+      r = await runDoctor([], {}, file);
+      expect(r.code).toBe(1);
+      expect(r.byName.remote.drift).toEqual([expect.objectContaining({ item: "kilo.jsonc", path: "instructions" })]);
+    } finally {
+      await shipTool();
+      await remote(scripts.config.create);
+    }
+    const r = await runDoctor(mine);
+    expect(r.code).toBe(0);
     expect(r.byName.remote).toMatchObject({ status: "ok", tool: "deployed" });
   });
 });

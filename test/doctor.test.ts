@@ -3,7 +3,8 @@
  * shipped tool, install with a stand-in kilo package, config, env): two hosts, one drifted one item at a
  * time; the doctor names exactly that item on exactly that host and nothing on the other; neither HOME
  * changes by a byte; re-running the steps repairs what they own and the doctor is clean again. Then the
- * command itself: table, --json, --host, --key-env, exit codes, a stack that is invalid.
+ * command itself: table, --json, --host, --key-env, exit codes, a stack that is invalid, a check argument longer
+ * than one command-line argument may be.
  */
 import { spawnSync } from "node:child_process";
 import {
@@ -20,7 +21,9 @@ import {
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
-import { checkHosts, type DoctorIo, doctor, type HostReport } from "../cli/doctor";
+import { checkArgsFor, checkHosts, type DoctorIo, doctor, type HostReport } from "../cli/doctor";
+import { MAX_ARG_BYTES } from "../common/argLimit";
+import { decodeStepArg, encodeStepArg } from "../common/stepArgs";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { type DeployedHome, deployHome, localTarget } from "../harness/doctorCost";
 import { type Built, buildSettings, runLocal, snapshot, testKey } from "../harness/hostHome";
@@ -327,9 +330,15 @@ printf 'kilo-fleet-result {"step":"check","kilo":{"layout":"npm"},"drift":[],"ke
     ].flat();
     const names = readdirSync(rec).sort();
     expect(names).toEqual(["argv.0", "argv.3", "env.0", "env.3", "stdin.0", "stdin.3"]);
-    const stdins = ["stdin.0", "stdin.3"].map((n) => readFileSync(join(rec, n), "utf8"));
-    for (const text of stdins) expect(text).toMatch(/^[0-9a-f]{64}\n$/);
-    expect(stdins[0]).not.toBe(stdins[1]);
+    // The check's argument is stdin's first line (none on the command line), the nonce the second.
+    for (const n of ["argv.0", "argv.3"]) expect(readFileSync(join(rec, n), "utf8")).toBe("check\n-\n");
+    const stdins = ["stdin.0", "stdin.3"].map((n) => readFileSync(join(rec, n), "utf8").split("\n"));
+    for (const [arg, nonce, ...rest] of stdins) {
+      expect(decodeStepArg(arg)).toEqual(target.args);
+      expect(nonce).toMatch(/^[0-9a-f]{64}$/);
+      expect(rest).toEqual([""]);
+    }
+    expect(stdins[0][1]).not.toBe(stdins[1][1]);
     for (const n of names) expect(readFileSync(join(rec, n), "utf8")).not.toContain(KEY);
     // A guessed answer is not the key's: the verdict is made here.
     for (const r of reports) {
@@ -573,6 +582,61 @@ describe("the command", () => {
     r = await run(["--file", stack], d.env, true);
     expect(r.stderr).toContain("doctor: 1/1 checked (alpha: ok)");
     expect(r.stdout).toContain("alpha  ok\n");
+    expect(snapshot(d.home)).toEqual(before);
+  });
+
+  test("a check argument longer than one command-line argument may be (config and policy both large): ok, exit 0; --key-env; drift at its end named", async () => {
+    // Each step's argument fits (validate passes); the check's holds the managed config and the policy both.
+    const instructions = Array.from(
+      { length: 2000 },
+      (_, i) => `docs/team/instructions/rule-${String(i).padStart(5, "0")}.md`,
+    );
+    const bash = Object.fromEntries(
+      Array.from({ length: 2000 }, (_, i) => [`tool-${String(i).padStart(5, "0")} --dangerous-flag *`, "deny"]),
+    );
+    const settings = { kiloSettings: { instructions }, policy: { permission: { bash } } };
+    const big = buildSettings({ kiloVersion: TEST_KILO_VERSION, install: { method: "npm" }, ...settings });
+    expect(Buffer.byteLength(encodeStepArg(checkArgsFor(big.spec, true)))).toBeGreaterThan(MAX_ARG_BYTES);
+    const d = deployed(KEY, "npm", big);
+    chmodSync(d.systemDir, 0o755); // as /etc/kilo is (the policy step refuses a dir other users cannot read)
+    const policyStep = runLocal(d.steps.policy?.create ?? "false", d.env);
+    expect(policyStep.code, policyStep.stderr).toBe(0);
+    const file = join(scratch, "Pulumi.big.yaml");
+    writeFileSync(
+      file,
+      [
+        "config:",
+        "  kilo-fleet:poolerBaseUrl: http://localhost:4000/v1",
+        `  kilo-fleet:kiloVersion: "${TEST_KILO_VERSION}"`,
+        ...Object.entries(settings).map(([k, v]) => `  kilo-fleet:${k}: ${JSON.stringify(v)}`),
+        "  kilo-fleet:hosts:",
+        "    - name: alpha",
+        "      local: true",
+        "",
+      ].join("\n"),
+    );
+    const before = snapshot(d.home);
+    let r = await run(["--file", file], d.env);
+    expect(r).toMatchObject({ code: 0, stderr: "" });
+    expect(r.stdout).toContain("alpha  ok\n");
+    r = await run(["--file", file, "--key-env", "DOCTOR_TEST_KEY"], { ...d.env, DOCTOR_TEST_KEY: KEY });
+    expect(r).toMatchObject({ code: 0, stderr: "" });
+    r = await run(["--file", file, "--key-env", "DOCTOR_TEST_KEY", "--json"], {
+      ...d.env,
+      DOCTOR_TEST_KEY: testKey(),
+    });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).hosts[0]).toMatchObject({ status: "drifted", key: "different" });
+    // The policy's last entry is the argument's end: it arrived whole.
+    const policyFile = join(d.systemDir, "kilo.jsonc");
+    edit(policyFile, (t) =>
+      t.replace('"tool-01999 --dangerous-flag *": "deny"', '"tool-01999 --dangerous-flag *": "allow"'),
+    );
+    r = await run(["--file", file, "--json"], d.env);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).hosts[0].drift).toEqual([
+      expect.objectContaining({ item: "policy", path: "permission.bash.tool-01999 --dangerous-flag *" }),
+    ]);
     expect(snapshot(d.home)).toEqual(before);
   });
 
