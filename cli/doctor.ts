@@ -29,7 +29,8 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { caFileSha256, caFileText } from "../common/caFile";
+import { caFileText } from "../common/caFile";
+import { fileDigest } from "../common/digest";
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 import { type CheckFinding, type CheckResult, parseResult } from "../common/result";
 import { type CheckArgs, encodeStepArg } from "../common/stepArgs";
@@ -164,7 +165,7 @@ export function checkArgsFor(
     shells: envShells(spec),
     compareKey,
     ...(spec.proxy !== undefined ? { proxy: spec.proxy } : {}),
-    ...(spec.caCertificates !== undefined ? { caSha256: caFileSha256(caFileText(spec.caCertificates)) } : {}),
+    ...(spec.caCertificates !== undefined ? { caSha256: fileDigest(caFileText(spec.caCertificates)) } : {}),
     ...(locked ? { locked } : {}),
     // With a policy: the managed config against it, its bypasses, and the env file's settings.
     ...(spec.policyEnv?.telemetryOff ? { telemetryOff: true as const } : {}),

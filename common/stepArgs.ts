@@ -180,7 +180,7 @@ export interface CheckArgs {
    */
   locked?: Record<string, string>;
   /**
-   * With `kilo-fleet:caCertificates`: `caFileSha256(caFileText(pem))` (common/caFile.ts). The env file also
+   * With `kilo-fleet:caCertificates`: `fileDigest(caFileText(pem))` (common/digest.ts). The env file also
    * exports NODE_EXTRA_CA_CERTS, naming the CA file beside it.
    */
   caSha256?: string;

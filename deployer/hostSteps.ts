@@ -13,7 +13,7 @@
  * SSH host it makes the directory, and a `CopyToRemote` of the file follows it. Its delete removes its own
  * file only, and the directories it made once no other tool version is left in them.
  */
-import { createHash } from "node:crypto";
+import { fileDigest } from "../common/digest";
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 import { renderPolicyFile } from "../common/policyFile";
 import { shQuote } from "../common/shellQuote";
@@ -115,7 +115,7 @@ export function toolStep<S extends Subcommand>(
 
 /** What the smoke check is given of a policy: the hash of the file the policy step writes. */
 export function policySha256(policy: Record<string, unknown>): string {
-  return createHash("sha256").update(renderPolicyFile(policy), "utf8").digest("hex").slice(0, 32);
+  return fileDigest(renderPolicyFile(policy));
 }
 
 /**

@@ -9,9 +9,9 @@
  * re-run with it, so a destroy always finds the tool each delete names. The state keeps only the file's
  * path and hash (a FileAsset), never its bytes.
  */
-import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
+import { sha256Hex } from "../common/digest";
 import { TOOL_DIR_IN_HOME, toolFileName } from "../common/hostPaths";
 
 export interface HostToolArtifact {
@@ -157,7 +157,7 @@ export function writeHostToolArtifact(
 
 /** The artifact of the tool `text`, kept in `dir` under its content-addressed name. */
 function describeHostTool(text: string, dir: string): HostToolArtifact {
-  const sha256 = createHash("sha256").update(text, "utf8").digest("hex");
+  const sha256 = sha256Hex(text);
   const id = sha256.slice(0, 12);
   const file = path.join(dir, toolFileName(id));
   const rel = path.relative(process.cwd(), file);

@@ -7,9 +7,10 @@
  * change re-runs only the steps that use it (triggers, create-before-delete of the tool, the smoke
  * check's HMAC trigger, secrets only on stdin): docs/design.md, "How the step inputs are laid out".
  */
-import { createHash, createHmac } from "node:crypto";
+import { createHmac } from "node:crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { sha256Hex } from "../common/digest";
 import { DISPLAY_PATHS } from "../common/hostPaths";
 import { type InstallResult, parseResult, type StepName } from "../common/result";
 import { type HostSpec, type HostSpecSsh, warningText } from "./hostSpec";
@@ -58,8 +59,6 @@ export interface SmokeOutput {
 }
 
 type Step = command.local.Command | command.remote.Command;
-
-export const sha256Hex = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex");
 
 /**
  * The smoke trigger's stand-in for the key: HMAC-SHA256 keyed with the API key over a label naming

@@ -99,6 +99,14 @@ export const USER_KILO_JSONC = `// my own kilo settings
 }
 `;
 
+/** A used HOME's own files (relative path → text), as makeHome writes them by default. */
+export const USER_FILES: Readonly<Record<string, string>> = {
+  ".bashrc": USER_BASHRC,
+  ".profile": USER_PROFILE,
+  ".zshrc": USER_ZSHRC,
+  ".config/kilo/kilo.jsonc": USER_KILO_JSONC,
+};
+
 /**
  * A temp dir with `home/` (the user's files) and `tmp/` (TMPDIR for the scripts). `tool` (default true):
  * the host tool is already shipped into HOME, as the tool step leaves it, so step commands run.
@@ -113,12 +121,7 @@ export function makeHome(opts: { files?: Record<string, string>; kilo?: boolean;
   const tmp = join(root, "tmp");
   mkdirSync(home);
   mkdirSync(tmp);
-  const files = opts.files ?? {
-    ".bashrc": USER_BASHRC,
-    ".profile": USER_PROFILE,
-    ".zshrc": USER_ZSHRC,
-    ".config/kilo/kilo.jsonc": USER_KILO_JSONC,
-  };
+  const files = opts.files ?? USER_FILES;
   for (const [rel, text] of Object.entries(files)) {
     mkdirSync(dirname(join(home, rel)), { recursive: true });
     writeFileSync(join(home, rel), text);

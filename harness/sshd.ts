@@ -82,6 +82,8 @@ export interface SshServer {
   /** Writes a local file to the user's HOME over SFTP, as remote.CopyToRemote does. */
   copyToRemote(localFile: string, remotePath: string): void;
   asUser(argv: string[], opts?: { input?: string }): RunResult;
+  /** Writes files under the user's HOME as the user (parents made); throws, with the reason, when one fails. */
+  writeAsUser(files: Record<string, string>): void;
   /** With `privateSystem`: runs `/bin/sh -c script` as root in sshd's mount namespace. */
   inNamespace(script: string): RunResult;
   /** What sshd logged (with `jumpHost`: every forwarded connection). */
@@ -95,6 +97,14 @@ function sh(cmd: string, args: string[], what: string): string {
     throw new Error(`${what} failed (${cmd} ${args.join(" ")}): ${(r.stderr || r.stdout || String(r.error)).trim()}`);
   }
   return r.stdout;
+}
+
+/** The login shells the step tests run under besides sh, bash and dash: zsh and fish (installed when missing). */
+export function ensureLoginShells(): void {
+  ensureAptPackages([
+    { pkg: "zsh", bin: "/usr/bin/zsh" },
+    { pkg: "fish", bin: "/usr/bin/fish" },
+  ]);
 }
 
 /** Installs Debian packages whose binary is missing; throws with the reason when it cannot. */
@@ -396,6 +406,14 @@ export async function startSshd(
       a.splice(a.indexOf("-p"), 2, "-P", String(port));
       return [...a.filter((x) => x !== "-T"), "-b", "-", `${user}@127.0.0.1`];
     };
+    const asUser = (argv: string[], opts?: { input?: string }): RunResult => {
+      const r = spawnSync(
+        "setpriv",
+        [`--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "--", "env", `HOME=${home}`, `USER=${user}`, ...argv],
+        { encoding: "utf8", input: opts?.input ?? "", cwd: home },
+      );
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+    };
     return {
       port,
       user,
@@ -436,13 +454,12 @@ export async function startSshd(
       setShell(newShell: string) {
         sh("usermod", ["-s", newShell, user], "usermod -s");
       },
-      asUser(argv: string[], opts) {
-        const r = spawnSync(
-          "setpriv",
-          [`--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "--", "env", `HOME=${home}`, `USER=${user}`, ...argv],
-          { encoding: "utf8", input: opts?.input ?? "", cwd: home },
-        );
-        return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+      asUser,
+      writeAsUser(files: Record<string, string>) {
+        for (const [rel, text] of Object.entries(files)) {
+          const r = asUser(["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "sh", rel], { input: text });
+          if (r.code !== 0) throw new Error(`writing ~/${rel} as ${user} failed: ${r.stderr}`);
+        }
       },
       inNamespace(script: string) {
         if (!options.privateSystem || proc.pid === undefined) throw new Error("inNamespace needs privateSystem");

@@ -11,8 +11,6 @@ import * as tls from "node:tls";
 import { caFileText } from "../common/caFile";
 import { HostError, removeFile, writeFileAtomic, writeJson } from "./fsUtil";
 
-export { CA_ENV_VAR, caEnvVars } from "./envFile";
-
 export const CA_FILE_NAME = "ca-certificates.pem";
 
 /** Where the CA file goes: beside the env file, in kilo's config dir. */

@@ -9,7 +9,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type ParseError, parse as parseJsonc } from "jsonc-parser";
-import { caFileSha256 } from "../common/caFile";
+import { fileDigest } from "../common/digest";
 import { type HostLayout, STATE_DIR_IN_HOME, tildePath } from "../common/hostPaths";
 import { keyProof, NONCE_PATTERN } from "../common/keyProof";
 import {
@@ -359,7 +359,7 @@ function checkCaFile(p: CheckPaths, sha256: string): CheckFinding[] {
   const { missing, drift } = fileProblems(p.layout.home, file, 0o644, "the CA file");
   if (missing) return drift;
   const text = readIfExists(file);
-  if (text !== undefined && caFileSha256(text) !== sha256) {
+  if (text !== undefined && fileDigest(text) !== sha256) {
     drift.push({
       item: "env-file",
       what: `${shown} is not the stack's caCertificates (edited, or the setting changed since the deploy)`,

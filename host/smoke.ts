@@ -6,10 +6,10 @@
  * The steps, the isolation and what it relies on in kilo 7.7.7's JSON events: docs/design.md, "The smoke check".
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
+import { fileDigest } from "../common/digest";
 import type { HostLayout } from "../common/hostPaths";
 import { isJsonObject } from "../common/kiloConfigMerge";
 import { PROXY_SETTING } from "../common/proxy";
@@ -296,7 +296,7 @@ function deployedPolicy(sha256: string): Record<string, unknown> {
   } catch {
     throw new SmokeFailure(`${file} is missing: the policy step writes it (kilo-fleet doctor says more)`);
   }
-  if (createHash("sha256").update(text, "utf8").digest("hex").slice(0, 32) !== sha256) {
+  if (fileDigest(text) !== sha256) {
     throw new SmokeFailure(
       `${file} is not the stack's policy (changed since the policy step wrote it: kilo-fleet doctor names the differences)`,
     );

@@ -17,17 +17,7 @@ import { remoteCommandLine } from "../cli/remoteCommandLine";
 import { encodeStepArg } from "../common/stepArgs";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { type DeployedHome, deployHome } from "../harness/doctorCost";
-import {
-  buildSettings,
-  deployScripts,
-  isForeignFile,
-  snapshot,
-  testKey,
-  USER_BASHRC,
-  USER_KILO_JSONC,
-  USER_PROFILE,
-  USER_ZSHRC,
-} from "../harness/hostHome";
+import { buildSettings, deployScripts, isForeignFile, snapshot, testKey, USER_FILES } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
 import { ensureAptPackages, freePort, type SshServer, startSshd } from "../harness/sshd";
 
@@ -62,15 +52,7 @@ const doctorTemps = () => readdirSync("/tmp").filter((f) => f.startsWith("kilo-f
 beforeAll(async () => {
   ensureAptPackages([{ pkg: "fish", bin: "/usr/bin/fish" }]);
   server = await startSshd({ shell: "/bin/bash" });
-  for (const [rel, text] of Object.entries({
-    ".bashrc": USER_BASHRC,
-    ".profile": USER_PROFILE,
-    ".zshrc": USER_ZSHRC,
-    ".config/kilo/kilo.jsonc": USER_KILO_JSONC,
-  })) {
-    const r = server.asUser(["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "sh", rel], { input: text });
-    expect(r.code, r.stderr).toBe(0);
-  }
+  server.writeAsUser(USER_FILES);
   // A stand-in kilo in the npm layout (what the install step finds and keeps; no registry needed).
   asUser(
     [

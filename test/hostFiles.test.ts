@@ -25,8 +25,8 @@ import { encodeStepArg, type StepArgs, type Subcommand } from "../common/stepArg
 import { hostToolArtifact } from "../deployer/hostTool";
 import { scriptEnv } from "../harness/hostHome";
 import { makePrivateCa } from "../harness/privateCa";
-import { CA_ENV_VAR, caEnvVars, npmCaBundle } from "../host/caFile";
-import { ENV_FILE_HEADER } from "../host/envFile";
+import { npmCaBundle } from "../host/caFile";
+import { CA_ENV_VAR, caEnvVars, ENV_FILE_HEADER } from "../host/envFile";
 
 const root = mkdtempSync(join(tmpdir(), "kilo-fleet-hostfiles-"));
 const toolFile = hostToolArtifact().file;

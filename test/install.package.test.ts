@@ -29,10 +29,7 @@ import {
   scriptEnv,
   snapshot,
   snapshotObject,
-  USER_BASHRC,
-  USER_KILO_JSONC,
-  USER_PROFILE,
-  USER_ZSHRC,
+  USER_FILES,
 } from "../harness/hostHome";
 import { runScript } from "../harness/runScript";
 import { type SshServer, startSshd } from "../harness/sshd";
@@ -181,16 +178,7 @@ describe("over SSH, the session's PATH without node and npm: the real registry",
   let server: SshServer;
   beforeAll(async () => {
     server = await startSshd({ shell: "/bin/bash", noNode: true });
-    const files: Record<string, string> = {
-      ".bashrc": USER_BASHRC,
-      ".profile": USER_PROFILE,
-      ".zshrc": USER_ZSHRC,
-      ".config/kilo/kilo.jsonc": USER_KILO_JSONC,
-    };
-    for (const [rel, text] of Object.entries(files)) {
-      const r = server.asUser(["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "sh", rel], { input: text });
-      expect(r.code, r.stderr).toBe(0);
-    }
+    server.writeAsUser(USER_FILES);
     // A used machine's ~/.local/state (shells keep history there): kilo, run by the user below, adds to it.
     expect(server.asUser(["mkdir", "-p", ".local/state"]).code).toBe(0);
   }, 120_000);

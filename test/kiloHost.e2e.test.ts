@@ -1,22 +1,12 @@
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { existsSync, readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostToolArtifact, useHostToolArtifact, writeHostToolArtifact } from "../deployer/hostTool";
 import { HOST_STEPS } from "../deployer/kiloHost";
 import { type Deployed, deployingMock, LocalCommandRunner } from "../harness/deployingMock";
 import { type FakePooler, startFakePooler } from "../harness/fakePooler";
-import { type Entry, snapshot, snapshotObject } from "../harness/hostHome";
+import { type Entry, makeHome, snapshot, snapshotObject } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
 import { type Evaluation, evaluateIndex, findString, stackConfig } from "../harness/pulumiMocks";
 
@@ -69,16 +59,8 @@ let third: Awaited<ReturnType<typeof deploy>>;
 
 beforeAll(async () => {
   pooler = await startFakePooler({ keys: OLD_KEY });
-  root = mkdtempSync(join(tmpdir(), "kilo-fleet-mocks-e2e-"));
-  home = join(root, "home");
-  tmp = join(root, "tmp");
-  mkdirSync(home);
-  mkdirSync(tmp);
+  ({ root, home, tmp } = makeHome({ files: USER_FILES, tool: false }));
   runner = new LocalCommandRunner({ cwd: root, home, tmp });
-  for (const [rel, text] of Object.entries(USER_FILES)) {
-    mkdirSync(dirname(join(home, rel)), { recursive: true });
-    writeFileSync(join(home, rel), text);
-  }
   before = snapshotObject(snapshot(home));
 });
 

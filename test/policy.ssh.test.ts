@@ -138,13 +138,7 @@ describe("the policy in the real /etc/kilo, through sudo -n, over SSH", () => {
     // does not set stays the project's. No key variable anywhere: apiKey resolves to "".
     const mine = `{ "model": "user/own", "share": "auto", "permission": { "bash": "allow" }, "enabled_providers": ["openai"] }\n`;
     const project = `{ "model": "project/own", "permission": { "edit": "allow" }, "username": "project-user" }\n`;
-    for (const [rel, text] of [
-      [".config/kilo/kilo.jsonc", mine],
-      ["proj/kilo.jsonc", project],
-    ]) {
-      const w = server.asUser(["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "sh", rel], { input: text });
-      expect(w.code, w.stderr).toBe(0);
-    }
+    server.writeAsUser({ ".config/kilo/kilo.jsonc": mine, "proj/kilo.jsonc": project });
     const content = JSON.stringify({ model: "content/own", share: "manual", permission: { bash: "allow" } });
     const dbg = await server.run(
       `cd proj && env -u CODEX_POOLER_API_KEY KILO_CONFIG_CONTENT=${shQuote(content)} ~/.local/bin/kilo debug config`,

@@ -10,17 +10,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { remoteCommandLine } from "../cli/remoteCommandLine";
 import { MAX_ARG_BYTES } from "../common/argLimit";
-import { ensureAptPackages } from "../harness/sshd";
+import { ensureLoginShells } from "../harness/sshd";
 
 const LOGIN_SHELLS = ["bash", "dash", "zsh", "fish"];
 const dir = mkdtempSync(join(tmpdir(), "kilo-fleet-rcl-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-beforeAll(() =>
-  ensureAptPackages([
-    { pkg: "zsh", bin: "/usr/bin/zsh" },
-    { pkg: "fish", bin: "/usr/bin/fish" },
-  ]),
-);
+beforeAll(() => ensureLoginShells());
 
 /** A script that exercises what sh must see unchanged: quotes, backslashes, heredocs, $, non-ASCII, stdin. */
 const SCRIPT = `set -u

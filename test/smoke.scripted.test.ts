@@ -7,7 +7,6 @@
  * quoting of hostile values, the deadline and the cleanup.
  */
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +17,7 @@ import { type FakePooler, startFakePooler } from "../harness/fakePooler";
 import { buildSettings, deployScripts } from "../harness/hostHome";
 import { runScript } from "../harness/runScript";
 import { deploySmokeHost } from "../harness/smokeCost";
+import { freePort } from "../harness/sshd";
 import { SMOKE_PERMISSION, SMOKE_PROMPT, smokeConfigCopy } from "../host/smoke";
 
 const KEY = "test-key-smoke-script-7f3a9c";
@@ -551,14 +551,4 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }

@@ -14,7 +14,6 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseResult } from "../common/result";
@@ -23,6 +22,7 @@ import { ensureKilo, type KiloInstall } from "../harness/kilo";
 import { processesWith } from "../harness/processes";
 import { runScript } from "../harness/runScript";
 import { deploySmokeHost, measureSmokeCost, type SmokeCost } from "../harness/smokeCost";
+import { freePort } from "../harness/sshd";
 
 const KEY = "test-key-smoke-real-kilo-5d21e0";
 const WRONG_KEY = "test-key-smoke-wrong-8c4b7a";
@@ -134,16 +134,6 @@ function failureCause(r: Run, timeoutSeconds = 120): string {
 
 function requestsFrom(pooler: FakePooler, home: string) {
   return pooler.requests.filter((q) => q.workingDirectory?.startsWith(home));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** A hijacking config and instructions, planted in `dir`. */

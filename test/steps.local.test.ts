@@ -36,12 +36,13 @@ import {
   spawnLocal,
   testKey,
   USER_BASHRC,
+  USER_FILES,
   USER_KILO_JSONC,
   USER_PROFILE,
   USER_ZSHRC,
 } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
-import { ensureAptPackages } from "../harness/sshd";
+import { ensureLoginShells } from "../harness/sshd";
 import { BLOCK_END, BLOCK_START } from "../host/rcBlock";
 
 // install.method npm (kilo already in HOME's npm prefix): test/install.package.test.ts proves the package method.
@@ -52,10 +53,7 @@ const foreign = isForeignFile;
 const DEPLOY_STEPS = ["tool", "install", "config", "env"] as const;
 
 beforeAll(() => {
-  ensureAptPackages([
-    { pkg: "zsh", bin: "/usr/bin/zsh" },
-    { pkg: "fish", bin: "/usr/bin/fish" },
-  ]);
+  ensureLoginShells();
 });
 
 describe("host scripts on a local HOME with the user's own files", () => {
@@ -63,10 +61,7 @@ describe("host scripts on a local HOME with the user's own files", () => {
     kilo: true,
     tool: false,
     files: {
-      ".bashrc": USER_BASHRC,
-      ".profile": USER_PROFILE,
-      ".zshrc": USER_ZSHRC,
-      ".config/kilo/kilo.jsonc": USER_KILO_JSONC,
+      ...USER_FILES,
       ".config/fish/config.fish": "# my fish config\nset -g fish_greeting\n",
     },
   });

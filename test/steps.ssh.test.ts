@@ -21,12 +21,11 @@ import {
   snapshotObject,
   testKey,
   USER_BASHRC,
+  USER_FILES,
   USER_KILO_JSONC,
-  USER_PROFILE,
-  USER_ZSHRC,
 } from "../harness/hostHome";
 import { TEST_KILO_VERSION } from "../harness/kilo";
-import { ensureAptPackages, type SshServer, startSshd } from "../harness/sshd";
+import { ensureLoginShells, type SshServer, startSshd } from "../harness/sshd";
 
 // install.method npm over SSH; test/install.package.test.ts has the package method over SSH, without node.
 const built = buildSettings({ kiloVersion: TEST_KILO_VERSION, install: { method: "npm" } });
@@ -36,23 +35,11 @@ const tool = hostToolArtifact();
 
 let server: SshServer;
 beforeAll(async () => {
-  ensureAptPackages([
-    { pkg: "zsh", bin: "/usr/bin/zsh" },
-    { pkg: "fish", bin: "/usr/bin/fish" },
-  ]);
+  ensureLoginShells();
   server = await startSshd({ shell: "/bin/bash" });
   // The user's own files, written as the user. ~/.local/state exists on a used machine (shells keep
   // history there); kilo's postinstall also creates it.
-  const files: Record<string, string> = {
-    ".bashrc": USER_BASHRC,
-    ".profile": USER_PROFILE,
-    ".zshrc": USER_ZSHRC,
-    ".config/kilo/kilo.jsonc": USER_KILO_JSONC,
-  };
-  for (const [rel, text] of Object.entries(files)) {
-    const r = server.asUser(["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "sh", rel], { input: text });
-    expect(r.code, r.stderr).toBe(0);
-  }
+  server.writeAsUser(USER_FILES);
   expect(server.asUser(["mkdir", "-p", ".local/state"]).code).toBe(0);
 });
 afterAll(async () => {
