@@ -143,7 +143,6 @@ export function defaultMockState(args: pulumi.runtime.MockResourceArgs): MockRes
     const role = args.name.slice(args.name.lastIndexOf("-") + 1);
     const human: Record<string, string> = {
       install: `kilo-fleet: kilo ${MOCK_INSTALLED_VERSION} installed at /home/dev/.local/bin/kilo`,
-      config: "kilo-fleet: /home/dev/.config/kilo/kilo.jsonc created (kilo-fleet manages: $schema, model)",
     };
     const results: Record<string, StepResult> = {
       install: {

@@ -161,11 +161,8 @@ export function configApply(
   const shown = tildePath(p.home, p.configFile);
   const overriddenBy = [...new Set(warnings.map((w) => w.file))];
   return {
-    lines: [
-      ...moved,
-      ...warnings.map((w) => w.line),
-      `kilo-fleet: ${shown} ${status === "unchanged" ? "already up to date" : status} (kilo-fleet manages: ${paths.map((k) => k.join(".")).join(", ")})`,
-    ],
+    // What it did is the result line's; the state keeps every line a step prints, so none repeats it.
+    lines: [...moved, ...warnings.map((w) => w.line)],
     result: {
       step: "config",
       configPath: shown,

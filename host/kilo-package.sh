@@ -804,7 +804,6 @@ kf_install() {
     kf_records dir | awk -v d="$kf_kilo_dir/$kf_v" '$0 == d { f = 1 } END { exit f ? 0 : 1 }' &&
       rmdir "$kf_kilo_dir/$kf_v" 2>/dev/null || :
   done
-  kf_log "kilo $kf_version installed: $kf_link -> $kf_target"
   kf_result "$kf_version" "$kf_platform" true
 }
 

@@ -6,7 +6,7 @@
  * kilo's context arithmetic (common/contextWindow.ts, pure).
  * The protocol: docs/design.md, "The pool check".
  */
-import { type CompactionSettings, limitsForWindow, tokensNeeded, usableInput } from "../common/contextWindow";
+import { type CompactionSettings, limitsForWindow, tokensNeeded } from "../common/contextWindow";
 import { proxyFor } from "../common/proxy";
 import { ProxyFailure, proxiedGet } from "./proxyRequest";
 
@@ -413,7 +413,7 @@ export function contextLimitWarnings(
         poolContextLength: pool,
         tokensNeeded: needed,
         fits,
-        message: `${setting} lets a turn reach ${needed} tokens (${usableInput(limit, compaction)} input + ${output} output), over the pool's context_length ${pool}: limit.context ${fits.context} and limit.input ${fits.input} fit`,
+        message: `${setting} reaches ${needed} tokens, over the pool's context_length ${pool}; fits: limit.context ${fits.context}, limit.input ${fits.input}`,
       });
       continue;
     }

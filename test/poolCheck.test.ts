@@ -381,7 +381,7 @@ describe("contextLimitWarnings (kilo 7.7.7's arithmetic: issue 17, item 10)", ()
         tokensNeeded: 272_000,
         fits: { context: 258_400, input: 214_400, output: 64_000 },
         message:
-          "kilo-fleet:models.gpt-5.5.limit lets a turn reach 272000 tokens (208000 input + 64000 output), over the pool's context_length 258400: limit.context 258400 and limit.input 214400 fit",
+          "kilo-fleet:models.gpt-5.5.limit reaches 272000 tokens, over the pool's context_length 258400; fits: limit.context 258400, limit.input 214400",
       },
     ]);
     // threshold_percent 75 compacts at min(208000, 272000 × 0.75 = 204000): 204000 + 64000 still overflows.

@@ -176,7 +176,7 @@ describe.concurrent("smoke check (stand-in kilo)", () => {
     // The seed's gpt-5.5 says limit.context 272000; this pool reports 258400: a warning, in the result only
     // (KiloHost logs it): the step prints nothing else, on stdout or stderr.
     expect(result?.warnings).toEqual([
-      "kilo-fleet:models.gpt-5.5.limit lets a turn reach 268000 tokens (204000 input + 64000 output), over the pool's context_length 258400: limit.context 258400 and limit.input 214400 fit",
+      "kilo-fleet:models.gpt-5.5.limit reaches 268000 tokens, over the pool's context_length 258400; fits: limit.context 258400, limit.input 214400",
     ]);
     expect(r.stderr).toBe("");
     expect(r.stdout.trim().split("\n")).toHaveLength(1);
