@@ -15,7 +15,8 @@ export async function evaluateFleet(
   const e = await mocks.evaluate(
     () => {
       const { rawConfig, secrets } = readStackConfig();
-      return { hosts: deployFleet(rawConfig, secrets).outputs };
+      const fleet = deployFleet(rawConfig, secrets);
+      return { hosts: fleet.outputs, kiloConfig: fleet.kiloConfig };
     },
     { config: stack.config, secretKeys: stack.secretKeys, ...(newResource ? { newResource } : {}) },
   );

@@ -35,8 +35,8 @@ export interface HostExports {
   envFilePath: pulumi.Output<string>;
   /** The smoke check's result, or `{ enabled: false }` when it is disabled. */
   smoke: pulumi.Output<({ enabled: true } & SmokeOutput) | { enabled: true; pass: false } | { enabled: false }>;
-  /** The managed kilo.jsonc keys, as plain JSON: a model or base URL change reads as that key's change. */
-  kiloConfig: KiloConfig;
+  /** The host's managed kilo.jsonc keys, only where they differ from the fleet's `kiloConfig`. */
+  kiloConfig?: KiloConfig;
 }
 
 export interface Fleet {
@@ -46,6 +46,8 @@ export interface Fleet {
   hosts: Record<string, KiloHost>;
   /** Per-host stack exports, by host name. */
   outputs: Record<string, HostExports>;
+  /** The managed kilo.jsonc keys most hosts share, as plain JSON: a model or base URL change reads as that key's change. */
+  kiloConfig: KiloConfig;
 }
 
 /**
@@ -153,11 +155,16 @@ export function deployFleet(
             r ? { enabled: true as const, ...r } : { enabled: true as const, pass: false as const },
           )
         : pulumi.output({ enabled: false as const }),
-      kiloConfig: kiloHost.kiloConfig,
     };
   }
+  // Stored once, not once per host: a host whose config differs carries its own.
+  const kiloConfig = commonConfig(specs.map((s) => hosts[s.name].kiloConfig));
+  for (const spec of specs) {
+    const own = hosts[spec.name].kiloConfig;
+    if (JSON.stringify(own) !== JSON.stringify(kiloConfig)) outputs[spec.name].kiloConfig = own;
+  }
   for (const w of resolved.warnings) void pulumi.log.warn(warningText(w), w.host ? hosts[w.host] : undefined);
-  return { specs, hosts, outputs };
+  return { specs, hosts, outputs, kiloConfig };
 }
 
 /**
@@ -193,4 +200,18 @@ export function readStackConfig(): { rawConfig: Record<string, unknown>; secrets
     }
   }
   return { rawConfig, secrets };
+}
+
+/** The config most of `configs` equal (the earliest of those tied); `configs` is not empty. */
+function commonConfig(configs: readonly KiloConfig[]): KiloConfig {
+  const counts = new Map<string, { config: KiloConfig; n: number }>();
+  for (const config of configs) {
+    const key = JSON.stringify(config);
+    const seen = counts.get(key) ?? { config, n: 0 };
+    seen.n += 1;
+    counts.set(key, seen);
+  }
+  let best = counts.values().next().value as { config: KiloConfig; n: number };
+  for (const c of counts.values()) if (c.n > best.n) best = c;
+  return best.config;
 }

@@ -7,5 +7,7 @@ import { deployFleet, readStackConfig } from "../deployer/fleet";
 const { rawConfig, secrets } = readStackConfig();
 const fleet = deployFleet(rawConfig, secrets);
 
-/** Per host: kind, kiloVersion, configPath, envFilePath, smoke, kiloConfig. No secrets. */
+/** Per host: kind, wave, kiloVersion, configPath, envFilePath, smoke, and kiloConfig where it differs. No secrets. */
 export const hosts = fleet.outputs;
+/** The managed kilo.jsonc keys most hosts share. */
+export const kiloConfig = fleet.kiloConfig;

@@ -16,6 +16,7 @@ import { hostToolArtifact } from "../deployer/hostTool";
 import { HOST_STEPS, KILO_HOST_TYPE, KiloHost, keyFingerprint } from "../deployer/kiloHost";
 import { type KiloLock, readLockFile, shippedLockPath, withVersion, writeLockFile } from "../deployer/kiloLock";
 import { resolveHosts } from "../deployer/resolveHosts";
+import { SEED_MODEL } from "../deployer/settings";
 import {
   type Evaluation,
   evaluate,
@@ -282,11 +283,37 @@ describe("stack exports", () => {
       configPath: "~/.config/kilo/kilo.jsonc",
       envFilePath: "~/.config/kilo/codex-pooler.env",
       smoke: { enabled: true, pass: true, level: "kilo-run", kiloVersion: "7.7.7", seconds: 12.3 },
-      kiloConfig: expectedScripts("alice-laptop").kiloConfig,
     });
     expect(hosts["bob-desktop"]).toMatchObject({ kind: "ssh", wave: 0, kiloVersion: "7.7.7" });
-    // The managed keys are plain JSON in the exports (no secret, not the key): a preview shows their change.
-    expect((hosts["alice-laptop"] as { kiloConfig: { model: string } }).kiloConfig.model).toBe("codex-pooler/gpt-5.5");
+    expect(hosts["bob-desktop"]).not.toHaveProperty("kiloConfig");
+    // The managed keys are plain JSON in the exports (no secret, not the key): a preview shows their change,
+    // once for the hosts that share them.
+    const { kiloConfig } = e.stackOutputs as { kiloConfig: { model: string } };
+    expect(kiloConfig).toEqual(expectedScripts("alice-laptop").kiloConfig);
+    expect(kiloConfig.model).toBe("codex-pooler/gpt-5.5");
+  });
+
+  it("exports the kilo.jsonc keys once, and per host only for a host whose keys differ", async () => {
+    const models = { "gpt-5.5": SEED_MODEL, "gpt-5.4-mini": { ...SEED_MODEL, name: "mini" } };
+    const hostsConfig = [
+      { name: "a", local: true, model: "gpt-5.4-mini" },
+      { name: "b", local: true },
+      { name: "c", local: true },
+    ];
+    const e = await evaluateIndex(stackConfig({ models, hosts: hostsConfig }));
+    expect(e.error).toBeUndefined();
+    const out = e.stackOutputs as { kiloConfig: { model: string }; hosts: Record<string, { kiloConfig?: unknown }> };
+    // The keys two of three hosts share are the stack's, though the first host's differ.
+    expect(out.kiloConfig.model).toBe("codex-pooler/gpt-5.5");
+    expect(out.hosts.a.kiloConfig).toMatchObject({ model: "codex-pooler/gpt-5.4-mini" });
+    expect(out.hosts.b).not.toHaveProperty("kiloConfig");
+    expect(out.hosts.c).not.toHaveProperty("kiloConfig");
+    // A tie goes to the earliest host's.
+    const tie = await evaluateIndex(stackConfig({ models, hosts: hostsConfig.slice(0, 2) }));
+    const tied = tie.stackOutputs as typeof out;
+    expect(tied.kiloConfig.model).toBe("codex-pooler/gpt-5.4-mini");
+    expect(tied.hosts.a).not.toHaveProperty("kiloConfig");
+    expect(tied.hosts.b.kiloConfig).toMatchObject({ model: "codex-pooler/gpt-5.5" });
   });
 
   it("reports a disabled smoke check as such, and has no smoke resource then", async () => {
