@@ -35,7 +35,7 @@ import {
   treeUsage,
 } from "./hostRuns";
 import { measurePackage } from "./packageStart";
-import { hostStateBytes, type StateResource } from "./stateBytes";
+import { hostStateBytes, jsonBytes, type StateResource } from "./stateBytes";
 import type { UpgradeRuns } from "./upgradeRuns";
 
 const progress = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
@@ -266,12 +266,18 @@ async function measureState(
     hosts: { local: per("local"), ssh: per("ssh") },
     sshJump: per("sshJump"),
     stdoutSource: source,
+    stackBytes: jsonBytes({ kiloConfig: r.stackOutputs?.kiloConfig }) - 2,
   };
   progress(
     `state per host: local ${samples.state.hosts.local.bytes} B, SSH ${samples.state.hosts.ssh.bytes} B; tool ${r.toolBytes} B`,
   );
-  for (const kind of ["local", "ssh"] as const) {
-    const top = samples.state.hosts[kind].contributors.slice(0, 12);
+  const { hosts, sshJump } = samples.state;
+  for (const [kind, h] of [
+    ["local", hosts.local],
+    ["ssh", hosts.ssh],
+    ["SSH behind a jump", sshJump],
+  ] as const) {
+    const top = h?.contributors.slice(0, 12) ?? [];
     progress(`state, ${kind} host, largest: ${top.map((c) => `${c.what} ${c.bytes} B`).join("; ")}`);
   }
 }

@@ -50,6 +50,8 @@ export interface BenchSamples {
     sshJump?: { bytes: number; entryBytes: number; resources: number; contributors: Contributor[] };
     /** Each step's stdout: printed by the real step on a temp HOME (`run`), or its result line only (`result`). */
     stdoutSource: Record<string, "run" | "result">;
+    /** The stack outputs stored once, whatever the number of hosts (the kilo.jsonc keys hosts share). */
+    stackBytes?: number;
   };
   /** Which steps' inputs differ from a base evaluation after each change, per kind of host. */
   changes?: {
@@ -130,6 +132,8 @@ export interface BenchJson {
   stateBytesPerHost: Record<HostKind, number> | null;
   /** State bytes of an SSH host behind a jump host (issue 21; target 20 kB). */
   stateBytesSshJumpHost: number | null;
+  /** Stack outputs stored once per stack, not per host (the kilo.jsonc keys hosts share). */
+  stateBytesPerStack: number | null;
   /** The same, whole checkpoint entries (URNs, provider, dependencies, timestamps too). */
   stateEntryBytesPerHost: Record<HostKind, number> | null;
   /** The host tool's size (shipped once per host, not in the state). */
@@ -262,6 +266,7 @@ export function toJson(s: BenchSamples): BenchJson {
       : null,
     toolBytes: s.state ? s.state.toolBytes : null,
     stateBytesSshJumpHost: s.state?.sshJump ? s.state.sshJump.bytes : null,
+    stateBytesPerStack: s.state?.stackBytes ?? null,
     rerunSteps: s.changes
       ? (Object.fromEntries(
           SCENARIOS.map((sc) => {
@@ -486,6 +491,15 @@ export function formatTable(s: BenchSamples): string {
           "State per host, SSH behind a jump host (inputs + outputs)",
           fmtKB(h.bytes),
           `target ≤ ${fmtKB(target)}: ${h.bytes <= target ? "met" : `MISSED by ${fmtKB(h.bytes - target)}`}; ${h.resources} resources; ssh.proxy pinned, the jump host with sshPrivateKey (a second copy in every connection); +${fmtKB(h.bytes - st.hosts.ssh.bytes)} over the SSH host`,
+        ),
+      );
+    }
+    if (st.stackBytes !== undefined) {
+      rows.push(
+        figure(
+          "State once per stack (outputs shared by hosts)",
+          fmtKB(st.stackBytes),
+          "the kilo.jsonc keys most hosts share (`kiloConfig`); a host whose keys differ carries its own in its entry",
         ),
       );
     }

@@ -243,6 +243,7 @@ describe("the --json object", () => {
       },
       stateBytesPerHost: { local: 10_654, ssh: 23_841 },
       stateBytesSshJumpHost: null,
+      stateBytesPerStack: null,
       stateEntryBytesPerHost: { local: 14_236, ssh: 28_268 },
       toolBytes: 48_920,
       rerunSteps: {
@@ -283,6 +284,16 @@ describe("the --json object", () => {
     expect(toJson({ ...SAMPLES, state: { ...state, sshJump: h } }).stateBytesSshJumpHost).toBe(19_500);
     const over = formatTable({ ...SAMPLES, state: { ...state, sshJump: { ...h, bytes: 20_700 } } });
     expect(over).toMatch(/SSH behind a jump host .*MISSED by 0\.7 kB/);
+  });
+
+  it("prints the outputs stored once per stack, not per host", () => {
+    const state = SAMPLES.state as NonNullable<BenchSamples["state"]>;
+    expect(formatTable(SAMPLES)).not.toMatch(/State once per stack/);
+    const withStack = { ...SAMPLES, state: { ...state, stackBytes: 549 } };
+    expect(formatTable(withStack)).toMatch(
+      /\| State once per stack \(outputs shared by hosts\) +\|.*549 B.*`kiloConfig`/,
+    );
+    expect(toJson(withStack).stateBytesPerStack).toBe(549);
   });
 
   it("prints the pool cost per smoke level and doctor's time per host by bound", () => {
