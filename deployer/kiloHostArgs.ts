@@ -206,9 +206,7 @@ export interface KiloHostArgs {
   /** `compaction.threshold_percent` (1-100), or 0 (or null) to leave compaction out. Default: 75. */
   compactionThresholdPercent?: number;
   /** kilo's `permission` object, e.g. `{ bash: "allow" }`. Default: not set (kilo's own defaults). */
-  /** kilo's `permission` object, e.g. `{ bash: "allow" }`. Default: not set (kilo's own defaults). */
   permission?: Record<string, JsonValue>;
-  /** Extra kilo.jsonc keys (not the ones kilo-fleet manages), e.g. `{ share: "disabled" }`. Default: {}. */
   /** Extra kilo.jsonc keys (not the ones kilo-fleet manages), e.g. `{ share: "disabled" }`. Default: {}. */
   kiloSettings?: Record<string, JsonValue>;
   /** The post-deploy smoke check. Default: {"enabled":true,"timeoutSeconds":180,"level":"kilo-run"}. */
