@@ -65,6 +65,8 @@ export interface InstallPackageArgs {
   integrity: Record<string, string>;
   /** The download goes through this proxy (curl and wget); with `authOnStdin` its credentials are stdin's line. */
   proxy?: ProxyArgs;
+  /** PEM text of `kilo-fleet:caCertificates`: trusted instead of the host's CAs when those refuse the registry. */
+  caCertificates?: string;
 }
 
 /**
@@ -89,6 +91,13 @@ export function encodeInstallPackageArg(args: InstallPackageArgs): string {
       words.push(`--no-proxy=${word("proxy.noProxy", args.proxy.noProxy, /^[A-Za-z0-9.,:*_[\]-]+$/)}`);
     }
     if (args.proxy.authOnStdin) words.push("--proxy-auth");
+  }
+  if (args.caCertificates !== undefined) {
+    // Each certificate's DER in base64 (its PEM body without the line breaks); the host folds it back.
+    const ders = [...args.caCertificates.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)];
+    if (ders.length === 0) throw new Error("kilo-fleet: install-package: caCertificates holds no certificate");
+    const b64 = ders.map((m) => word("caCertificates", m[1].replace(/\s+/g, ""), /^[A-Za-z0-9+/]+={0,2}$/));
+    words.push(`--ca=${b64.join(",")}`);
   }
   for (const platform of Object.keys(args.integrity).sort()) {
     words.push(

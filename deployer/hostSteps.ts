@@ -148,7 +148,7 @@ export function policyStep(
  */
 export function packageInstallStep(
   id: string,
-  spec: Pick<HostSpec, "kiloVersion" | "npmRegistry">,
+  spec: Pick<HostSpec, "kiloVersion" | "npmRegistry" | "caCertificates">,
   lock: KiloLock | undefined,
   reconcile?: string,
   proxy?: ProxyArgs,
@@ -158,6 +158,7 @@ export function packageInstallStep(
     ...(spec.npmRegistry !== undefined ? { registry: spec.npmRegistry } : {}),
     integrity: lockedIntegrity(lock, spec.kiloVersion),
     ...(proxy !== undefined ? { proxy } : {}),
+    ...(spec.caCertificates !== undefined ? { caCertificates: spec.caCertificates } : {}),
   });
   if (/['\\]/.test(word)) throw new Error("kilo-fleet: the install-package argument holds a quote or backslash");
   // kilo-fleet:reconcile rides as a trailing comment (every login shell ignores it): a new value re-runs the step.

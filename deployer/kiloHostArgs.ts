@@ -237,8 +237,9 @@ export interface KiloHostArgs {
    */
   npmToken?: pulumi.Input<string>;
   /**
-   * PEM text of CA certificates the host must trust (a private pooler or registry): npm's install gets them with
-   * `--cafile` (plus node's roots), kilo through `NODE_EXTRA_CA_CERTS`. Default: not set.
+   * PEM text of CA certificates the host must trust (a TLS-inspecting proxy, a private pooler or registry): npm's
+   * install gets them with `--cafile` (plus node's roots), the package download when the host's own CAs refuse the
+   * registry's certificate, kilo through `NODE_EXTRA_CA_CERTS`. Default: not set.
    */
   caCertificates?: string;
   /**

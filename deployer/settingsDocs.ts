@@ -190,9 +190,9 @@ export const SETTING_DOCS: Record<string, SettingDoc> = {
   },
   caCertificates: {
     description:
-      "PEM text of CA certificates the host must trust (a private pooler or registry): npm's install gets them with `--cafile` (plus node's roots), kilo through `NODE_EXTRA_CA_CERTS`.",
+      "PEM text of CA certificates the host must trust (a TLS-inspecting proxy, a private pooler or registry): npm's install gets them with `--cafile` (plus node's roots), the package download when the host's own CAs refuse the registry's certificate, kilo through `NODE_EXTRA_CA_CERTS`.",
     type: "PEM text",
-    rule: "one or more CA certificates (each checked as X.509; a private key is refused) the hosts trust: npm's install (`--cafile`) and kilo (`NODE_EXTRA_CA_CERTS`); `hosts[i].caCertificates` overrides it per host",
+    rule: "one or more CA certificates (each checked as X.509; a private key is refused) the hosts trust: the install (npm's `--cafile`; the package download once the host's CAs refuse the registry) and kilo (`NODE_EXTRA_CA_CERTS`); `hosts[i].caCertificates` overrides it per host",
   },
   "ssh.proxy": {
     description:

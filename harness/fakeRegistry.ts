@@ -66,6 +66,8 @@ export interface FakeRegistry {
   setMode(mode: TarballMode): void;
   tarballRequests(): number;
   waitForTarballBytes(n: number, timeoutMs?: number): Promise<void>;
+  /** `host:port`s reached over https (a TLS front before this http server): tarball URLs there say https. */
+  httpsHosts: Set<string>;
   /** `sha512-<base64>` of a package's bytes as given. */
   integrity(platform: string, version: string): string;
   stop(): Promise<void>;
@@ -109,7 +111,11 @@ export async function startFakeRegistry(opts: {
 
   let base = "";
   // Where the client reached this server (the gate's address behind a gate): tarball URLs point there.
-  const baseOf = (req: IncomingMessage) => (req.headers.host ? `http://${req.headers.host}/` : base);
+  const httpsHosts = new Set<string>();
+  const baseOf = (req: IncomingMessage) => {
+    const host = req.headers.host;
+    return host ? `${httpsHosts.has(host) ? "https" : "http"}://${host}/` : base;
+  };
   const json = (res: ServerResponse, body: unknown) => {
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify(body));
@@ -236,6 +242,7 @@ export async function startFakeRegistry(opts: {
   return {
     url: base,
     requests,
+    httpsHosts,
     setMode: (m) => {
       mode = m;
     },

@@ -142,7 +142,7 @@ export function defaultMockState(args: pulumi.runtime.MockResourceArgs): MockRes
     const inputs = unwrapSecrets(args.inputs) as Record<string, unknown>;
     const role = args.name.slice(args.name.lastIndexOf("-") + 1);
     const human: Record<string, string> = {
-      install: `kilo-fleet: kilo ${MOCK_INSTALLED_VERSION} installed at /home/dev/.local/bin/kilo`,
+      install: `[kilo-fleet] downloading https://registry.npmjs.org/@kilocode/cli-linux-x64/-/cli-linux-x64-${MOCK_INSTALLED_VERSION}.tgz`,
     };
     const results: Record<string, StepResult> = {
       install: {

@@ -11,7 +11,7 @@
 set -u
 kf_die() { printf 'kilo-fleet: %s\n' "$*" >&2; exit 1; }
 #@kilo-package.sh@
-# install-package's argument: words separated by spaces, `<version> <registry or -> <platform>=<integrity>...`
+# install-package's argument: words separated by spaces, `<version> <registry or -> [option...] <platform>=<integrity>...`
 # (common/stepArgs.ts encodeInstallPackageArg); each tarball's URL is the registry's, as npm derives it.
 kf_install_package() {
   set -f
@@ -26,7 +26,7 @@ kf_install_package() {
   kf_base=${kf_ir:-https://registry.npmjs.org}
   kf_base=${kf_base%/}
   kf_il=
-  kf_proxy_words "$@"
+  kf_option_words "$@"
   shift "$kf_pn"
   for kf_w in "$@"; do
     kf_ip=${kf_w%%=*}
@@ -59,10 +59,12 @@ kf_urlenc() {
   printf '%s' "$1" | LC_ALL=C awk 'BEGIN { for (i = 1; i < 256; i++) ord[sprintf("%c", i)] = i; ORS = "" }
     { for (i = 1; i <= length($0); i++) { c = substr($0, i, 1); if (c ~ /^[A-Za-z0-9._~-]$/) print c; else printf "%%%02X", ord[c] } }'
 }
-# install-package's proxy words (--proxy=URL [--http-proxy=URL] [--no-proxy=LIST] [--proxy-auth]) before the
-# platforms: the download (curl or wget) goes through the proxy, by the variables both read. kf_pn: how many
-# words they were. The credentials (`user:password`) are stdin's line, never an argument.
-kf_proxy_words() {
+# install-package's option words before the platforms: the proxy's (--proxy=URL [--http-proxy=URL]
+# [--no-proxy=LIST] [--proxy-auth]), through which the download (curl or wget) goes, by the variables both read;
+# and --ca=DER,DER (kilo-fleet:caCertificates, each certificate's DER in base64: kf_ca_ders), which kf_download trusts
+# when the host's own CAs refuse. kf_pn: how many words they were. The proxy's credentials (`user:password`) are
+# stdin's line, never an argument.
+kf_option_words() {
   kf_pn=0
   kf_px=
   kf_phx=
@@ -74,6 +76,7 @@ kf_proxy_words() {
     --http-proxy=*) kf_phx=${kf_w#--http-proxy=} ;;
     --no-proxy=*) kf_pno=${kf_w#--no-proxy=} ;;
     --proxy-auth) kf_pauth=1 ;;
+    --ca=*) kf_ca_ders=${kf_w#--ca=} ;;
     *) break ;;
     esac
     kf_pn=$((kf_pn + 1))

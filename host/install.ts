@@ -171,6 +171,23 @@ export function npmErrorSummary(log: string): string {
   return `${code ? `${code}: ` : ""}${msg}`.slice(0, 400);
 }
 
+/** node's codes for a certificate chain it does not trust (not an expired or misnamed one). */
+const UNTRUSTED_CERT_CODES = new Set([
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "CERT_UNTRUSTED",
+]);
+
+/** What a failure's line adds when npm did not trust the registry's certificate (`summary`: npmErrorSummary's). */
+export function untrustedHint(summary: string, caCertificates: boolean): string {
+  if (!UNTRUSTED_CERT_CODES.has(/^([A-Z_]+):/.exec(summary)?.[1] ?? "")) return "";
+  return caCertificates
+    ? "; kilo-fleet:caCertificates does not sign its certificate either"
+    : "; the host does not trust its certificate: set kilo-fleet:caCertificates to the CA that signs it (a TLS-inspecting proxy's, or the registry's)";
+}
+
 /**
  * Runs npm; with an npmrc, behind `cat |`: node hands a child a socket as its stdin, which /dev/stdin cannot
  * open, and `cat` turns it into the pipe npm reads its user config from.
@@ -311,7 +328,9 @@ export function installApply(layout: HostLayout, args: InstallArgs): { lines: st
         : "";
       // A URL's credentials (the proxy's, in npm's messages) are never shown.
       const summary = npmErrorSummary(r.log).replace(/\/\/[^\s/@]*@/g, "//");
-      throw new HostError(`npm install ${spec} failed on ${args.host}${via} (${summary})`);
+      throw new HostError(
+        `npm install ${spec} failed on ${args.host}${via} (${summary})${untrustedHint(summary, args.caCertificates !== undefined)}`,
+      );
     }
     if (newDirs.length > 0) recordDirs(layout.stateDir, newDirs);
     const installed = installedVersion(layout);
@@ -320,7 +339,7 @@ export function installApply(layout: HostLayout, args: InstallArgs): { lines: st
     }
     writeState(layout, "installed");
     return {
-      lines: [`kilo-fleet: kilo ${installed} installed at ${layout.kiloBin}`],
+      lines: [],
       result: { step: "install", kiloVersion: installed, bin: layout.kiloBin, method: "npm", changed: true },
     };
   });

@@ -24,6 +24,8 @@ set -u
 PATH=${PATH:-/usr/bin:/bin}
 # Besides curl|wget, tar, gzip and a sha512 tool, the install uses these (check-tools checks them too).
 KF_BASE_TOOLS="awk sed uname mkdir mv rm rmdir ln readlink ls env cat find touch sleep"
+# kilo-fleet:caCertificates for the download (the host tool's header sets it from its --ca word).
+kf_ca_ders=
 
 kf_log() { printf '[kilo-fleet] %s\n' "$*" >&2; }
 kf_fail() {
@@ -117,18 +119,87 @@ kf_check_tools() {
   [ -z "$kf_m" ] || kf_fail "missing on this host: $kf_m (needed to install kilo from its package; install them, or use install.method npm)"
 }
 
-# Downloads $1 to $2 with curl or wget (both honour http_proxy/https_proxy/no_proxy: the header's kf_proxy_words
-# sets them from kilo-fleet:proxy, and kf_via names it in failures); the reason goes to $3.
+# Downloads $1 to $2 with curl or wget (both honour http_proxy/https_proxy/no_proxy: the header's
+# kf_option_words sets them from kilo-fleet:proxy, and kf_via names it in failures); the reason goes to $3.
+# When the host's CAs refuse the server's certificate and the stack has kilo-fleet:caCertificates (kf_ca_ders),
+# once more trusting those instead ($2.ca.pem): a TLS-inspecting proxy's CA, or a private registry's. kf_tls_hint
+# then says what to set.
 kf_download() {
+  kf_dl_tls=0
+  kf_fetch "$1" "$2" "$3" "" && return 0
+  kf_tls_refused $? || return 1
+  kf_dl_tls=1
+  [ -n "$kf_ca_ders" ] || return 1
+  kf_dl_tls=2
+  kf_ca_pem >"$2.ca.pem" || return 1
+  kf_fetch "$1" "$2" "$3" "$2.ca.pem" && return 0
+  kf_tls_refused $? || kf_dl_tls=0
+  return 1
+}
+
+# $4: a CA file to trust instead of the host's, or "".
+kf_fetch() {
   if kf_has curl; then
-    curl -fsSL --connect-timeout 30 --speed-limit 1 --speed-time 120 --retry 2 -o "$2" "$1" 2>"$3" </dev/null
-  else
-    # BusyBox wget has no -t (GNU wget retries 20 times by default).
-    case $(wget --version 2>/dev/null </dev/null) in
-      *'GNU Wget'*) wget -q -T 60 -t 3 -O "$2" "$1" 2>"$3" </dev/null ;;
-      *) wget -q -T 60 -O "$2" "$1" 2>"$3" </dev/null ;;
-    esac
+    if [ -n "$4" ]; then
+      curl -fsSL --connect-timeout 30 --speed-limit 1 --speed-time 120 --retry 2 --cacert "$4" -o "$2" "$1" 2>"$3" </dev/null
+    else
+      curl -fsSL --connect-timeout 30 --speed-limit 1 --speed-time 120 --retry 2 -o "$2" "$1" 2>"$3" </dev/null
+    fi
+    return
   fi
+  # BusyBox wget has no -t (GNU wget retries 20 times by default), nor --ca-certificate.
+  case $(wget --version 2>/dev/null </dev/null) in
+    *'GNU Wget'*)
+      if [ -n "$4" ]; then
+        wget -q -T 60 -t 3 --ca-certificate="$4" -O "$2" "$1" 2>"$3" </dev/null
+      else
+        wget -q -T 60 -t 3 -O "$2" "$1" 2>"$3" </dev/null
+      fi
+      ;;
+    *) wget -q -T 60 -O "$2" "$1" 2>"$3" </dev/null ;;
+  esac
+  kf_rc=$?
+  # wget -q says nothing: its exit status does (GNU wget's meanings).
+  if [ "$kf_rc" != 0 ] && ! [ -s "$3" ]; then
+    case $kf_rc in
+      4) kf_m="network failure" ;;
+      5) kf_m="SSL verification failure" ;;
+      6) kf_m="authentication failure" ;;
+      8) kf_m="the server answered with an error" ;;
+      *) kf_m="failed" ;;
+    esac
+    printf 'wget: exit %s (%s)\n' "$kf_rc" "$kf_m" >"$3"
+  fi
+  return "$kf_rc"
+}
+
+# Whether exit status $1 of kf_fetch means the server's certificate was not trusted: curl 60 (51 before
+# curl 7.62) or GNU wget 5.
+kf_tls_refused() {
+  if kf_has curl; then
+    [ "$1" = 60 ] || [ "$1" = 51 ]
+  else
+    [ "$1" = 5 ]
+  fi
+}
+
+# kf_ca_ders as PEM: each DER's base64 in lines of 64, between BEGIN and END CERTIFICATE lines.
+kf_ca_pem() {
+  printf '%s\n' "$kf_ca_ders" | awk -F, '{
+    for (i = 1; i <= NF; i++) {
+      print "-----BEGIN CERTIFICATE-----"
+      for (j = 1; j <= length($i); j += 64) print substr($i, j, 64)
+      print "-----END CERTIFICATE-----"
+    }
+  }'
+}
+
+# What a failed kf_download adds to its one line about the certificate ("" when that was not the problem).
+kf_tls_hint() {
+  case ${kf_dl_tls:-0} in
+    1) printf '; the host does not trust its certificate: set kilo-fleet:caCertificates to the CA that signs it (a TLS-inspecting proxy'"'"'s, or the registry'"'"'s)' ;;
+    2) printf '; kilo-fleet:caCertificates does not sign its certificate either' ;;
+  esac
 }
 
 kf_sha512_hex() {
@@ -164,9 +235,10 @@ kf_json_str() {
   } END { print "\"" }'
 }
 
-# The last non-empty line of file $1, at most 300 characters, without CR.
-kf_last_line() {
-  awk '{ sub(/\r$/, "") } NF { l = $0 } END { print substr(l, 1, 300) }' "$1" 2>/dev/null
+# What went wrong, from the stderr in file $1: curl's own `curl: (N) ...` line, else the last non-empty line;
+# at most 300 characters, without CR.
+kf_err_line() {
+  awk '{ sub(/\r$/, "") } /^curl: \(/ { c = $0 } NF { l = $0 } END { print substr(c != "" ? c : l, 1, 300) }' "$1" 2>/dev/null
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -706,11 +778,11 @@ kf_install() {
     mkdir "$kf_tmp" || kf_fail "cannot create $kf_tmp"
     kf_reg=${kf_registry:-https://registry.npmjs.org}
     kf_download "$kf_reg/@kilocode%2fcli/latest" "$kf_tmp/wrapper.json" "$kf_tmp/err" ||
-      kf_fail "cannot ask $kf_reg for the latest @kilocode/cli${kf_via:-} ($(kf_last_line "$kf_tmp/err"))"
+      kf_fail "cannot ask $kf_reg for the latest @kilocode/cli${kf_via:-} ($(kf_err_line "$kf_tmp/err"))$(kf_tls_hint)"
     kf_version=$(kf_json_field "$kf_tmp/wrapper.json" version)
     case $kf_version in '' | *[!0-9A-Za-z.+-]*) kf_fail "the registry $kf_reg gave no usable latest version of @kilocode/cli" ;; esac
     kf_download "$kf_reg/@kilocode%2fcli-$kf_platform/$kf_version" "$kf_tmp/platform.json" "$kf_tmp/err" ||
-      kf_fail "cannot read $kf_pkg@$kf_version from $kf_reg${kf_via:-} ($(kf_last_line "$kf_tmp/err"))"
+      kf_fail "cannot read $kf_pkg@$kf_version from $kf_reg${kf_via:-} ($(kf_err_line "$kf_tmp/err"))$(kf_tls_hint)"
     kf_url=$(kf_json_field "$kf_tmp/platform.json" tarball)
     kf_integrity=$(kf_json_field "$kf_tmp/platform.json" integrity)
   fi
@@ -749,13 +821,13 @@ kf_install() {
     fi
     kf_log "downloading $kf_url"
     kf_download "$kf_url" "$kf_tmp/package.tgz" "$kf_tmp/err" ||
-      kf_fail "cannot download $kf_pkg@$kf_version from $kf_url${kf_via:-} ($(kf_last_line "$kf_tmp/err")); nothing was changed"
+      kf_fail "cannot download $kf_pkg@$kf_version from $kf_url${kf_via:-} ($(kf_err_line "$kf_tmp/err"))$(kf_tls_hint); nothing was changed"
     kf_got=$(kf_sha512_hex "$kf_tmp/package.tgz" | kf_hex_to_base64)
     [ "${#kf_got}" -eq 88 ] || kf_fail "cannot compute the sha512 of the downloaded $kf_pkg@$kf_version; nothing was changed"
     [ "$kf_got" = "$kf_want" ] ||
       kf_fail "the downloaded $kf_pkg@$kf_version does not match the lock file's sha512 (lock: $kf_integrity, downloaded: sha512-$kf_got, from $kf_url); nothing was changed"
     mkdir "$kf_tmp/x" && (cd "$kf_tmp/x" && gzip -dc ../package.tgz | tar -xf -) 2>"$kf_tmp/err" ||
-      kf_fail "cannot unpack $kf_pkg@$kf_version into $kf_tmp ($(kf_last_line "$kf_tmp/err")); nothing was changed"
+      kf_fail "cannot unpack $kf_pkg@$kf_version into $kf_tmp ($(kf_err_line "$kf_tmp/err")); nothing was changed"
     rm -f "$kf_tmp/package.tgz"
     [ -f "$kf_tmp/x/package/bin/kilo" ] || kf_fail "$kf_pkg@$kf_version has no bin/kilo; nothing was changed"
     mv "$kf_tmp/x/package" "$kf_tmp/x/$kf_platform" || kf_fail "cannot rename inside $kf_tmp"
@@ -790,7 +862,7 @@ kf_install() {
     kf_state_drop "version $kf_version $kf_platform "
     kf_state_add "version $kf_rec"
     mv "$kf_tmp/x/$kf_platform" "$kf_vdir/" </dev/null 2>"$kf_tmp/err" ||
-      kf_fail "cannot move $kf_pkg@$kf_version into $kf_target ($(kf_last_line "$kf_tmp/err"))"
+      kf_fail "cannot move $kf_pkg@$kf_version into $kf_target ($(kf_err_line "$kf_tmp/err"))"
     [ -z "$kf_old" ] || rm -rf "$kf_old"
   fi
   kf_link_to "$kf_bin"

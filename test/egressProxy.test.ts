@@ -7,6 +7,8 @@
  * - the package download through the proxy with curl and with wget, the credentials only on stdin;
  * - install.method npm: the real npm installs @kilocode/cli 7.7.7 (wrapper and linux-x64 package) through it,
  *   the credentials on npm's stdin only (in no argument, no file);
+ * - an https registry with a private CA, through CONNECT tunnels: the package download (curl, wget) and npm,
+ *   trusting kilo-fleet:caCertificates; without them, or with a CA that does not sign it, one line naming it;
  * - the env file exporting the proxy, and the kilo-run smoke check (pool checks and kilo's chat requests)
  *   through it; an https pooler with a private CA through a CONNECT tunnel, the tool on node and on Bun;
  * - a proxy that refuses, does not answer, wants other credentials, or is stopped: one line naming it.
@@ -64,6 +66,9 @@ let registryGate: Gate;
 let ca: PrivateCa;
 let front: TlsFront;
 let tlsGate: Gate;
+let registryFront: TlsFront;
+let registryTlsGate: Gate;
+let otherCa: PrivateCa;
 const roots: string[] = [];
 let home1: { root: string; home: string; tmp: string };
 const outputs: string[] = [];
@@ -87,14 +92,19 @@ beforeAll(async () => {
   ca = makePrivateCa({ name: "egress" });
   front = await startTlsFront(ca, pooler.port);
   tlsGate = await startGate(front.port);
+  registryFront = await startTlsFront(ca, Number(new URL(registry.url).port));
+  registryTlsGate = await startGate(registryFront.port);
+  registry.httpsHosts.add(`127.0.0.1:${registryTlsGate.port}`);
+  otherCa = makePrivateCa({ name: "not-the-registry" });
 }, 300_000);
 
 afterAll(async () => {
   await proxy?.stop();
-  for (const s of [tlsGate, front, registryGate, poolerGate]) await s?.stop();
+  for (const s of [registryTlsGate, registryFront, tlsGate, front, registryGate, poolerGate]) await s?.stop();
   await registry?.stop();
   await pooler?.stop();
   ca?.cleanup();
+  otherCa?.cleanup();
   for (const r of roots) rmSync(r, { recursive: true, force: true });
   // No step printed the proxy's password or the key, in any encoding a log would carry.
   for (const o of outputs) {
@@ -105,6 +115,8 @@ afterAll(async () => {
 
 const poolerUrl = () => `http://127.0.0.1:${poolerGate.port}/v1`;
 const registryUrl = () => `http://127.0.0.1:${registryGate.port}/`;
+/** The same registry over https (the private CA's certificate), reachable only through the proxy too. */
+const httpsRegistryUrl = () => `https://127.0.0.1:${registryTlsGate.port}/`;
 
 async function run(script: string, env: NodeJS.ProcessEnv, stdin = "") {
   // The command line is what the state and `ps` would show: never the credentials.
@@ -133,18 +145,19 @@ function pathWithout(root: string, names: string[]): string {
   return bin;
 }
 
-function installPackage(version: string, p: ProxyArgs): string {
+function installPackage(version: string, p: ProxyArgs, o: { registry?: string; caCertificates?: string } = {}): string {
   const integrity = { "linux-x64": registry.integrity("linux-x64", version) };
-  const word = encodeInstallPackageArg({ version, registry: registryUrl(), integrity, proxy: p });
+  const word = encodeInstallPackageArg({ version, registry: registryUrl(), integrity, proxy: p, ...o });
   return `/bin/sh ${toolWord(tool.id)} install-package '${word}'`;
 }
 
-const installNpm = (p: ProxyArgs) =>
+const installNpm = (p: ProxyArgs, o: { registry?: string; caCertificates?: string } = {}) =>
   toolCommand(tool.id, "install", {
     host: HOST,
     version: TEST_KILO_VERSION,
     registry: registryUrl(),
     proxy: p,
+    ...o,
   } satisfies InstallArgs);
 
 /**
@@ -216,7 +229,7 @@ const envOf = (home: { home: string; tmp: string }, extra: Record<string, string
 
 describe("an egress proxy (tinyproxy) between the host and everything it reaches", () => {
   it("nothing reaches the stand-in registry or pooler around the proxy", async () => {
-    for (const gate of [poolerGate, registryGate, tlsGate]) {
+    for (const gate of [poolerGate, registryGate, tlsGate, registryTlsGate]) {
       const before = gate.refused;
       // A direct request: closed without a byte of answer.
       const answer = await new Promise<string>((resolve) => {
@@ -342,6 +355,114 @@ describe("an egress proxy (tinyproxy) between the host and everything it reaches
     for (const c of shim.calls()) expect(c).not.toContain(PASSWORD);
     expect(shim.secretFiles()).toBe("");
     expect(shim.secretFilesNow(h)).toBe("");
+  });
+
+  it("an https registry with a private CA, through CONNECT: the package download (curl, then wget) trusts kilo-fleet:caCertificates; without them, or with a CA that does not sign it, one line naming the setting", {
+    timeout: 120_000,
+  }, async () => {
+    const h = makeHome();
+    roots.push(h.root);
+    const env = envOf(h);
+    const p = { https: proxy.url, authOnStdin: true as const };
+    const o = { registry: httpsRegistryUrl() };
+    const tarball = `${httpsRegistryUrl()}@kilocode/cli-linux-x64/-/cli-linux-x64-7.7.7.tgz`.replace(
+      /[.?*+^$[\]\\(){}|/]/g,
+      "\\$&",
+    );
+    const cannot = `^kilo-fleet: cannot download @kilocode/cli-linux-x64@7\\.7\\.7 from ${tarball} through the proxy ${proxy.url} \\(kilo-fleet:proxy\\) \\(curl: \\(60\\) [^)]*\\)`;
+    const tunnels = (log: string) =>
+      log.match(new RegExp(`CONNECT 127\\.0\\.0\\.1:${registryTlsGate.port} HTTP/1\\.1`, "g"))?.length ?? 0;
+    const tarballs = registry.tarballRequests();
+    const refusedBefore = registryTlsGate.refused;
+    let logFrom = proxy.log().length;
+
+    // The host's own CAs do not know the registry's: the line says which setting takes its CA.
+    expect(failureLine(await run(installPackage(TEST_KILO_VERSION, p, o), env, CREDS))).toMatch(
+      new RegExp(
+        `${cannot}; the host does not trust its certificate: set kilo-fleet:caCertificates to the CA that signs it \\(a TLS-inspecting proxy's, or the registry's\\); nothing was changed$`,
+      ),
+    );
+    // A CA that did not sign it: tried, and said so.
+    const wrong = installPackage(TEST_KILO_VERSION, p, { ...o, caCertificates: otherCa.caCert });
+    expect(failureLine(await run(wrong, env, CREDS))).toMatch(
+      new RegExp(`${cannot}; kilo-fleet:caCertificates does not sign its certificate either; nothing was changed$`),
+    );
+    expect(existsSync(join(h.home, ".local/bin/kilo"))).toBe(false);
+    // Through the tunnel, and never further: the TLS handshake failed before any request.
+    expect(tunnels(proxy.log().slice(logFrom))).toBe(3);
+    expect(registry.tarballRequests()).toBe(tarballs);
+
+    logFrom = proxy.log().length;
+    const right = installPackage(TEST_KILO_VERSION, p, { ...o, caCertificates: ca.caCert });
+    const r = await run(right, env, CREDS);
+    expect(r.code, r.stderr).toBe(0);
+    expect(parseResult(r.stdout, "install")).toMatchObject({ kiloVersion: TEST_KILO_VERSION, changed: true });
+    expect(registry.tarballRequests()).toBe(tarballs + 1);
+    // The host's CAs first (refused), then the stack's: two tunnels, through the proxy only.
+    expect(tunnels(proxy.log().slice(logFrom))).toBe(2);
+    // The CA file was the download's temp dir's, gone with it.
+    const kiloDir = join(h.home, ".local/share/kilo-fleet/kilo");
+    expect(readdirSync(kiloDir).filter((n) => n.includes("tmp"))).toEqual([]);
+    expect(spawnSync("grep", ["-rlF", "BEGIN CERTIFICATE", h.tmp], { encoding: "utf8" }).stdout).toBe("");
+    // Again: already at the pin, nothing downloaded.
+    const again = await run(right, env, CREDS);
+    expect(parseResult(again.stdout, "install")).toMatchObject({ changed: false });
+    expect(registry.tarballRequests()).toBe(tarballs + 1);
+
+    // wget (no curl on the host): the same.
+    const w = makeHome();
+    roots.push(w.root);
+    const wenv = envOf(w, { PATH: pathWithout(w.root, ["curl"]) });
+    const refused = await run(installPackage("7.7.8", p, o), wenv, CREDS);
+    expect(failureLine(refused)).toMatch(
+      /\(wget: exit 5 \(SSL verification failure\)\); the host does not trust its certificate: set kilo-fleet:caCertificates to the CA that signs it/,
+    );
+    const wr = await run(installPackage("7.7.8", p, { ...o, caCertificates: ca.caCert }), wenv, CREDS);
+    expect(wr.code, wr.stderr).toBe(0);
+    expect(parseResult(wr.stdout, "install")).toMatchObject({ kiloVersion: "7.7.8", changed: true });
+    expect(registryTlsGate.refused).toBe(refusedBefore);
+  });
+
+  it("install.method npm from an https registry with a private CA, through CONNECT: npm trusts kilo-fleet:caCertificates (its --cafile); without them, one line naming the setting", {
+    timeout: 180_000,
+  }, async () => {
+    const h = makeHome();
+    roots.push(h.root);
+    const env = envOf(h, NPM_QUICK_RETRIES);
+    const p = { https: proxy.url, authOnStdin: true as const };
+    const o = { registry: httpsRegistryUrl() };
+    const denied = await run(installNpm(p, o), env, `${CREDS}\n`);
+    expect(failureLine(denied)).toMatch(
+      new RegExp(
+        `^kilo-fleet: npm install @kilocode/cli@7\\.7\\.7 failed on ${HOST} through the proxy ${proxy.url} \\(kilo-fleet:proxy\\) \\((SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|UNABLE_TO_VERIFY_LEAF_SIGNATURE): [^)]*\\); the host does not trust its certificate: set kilo-fleet:caCertificates to the CA that signs it \\(a TLS-inspecting proxy's, or the registry's\\)$`,
+      ),
+    );
+    expect(existsSync(join(h.home, ".local/lib"))).toBe(false);
+
+    const from = registry.requests.length;
+    const logFrom = proxy.log().length;
+    const refusedBefore = registryTlsGate.refused;
+    const r = await run(installNpm(p, { ...o, caCertificates: ca.caCert }), env, `${CREDS}\n`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(parseResult(r.stdout, "install")).toMatchObject({ kiloVersion: TEST_KILO_VERSION, method: "npm" });
+    const modules = join(h.home, ".local/lib/node_modules/@kilocode/cli");
+    expect(JSON.parse(readFileSync(join(modules, "package.json"), "utf8")).version).toBe(TEST_KILO_VERSION);
+    expect(statSync(join(modules, "node_modules/@kilocode/cli-linux-x64/bin/kilo")).size).toBeGreaterThan(1e6);
+    // The wrapper and the platform package, their metadata (tarball URLs naming the https registry) and
+    // tarballs, all through CONNECT tunnels to the TLS gate, which took connections from the proxy alone.
+    expect(registry.requests.slice(from)).toEqual(
+      expect.arrayContaining([
+        "/@kilocode%2fcli",
+        "/@kilocode%2fcli-linux-x64",
+        `/@kilocode/cli/-/cli-${TEST_KILO_VERSION}.tgz`,
+        `/@kilocode/cli-linux-x64/-/cli-linux-x64-${TEST_KILO_VERSION}.tgz`,
+      ]),
+    );
+    expect(proxy.log().slice(logFrom)).toMatch(
+      new RegExp(`CONNECT 127\\.0\\.0\\.1:${registryTlsGate.port} HTTP/1\\.1`),
+    );
+    expect(proxy.log().slice(logFrom)).not.toMatch(new RegExp(`GET http://127\\.0\\.0\\.1:${registryGate.port}/`));
+    expect(registryTlsGate.refused).toBe(refusedBefore);
   });
 
   it("the env file exports the proxy (0600); the pool checks of an http pooler go through it in absolute form", {
@@ -472,6 +593,6 @@ describe("an egress proxy (tinyproxy) between the host and everything it reaches
       ),
     );
     // Nothing went around it meanwhile.
-    expect([poolerGate.refused, registryGate.refused, tlsGate.refused]).toEqual([1, 1, 1]);
+    expect([poolerGate.refused, registryGate.refused, tlsGate.refused, registryTlsGate.refused]).toEqual([1, 1, 1, 1]);
   });
 });

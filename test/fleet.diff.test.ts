@@ -13,6 +13,7 @@ import { hostToolArtifact, useHostToolArtifact, writeHostToolArtifact } from "..
 import { HOST_STEPS } from "../deployer/kiloHost";
 import { readLockFile, shippedLockPath, withVersion, writeLockFile } from "../deployer/kiloLock";
 import { ROTATED_API_KEY, ROTATED_SSH_KEY } from "../harness/fakeSecrets";
+import { makePrivateCa } from "../harness/privateCa";
 import {
   diffEvaluations,
   type Evaluation,
@@ -399,6 +400,27 @@ describe("per-host keys, reconcile, SSH dials, npm token (issues 11 and 13)", ()
       JSON.stringify(unwrapSecrets(r.inputs)).includes(token) ? [r.name] : [],
     );
     expect(hits.sort()).toEqual(TEST_HOSTS.map((h) => `${h.name}-install`).sort());
+  });
+});
+
+describe("kilo-fleet:caCertificates", () => {
+  it("re-runs install and env in place (their argument), nothing else; the package download gets each certificate's DER", async () => {
+    const ca = makePrivateCa({ name: "diff-ca" });
+    try {
+      const before = await run();
+      const after = await run({ caCertificates: ca.caCert });
+      expectChanged(before, after, onEveryHost({ install: ["create"], env: ["create"] }));
+      const der = ca.caCert.replace(/-----(BEGIN|END) CERTIFICATE-----|\s/g, "");
+      for (const h of TEST_HOSTS) {
+        expect(after.byName(`${h.name}-install`).inputs.create).toContain(` --ca=${der} linux-x64=`);
+      }
+      // install.method npm: in its argument, as PEM (npm's --cafile).
+      const npm = await run({ install: { method: "npm" } });
+      const npmCa = await run({ install: { method: "npm" }, caCertificates: ca.caCert });
+      expectChanged(npm, npmCa, onEveryHost({ install: ["create"], env: ["create"] }));
+    } finally {
+      ca.cleanup();
+    }
   });
 });
 

@@ -129,6 +129,28 @@ describe("proxy settings on the host", () => {
     ).toThrow(/proxy\.noProxy/);
   });
 
+  it("install-package words: caCertificates as each certificate's DER in base64, after the proxy's, before the platforms", () => {
+    const integrity = { "linux-x64": `sha512-${"A".repeat(86)}==` };
+    const pem = (body: string) =>
+      `-----BEGIN CERTIFICATE-----\n${body.match(/.{1,64}/g)?.join("\n")}\n-----END CERTIFICATE-----\n`;
+    const one = `MII${"B".repeat(70)}Q==`;
+    const two = `MII${"C".repeat(130)}`;
+    expect(
+      encodeInstallPackageArg({
+        version: "7.7.7",
+        integrity,
+        proxy: { https: "http://proxy.corp:3128" },
+        caCertificates: `# corporate roots\r\n${pem(one)}\n${pem(two).replaceAll("\n", "\r\n")}`,
+      }),
+    ).toBe(`7.7.7 - --proxy=http://proxy.corp:3128 --ca=${one},${two} linux-x64=${integrity["linux-x64"]}`);
+    expect(() => encodeInstallPackageArg({ version: "7.7.7", integrity, caCertificates: "no PEM" })).toThrow(
+      /caCertificates holds no certificate/,
+    );
+    expect(() =>
+      encodeInstallPackageArg({ version: "7.7.7", integrity, caCertificates: pem("MIIB'x;rm -rf ~") }),
+    ).toThrow(/caCertificates .* is not usable/);
+  });
+
   it("parses whole HTTP/1.x responses: content-length, chunked, to the end", () => {
     const r = parseHttpResponse(Buffer.from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA"));
     expect([r.status, r.body.toString()]).toEqual([200, "hello"]);
