@@ -5,6 +5,7 @@
  * (a pool, SSH hosts, the npm registry). Every command has `--help`; the exit codes are `EXIT` (cli/shared.ts,
  * docs/cli.md).
  */
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { renderPolicyFile } from "../common/policyFile";
 import { renderKiloConfig, renderKiloConfigText } from "../deployer/kiloConfig";
@@ -87,10 +88,18 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: "hostkeys",
-    synopsis: "(--stack NAME | --file PATH) [--json]",
+    synopsis: "(--stack NAME | --file PATH) [--identity FILE] [--json]",
     summary: "Scan each SSH host's keys (ssh-keyscan) and print the hostKey to pin, with fingerprints to compare",
     online: true,
-    options: { ...STACK_OPTIONS, json: { type: "boolean", description: "one JSON document" } },
+    options: {
+      ...STACK_OPTIONS,
+      identity: {
+        type: "string",
+        value: "FILE",
+        description: "the SSH private key for the jump hosts (ssh.proxy; default: your agent)",
+      },
+      json: { type: "boolean", description: "one JSON document" },
+    },
   },
   {
     name: "models",
@@ -205,6 +214,8 @@ async function hostkeys(values: ParsedOptions, project: Project): Promise<number
   const path = oneStackFile("hostkeys", values, project);
   const stackName = (values.stack as string[] | undefined)?.[0];
   const json = values.json === true;
+  const identity = values.identity as string | undefined;
+  if (identity !== undefined && !existsSync(identity)) throw new UsageError(`--identity: no such file: ${identity}`);
   const loaded = loadStack(path, project, { unpinnedHostKeys: true });
   if (loaded.errors.length > 0) {
     process.stderr.write(`${display(path)}: invalid, no host scanned (run validate)\n`);
@@ -233,7 +244,10 @@ async function hostkeys(values: ParsedOptions, project: Project): Promise<number
   // Behind a jump host (ssh.proxy): the host is scanned through it, and the jump host itself directly.
   const scans: ScanResult[] = await mapLimit(targets, KEYSCAN_PARALLEL, (t) =>
     t.jump
-      ? scanHostKeysVia(t, t.jump, { timeoutSeconds: KEYSCAN_TIMEOUT_SECONDS })
+      ? scanHostKeysVia(t, t.jump, {
+          timeoutSeconds: KEYSCAN_TIMEOUT_SECONDS,
+          ...(identity !== undefined ? { identity: resolve(identity) } : {}),
+        })
       : scanHostKeys(t, { timeoutSeconds: KEYSCAN_TIMEOUT_SECONDS }),
   );
   const jumpScans = await mapLimit(targets, KEYSCAN_PARALLEL, (t) =>

@@ -339,6 +339,28 @@ describe("a jump host between the deployer and the target", () => {
     }
   });
 
+  it("kilo-fleet hostkeys --identity FILE: logs in to the jump host with that key, no agent needed; a missing file is a usage error", {
+    timeout: 60_000,
+  }, async () => {
+    const stack = jumpStack(jump.port);
+    const targetKey = servedHostKey(target);
+    const noAgent = { SSH_AUTH_SOCK: "" };
+    const before = forwarded();
+    const r = await kiloFleet(["hostkeys", "--file", stack, "--identity", jump.privateKeyPath, "--json"], noAgent);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject([{ name: "inner", keys: [{ hostKey: targetKey.line }] }]);
+    await expect.poll(() => forwarded() - before).toBe(1);
+    // Without it (and no agent) the jump host lets nobody in: the key above is what got through.
+    const denied = await kiloFleet(["hostkeys", "--file", stack, "--json"], noAgent);
+    expect(denied.code, denied.stderr).toBe(3);
+    expect(JSON.parse(denied.stdout)[0].error).toMatch(
+      /the jump host 127\.0\.0\.1:\d+ \(ssh\.proxy\): .*Permission denied/,
+    );
+    const missing = await kiloFleet(["hostkeys", "--file", stack, "--identity", "/nonexistent/key"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("--identity: no such file: /nonexistent/key");
+  });
+
   it("kilo-fleet hostkeys: a jump host that does not answer (a wrong ssh.proxy port) exits 3, one line naming the host and ssh.proxy", {
     timeout: 60_000,
   }, async () => {

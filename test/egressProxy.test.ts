@@ -438,6 +438,9 @@ describe("an egress proxy (tinyproxy) between the host and everything it reaches
       ),
     );
     expect(existsSync(join(h.home, ".local/lib"))).toBe(false);
+    // A CA that does not sign it: npm was given it, and the line says so.
+    const wrong = await run(installNpm(p, { ...o, caCertificates: otherCa.caCert }), env, `${CREDS}\n`);
+    expect(failureLine(wrong)).toMatch(/\); kilo-fleet:caCertificates does not sign its certificate either$/);
 
     const from = registry.requests.length;
     const logFrom = proxy.log().length;
