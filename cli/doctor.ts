@@ -53,7 +53,7 @@ import {
   parseCommandLine,
   UsageError,
 } from "./shared";
-import { type JumpHost, jumpHop, knownHostsLine } from "./sshJump";
+import { type JumpHost, jumpHop, jumpHostName, knownHostsLine } from "./sshJump";
 import { loadProject, type Project } from "./stackFile";
 
 /** `doctor`'s options table. */
@@ -196,6 +196,9 @@ function execute(
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill("SIGKILL");
+      // A child of ssh's (a jump host's ProxyCommand) may hold the pipes open past ssh: the deadline is ours.
+      child.stdout.destroy();
+      child.stderr.destroy();
     }, opts.timeoutMs);
     child.stdin.on("error", () => {});
     child.stdout.setEncoding("utf8");
@@ -305,10 +308,13 @@ function report(
     .filter((l) => l.startsWith("kilo-fleet:"))
     .pop();
   if (run.timedOut) {
+    // Behind a jump host, the hop's own words when it had any; else which way the silence came.
+    const proxy = target.ssh?.proxy;
+    const via = proxy ? ` through ${jumpHostName(proxy)} (it, or the host behind it)` : "";
     return {
       ...base,
       status: target.kind === "ssh" ? "unreachable" : "error",
-      reason: `no answer within ${Math.round((Date.now() - started) / 1000)} s`,
+      reason: jumpFailure ?? `no answer within ${Math.round((Date.now() - started) / 1000)} s${via}`,
       drift: [],
     };
   }

@@ -19,6 +19,7 @@ import { toolStepCommands } from "../deployer/hostSteps";
 import { hostToolArtifact } from "../deployer/hostTool";
 import { buildSettings, deployScripts } from "../harness/hostHome";
 import { freePort, type SshServer, startSshd, strictSshOptions } from "../harness/sshd";
+import { startSilentServer } from "../harness/tinyproxy";
 
 let target: SshServer;
 let jump: SshServer;
@@ -415,5 +416,32 @@ describe("a jump host between the deployer and the target", () => {
     }
     // Neither got past the jump host: nothing was forwarded to the host.
     expect(forwarded()).toBe(before);
+  });
+
+  it("kilo-fleet doctor: a jump host that takes the connection and never answers, within doctor's --timeout, is named (text and --json)", {
+    timeout: 60_000,
+  }, async () => {
+    const silent = await startSilentServer();
+    try {
+      const stack = jumpStack(silent.port, { target: target.hostPublicKey });
+      // doctor's own deadline (2 s) comes before the hop's ConnectTimeout (the host's, 10 s).
+      const [text, json] = await Promise.all([
+        kiloFleet(["doctor", "--file", stack, "--timeout", "2"]),
+        kiloFleet(["doctor", "--file", stack, "--timeout", "2", "--json"]),
+      ]);
+      const reason = new RegExp(
+        `^no answer within [23] s through the jump host 127\\.0\\.0\\.1:${silent.port} \\(ssh\\.proxy\\) \\(it, or the host behind it\\)$`,
+      );
+      expect(text.code, text.stdout + text.stderr).toBe(3);
+      const line = text.stdout.split("\n").filter((l) => l.startsWith("inner"));
+      expect(line).toHaveLength(1);
+      expect(line[0].replace(/^inner +unreachable: /, "")).toMatch(reason);
+      expect(json.code, json.stdout + json.stderr).toBe(3);
+      const doc = JSON.parse(json.stdout) as { hosts: HostReport[] };
+      expect(doc.hosts).toMatchObject([{ host: "inner", status: "unreachable" }]);
+      expect(doc.hosts[0].reason).toMatch(reason);
+    } finally {
+      await silent.stop();
+    }
   });
 });
