@@ -139,28 +139,25 @@ kf_download() {
 
 # $4: a CA file to trust instead of the host's, or "".
 kf_fetch() {
+  kf_f_url=$1 kf_f_out=$2 kf_f_err=$3 kf_f_ca=$4
   if kf_has curl; then
-    if [ -n "$4" ]; then
-      curl -fsSL --connect-timeout 30 --speed-limit 1 --speed-time 120 --retry 2 --cacert "$4" -o "$2" "$1" 2>"$3" </dev/null
-    else
-      curl -fsSL --connect-timeout 30 --speed-limit 1 --speed-time 120 --retry 2 -o "$2" "$1" 2>"$3" </dev/null
-    fi
+    set -- -fsSL --connect-timeout 30 --speed-limit 1 --speed-time 120 --retry 2
+    [ -z "$kf_f_ca" ] || set -- "$@" --cacert "$kf_f_ca"
+    curl "$@" -o "$kf_f_out" "$kf_f_url" 2>"$kf_f_err" </dev/null
     return
   fi
   # BusyBox wget has no -t (GNU wget retries 20 times by default), nor --ca-certificate.
+  set -- -q -T 60
   case $(wget --version 2>/dev/null </dev/null) in
     *'GNU Wget'*)
-      if [ -n "$4" ]; then
-        wget -q -T 60 -t 3 --ca-certificate="$4" -O "$2" "$1" 2>"$3" </dev/null
-      else
-        wget -q -T 60 -t 3 -O "$2" "$1" 2>"$3" </dev/null
-      fi
+      set -- "$@" -t 3
+      [ -z "$kf_f_ca" ] || set -- "$@" --ca-certificate="$kf_f_ca"
       ;;
-    *) wget -q -T 60 -O "$2" "$1" 2>"$3" </dev/null ;;
   esac
+  wget "$@" -O "$kf_f_out" "$kf_f_url" 2>"$kf_f_err" </dev/null
   kf_rc=$?
   # wget -q says nothing: its exit status does (GNU wget's meanings).
-  if [ "$kf_rc" != 0 ] && ! [ -s "$3" ]; then
+  if [ "$kf_rc" != 0 ] && ! [ -s "$kf_f_err" ]; then
     case $kf_rc in
       4) kf_m="network failure" ;;
       5) kf_m="SSL verification failure" ;;
@@ -168,7 +165,7 @@ kf_fetch() {
       8) kf_m="the server answered with an error" ;;
       *) kf_m="failed" ;;
     esac
-    printf 'wget: exit %s (%s)\n' "$kf_rc" "$kf_m" >"$3"
+    printf 'wget: exit %s (%s)\n' "$kf_rc" "$kf_m" >"$kf_f_err"
   fi
   return "$kf_rc"
 }
