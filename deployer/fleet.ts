@@ -158,11 +158,12 @@ export function deployFleet(
     };
   }
   // Stored once, not once per host: a host whose config differs carries its own.
-  const kiloConfig = commonConfig(specs.map((s) => hosts[s.name].kiloConfig));
-  for (const spec of specs) {
-    const own = hosts[spec.name].kiloConfig;
-    if (JSON.stringify(own) !== JSON.stringify(kiloConfig)) outputs[spec.name].kiloConfig = own;
-  }
+  const texts = specs.map((s) => JSON.stringify(hosts[s.name].kiloConfig));
+  const common = mostCommon(texts);
+  specs.forEach((s, i) => {
+    if (texts[i] !== common) outputs[s.name].kiloConfig = hosts[s.name].kiloConfig;
+  });
+  const kiloConfig = hosts[specs[texts.indexOf(common)].name].kiloConfig;
   for (const w of resolved.warnings) void pulumi.log.warn(warningText(w), w.host ? hosts[w.host] : undefined);
   return { specs, hosts, outputs, kiloConfig };
 }
@@ -202,16 +203,11 @@ export function readStackConfig(): { rawConfig: Record<string, unknown>; secrets
   return { rawConfig, secrets };
 }
 
-/** The config most of `configs` equal (the earliest of those tied); `configs` is not empty. */
-function commonConfig(configs: readonly KiloConfig[]): KiloConfig {
-  const counts = new Map<string, { config: KiloConfig; n: number }>();
-  for (const config of configs) {
-    const key = JSON.stringify(config);
-    const seen = counts.get(key) ?? { config, n: 0 };
-    seen.n += 1;
-    counts.set(key, seen);
-  }
-  let best = counts.values().next().value as { config: KiloConfig; n: number };
-  for (const c of counts.values()) if (c.n > best.n) best = c;
-  return best.config;
+/** The value most of `values` are (the earliest of those tied); `values` is not empty. */
+function mostCommon(values: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  let best = values[0];
+  for (const [v, n] of counts) if (n > (counts.get(best) ?? 0)) best = v;
+  return best;
 }
