@@ -10,7 +10,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { shQuote } from "../common/shellQuote";
-import { type JumpHost, jumpHop, jumpHostName, lastLine, readIfAny } from "./sshJump";
+import { lastLine, readIfAny } from "./shared";
+import { type JumpHost, jumpHop, jumpHostName } from "./sshJump";
 
 export interface HostPublicKey {
   /** `ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`, ... */

@@ -3,7 +3,7 @@
  * options table per command, `--help` from it), the `--stack`/`--file` lookup, and reading a stack file
  * into the one resolved form.
  */
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { API_KEYS_KEY, apiKeyHostNames, FLEET_KEY } from "../deployer/apiKeys";
@@ -227,4 +227,22 @@ export function loadStack(
     warnings,
     ...(resolved.lock !== undefined ? { lock: resolved.lock } : {}),
   };
+}
+
+/** A file's text; "" when there is none. */
+export function readIfAny(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+/** The last non-empty line of `text`, trimmed. */
+export function lastLine(text: string): string | undefined {
+  return text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "")
+    .pop();
 }

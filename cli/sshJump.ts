@@ -3,9 +3,10 @@
  * running `ssh -W` to the jump host, as strict as any hop (batch mode, its pinned key alone trusted), whose log
  * says why the hop failed when it did.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { shQuote } from "../common/shellQuote";
+import { lastLine, readIfAny } from "./shared";
 
 /** A jump host (`ssh.proxy`): its address and its pinned key. */
 export interface JumpHost {
@@ -72,22 +73,4 @@ export function jumpHop(
       return `${jumpHostName(jump)}: ${said}`;
     },
   };
-}
-
-/** A file's text; "" when there is none. */
-export function readIfAny(path: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return "";
-  }
-}
-
-/** The last non-empty line of `text`, trimmed. */
-export function lastLine(text: string): string | undefined {
-  return text
-    .split("\n")
-    .map((l) => l.trim())
-    .filter((l) => l !== "")
-    .pop();
 }
