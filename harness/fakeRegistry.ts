@@ -126,6 +126,12 @@ export async function startFakeRegistry(opts: {
   };
   const tarballPath = (platform: string, version: string) =>
     `@kilocode/cli-${platform}/-/cli-${platform}-${version}.tgz`;
+  /** A platform package's version metadata, its tarball on the registry as the request reached it. */
+  const platformManifest = (req: IncomingMessage, platform: string, version: string, body: Buffer) => ({
+    name: `@kilocode/cli-${platform}`,
+    version,
+    dist: { tarball: `${baseOf(req)}${tarballPath(platform, version)}`, integrity: sha512Integrity(body) },
+  });
   const packument = (name: string, versions: [string, Record<string, unknown>][]) => ({
     name,
     "dist-tags": { latest: versions[versions.length - 1][0] },
@@ -174,14 +180,9 @@ export async function startFakeRegistry(opts: {
           served.map((p) => [
             p.version,
             {
-              name: `@kilocode/cli-${platform}`,
-              version: p.version,
+              ...platformManifest(req, platform, p.version, bytes.get(`${platform}@${p.version}`) as Buffer),
               os: [os],
               cpu: [cpu],
-              dist: {
-                tarball: `${baseOf(req)}${tarballPath(platform, p.version)}`,
-                integrity: sha512Integrity(bytes.get(`${platform}@${p.version}`) as Buffer),
-              },
             },
           ]),
         ),
@@ -227,11 +228,7 @@ export async function startFakeRegistry(opts: {
     if (m) {
       const body = bytes.get(`${m[1]}@${m[2]}`);
       if (!body) return notFound(res);
-      return json(res, {
-        name: `@kilocode/cli-${m[1]}`,
-        version: m[2],
-        dist: { tarball: `${baseOf(req)}${tarballPath(m[1], m[2])}`, integrity: sha512Integrity(body) },
-      });
+      return json(res, platformManifest(req, m[1], m[2], body));
     }
     notFound(res);
   };

@@ -221,12 +221,14 @@ export function privateSystemDebs(pkgs: string[], cacheDir: string): string[] {
 function removeUser(user: string): void {
   if (spawnSync("userdel", [user], { encoding: "utf8" }).status === 0) return;
   spawnSync("pkill", ["-KILL", "-u", user]);
+  let why = "";
   for (let i = 0; i < 20; i++) {
     const r = spawnSync("userdel", [user], { encoding: "utf8" });
     if (r.status === 0) return;
-    if (i === 19) process.stderr.write(`harness/sshd: could not remove the test user ${user}: ${r.stderr.trim()}\n`);
+    why = r.stderr.trim();
     spawnSync("sleep", ["0.1"]);
   }
+  process.stderr.write(`harness/sshd: could not remove the test user ${user}: ${why}\n`);
 }
 
 /** The namespace's setup, then sshd in it (sh execs it: the same pid). Args: tmpfs dir, sshd config, debs. */

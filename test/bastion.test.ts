@@ -110,7 +110,7 @@ function servedHostKey(server: SshServer): { line: string; fingerprint: string }
   const keygen = spawnSync("ssh-keygen", ["-lf", pub], { encoding: "utf8" });
   if (keygen.status !== 0) throw new Error(`ssh-keygen -lf ${pub}: ${keygen.stderr}`);
   return {
-    line: readFileSync(pub, "utf8").trim().split(" ").slice(0, 2).join(" "),
+    line: server.hostPublicKey,
     fingerprint: keygen.stdout.split(" ")[1],
   };
 }
